@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+import type { Limits } from '../config/schema.ts';
+import { validationError } from '../spec/errors.ts';
+import type { ChatMessage, ChatRequest, ChatResult, MediaContent, PromptMessage, TextPart } from '../spec/messages.ts';
+import type { LanguageModel, ProviderRequest } from '../spec/provider.ts';
+import type { StreamPart } from '../spec/stream-parts.ts';
+import { findStop, guardStream } from './guard-stream.ts';
+import type { ModelRegistry } from './model-registry.ts';
+import { resolveMedia } from './resolve-media.ts';
+
+export interface PreparedChat {
+  id: string;
+  /** The model name to report back: what the client asked for, or the default's id. */
+  modelName: string;
+  model: LanguageModel;
+  request: ProviderRequest;
+}
+
+export interface ChatStream {
+  id: string;
+  modelName: string;
+  parts: ReadableStream<StreamPart>;
+}
+
+/** Chat behaviour shared by every wire format: model choice, limits, media, continuation and stop strings. */
+export class ChatService {
+  readonly #models: ModelRegistry;
+  readonly #limits: Limits;
+
+  constructor(models: ModelRegistry, limits: Limits) {
+    this.#models = models;
+    this.#limits = limits;
+  }
+
+  get modelNames(): readonly string[] {
+    return this.#models.names;
+  }
+
+  /** Validates the request against the model and limits, and resolves its media. */
+  prepare(request: ChatRequest): PreparedChat {
+    const { name, model } = this.#models.resolve(request.model);
+    if (request.messages.length === 0) throw validationError('messages must contain at least one message', 'messages');
+    if (request.messages.length > this.#limits.maxMessages) {
+      throw validationError(`too many messages: at most ${this.#limits.maxMessages} are allowed (limits.maxMessages)`, 'messages');
+    }
+    if (request.maxTokens > this.#limits.maxOutputTokens) {
+      throw validationError(`max_tokens must be at most ${this.#limits.maxOutputTokens} (limits.maxOutputTokens)`, 'max_tokens');
+    }
+    if (request.useSearchEngine) {
+      throw validationError('use_search_engine is not available: no search backend is configured on this server', 'use_search_engine');
+    }
+    if (request.tools && request.tools.length > 0 && !model.capabilities.tools) {
+      throw validationError(`model "${name}" does not support tools`, 'tools');
+    }
+    const messages = request.messages.map((message, index) => this.#resolveMessage(message, index, name, model));
+    const last = messages.at(-1)!;
+    let continuation = false;
+    if (last.role === 'assistant') {
+      if (last.toolCalls && last.toolCalls.length > 0) {
+        throw validationError('the last message is an assistant tool call: send its tool_output next', `messages.${messages.length - 1}`);
+      }
+      if (last.content === '') messages.pop();
+      else continuation = true;
+      if (messages.length === 0) throw validationError('messages must contain a user message', 'messages');
+    }
+    const { model: _model, messages: _messages, useSearchEngine: _search, ...options } = request;
+    return { id: randomUUID(), modelName: name, model, request: { ...options, messages, continuation } };
+  }
+
+  #resolveMessage(message: ChatMessage, index: number, modelName: string, model: LanguageModel): PromptMessage {
+    if (message.role !== 'user') return message;
+    let mediaCount = 0;
+    const content = message.content.map((part, partIndex): TextPart | MediaContent => {
+      if (part.type === 'text') return part;
+      const param = `messages.${index}.content.${partIndex}`;
+      mediaCount++;
+      if (mediaCount > this.#limits.maxMediaPerTurn) {
+        throw validationError(`too many media parts in one user turn: at most ${this.#limits.maxMediaPerTurn} are allowed (limits.maxMediaPerTurn)`, param);
+      }
+      if (!model.capabilities[part.kind]) {
+        throw validationError(`model "${modelName}" does not accept ${part.kind} input`, param);
+      }
+      return resolveMedia(part, param, { maxBytes: this.#limits.maxRequestBytes });
+    });
+    return { role: 'user', content };
+  }
+
+  async generate(request: ChatRequest, signal: AbortSignal): Promise<ChatResult> {
+    const prepared = this.prepare(request);
+    const result = await prepared.model.generate(prepared.request, signal);
+    let { text, finishReason } = result;
+    const stops = prepared.request.stop?.filter((stop) => stop !== '') ?? [];
+    const stopAt = findStop(text, stops);
+    if (stopAt !== -1) {
+      text = text.slice(0, stopAt);
+      finishReason = 'stop';
+    }
+    return { id: prepared.id, model: prepared.modelName, text, toolCalls: result.toolCalls, finishReason, usage: result.usage };
+  }
+
+  /** Starts a streamed answer; rejects (before any byte is sent) when the request or the upstream fails early. */
+  async stream(request: ChatRequest, signal: AbortSignal): Promise<ChatStream> {
+    const prepared = this.prepare(request);
+    const stopped = new AbortController();
+    const upstreamSignal = AbortSignal.any([signal, stopped.signal]);
+    const source = await prepared.model.stream(prepared.request, upstreamSignal);
+    const parts = guardStream(source, { stop: prepared.request.stop, onStop: () => stopped.abort(), signal: upstreamSignal });
+    return { id: prepared.id, modelName: prepared.modelName, parts };
+  }
+}

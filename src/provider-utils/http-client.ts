@@ -1,0 +1,115 @@
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EventSourceParserStream, type EventSourceMessage } from 'eventsource-parser/stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import { isAbortError, OcularError } from '../spec/errors.ts';
+import { mapNetworkError, mapUpstreamStatus } from './map-upstream-error.ts';
+
+export interface HttpClientOptions {
+  /** Provider name, used in error messages. */
+  provider: string;
+  /** Base URL; request paths are appended to it (`https://host/v1` + `/chat/completions`). */
+  baseUrl: string;
+  /** Headers sent on every request (auth, versions). */
+  headers?: Readonly<Record<string, string>> | undefined;
+  /** Milliseconds to wait for response headers, and between body chunks. @default 600000 */
+  timeoutMs?: number | undefined;
+  /** Retries on 408/409/429/5xx and network errors, before any response byte is used. @default 2 */
+  maxRetries?: number | undefined;
+  /** Upper bound of connections kept open to the upstream. @default 256 */
+  maxConnections?: number | undefined;
+}
+
+const MAX_BACKOFF_MS = 8_000;
+const MAX_RETRY_AFTER_SECONDS = 30;
+
+/** Exponential backoff with full jitter; a short `Retry-After` from the upstream wins. */
+export function computeBackoffMs(attempt: number, retryAfterSeconds: number | undefined): number {
+  if (retryAfterSeconds !== undefined && retryAfterSeconds <= MAX_RETRY_AFTER_SECONDS) return retryAfterSeconds * 1000;
+  const ceiling = Math.min(MAX_BACKOFF_MS, 250 * 2 ** attempt);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+/**
+ * A pooled JSON-over-HTTP client for one upstream, built once per configured model. Retries happen only
+ * before a response is handed to the caller, so a streamed answer is never restarted.
+ */
+export class HttpClient {
+  readonly #provider: string;
+  readonly #baseUrl: string;
+  readonly #headers: Record<string, string>;
+  readonly #maxRetries: number;
+  readonly #dispatcher: Dispatcher;
+
+  constructor(options: HttpClientOptions) {
+    this.#provider = options.provider;
+    this.#baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.#headers = { 'content-type': 'application/json', 'user-agent': 'ocular/0.1', ...options.headers };
+    this.#maxRetries = options.maxRetries ?? 2;
+    const timeoutMs = options.timeoutMs ?? 600_000;
+    this.#dispatcher = new Agent({
+      connections: options.maxConnections ?? 256,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      keepAliveTimeout: 30_000,
+    });
+  }
+
+  /** POSTs JSON and returns the parsed JSON response (validate it with a schema). */
+  async postJson(path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
+    const response = await this.#send(path, body, signal, 'application/json');
+    try {
+      return await response.body.json();
+    } catch (error) {
+      if (isAbortError(error) || signal.aborted) throw error;
+      throw new OcularError('upstream_error', `${this.#provider} upstream sent a body that is not JSON`, { cause: error });
+    }
+  }
+
+  /** POSTs JSON and returns the response's server-sent events. */
+  async postEventStream(path: string, body: unknown, signal: AbortSignal): Promise<ReadableStream<EventSourceMessage>> {
+    const response = await this.#send(path, body, signal, 'text/event-stream');
+    return (Readable.toWeb(response.body) as ReadableStream<Uint8Array>)
+      .pipeThrough(new TextDecoderStream() as unknown as TransformStream<Uint8Array, string>)
+      .pipeThrough(new EventSourceParserStream());
+  }
+
+  async close(): Promise<void> {
+    await this.#dispatcher.close();
+  }
+
+  async #send(path: string, body: unknown, signal: AbortSignal, accept: string): Promise<Dispatcher.ResponseData> {
+    const payload = JSON.stringify(body);
+    const headers = { ...this.#headers, accept };
+    for (let attempt = 0; ; attempt++) {
+      let failure: OcularError;
+      try {
+        const response = await request(this.#baseUrl + path, {
+          dispatcher: this.#dispatcher,
+          method: 'POST',
+          headers,
+          body: payload,
+          signal,
+        });
+        if (response.statusCode >= 200 && response.statusCode < 300) return response;
+        const text = await response.body.text();
+        const retryAfter = response.headers['retry-after'];
+        failure = mapUpstreamStatus(this.#provider, response.statusCode, text, Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
+      } catch (error) {
+        if (isAbortError(error) || signal.aborted) throw error;
+        failure = error instanceof OcularError ? error : mapNetworkError(this.#provider, error);
+      }
+      if (!failure.retryable || attempt >= this.#maxRetries) throw failure;
+      await sleep(computeBackoffMs(attempt, failure.retryAfterSeconds), undefined, { signal });
+    }
+  }
+}
+
+/** Parses one SSE `data` payload as JSON; a malformed event is an upstream error, not a crash. */
+export function parseEventJson(provider: string, event: EventSourceMessage): unknown {
+  try {
+    return JSON.parse(event.data);
+  } catch (error) {
+    throw new OcularError('upstream_error', `${provider} upstream sent a malformed stream event`, { cause: error });
+  }
+}

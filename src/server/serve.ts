@@ -1,0 +1,92 @@
+import { writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import { ChatService } from '../chat/chat-service.ts';
+import { ModelRegistry } from '../chat/model-registry.ts';
+import type { ServerSettings } from '../config/settings.ts';
+import { OcularError } from '../spec/errors.ts';
+import { PROVIDERS } from '../providers/index.ts';
+import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
+import { openDatabase } from '../store/database.ts';
+import { createApp } from './app.ts';
+import type { Logger } from './logger.ts';
+
+export interface RunningServer {
+  /** `http://host:port` */
+  url: string;
+  port: number;
+  /** The key created at first start, when there was none (also written to `<data>/bootstrap-key`). */
+  bootstrapKey: string | undefined;
+  /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then cancels what is left. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export const BOOTSTRAP_KEY_FILE = 'bootstrap-key';
+
+/** Creates a first key when none exists, prints it once and leaves it in `<data>/bootstrap-key` (0600). */
+function ensureBootstrapKey(store: ApiKeyStore, verifier: ApiKeyVerifier, dataDir: string, logger: Logger): string | undefined {
+  if (verifier.keyCount > 0) return undefined;
+  const { key, info } = store.create('bootstrap');
+  verifier.refresh();
+  const path = join(dataDir, BOOTSTRAP_KEY_FILE);
+  writeFileSync(path, `${key}\n`, { mode: 0o600 });
+  logger.warn('created the first API key; it is printed once on stdout and kept in the bootstrap-key file', { id: info.id, file: path });
+  return key;
+}
+
+export async function startServer(settings: ServerSettings, logger: Logger): Promise<RunningServer> {
+  const db = openDatabase(settings.dataDir);
+  const store = new ApiKeyStore(db);
+  const verifier = settings.auth ? new ApiKeyVerifier(store, settings.envApiKeys) : undefined;
+  const bootstrapKey = verifier ? ensureBootstrapKey(store, verifier, settings.dataDir, logger) : undefined;
+  if (!verifier) logger.warn('authentication is disabled (--no-auth); only loopback clients can reach this server');
+
+  const models = new ModelRegistry(settings.config, PROVIDERS);
+  if (models.names.length === 0) {
+    logger.warn(
+      'no model is configured: chat requests will fail until you add one. Create ocular.config.json with a "models" entry ' +
+        '(e.g. {"models":[{"id":"local","provider":"openai-compatible","baseUrl":"http://127.0.0.1:11434/v1","model":"qwen2.5vl"}]}) ' +
+        'or pass --config PATH; see README "Models".',
+    );
+  }
+  const chat = new ChatService(models, settings.config.limits);
+  const shutdown = new AbortController();
+  const app = createApp({ chat, verifier, limits: settings.config.limits, logger, shutdownSignal: shutdown.signal });
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const instance = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port }, () => resolve(instance as Server));
+    instance.once('error', reject);
+  });
+  // Streams may legitimately stay open for minutes; keep-alive sockets should not hold shutdown up.
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 5_000;
+  const { port } = server.address() as AddressInfo;
+  const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
+  const url = `http://${host}:${port}`;
+  logger.info('ocular is listening', { url, dataDir: settings.dataDir, config: settings.configPath ?? null, models: models.names });
+
+  let closing: Promise<void> | undefined;
+  const close = (graceMs = 30_000): Promise<void> => {
+    closing ??= (async () => {
+      logger.info('shutting down: finishing in-flight requests', { graceMs });
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => {
+        shutdown.abort(new OcularError('server_error', 'the server is shutting down'));
+        // Give cancelled streams a moment to write their closing event, then drop whatever remains.
+        setTimeout(() => server.closeAllConnections(), 1_000).unref();
+      }, graceMs);
+      timer.unref();
+      await closed;
+      clearTimeout(timer);
+      await models.close();
+      db.close();
+      logger.info('stopped');
+    })();
+    return closing;
+  };
+
+  return { url, port, bootstrapKey, close };
+}

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import type { ToolDefinition } from '../../spec/messages.ts';
+
+/** A URL given flat (`"image_url": "https://..."`, Reka) or as an object (`{"url": ...}`, OpenAI). */
+export const mediaUrlSchema = z
+  .union([z.string().min(1), z.looseObject({ url: z.string().min(1) })])
+  .transform((value) => (typeof value === 'string' ? value : value.url));
+
+export const stopSchema = z
+  .union([z.string(), z.array(z.string()).max(16)])
+  .transform((value) => (typeof value === 'string' ? [value] : value))
+  .optional();
+
+/** JSON Schema object for a tool's arguments; `{}` and missing mean "no arguments". */
+export const toolParametersSchema = z.record(z.string(), z.unknown()).default({ type: 'object', properties: {} });
+
+export const toolNameSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_.-]+$/, 'tool names use letters, digits, _ . - only');
+
+export const samplingSchema = {
+  max_tokens: z.int().min(1).optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  top_k: z.int().min(0).optional(),
+  seed: z.int().optional(),
+  stop: stopSchema,
+  frequency_penalty: z.number().min(-2).max(2).optional(),
+  presence_penalty: z.number().min(-2).max(2).optional(),
+  stream: z.boolean().optional(),
+};
+
+/** Tool outputs may be any JSON; models receive text. */
+export function outputToText(output: unknown): string {
+  return typeof output === 'string' ? output : JSON.stringify(output);
+}
+
+export function checkUniqueToolNames(tools: ToolDefinition[] | undefined, context: z.core.$RefinementCtx): void {
+  const seen = new Set<string>();
+  tools?.forEach((tool, index) => {
+    if (seen.has(tool.name)) context.addIssue({ code: 'custom', message: `duplicate tool name "${tool.name}"`, path: ['tools', index, 'name'] });
+    seen.add(tool.name);
+  });
+}
+
+/** Encodes one server-sent event. */
+export function sseFrame(data: unknown, event?: string): string {
+  return `${event === undefined ? '' : `event: ${event}\n`}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+}

@@ -1,0 +1,96 @@
+/**
+ * Canonical chat types. Wire formats (Reka, OpenAI) parse into these; providers convert from them.
+ * No I/O here.
+ */
+
+export const MEDIA_KINDS = ['image', 'video', 'audio', 'pdf'] as const;
+export type MediaKind = (typeof MEDIA_KINDS)[number];
+
+export interface TextPart {
+  type: 'text';
+  text: string;
+}
+
+/** Media as the client referenced it: an http(s) or data: URL, not yet fetched or decoded. */
+export interface MediaReference {
+  type: 'media';
+  kind: MediaKind;
+  url: string;
+}
+
+/** Media resolved to bytes, ready for a provider: base64 so adapters can embed it without re-encoding. */
+export interface MediaContent {
+  type: 'media';
+  kind: MediaKind;
+  /** IANA media type, e.g. `image/png`. */
+  mediaType: string;
+  /** Base64 (standard alphabet) of the bytes. */
+  data: string;
+}
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** Parsed JSON arguments. */
+  arguments: unknown;
+}
+
+export interface ToolDefinition {
+  name: string;
+  description?: string | undefined;
+  /** JSON Schema of the arguments object. */
+  parameters: Record<string, unknown>;
+}
+
+/** `auto`: the model decides; `none`: no tool calls; `required`: at least one call; `{name}`: that tool. */
+export type ToolChoice = 'auto' | 'none' | 'required' | { name: string };
+
+export type Message<Media> =
+  | { role: 'system'; content: string }
+  | { role: 'user'; content: Array<TextPart | Media> }
+  | { role: 'assistant'; content: string; toolCalls?: ToolCall[] | undefined }
+  | { role: 'tool'; toolCallId: string; content: string };
+
+/** A message as the client sent it. */
+export type ChatMessage = Message<MediaReference>;
+/** A message as a provider receives it. */
+export type PromptMessage = Message<MediaContent>;
+
+export interface SamplingOptions {
+  /** @default 1024 */
+  maxTokens: number;
+  temperature?: number | undefined;
+  topP?: number | undefined;
+  topK?: number | undefined;
+  seed?: number | undefined;
+  stop?: string[] | undefined;
+  frequencyPenalty?: number | undefined;
+  presencePenalty?: number | undefined;
+}
+
+/** A validated chat request, independent of the wire format it arrived in. */
+export interface ChatRequest extends SamplingOptions {
+  /** The model id or alias the client asked for; the server's default when absent. */
+  model?: string | undefined;
+  messages: ChatMessage[];
+  tools?: ToolDefinition[] | undefined;
+  toolChoice?: ToolChoice | undefined;
+  useSearchEngine?: boolean | undefined;
+}
+
+export type FinishReason = 'stop' | 'length' | 'context' | 'tool_call';
+
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export interface ChatResult {
+  id: string;
+  /** The model id the client used (alias kept as given). */
+  model: string;
+  text: string;
+  toolCalls: ToolCall[];
+  finishReason: FinishReason;
+  usage: Usage;
+}

@@ -1,0 +1,68 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/load-config.ts';
+import type { ServerSettings } from '../../src/config/settings.ts';
+import { createLogger } from '../../src/server/logger.ts';
+import { startServer, type RunningServer } from '../../src/server/serve.ts';
+
+export const TEST_KEY = 'ocu_test_key_0123456789abcdef';
+
+export interface TestOcular extends RunningServer {
+  key: string;
+  dataDir: string;
+  /** Headers that authenticate, plus JSON content type. */
+  headers: Record<string, string>;
+  post(path: string, body: unknown, headers?: Record<string, string>, signal?: AbortSignal): Promise<Response>;
+  get(path: string, headers?: Record<string, string>): Promise<Response>;
+}
+
+/** Starts a real Ocular listener on a free loopback port, with a temp data dir and one env API key. */
+export async function startOcular(config: unknown, overrides: Partial<ServerSettings> = {}): Promise<TestOcular> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ocular-test-'));
+  const settings: ServerSettings = {
+    host: '127.0.0.1',
+    port: 0,
+    dataDir,
+    configPath: undefined,
+    envApiKeys: [TEST_KEY],
+    auth: true,
+    config: parseConfig(config, {}),
+    ...overrides,
+  };
+  const server = await startServer(settings, createLogger('silent'));
+  const headers = { 'content-type': 'application/json', 'x-api-key': TEST_KEY };
+  return {
+    ...server,
+    key: TEST_KEY,
+    dataDir,
+    headers,
+    post: (path, body, extra = {}, signal) =>
+      fetch(server.url + path, {
+        method: 'POST',
+        headers: { ...headers, ...extra },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+        ...(signal ? { signal } : {}),
+      }),
+    get: (path, extra = {}) => fetch(server.url + path, { headers: { ...headers, ...extra } }),
+    close: async (graceMs?: number) => {
+      await server.close(graceMs ?? 1_000);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Reads an SSE response body into its `data` payloads (raw strings). */
+export async function readSseData(response: Response): Promise<string[]> {
+  const text = await response.text();
+  return text
+    .split('\n\n')
+    .filter((block) => block.trim() !== '')
+    .map((block) =>
+      block
+        .split('\n')
+        .filter((line) => line.startsWith('data:'))
+        .map((line) => line.slice(5).trimStart())
+        .join('\n'),
+    );
+}
