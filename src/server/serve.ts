@@ -72,7 +72,9 @@ export async function startServer(settings: ServerSettings, logger: Logger): Pro
     closing ??= (async () => {
       logger.info('shutting down: finishing in-flight requests', { graceMs });
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Connections become idle as their last response ends; close them then rather than after keep-alive expires.
       server.closeIdleConnections();
+      const sweeper = setInterval(() => server.closeIdleConnections(), 50);
       const timer = setTimeout(() => {
         shutdown.abort(new OcularError('server_error', 'the server is shutting down'));
         // Give cancelled streams a moment to write their closing event, then drop whatever remains.
@@ -81,6 +83,7 @@ export async function startServer(settings: ServerSettings, logger: Logger): Pro
       timer.unref();
       await closed;
       clearTimeout(timer);
+      clearInterval(sweeper);
       await models.close();
       db.close();
       logger.info('stopped');
