@@ -75,7 +75,10 @@ export class ChatService {
       const param = `messages.${index}.content.${partIndex}`;
       mediaCount++;
       if (mediaCount > this.#limits.maxMediaPerTurn) {
-        throw validationError(`too many media parts in one user turn: at most ${this.#limits.maxMediaPerTurn} are allowed (limits.maxMediaPerTurn)`, param);
+        throw validationError(
+          `too many media parts in one user turn: at most ${this.#limits.maxMediaPerTurn} are allowed (limits.maxMediaPerTurn)`,
+          param,
+        );
       }
       if (!model.capabilities[part.kind]) {
         throw validationError(`model "${modelName}" does not accept ${part.kind} input`, param);

@@ -58,7 +58,8 @@ export function guardStream(source: ReadableStream<StreamPart>, options: GuardOp
             flushPending(controller);
             return end(controller, {
               type: 'error',
-              error: reason instanceof OcularError ? reason : new OcularError('timeout_error', 'the request was cancelled', { cause: error }),
+              error:
+                reason instanceof OcularError ? reason : new OcularError('timeout_error', 'the request was cancelled', { cause: error }),
             });
           }
           const mapped =

@@ -22,7 +22,9 @@ export class ModelRegistry {
     config.models.forEach((entry, index) => {
       const definition = providers.get(entry.provider);
       if (!definition) {
-        throw new ConfigError(`invalid config: models[${index}].provider: unknown provider "${entry.provider}" (known: ${[...providers.keys()].join(', ')})`);
+        throw new ConfigError(
+          `invalid config: models[${index}].provider: unknown provider "${entry.provider}" (known: ${[...providers.keys()].join(', ')})`,
+        );
       }
       const settings = definition.settingsSchema.safeParse(entry);
       if (!settings.success) throw new ConfigError(`invalid config: ${describeZodError(settings.error, ['models', index])}`);
@@ -51,7 +53,9 @@ export class ModelRegistry {
   resolve(name: string | undefined): ResolvedModel {
     const wanted = name ?? this.defaultModel;
     if (wanted === undefined) {
-      throw new OcularError('not_found_error', 'no model is configured: add one to ocular.config.json (see the README, "Models")', { param: 'model' });
+      throw new OcularError('not_found_error', 'no model is configured: add one to ocular.config.json (see the README, "Models")', {
+        param: 'model',
+      });
     }
     const found = this.#byName.get(wanted);
     if (!found) {

@@ -65,7 +65,10 @@ export function resolveMedia(reference: MediaReference, param: string, limits: M
   if (scheme === 'data:') return resolveDataUrl(reference, param, limits);
   if (scheme === 'http:' || scheme === 'https:') {
     // Remote media needs the SSRF-safe fetcher of the media pipeline; until it lands, say so plainly.
-    throw validationError(`${param}: remote ${reference.kind} URLs are not supported yet; send the ${reference.kind} inline as a data: URL`, param);
+    throw validationError(
+      `${param}: remote ${reference.kind} URLs are not supported yet; send the ${reference.kind} inline as a data: URL`,
+      param,
+    );
   }
   throw validationError(`${param}: unsupported URL scheme; use a data: URL`, param);
 }

@@ -45,11 +45,14 @@ program
       server = await startServer(settings, logger);
     } catch (error) {
       if (error instanceof ConfigError) fail(error.message);
-      if ((error as { code?: string }).code === 'EADDRINUSE') fail(`port ${settings.port} on ${settings.host} is already in use (use --port)`);
+      if ((error as { code?: string }).code === 'EADDRINUSE')
+        fail(`port ${settings.port} on ${settings.host} is already in use (use --port)`);
       throw error;
     }
     if (server.bootstrapKey) {
-      process.stdout.write(`\nYour API key (shown once, also saved to ${resolve(settings.dataDir, 'bootstrap-key')}):\n\n  ${server.bootstrapKey}\n\n`);
+      process.stdout.write(
+        `\nYour API key (shown once, also saved to ${resolve(settings.dataDir, 'bootstrap-key')}):\n\n  ${server.bootstrapKey}\n\n`,
+      );
     }
     const stop = (signal: string) => {
       logger.info('signal received', { signal });

@@ -22,13 +22,19 @@ export function describeZodError(error: z.ZodError, prefix: ReadonlyArray<Proper
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
 /** Replaces `${VAR}` (and `${VAR:-default}`) in every string value; an unset variable without default fails. */
-export function substituteEnvironment(value: unknown, env: Readonly<Record<string, string | undefined>>, path: PropertyKey[] = []): unknown {
+export function substituteEnvironment(
+  value: unknown,
+  env: Readonly<Record<string, string | undefined>>,
+  path: PropertyKey[] = [],
+): unknown {
   if (typeof value === 'string') {
     return value.replace(VARIABLE, (_match, name: string, fallback: string | undefined) => {
       const found = env[name];
       if (found !== undefined && found !== '') return found;
       if (fallback !== undefined) return fallback;
-      throw new ConfigError(`${formatPath(path)}: environment variable ${name} is not set (the config refers to \${${name}}); export it or write \${${name}:-default}`);
+      throw new ConfigError(
+        `${formatPath(path)}: environment variable ${name} is not set (the config refers to \${${name}}); export it or write \${${name}:-default}`,
+      );
     });
   }
   if (Array.isArray(value)) return value.map((item, index) => substituteEnvironment(item, env, [...path, index]));

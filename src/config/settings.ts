@@ -56,10 +56,21 @@ export function resolveServerSettings(flags: ServeFlags, env: Readonly<Record<st
   const explicitConfig = flags.config ?? env.OCULAR_CONFIG;
   const configPath = explicitConfig ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
   const config = configPath === undefined ? parseConfig({}, env) : loadConfigFile(configPath, env);
-  const envApiKeys = (env.OCULAR_API_KEYS ?? '').split(',').map((key) => key.trim()).filter((key) => key !== '');
+  const envApiKeys = (env.OCULAR_API_KEYS ?? '')
+    .split(',')
+    .map((key) => key.trim())
+    .filter((key) => key !== '');
   const auth = flags.auth ?? !['1', 'true'].includes((env.OCULAR_NO_AUTH ?? '').toLowerCase());
   if (!auth && !isLoopbackHost(host)) {
     throw new ConfigError(`--no-auth is refused when binding to ${host}: it is only allowed on loopback (127.0.0.1, ::1)`);
   }
-  return { host, port: port.data, dataDir, configPath: configPath === undefined ? undefined : resolve(configPath), envApiKeys, auth, config };
+  return {
+    host,
+    port: port.data,
+    dataDir,
+    configPath: configPath === undefined ? undefined : resolve(configPath),
+    envApiKeys,
+    auth,
+    config,
+  };
 }

@@ -58,5 +58,8 @@ export function mapNetworkError(provider: string, error: unknown): OcularError {
   if (code.includes('TIMEOUT')) {
     return new OcularError('timeout_error', `${provider} upstream timed out: ${detail}`, { cause: error, retryable: true });
   }
-  return new OcularError('upstream_error', `${provider} upstream unreachable: ${detail}${code ? ` (${code})` : ''}`, { cause: error, retryable: true });
+  return new OcularError('upstream_error', `${provider} upstream unreachable: ${detail}${code ? ` (${code})` : ''}`, {
+    cause: error,
+    retryable: true,
+  });
 }

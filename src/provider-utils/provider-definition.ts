@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import type { SamplingOptions } from '../spec/messages.ts';
 import type { Capabilities, LanguageModel } from '../spec/provider.ts';
 
 export const capabilitiesSchema = z.strictObject({
@@ -57,4 +59,27 @@ export function parseToolArguments(text: string): unknown {
   } catch {
     return text;
   }
+}
+
+/** Ids for tool calls an upstream returned without one (Gemini never sends ids). */
+export function createToolCallId(): string {
+  return `call_${randomUUID().replaceAll('-', '')}`;
+}
+
+/** Drops undefined fields, so optional options are only sent upstream when the client set them. */
+export function pickDefined<Fields extends Record<string, unknown>>(fields: Fields): Partial<Fields> {
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Partial<Fields>;
+}
+
+/** Sampling options under the snake_case names OpenAI-style and Reka APIs share. */
+export function toSnakeCaseSampling(request: SamplingOptions): Record<string, unknown> {
+  return pickDefined({
+    temperature: request.temperature,
+    top_p: request.topP,
+    top_k: request.topK,
+    seed: request.seed,
+    stop: request.stop !== undefined && request.stop.length > 0 ? request.stop : undefined,
+    frequency_penalty: request.frequencyPenalty,
+    presence_penalty: request.presencePenalty,
+  });
 }

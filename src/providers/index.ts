@@ -10,4 +10,6 @@ const DEFINITIONS = [openAiCompatible, anthropic, gemini, reka] as unknown as Pr
  * Every provider Ocular can build models from, by the `provider` value used in config. Adding a backend
  * is a folder under `providers/` plus one entry here.
  */
-export const PROVIDERS: ReadonlyMap<string, ProviderDefinition<never>> = new Map(DEFINITIONS.map((definition) => [definition.name, definition]));
+export const PROVIDERS: ReadonlyMap<string, ProviderDefinition<never>> = new Map(
+  DEFINITIONS.map((definition) => [definition.name, definition]),
+);

@@ -84,10 +84,12 @@ export function createApp(deps: AppDependencies): Hono<Env> {
 
   app.onError((error, c) => {
     const mapped = error instanceof OcularError ? error : new OcularError('server_error', 'internal server error', { cause: error });
-    if (mapped.type === 'server_error') logger.error('unhandled error', { requestId: c.get('requestId'), error: String(error), stack: (error as Error).stack });
+    if (mapped.type === 'server_error')
+      logger.error('unhandled error', { requestId: c.get('requestId'), error: String(error), stack: (error as Error).stack });
     // An oversized body is left unread: the connection cannot carry another request after it.
     if (mapped.type === 'payload_too_large') c.header('Connection', 'close');
-    if (mapped.type === 'rate_limit_error' && mapped.retryAfterSeconds !== undefined) c.header('Retry-After', String(Math.ceil(mapped.retryAfterSeconds)));
+    if (mapped.type === 'rate_limit_error' && mapped.retryAfterSeconds !== undefined)
+      c.header('Retry-After', String(Math.ceil(mapped.retryAfterSeconds)));
     return c.json(errorEnvelope(mapped), mapped.status as 400);
   });
 
@@ -111,7 +113,10 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     bodyLimit({
       maxSize: limits.maxRequestBytes,
       onError: () => {
-        throw new OcularError('payload_too_large', `the request body is larger than ${limits.maxRequestBytes} bytes (limits.maxRequestBytes)`);
+        throw new OcularError(
+          'payload_too_large',
+          `the request body is larger than ${limits.maxRequestBytes} bytes (limits.maxRequestBytes)`,
+        );
       },
     }),
   );

@@ -55,7 +55,5 @@ export function isOcularError(error: unknown): error is OcularError {
 
 /** True for the error an aborted fetch, stream or timer throws (DOMException or Node's AbortError). */
 export function isAbortError(error: unknown): boolean {
-  return (
-    error instanceof Error && (error.name === 'AbortError' || (error as { code?: unknown }).code === 'ABORT_ERR')
-  );
+  return error instanceof Error && (error.name === 'AbortError' || (error as { code?: unknown }).code === 'ABORT_ERR');
 }

@@ -52,13 +52,16 @@ function convertMessage(message: Exclude<PromptMessage, { role: 'system' }>, ind
     case 'assistant': {
       // Empty text blocks are rejected, and an assistant turn that only calls tools has no text.
       const content: AnthropicContentBlock[] = message.content === '' ? [] : [{ type: 'text', text: message.content }];
-      for (const call of message.toolCalls ?? []) content.push({ type: 'tool_use', id: call.id, name: call.name, input: toToolInput(call) });
+      for (const call of message.toolCalls ?? [])
+        content.push({ type: 'tool_use', id: call.id, name: call.name, input: toToolInput(call) });
       return { role: 'assistant', content };
     }
     case 'tool':
       return {
         role: 'user',
-        content: [{ type: 'tool_result', tool_use_id: message.toolCallId, ...(message.content === '' ? {} : { content: message.content }) }],
+        content: [
+          { type: 'tool_result', tool_use_id: message.toolCallId, ...(message.content === '' ? {} : { content: message.content }) },
+        ],
       };
   }
 }

@@ -2,7 +2,14 @@ import type { EventSourceMessage } from 'eventsource-parser/stream';
 import { OcularError } from '../../spec/errors.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import { parseEventJson } from '../../provider-utils/http-client.ts';
-import { convertUsage, mapFinishReason, missingCandidateError, readCandidate, responseSchema, type GeminiResponse } from './convert-response.ts';
+import {
+  convertUsage,
+  mapFinishReason,
+  missingCandidateError,
+  readCandidate,
+  responseSchema,
+  type GeminiResponse,
+} from './convert-response.ts';
 import { errorFromStreamChunk } from './errors.ts';
 
 /**

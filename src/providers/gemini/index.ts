@@ -1,9 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Capabilities, GenerateResult, LanguageModel, ProviderRequest } from '../../spec/provider.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import { HttpClient } from '../../provider-utils/http-client.ts';
-import { baseModelSettingsSchema, resolveCapabilities, type ProviderDefinition } from '../../provider-utils/provider-definition.ts';
+import {
+  baseModelSettingsSchema,
+  resolveCapabilities,
+  type ProviderDefinition,
+  createToolCallId,
+} from '../../provider-utils/provider-definition.ts';
 import { convertRequest } from './convert-request.ts';
 import { convertResponse } from './convert-response.ts';
 import { createStreamConverter } from './convert-stream.ts';
@@ -19,8 +23,6 @@ export const settingsSchema = baseModelSettingsSchema.extend({
 });
 
 export type GeminiSettings = z.infer<typeof settingsSchema>;
-
-const createToolCallId = (): string => `call_${randomUUID().replaceAll('-', '')}`;
 
 /** `gemini-2.5-flash` and `models/gemini-2.5-flash` name the same model; the path wants the bare id. */
 function modelPath(model: string, method: string): string {

@@ -1,6 +1,6 @@
 import type { MediaContent, PromptMessage, TextPart, ToolChoice } from '../../spec/messages.ts';
 import type { ProviderRequest } from '../../spec/provider.ts';
-import { toDataUrl } from '../../provider-utils/provider-definition.ts';
+import { toDataUrl, toSnakeCaseSampling } from '../../provider-utils/provider-definition.ts';
 
 type OpenAiContentPart =
   | { type: 'text'; text: string }
@@ -94,17 +94,15 @@ export function convertRequest(request: ProviderRequest, options: ConvertOptions
       messages.push({ role: 'user', content: CONTINUATION_INSTRUCTION });
     }
   }
-  if (request.temperature !== undefined) body.temperature = request.temperature;
-  if (request.topP !== undefined) body.top_p = request.topP;
-  if (request.topK !== undefined) body.top_k = request.topK;
-  if (request.seed !== undefined) body.seed = request.seed;
-  if (request.stop !== undefined && request.stop.length > 0) body.stop = request.stop;
-  if (request.frequencyPenalty !== undefined) body.frequency_penalty = request.frequencyPenalty;
-  if (request.presencePenalty !== undefined) body.presence_penalty = request.presencePenalty;
+  Object.assign(body, toSnakeCaseSampling(request));
   if (request.tools !== undefined && request.tools.length > 0) {
     body.tools = request.tools.map((tool) => ({
       type: 'function',
-      function: { name: tool.name, ...(tool.description === undefined ? {} : { description: tool.description }), parameters: tool.parameters },
+      function: {
+        name: tool.name,
+        ...(tool.description === undefined ? {} : { description: tool.description }),
+        parameters: tool.parameters,
+      },
     }));
     if (request.toolChoice !== undefined) body.tool_choice = convertToolChoice(request.toolChoice);
   }

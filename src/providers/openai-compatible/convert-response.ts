@@ -5,9 +5,7 @@ import type { GenerateResult } from '../../spec/provider.ts';
 import { parseToolArguments } from '../../provider-utils/provider-definition.ts';
 
 // Lenient: upstreams differ in the fields they add; only what Ocular reads is required.
-const usageSchema = z
-  .object({ prompt_tokens: z.number().nullish(), completion_tokens: z.number().nullish() })
-  .nullish();
+const usageSchema = z.object({ prompt_tokens: z.number().nullish(), completion_tokens: z.number().nullish() }).nullish();
 
 const toolCallSchema = z.object({
   id: z.string().nullish(),
@@ -45,7 +43,10 @@ export function convertUsage(usage: z.infer<typeof usageSchema>): { inputTokens:
 export function convertResponse(json: unknown, createId: () => string): GenerateResult {
   const parsed = completionSchema.safeParse(json);
   if (!parsed.success) {
-    throw new OcularError('upstream_error', `openai-compatible upstream sent an unexpected response: ${parsed.error.issues[0]?.message ?? ''}`);
+    throw new OcularError(
+      'upstream_error',
+      `openai-compatible upstream sent an unexpected response: ${parsed.error.issues[0]?.message ?? ''}`,
+    );
   }
   const choice = parsed.data.choices[0]!;
   const toolCalls: ToolCall[] = (choice.message.tool_calls ?? []).map((call) => ({

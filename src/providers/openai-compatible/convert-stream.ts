@@ -91,7 +91,10 @@ export function createStreamConverter(createId: () => string): TransformStream<E
       // Servers that omit [DONE] still send a finish_reason; a stream with neither was cut off.
       if (finishReason === undefined || finishReason === null) {
         finished = true;
-        controller.enqueue({ type: 'error', error: new OcularError('upstream_error', 'openai-compatible upstream closed the stream before it finished') });
+        controller.enqueue({
+          type: 'error',
+          error: new OcularError('upstream_error', 'openai-compatible upstream closed the stream before it finished'),
+        });
         return;
       }
       finish(controller);

@@ -1,9 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Capabilities, GenerateResult, LanguageModel, ProviderRequest } from '../../spec/provider.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import { HttpClient } from '../../provider-utils/http-client.ts';
-import { baseModelSettingsSchema, resolveCapabilities, type ProviderDefinition } from '../../provider-utils/provider-definition.ts';
+import {
+  baseModelSettingsSchema,
+  resolveCapabilities,
+  type ProviderDefinition,
+  createToolCallId,
+} from '../../provider-utils/provider-definition.ts';
 import { convertRequest } from './convert-request.ts';
 import { convertResponse } from './convert-response.ts';
 import { createStreamConverter } from './convert-stream.ts';
@@ -20,8 +24,6 @@ export const settingsSchema = baseModelSettingsSchema.extend({
 });
 
 export type OpenAiCompatibleSettings = z.infer<typeof settingsSchema>;
-
-const createToolCallId = (): string => `call_${randomUUID().replaceAll('-', '')}`;
 
 class OpenAiCompatibleModel implements LanguageModel {
   readonly provider = 'openai-compatible';
@@ -44,12 +46,20 @@ class OpenAiCompatibleModel implements LanguageModel {
   }
 
   async generate(request: ProviderRequest, signal: AbortSignal): Promise<GenerateResult> {
-    const body = convertRequest(request, { upstreamModel: this.upstreamModel, stream: false, continueFinalMessage: this.#continueFinalMessage });
+    const body = convertRequest(request, {
+      upstreamModel: this.upstreamModel,
+      stream: false,
+      continueFinalMessage: this.#continueFinalMessage,
+    });
     return convertResponse(await this.#client.postJson('/chat/completions', body, signal), createToolCallId);
   }
 
   async stream(request: ProviderRequest, signal: AbortSignal): Promise<ReadableStream<StreamPart>> {
-    const body = convertRequest(request, { upstreamModel: this.upstreamModel, stream: true, continueFinalMessage: this.#continueFinalMessage });
+    const body = convertRequest(request, {
+      upstreamModel: this.upstreamModel,
+      stream: true,
+      continueFinalMessage: this.#continueFinalMessage,
+    });
     const events = await this.#client.postEventStream('/chat/completions', body, signal);
     return events.pipeThrough(createStreamConverter(createToolCallId));
   }

@@ -1,6 +1,6 @@
 import type { MediaContent, MediaKind, PromptMessage, TextPart, ToolCall, ToolChoice } from '../../spec/messages.ts';
 import type { ProviderRequest } from '../../spec/provider.ts';
-import { parseToolArguments, toDataUrl } from '../../provider-utils/provider-definition.ts';
+import { parseToolArguments, toDataUrl, toSnakeCaseSampling } from '../../provider-utils/provider-definition.ts';
 
 /** Reka's media parts carry the URL as a flat string: `{"type": "image_url", "image_url": "data:..."}`. */
 export type RekaContentPart =
@@ -121,13 +121,7 @@ export function convertRequest(request: ProviderRequest, options: { upstreamMode
     max_tokens: request.maxTokens,
     stream: options.stream,
   };
-  if (request.temperature !== undefined) body.temperature = request.temperature;
-  if (request.topP !== undefined) body.top_p = request.topP;
-  if (request.topK !== undefined) body.top_k = request.topK;
-  if (request.seed !== undefined) body.seed = request.seed;
-  if (request.stop !== undefined && request.stop.length > 0) body.stop = request.stop;
-  if (request.frequencyPenalty !== undefined) body.frequency_penalty = request.frequencyPenalty;
-  if (request.presencePenalty !== undefined) body.presence_penalty = request.presencePenalty;
+  Object.assign(body, toSnakeCaseSampling(request));
   if (request.tools !== undefined && request.tools.length > 0) {
     body.tools = request.tools.map((tool) => ({
       name: tool.name,

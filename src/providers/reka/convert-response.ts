@@ -55,7 +55,10 @@ export function convertUsage(usage: z.infer<typeof usageSchema>): Usage {
   return { inputTokens: usage?.input_tokens ?? 0, outputTokens: usage?.output_tokens ?? 0 };
 }
 
-export function convertToolCalls(calls: ReadonlyArray<z.infer<typeof toolCallSchema>> | null | undefined, createId: () => string): ToolCall[] {
+export function convertToolCalls(
+  calls: ReadonlyArray<z.infer<typeof toolCallSchema>> | null | undefined,
+  createId: () => string,
+): ToolCall[] {
   return (calls ?? []).map((call) => ({
     id: call.id ?? createId(),
     name: call.name,

@@ -3,7 +3,15 @@ import { z } from 'zod';
 import { OcularError } from '../../spec/errors.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import { parseEventJson } from '../../provider-utils/http-client.ts';
-import { contentSchema, contentToText, convertToolCalls, convertUsage, mapFinishReason, toolCallSchema, usageSchema } from './convert-response.ts';
+import {
+  contentSchema,
+  contentToText,
+  convertToolCalls,
+  convertUsage,
+  mapFinishReason,
+  toolCallSchema,
+  usageSchema,
+} from './convert-response.ts';
 import { errorFromStreamEvent } from './errors.ts';
 
 const chunkSchema = z.object({
@@ -80,7 +88,10 @@ export function createStreamConverter(createId: () => string): TransformStream<E
       if (finished) return;
       if (finishReason === undefined || finishReason === null) {
         finished = true;
-        controller.enqueue({ type: 'error', error: new OcularError('upstream_error', 'reka upstream closed the stream before it finished') });
+        controller.enqueue({
+          type: 'error',
+          error: new OcularError('upstream_error', 'reka upstream closed the stream before it finished'),
+        });
         return;
       }
       finish(controller);

@@ -1,9 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Capabilities, GenerateResult, LanguageModel, ProviderRequest } from '../../spec/provider.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import { HttpClient } from '../../provider-utils/http-client.ts';
-import { baseModelSettingsSchema, resolveCapabilities, type ProviderDefinition } from '../../provider-utils/provider-definition.ts';
+import {
+  baseModelSettingsSchema,
+  resolveCapabilities,
+  type ProviderDefinition,
+  createToolCallId,
+} from '../../provider-utils/provider-definition.ts';
 import { convertRequest } from './convert-request.ts';
 import { convertResponse } from './convert-response.ts';
 import { createStreamConverter } from './convert-stream.ts';
@@ -17,8 +21,6 @@ export const settingsSchema = baseModelSettingsSchema.extend({
 });
 
 export type RekaSettings = z.infer<typeof settingsSchema>;
-
-const createToolCallId = (): string => `call_${randomUUID().replaceAll('-', '')}`;
 
 /** Reka's hosted Chat API v1: `POST {baseUrl}/chat`, streaming as SSE when `stream` is true. */
 class RekaModel implements LanguageModel {

@@ -40,7 +40,8 @@ export function outputToText(output: unknown): string {
 export function checkUniqueToolNames(tools: ToolDefinition[] | undefined, context: z.core.$RefinementCtx): void {
   const seen = new Set<string>();
   tools?.forEach((tool, index) => {
-    if (seen.has(tool.name)) context.addIssue({ code: 'custom', message: `duplicate tool name "${tool.name}"`, path: ['tools', index, 'name'] });
+    if (seen.has(tool.name))
+      context.addIssue({ code: 'custom', message: `duplicate tool name "${tool.name}"`, path: ['tools', index, 'name'] });
     seen.add(tool.name);
   });
 }

@@ -1,14 +1,30 @@
 import { z } from 'zod';
 import type { ChatMessage, ChatRequest, ChatResult, FinishReason, MediaReference, TextPart, ToolCall } from '../../spec/messages.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
+import { parseToolArguments } from '../../provider-utils/provider-definition.ts';
 import { errorEnvelope } from '../errors.ts';
-import { checkUniqueToolNames, mediaUrlSchema, outputToText, samplingSchema, sseFrame, toolNameSchema, toolParametersSchema } from './common.ts';
+import {
+  checkUniqueToolNames,
+  mediaUrlSchema,
+  outputToText,
+  samplingSchema,
+  sseFrame,
+  toolNameSchema,
+  toolParametersSchema,
+} from './common.ts';
 
 // ---- request (OpenAI Chat Completions) ----
 
 const textPart = z.looseObject({ type: z.literal('text'), text: z.string() });
 
-const AUDIO_FORMATS: Record<string, string> = { wav: 'audio/wav', mp3: 'audio/mpeg', flac: 'audio/flac', ogg: 'audio/ogg', webm: 'audio/webm', m4a: 'audio/mp4' };
+const AUDIO_FORMATS: Record<string, string> = {
+  wav: 'audio/wav',
+  mp3: 'audio/mpeg',
+  flac: 'audio/flac',
+  ogg: 'audio/ogg',
+  webm: 'audio/webm',
+  m4a: 'audio/mp4',
+};
 
 const userPart = z.discriminatedUnion('type', [
   textPart,
@@ -48,7 +64,9 @@ function toCanonicalPart(part: z.infer<typeof userPart>): TextPart | MediaRefere
 
 const textContent = z
   .union([z.string(), z.array(z.union([textPart, z.looseObject({ type: z.literal('refusal'), refusal: z.string() })]))])
-  .transform((content) => (typeof content === 'string' ? content : content.map((part) => ('text' in part ? part.text : part.refusal)).join('\n')));
+  .transform((content) =>
+    typeof content === 'string' ? content : content.map((part) => ('text' in part ? part.text : part.refusal)).join('\n'),
+  );
 
 const messageSchema = z.discriminatedUnion('role', [
   z.looseObject({ role: z.enum(['system', 'developer']), content: textContent }),
@@ -90,11 +108,12 @@ export const openAiChatRequestSchema = z
       .max(128)
       .optional(),
     tool_choice: z
-      .union([z.enum(['auto', 'none', 'required']), z.looseObject({ type: z.literal('function'), function: z.looseObject({ name: toolNameSchema }) })])
+      .union([
+        z.enum(['auto', 'none', 'required']),
+        z.looseObject({ type: z.literal('function'), function: z.looseObject({ name: toolNameSchema }) }),
+      ])
       .optional(),
-    response_format: z
-      .looseObject({ type: z.literal('text', { error: 'only response_format {"type":"text"} is supported' }) })
-      .optional(),
+    response_format: z.looseObject({ type: z.literal('text', { error: 'only response_format {"type":"text"} is supported' }) }).optional(),
   })
   .superRefine((request, context) =>
     checkUniqueToolNames(
@@ -104,14 +123,6 @@ export const openAiChatRequestSchema = z
   );
 
 export type OpenAiChatRequest = z.infer<typeof openAiChatRequestSchema>;
-
-function parseArguments(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
-}
 
 export function fromOpenAiRequest(body: OpenAiChatRequest, defaultMaxTokens: number): ChatRequest {
   const messages = body.messages.map((message): ChatMessage => {
@@ -128,7 +139,11 @@ export function fromOpenAiRequest(body: OpenAiChatRequest, defaultMaxTokens: num
         return {
           role: 'assistant',
           content: message.content ?? '',
-          toolCalls: message.tool_calls?.map((call) => ({ id: call.id, name: call.function.name, arguments: parseArguments(call.function.arguments) })),
+          toolCalls: message.tool_calls?.map((call) => ({
+            id: call.id,
+            name: call.function.name,
+            arguments: parseToolArguments(call.function.arguments),
+          })),
         };
       case 'tool':
         return { role: 'tool', toolCallId: message.tool_call_id, content: outputToText(message.content) };
@@ -146,7 +161,11 @@ export function fromOpenAiRequest(body: OpenAiChatRequest, defaultMaxTokens: num
     stop: body.stop,
     frequencyPenalty: body.frequency_penalty,
     presencePenalty: body.presence_penalty,
-    tools: body.tools?.map((tool) => ({ name: tool.function.name, description: tool.function.description, parameters: tool.function.parameters })),
+    tools: body.tools?.map((tool) => ({
+      name: tool.function.name,
+      description: tool.function.description,
+      parameters: tool.function.parameters,
+    })),
     toolChoice: choice === undefined || typeof choice === 'string' ? choice : { name: choice.function.name },
   };
 }

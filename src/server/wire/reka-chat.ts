@@ -2,7 +2,15 @@ import { z } from 'zod';
 import type { ChatMessage, ChatRequest, ChatResult, MediaKind, ToolCall } from '../../spec/messages.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import { errorEnvelope } from '../errors.ts';
-import { checkUniqueToolNames, mediaUrlSchema, outputToText, samplingSchema, sseFrame, toolNameSchema, toolParametersSchema } from './common.ts';
+import {
+  checkUniqueToolNames,
+  mediaUrlSchema,
+  outputToText,
+  samplingSchema,
+  sseFrame,
+  toolNameSchema,
+  toolParametersSchema,
+} from './common.ts';
 
 // ---- request (Reka Chat API v1) ----
 
@@ -154,7 +162,9 @@ export function createRekaStreamEncoder(id: string, model: string): TransformStr
             sseFrame({
               id,
               model,
-              responses: [{ chunk: { role: 'assistant', content, tool_calls: toRekaToolCalls(toolCalls) }, finish_reason: part.finishReason }],
+              responses: [
+                { chunk: { role: 'assistant', content, tool_calls: toRekaToolCalls(toolCalls) }, finish_reason: part.finishReason },
+              ],
               usage: { input_tokens: part.usage.inputTokens, output_tokens: part.usage.outputTokens },
             }),
           );
