@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../config/load-config.ts';
-import { readEnvironment, resolveServerSettings, type ServeFlags } from '../config/settings.ts';
-import { createLogger, type LogLevel } from '../server/logger.ts';
+import { LOG_LEVELS, readEnvironment, resolveDataDir, resolveServerSettings, type ServeFlags } from '../config/settings.ts';
+import { createLogger } from '../server/logger.ts';
 import { startServer } from '../server/serve.ts';
 import { ApiKeyStore } from '../store/api-keys.ts';
 import { openDatabase } from '../store/database.ts';
@@ -27,10 +27,8 @@ program
   .option('--data <dir>', 'data directory: database, bootstrap key (env OCULAR_DATA_DIR)', undefined)
   .option('--config <file>', 'JSON config file (env OCULAR_CONFIG; default ./ocular.config.json when present)', undefined)
   .option('--no-auth', 'disable API keys (only allowed when bound to loopback)')
-  .addOption(
-    new Option('--log-level <level>', 'log verbosity (env OCULAR_LOG_LEVEL)').choices(['debug', 'info', 'warn', 'error', 'silent']),
-  )
-  .action(async (flags: ServeFlags & { logLevel?: LogLevel }) => {
+  .addOption(new Option('--log-level <level>', 'log verbosity (env OCULAR_LOG_LEVEL)').choices(LOG_LEVELS))
+  .action(async (flags: ServeFlags) => {
     let settings;
     try {
       // commander sets auth=true unless --no-auth is given; only an explicit flag should override the env.
@@ -39,7 +37,7 @@ program
       if (error instanceof ConfigError) fail(error.message);
       throw error;
     }
-    const logger = createLogger(flags.logLevel ?? (env.OCULAR_LOG_LEVEL as LogLevel | undefined) ?? 'info');
+    const logger = createLogger(settings.logLevel);
     let server;
     try {
       server = await startServer(settings, logger);
@@ -67,7 +65,7 @@ program
 
 const keys = program.command('keys').description('manage stored API keys');
 const dataOption = () => new Option('--data <dir>', 'data directory (env OCULAR_DATA_DIR)');
-const openStore = (data: string | undefined) => new ApiKeyStore(openDatabase(resolve(data ?? env.OCULAR_DATA_DIR ?? './data')));
+const openStore = (data: string | undefined) => new ApiKeyStore(openDatabase(resolveDataDir(data, env)));
 
 keys
   .command('create')

@@ -31,7 +31,7 @@ export const configFileSchema = z.strictObject({
   models: z.array(modelEntrySchema).default([]),
   /** Extra names for models: alias -> model id. */
   aliases: z.record(z.string().min(1), z.string().min(1)).default({}),
-  limits: limitsSchema.default({ maxMediaPerTurn: 6, maxRequestBytes: 52_428_800, maxOutputTokens: 32_768, maxMessages: 1000 }),
+  limits: limitsSchema.prefault({}),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -32,18 +32,20 @@ function ensureBootstrapKey(store: ApiKeyStore, verifier: ApiKeyVerifier, dataDi
   verifier.refresh();
   const path = join(dataDir, BOOTSTRAP_KEY_FILE);
   writeFileSync(path, `${key}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600); // the mode above only applies when the file is new
   logger.warn('created the first API key; it is printed once on stdout and kept in the bootstrap-key file', { id: info.id, file: path });
   return key;
 }
 
 export async function startServer(settings: ServerSettings, logger: Logger): Promise<RunningServer> {
+  // Models first: a config error must stop the start before anything is written to the data dir.
+  const models = new ModelRegistry(settings.config, PROVIDERS);
   const db = openDatabase(settings.dataDir);
   const store = new ApiKeyStore(db);
   const verifier = settings.auth ? new ApiKeyVerifier(store, settings.envApiKeys) : undefined;
   const bootstrapKey = verifier ? ensureBootstrapKey(store, verifier, settings.dataDir, logger) : undefined;
   if (!verifier) logger.warn('authentication is disabled (--no-auth); only loopback clients can reach this server');
 
-  const models = new ModelRegistry(settings.config, PROVIDERS);
   if (models.names.length === 0) {
     logger.warn(
       'no model is configured: chat requests will fail until you add one. Create ocular.config.json with a "models" entry ' +

@@ -75,7 +75,9 @@ describe('guardStream', () => {
     const controller = new AbortController();
     controller.abort(new OcularError('server_error', 'the server is shutting down'));
     const abortError = Object.assign(new Error('aborted'), { name: 'AbortError' });
-    const parts = await collect(guardStream(source(deltas('x'), { failWith: abortError }), { onStop: () => {}, signal: controller.signal }));
+    const parts = await collect(
+      guardStream(source(deltas('x'), { failWith: abortError }), { onStop: () => {}, signal: controller.signal }),
+    );
     expect(parts.at(-1)).toMatchObject({ type: 'error', error: { type: 'server_error' } });
   });
 

@@ -59,11 +59,7 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
 }
 
 /** Writes SSE events one by one; `data` values that are not strings are JSON-encoded. */
-export async function sendEvents(
-  response: ServerResponse,
-  events: Array<{ event?: string; data: unknown }>,
-  delayMs = 0,
-): Promise<void> {
+export async function sendEvents(response: ServerResponse, events: Array<{ event?: string; data: unknown }>, delayMs = 0): Promise<void> {
   response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   for (const { event, data } of events) {
     const payload = typeof data === 'string' ? data : JSON.stringify(data);

@@ -19,11 +19,13 @@ export interface TestOcular extends RunningServer {
 
 /** Starts a real Ocular listener on a free loopback port, with a temp data dir and one env API key. */
 export async function startOcular(config: unknown, overrides: Partial<ServerSettings> = {}): Promise<TestOcular> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'ocular-test-'));
+  const ownDataDir = overrides.dataDir === undefined ? mkdtempSync(join(tmpdir(), 'ocular-test-')) : undefined;
+  const dataDir = overrides.dataDir ?? ownDataDir!;
   const settings: ServerSettings = {
     host: '127.0.0.1',
     port: 0,
     dataDir,
+    logLevel: 'silent',
     configPath: undefined,
     envApiKeys: [TEST_KEY],
     auth: true,
@@ -47,7 +49,7 @@ export async function startOcular(config: unknown, overrides: Partial<ServerSett
     get: (path, extra = {}) => fetch(server.url + path, { headers: { ...headers, ...extra } }),
     close: async (graceMs?: number) => {
       await server.close(graceMs ?? 1_000);
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
     },
   };
 }

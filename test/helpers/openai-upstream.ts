@@ -1,7 +1,10 @@
 import type { ServerResponse } from 'node:http';
 import { sendJson, startFakeUpstream, type FakeUpstream, type RecordedRequest } from './fake-upstream.ts';
 
-export function completion(content: string | null, options: { finishReason?: string; toolCalls?: unknown[]; usage?: [number, number] } = {}) {
+export function completion(
+  content: string | null,
+  options: { finishReason?: string; toolCalls?: unknown[]; usage?: [number, number] } = {},
+) {
   const [prompt, completionTokens] = options.usage ?? [11, 7];
   return {
     id: 'chatcmpl-upstream',
@@ -20,7 +23,13 @@ export function completion(content: string | null, options: { finishReason?: str
 }
 
 export function chunk(delta: unknown, finishReason: string | null = null) {
-  return { id: 'chatcmpl-upstream', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'upstream-model', choices: [{ index: 0, delta, finish_reason: finishReason }] };
+  return {
+    id: 'chatcmpl-upstream',
+    object: 'chat.completion.chunk',
+    created: 1_700_000_000,
+    model: 'upstream-model',
+    choices: [{ index: 0, delta, finish_reason: finishReason }],
+  };
 }
 
 /**
@@ -40,7 +49,12 @@ export async function streamCompletion(
       ? []
       : [
           chunk({}, options.finishReason ?? 'stop'),
-          { id: 'chatcmpl-upstream', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: prompt, completion_tokens: completionTokens } },
+          {
+            id: 'chatcmpl-upstream',
+            object: 'chat.completion.chunk',
+            choices: [],
+            usage: { prompt_tokens: prompt, completion_tokens: completionTokens },
+          },
         ]),
   ];
   const text = events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join('') + (options.omitEnd ? '' : 'data: [DONE]\n\n');

@@ -67,7 +67,10 @@ async function rejection(promise: Promise<unknown>): Promise<OcularError> {
 
 const signal = (): AbortSignal => new AbortController().signal;
 
-const textRequest = (text: string): ProviderRequest => ({ maxTokens: 256, messages: [{ role: 'user', content: [{ type: 'text', text }] }] });
+const textRequest = (text: string): ProviderRequest => ({
+  maxTokens: 256,
+  messages: [{ role: 'user', content: [{ type: 'text', text }] }],
+});
 
 describe('anthropic settings', () => {
   it('defaults baseUrl to the public API and requires an API key', () => {
@@ -221,7 +224,13 @@ describe('anthropic request conversion', () => {
     const request: ProviderRequest = {
       maxTokens: 64,
       messages: [
-        { role: 'user', content: [{ type: 'text', text: 'What happens here?' }, { type: 'media', kind, mediaType: kind === 'video' ? 'video/mp4' : 'audio/wav', data: 'AAAA' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What happens here?' },
+            { type: 'media', kind, mediaType: kind === 'video' ? 'video/mp4' : 'audio/wav', data: 'AAAA' },
+          ],
+        },
       ],
     };
     const error = await rejection(model.generate(request, signal()));
@@ -251,7 +260,9 @@ describe('anthropic generate', () => {
     const result = await model.generate(textRequest('Weather in SF?'), signal());
     expect(result).toEqual({
       text: "I'll check the current weather in San Francisco for you.",
-      toolCalls: [{ id: 'toolu_01A09q90qw90lq917835lq9', name: 'get_weather', arguments: { location: 'San Francisco, CA', unit: 'celsius' } }],
+      toolCalls: [
+        { id: 'toolu_01A09q90qw90lq917835lq9', name: 'get_weather', arguments: { location: 'San Francisco, CA', unit: 'celsius' } },
+      ],
       finishReason: 'tool_call',
       usage: { inputTokens: 384 + 1200, outputTokens: 76 },
     });
@@ -295,7 +306,11 @@ describe('anthropic stream', () => {
       { type: 'text-delta', text: ", let's check the weather for San Francisco, CA:" },
       {
         type: 'tool-call',
-        toolCall: { id: 'toolu_01T1x1fJ34qAmk2tNTrN7Up6', name: 'get_weather', arguments: { location: 'San Francisco, CA', unit: 'fahrenheit' } },
+        toolCall: {
+          id: 'toolu_01T1x1fJ34qAmk2tNTrN7Up6',
+          name: 'get_weather',
+          arguments: { location: 'San Francisco, CA', unit: 'fahrenheit' },
+        },
       },
       { type: 'finish', finishReason: 'tool_call', usage: { inputTokens: 472, outputTokens: 89 } },
     ]);
@@ -381,7 +396,9 @@ describe('anthropic upstream errors', () => {
   });
 
   it('gives up on 529 after maxRetries with a retryable upstream_error', async () => {
-    const { model, upstream } = await setup((_request, response) => sendJson(response, 529, readJson('error-overloaded.json')), { maxRetries: 0 });
+    const { model, upstream } = await setup((_request, response) => sendJson(response, 529, readJson('error-overloaded.json')), {
+      maxRetries: 0,
+    });
     const error = await rejection(model.generate(textRequest('Hi'), signal()));
     expect(error.type).toBe('upstream_error');
     expect(error.retryable).toBe(true);

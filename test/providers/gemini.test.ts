@@ -49,7 +49,10 @@ afterEach(async () => {
   upstream = undefined;
 });
 
-async function setup(handler: UpstreamHandler, overrides: Record<string, unknown> = {}): Promise<{ upstream: FakeUpstream; model: LanguageModel }> {
+async function setup(
+  handler: UpstreamHandler,
+  overrides: Record<string, unknown> = {},
+): Promise<{ upstream: FakeUpstream; model: LanguageModel }> {
   upstream = await startFakeUpstream(handler);
   model = gemini.create(
     settingsSchema.parse({ id: 'gem', provider: 'gemini', model: MODEL, apiKey: API_KEY, baseUrl: `${upstream.url}/v1beta`, ...overrides }),
@@ -325,7 +328,10 @@ describe('gemini stream', () => {
     expect(parts).toHaveLength(3);
     expect(parts[0]).toEqual({ type: 'text-delta', text: 'Let me check.' });
     const toolCall = parts[1];
-    expect(toolCall?.type === 'tool-call' && toolCall.toolCall).toMatchObject({ name: 'get_weather', arguments: { city: 'San Francisco' } });
+    expect(toolCall?.type === 'tool-call' && toolCall.toolCall).toMatchObject({
+      name: 'get_weather',
+      arguments: { city: 'San Francisco' },
+    });
     expect(toolCall?.type === 'tool-call' && toolCall.toolCall.id).toMatch(CALL_ID);
     expect(parts[2]).toEqual({ type: 'finish', finishReason: 'tool_call', usage: { inputTokens: 83, outputTokens: 21 + 178 } });
   });
@@ -349,7 +355,9 @@ describe('gemini stream', () => {
     const last = parts[1];
     expect(last?.type === 'error' && last.error.type).toBe('upstream_error');
     // Read from the error event itself, not reported as a cut-off stream: the upstream's words are kept.
-    const errorEvent = fixtureText('stream-error.sse').split('\r\n\r\n')[1]!.replace(/^data: /, '');
+    const errorEvent = fixtureText('stream-error.sse')
+      .split('\r\n\r\n')[1]!
+      .replace(/^data: /, '');
     const upstreamMessage = (JSON.parse(errorEvent) as { error: { message: string } }).error.message;
     expect(last?.type === 'error' && last.error.message).toContain(upstreamMessage);
   });

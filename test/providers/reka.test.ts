@@ -141,7 +141,13 @@ describe('reka request conversion', () => {
     const messages = convertMessages([
       { role: 'system', content: 'Be brief.' },
       { role: 'system', content: 'Answer in English.' },
-      { role: 'user', content: [{ type: 'text', text: 'Hi' }, { type: 'text', text: 'there' }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Hi' },
+          { type: 'text', text: 'there' },
+        ],
+      },
       { role: 'assistant', content: 'Hello!' },
       { role: 'user', content: [{ type: 'text', text: 'Bye' }] },
     ]);
@@ -154,7 +160,12 @@ describe('reka request conversion', () => {
   });
 
   it('keeps system text when there is no user turn', () => {
-    expect(convertMessages([{ role: 'system', content: 'Rules' }, { role: 'assistant', content: 'Sure' }])).toEqual([
+    expect(
+      convertMessages([
+        { role: 'system', content: 'Rules' },
+        { role: 'assistant', content: 'Sure' },
+      ]),
+    ).toEqual([
       { role: 'user', content: 'Rules' },
       { role: 'assistant', content: 'Sure' },
     ]);
@@ -245,10 +256,10 @@ describe('reka request conversion', () => {
     ['none', 'none'],
     ['auto', 'auto'],
   ] as const)('maps tool choice %j to %s', (toolChoice, expected) => {
-    const body = convertRequest(
-      request(hello, { tools: [{ name: 'lookup', parameters: { type: 'object' } }], toolChoice }),
-      { upstreamModel: 'reka-flash', stream: false },
-    );
+    const body = convertRequest(request(hello, { tools: [{ name: 'lookup', parameters: { type: 'object' } }], toolChoice }), {
+      upstreamModel: 'reka-flash',
+      stream: false,
+    });
     expect(body.tool_choice).toBe(expected);
   });
 
@@ -309,7 +320,12 @@ describe('reka generate', () => {
 
 describe('reka stream', () => {
   it('turns cumulative content into deltas and ends with finish and usage', async () => {
-    const { upstream, model } = await setup((_, response) => sendEvents(response, streamText.map((data) => ({ data }))));
+    const { upstream, model } = await setup((_, response) =>
+      sendEvents(
+        response,
+        streamText.map((data) => ({ data })),
+      ),
+    );
     const parts = await collect(await model.stream(request(hello), AbortSignal.timeout(5000)));
     expect(parts).toEqual([
       { type: 'text-delta', text: 'The' },
@@ -340,13 +356,14 @@ describe('reka stream', () => {
   it('decodes events and multi-byte text split across arbitrary writes', async () => {
     const contents = ['Prime: ', 'Prime: 11 ✓', 'Prime: 11 ✓ 😀'];
     const body = contents
-      .map((content, index) =>
-        `data: ${JSON.stringify({
-          id: 's',
-          model: 'reka-flash',
-          responses: [{ chunk: { role: 'assistant', content }, finish_reason: index === contents.length - 1 ? 'stop' : null }],
-          usage: { input_tokens: 5, output_tokens: index + 1 },
-        })}\n\n`,
+      .map(
+        (content, index) =>
+          `data: ${JSON.stringify({
+            id: 's',
+            model: 'reka-flash',
+            responses: [{ chunk: { role: 'assistant', content }, finish_reason: index === contents.length - 1 ? 'stop' : null }],
+            usage: { input_tokens: 5, output_tokens: index + 1 },
+          })}\n\n`,
       )
       .join('');
     const { model } = await setup((_, response) => sendSplit(response, body, 5));
@@ -356,7 +373,12 @@ describe('reka stream', () => {
   });
 
   it('emits streamed tool calls before finish', async () => {
-    const { model } = await setup((_, response) => sendEvents(response, streamToolCall.map((data) => ({ data }))));
+    const { model } = await setup((_, response) =>
+      sendEvents(
+        response,
+        streamToolCall.map((data) => ({ data })),
+      ),
+    );
     const parts = await collect(await model.stream(request(hello), AbortSignal.timeout(5000)));
     expect(parts).toEqual([
       {
@@ -368,7 +390,12 @@ describe('reka stream', () => {
   });
 
   it('ends with an error part when the stream is cut before a finish_reason', async () => {
-    const { model } = await setup((_, response) => sendEvents(response, streamText.slice(0, 2).map((data) => ({ data }))));
+    const { model } = await setup((_, response) =>
+      sendEvents(
+        response,
+        streamText.slice(0, 2).map((data) => ({ data })),
+      ),
+    );
     const parts = await collect(await model.stream(request(hello), AbortSignal.timeout(5000)));
     expect(textOf(parts)).toBe('The fifth prime');
     const last = parts.at(-1);

@@ -14,7 +14,13 @@ beforeAll(async () => {
   upstream = await startOpenAiUpstream();
   ocular = await startOcular({
     models: [
-      { id: 'qwen', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'Qwen/Qwen2.5-VL-7B-Instruct', apiKey: 'upstream-secret' },
+      {
+        id: 'qwen',
+        provider: 'openai-compatible',
+        baseUrl: `${upstream.url}/v1`,
+        model: 'Qwen/Qwen2.5-VL-7B-Instruct',
+        apiKey: 'upstream-secret',
+      },
       { id: 'audio', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'omni', capabilities: { audio: true } },
     ],
   });
@@ -74,7 +80,10 @@ describe('openai SDK against /openai/v1', () => {
         },
       ],
     });
-    expect((lastUpstream().body as any).messages[0].content[1]).toEqual({ type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}` } });
+    expect((lastUpstream().body as any).messages[0].content[1]).toEqual({
+      type: 'image_url',
+      image_url: { url: `data:image/png;base64,${PNG}` },
+    });
   });
 
   it('sends input_audio to an audio-capable model', async () => {
@@ -82,7 +91,10 @@ describe('openai SDK against /openai/v1', () => {
       model: 'audio',
       messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'UklGRg==', format: 'wav' } }] }],
     });
-    expect((lastUpstream().body as any).messages[0].content[0]).toEqual({ type: 'input_audio', input_audio: { data: 'UklGRg==', format: 'wav' } });
+    expect((lastUpstream().body as any).messages[0].content[0]).toEqual({
+      type: 'input_audio',
+      input_audio: { data: 'UklGRg==', format: 'wav' },
+    });
   });
 
   it('streams deltas with usage and [DONE]', async () => {
@@ -110,7 +122,17 @@ describe('openai SDK against /openai/v1', () => {
     upstream.behave((_request, response) => {
       response.writeHead(200, { 'content-type': 'text/event-stream' });
       const frames = [
-        { choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '' } }] } }] },
+        {
+          choices: [
+            {
+              index: 0,
+              delta: {
+                role: 'assistant',
+                tool_calls: [{ index: 0, id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '' } }],
+              },
+            },
+          ],
+        },
         { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"q":' } }] } }] },
         { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '"cats"}' } }] } }] },
         { choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] },
@@ -124,7 +146,9 @@ describe('openai SDK against /openai/v1', () => {
     });
     const final = await stream.finalChatCompletion();
     expect(final.choices[0]!.finish_reason).toBe('tool_calls');
-    expect(final.choices[0]!.message.tool_calls).toEqual([{ id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '{"q":"cats"}' } }]);
+    expect(final.choices[0]!.message.tool_calls).toEqual([
+      { id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '{"q":"cats"}' } },
+    ]);
   });
 
   it('sends tool results back upstream', async () => {
@@ -132,12 +156,20 @@ describe('openai SDK against /openai/v1', () => {
       model: 'qwen',
       messages: [
         { role: 'user', content: 'find cats' },
-        { role: 'assistant', content: null, tool_calls: [{ id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '{"q":"cats"}' } }] },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '{"q":"cats"}' } }],
+        },
         { role: 'tool', tool_call_id: 'call_9', content: '3 cats' },
       ],
     });
     expect((lastUpstream().body as any).messages.slice(1)).toEqual([
-      { role: 'assistant', content: null, tool_calls: [{ id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '{"q":"cats"}' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '{"q":"cats"}' } }],
+      },
       { role: 'tool', tool_call_id: 'call_9', content: '3 cats' },
     ]);
   });
@@ -147,7 +179,10 @@ describe('openai SDK against /openai/v1', () => {
       status: 404,
       type: 'not_found_error',
     });
-    await expect(client.chat.completions.create({ model: 'qwen', messages: [] })).rejects.toMatchObject({ status: 400, type: 'validation_error' });
+    await expect(client.chat.completions.create({ model: 'qwen', messages: [] })).rejects.toMatchObject({
+      status: 400,
+      type: 'validation_error',
+    });
     const anonymous = new OpenAI({ apiKey: 'wrong', baseURL: `${ocular.url}/openai/v1`, maxRetries: 0 });
     await expect(anonymous.models.list()).rejects.toMatchObject({ status: 401 });
   });
@@ -172,7 +207,11 @@ describe('POST /v1/chat/completions', () => {
 
   it('ends a stream with [DONE] and no usage chunk unless asked', async () => {
     upstream.behave((_request, response) => streamCompletion(response, ['a', 'b']));
-    const response = await ocular.post('/v1/chat/completions', { model: 'qwen', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const response = await ocular.post('/v1/chat/completions', {
+      model: 'qwen',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
     const data = await readSseData(response);
     expect(data.at(-1)).toBe('[DONE]');
     const chunks = data.slice(0, -1).map((item) => JSON.parse(item));
@@ -186,7 +225,10 @@ describe('POST /v1/chat/completions', () => {
     ['a json_schema response_format', { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }],
     ['an unknown role', { messages: [{ role: 'wizard', content: 'x' }] }],
     ['a tool message without tool_call_id', { messages: [{ role: 'tool', content: 'x' }] }],
-    ['an audio format OpenAI does not define', { model: 'audio', messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AA==', format: 'aiff' } }] }] }],
+    [
+      'an audio format OpenAI does not define',
+      { model: 'audio', messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AA==', format: 'aiff' } }] }] },
+    ],
   ])('rejects %s with 400', async (_name, patch) => {
     const response = await ocular.post('/v1/chat/completions', { model: 'qwen', messages: [{ role: 'user', content: 'hi' }], ...patch });
     expect(response.status).toBe(400);

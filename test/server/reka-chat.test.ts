@@ -15,7 +15,13 @@ beforeAll(async () => {
     models: [
       { id: 'flash', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'upstream-model', maxRetries: 2 },
       { id: 'vllm', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'upstream-model', continueFinalMessage: true },
-      { id: 'text-only', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'm', capabilities: { image: false, tools: false } },
+      {
+        id: 'text-only',
+        provider: 'openai-compatible',
+        baseUrl: `${upstream.url}/v1`,
+        model: 'm',
+        capabilities: { image: false, tools: false },
+      },
       { id: 'down', provider: 'openai-compatible', baseUrl: 'http://127.0.0.1:9/v1', model: 'm', maxRetries: 0 },
     ],
     aliases: { 'reka-flash': 'flash' },
@@ -110,11 +116,18 @@ describe('POST /v1/chat', () => {
       sendJson(
         response,
         200,
-        completion(null, { finishReason: 'tool_calls', toolCalls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] }),
+        completion(null, {
+          finishReason: 'tool_calls',
+          toolCalls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+        }),
       ),
     );
-    const tools = [{ name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } } } }];
-    const first = await (await ocular.post('/v1/chat', { messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, tool_choice: 'tool' })).json();
+    const tools = [
+      { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
+    ];
+    const first = await (
+      await ocular.post('/v1/chat', { messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, tool_choice: 'tool' })
+    ).json();
     expect(first.responses[0]).toMatchObject({
       finish_reason: 'tool_call',
       message: { tool_calls: [{ id: 'call_1', name: 'get_weather', parameters: { city: 'Paris' } }] },
@@ -135,7 +148,11 @@ describe('POST /v1/chat', () => {
     });
     expect(second.status).toBe(200);
     expect(lastUpstreamBody().messages.slice(1)).toEqual([
-      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+      },
       { role: 'tool', tool_call_id: 'call_1', content: '{"temperature":21,"sky":"clear"}' },
     ]);
   });
@@ -143,7 +160,13 @@ describe('POST /v1/chat', () => {
   it('continues a final assistant message natively where the upstream can (continue_final_message)', async () => {
     upstream.behave((_request, response) => sendJson(response, 200, completion(' upon a time')));
     const body = await (
-      await ocular.post('/v1/chat', { model: 'vllm', messages: [{ role: 'user', content: 'Tell a story' }, { role: 'assistant', content: 'Once' }] })
+      await ocular.post('/v1/chat', {
+        model: 'vllm',
+        messages: [
+          { role: 'user', content: 'Tell a story' },
+          { role: 'assistant', content: 'Once' },
+        ],
+      })
     ).json();
     expect(body.responses[0].message.content).toBe(' upon a time');
     expect(lastUpstreamBody()).toMatchObject({ continue_final_message: true, add_generation_prompt: false });
@@ -151,7 +174,12 @@ describe('POST /v1/chat', () => {
   });
 
   it('falls back to an instruction for upstreams without native continuation', async () => {
-    await ocular.post('/v1/chat', { messages: [{ role: 'user', content: 'Tell a story' }, { role: 'assistant', content: 'Once' }] });
+    await ocular.post('/v1/chat', {
+      messages: [
+        { role: 'user', content: 'Tell a story' },
+        { role: 'assistant', content: 'Once' },
+      ],
+    });
     const sent = lastUpstreamBody();
     expect(sent.continue_final_message).toBeUndefined();
     expect(sent.messages.at(-2)).toEqual({ role: 'assistant', content: 'Once' });
@@ -185,7 +213,11 @@ describe('POST /v1/chat streaming', () => {
     // Cumulative: each event's content extends the previous one.
     contents.slice(1).forEach((content, index) => expect(content.startsWith(contents[index])).toBe(true));
     expect(events.slice(0, -1).every((event) => event.responses[0].finish_reason === null)).toBe(true);
-    expect(events.at(-1)).toMatchObject({ model: 'flash', responses: [{ finish_reason: 'stop' }], usage: { input_tokens: 9, output_tokens: 5 } });
+    expect(events.at(-1)).toMatchObject({
+      model: 'flash',
+      responses: [{ finish_reason: 'stop' }],
+      usage: { input_tokens: 9, output_tokens: 5 },
+    });
     expect(lastUpstreamBody()).toMatchObject({ stream: true, stream_options: { include_usage: true } });
   });
 
@@ -209,7 +241,11 @@ describe('POST /v1/chat streaming', () => {
     const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
     upstream.behave((_request, response) => {
       response.on('close', () => upstreamClosed());
-      return streamCompletion(response, Array.from({ length: 200 }, (_, index) => `w${index} `), { delayMs: 20, splitEvery: 64 });
+      return streamCompletion(
+        response,
+        Array.from({ length: 200 }, (_, index) => `w${index} `),
+        { delayMs: 20, splitEvery: 64 },
+      );
     });
     const controller = new AbortController();
     const response = await ocular.post('/v1/chat', { messages: [{ role: 'user', content: 'long' }], stream: true }, {}, controller.signal);
@@ -238,13 +274,49 @@ describe('POST /v1/chat errors', () => {
     ['an unknown part type', { messages: [{ role: 'user', content: [{ type: 'hologram', hologram: 'x' }] }] }, 400, 'validation_error'],
     ['an unknown model', { model: 'nope', messages: user }, 404, 'not_found_error'],
     ['use_search_engine without a search backend', { messages: user, use_search_engine: true }, 400, 'validation_error'],
-    ['tools for a model without tools', { model: 'text-only', messages: user, tools: [{ name: 't', parameters: {} }] }, 400, 'validation_error'],
-    ['an image for a text-only model', { model: 'text-only', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: `data:image/png;base64,${PNG}` }] }] }, 400, 'validation_error'],
-    ['an image part carrying text', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'data:text/plain;base64,aGk=' }] }] }, 415, 'unsupported_media_type'],
-    ['invalid base64', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'data:image/png;base64,@@@' }] }] }, 400, 'validation_error'],
-    ['an unsupported URL scheme', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'file:///etc/passwd' }] }] }, 400, 'validation_error'],
+    [
+      'tools for a model without tools',
+      { model: 'text-only', messages: user, tools: [{ name: 't', parameters: {} }] },
+      400,
+      'validation_error',
+    ],
+    [
+      'an image for a text-only model',
+      { model: 'text-only', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: `data:image/png;base64,${PNG}` }] }] },
+      400,
+      'validation_error',
+    ],
+    [
+      'an image part carrying text',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'data:text/plain;base64,aGk=' }] }] },
+      415,
+      'unsupported_media_type',
+    ],
+    [
+      'invalid base64',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'data:image/png;base64,@@@' }] }] },
+      400,
+      'validation_error',
+    ],
+    [
+      'an unsupported URL scheme',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'file:///etc/passwd' }] }] },
+      400,
+      'validation_error',
+    ],
     ['a tool_output without ids', { messages: [...user, { role: 'tool_output', content: [{ output: 'x' }] }] }, 400, 'validation_error'],
-    ['duplicate tool names', { messages: user, tools: [{ name: 't', parameters: {} }, { name: 't', parameters: {} }] }, 400, 'validation_error'],
+    [
+      'duplicate tool names',
+      {
+        messages: user,
+        tools: [
+          { name: 't', parameters: {} },
+          { name: 't', parameters: {} },
+        ],
+      },
+      400,
+      'validation_error',
+    ],
     ['a bad tool_choice', { messages: user, tool_choice: 'sometimes' }, 400, 'validation_error'],
   ];
 
@@ -278,7 +350,9 @@ describe('POST /v1/chat errors', () => {
 
   it('retries upstream 5xx and then succeeds', async () => {
     let calls = 0;
-    upstream.behave((_request, response) => (++calls < 3 ? sendJson(response, 503, { error: { message: 'warming up' } }) : sendJson(response, 200, completion('ok'))));
+    upstream.behave((_request, response) =>
+      ++calls < 3 ? sendJson(response, 503, { error: { message: 'warming up' } }) : sendJson(response, 200, completion('ok')),
+    );
     const response = await ocular.post('/v1/chat', { messages: user });
     expect(response.status).toBe(200);
     expect(calls).toBe(3);

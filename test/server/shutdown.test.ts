@@ -28,7 +28,13 @@ describe('graceful shutdown', () => {
 
   it('cancels streams still running when the grace period ends, closing them with an error event', async () => {
     const ocular = await startOcular(config());
-    upstream.behave((_request, response) => streamCompletion(response, Array.from({ length: 500 }, () => 'x'), { delayMs: 20, splitEvery: 40 }));
+    upstream.behave((_request, response) =>
+      streamCompletion(
+        response,
+        Array.from({ length: 500 }, () => 'x'),
+        { delayMs: 20, splitEvery: 40 },
+      ),
+    );
     const response = await ocular.post('/v1/chat', { messages: [{ role: 'user', content: 'x' }], stream: true });
     const started = Date.now();
     const closing = ocular.close(300);

@@ -1,0 +1,280 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { sendEvents, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
+
+const BIN = fileURLToPath(new URL('../bin/ocular.js', import.meta.url));
+const KEY = 'ocu_cli_test_key_0123456789';
+
+interface Spawned {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the exit code (or the signal's name) once the process has ended. */
+  exited: Promise<number | string>;
+}
+
+const children: ChildProcess[] = [];
+const cleanups: Array<() => unknown> = [];
+
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** The parent's environment without any OCULAR_* setting, so only what a test passes reaches the CLI. */
+function baseEnvironment(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OCULAR_')));
+}
+
+function temporaryDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ocular-cli-test-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Runs `node bin/ocular.js ...args` in `cwd` (a temp dir, so no ./ocular.config.json or ./data is picked up). */
+function ocular(args: string[], options: { cwd: string; env?: Record<string, string> }): Spawned {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: { ...baseEnvironment(), ...options.env }, stdio: 'pipe' });
+  children.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<number | string>((resolve) => child.once('close', (code, signal) => resolve(code ?? signal ?? -1)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Runs a command to completion. */
+async function run(args: string[], options: { cwd: string; env?: Record<string, string> }) {
+  const spawned = ocular(args, options);
+  const code = await spawned.exited;
+  return { code, stdout: spawned.stdout(), stderr: spawned.stderr() };
+}
+
+interface LogLine {
+  level: string;
+  message: string;
+  [field: string]: unknown;
+}
+
+function logLines(stderr: string): LogLine[] {
+  return stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as LogLine);
+}
+
+/** Waits for a JSON log line with `message` on stderr; fails early if the process exits first. */
+async function waitForLog(spawned: Spawned, message: string, timeoutMs = 8_000): Promise<LogLine> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = logLines(spawned.stderr()).find((line) => line.message === message);
+    if (found) return found;
+    if (spawned.child.exitCode !== null)
+      throw new Error(`ocular exited with ${spawned.child.exitCode} before logging "${message}":\n${spawned.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`no "${message}" log line within ${timeoutMs} ms:\n${spawned.stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+interface ListedKey {
+  id: string;
+  name: string;
+  prefix: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+describe('ocular keys', () => {
+  it('creates, lists (without the secret) and revokes keys', async () => {
+    const cwd = temporaryDir();
+    const data = join(cwd, 'data-dir');
+
+    const created = await run(['keys', 'create', '--name', 'x', '--data', data], { cwd });
+    expect(created.code).toBe(0);
+    const key = created.stdout.trim();
+    expect(key).toMatch(/^ocu_[\w-]{20,}$/);
+
+    const listed = await run(['keys', 'list', '--json', '--data', data], { cwd });
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).not.toContain(key);
+    const keys = JSON.parse(listed.stdout) as ListedKey[];
+    expect(keys).toHaveLength(1);
+    const [entry] = keys as [ListedKey];
+    expect(entry).toMatchObject({ name: 'x', revokedAt: null });
+    expect(key.startsWith(entry.prefix)).toBe(true);
+    expect(entry.prefix.length).toBeLessThan(key.length / 2);
+
+    const revoked = await run(['keys', 'revoke', entry.id, '--data', data], { cwd });
+    expect(revoked.code).toBe(0);
+    const after = JSON.parse((await run(['keys', 'list', '--json', '--data', data], { cwd })).stdout) as ListedKey[];
+    expect(after[0]?.revokedAt).not.toBeNull();
+
+    // Revoking again, or an id that never existed, is an error.
+    const again = await run(['keys', 'revoke', entry.id, '--data', data], { cwd });
+    expect(again.code).toBe(1);
+    const unknown = await run(['keys', 'revoke', 'key_does_not_exist', '--data', data], { cwd });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('key_does_not_exist');
+  });
+
+  it('uses OCULAR_DATA_DIR when --data is not given', async () => {
+    const cwd = temporaryDir();
+    const data = join(cwd, 'from-env');
+    const created = await run(['keys', 'create', '--name', 'env-key'], { cwd, env: { OCULAR_DATA_DIR: data } });
+    expect(created.code).toBe(0);
+    expect(existsSync(join(data, 'ocular.db'))).toBe(true);
+    expect(existsSync(join(cwd, 'data'))).toBe(false);
+    const keys = JSON.parse((await run(['keys', 'list', '--json', '--data', data], { cwd })).stdout) as ListedKey[];
+    expect(keys.map((key) => key.name)).toEqual(['env-key']);
+  });
+});
+
+describe('ocular serve', () => {
+  it('finishes an in-flight stream on SIGTERM, refuses new connections, then exits 0', async () => {
+    const deltas = Array.from({ length: 10 }, (_, index) => `part${index} `);
+    const upstream: FakeUpstream = await startFakeUpstream(async (request, response) => {
+      if (request.url !== '/v1/chat/completions') return void response.writeHead(404).end();
+      const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+        id: 'chatcmpl-1',
+        object: 'chat.completion.chunk',
+        created: 0,
+        model: 'slow',
+        choices: [{ index: 0, delta, finish_reason: finish }],
+      });
+      await sendEvents(
+        response,
+        [...deltas.map((text) => ({ data: chunk({ content: text }, null) })), { data: chunk({}, 'stop') }, { data: '[DONE]' }],
+        100,
+      );
+    });
+    cleanups.push(() => upstream.close());
+
+    const cwd = temporaryDir();
+    const config = join(cwd, 'config.json');
+    writeFileSync(
+      config,
+      JSON.stringify({ models: [{ id: 'slow', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'slow' }] }),
+    );
+    const server = ocular(['serve', '--port', '0', '--data', join(cwd, 'data'), '--config', config], {
+      cwd,
+      env: { OCULAR_API_KEYS: KEY },
+    });
+    const { url } = (await waitForLog(server, 'ocular is listening')) as LogLine & { url: string };
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ model: 'slow', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(response.status).toBe(200);
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    while (!text.includes('part0')) {
+      const next = await reader.read();
+      if (next.done) throw new Error(`stream ended early: ${text}`);
+      text += next.value;
+    }
+
+    server.child.kill('SIGTERM');
+    await waitForLog(server, 'shutting down: finishing in-flight requests');
+    // The listener is closed: a new connection is refused while the stream goes on.
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+
+    for (let next = await reader.read(); !next.done; next = await reader.read()) text += next.value;
+    const payloads = text
+      .split('\n')
+      .filter((line) => line.startsWith('data:'))
+      .map((line) => line.slice(5).trim());
+    expect(payloads.at(-1)).toBe('[DONE]');
+    const content = payloads
+      .slice(0, -1)
+      .map((payload) => JSON.parse(payload) as { choices: Array<{ delta?: { content?: string }; finish_reason?: string | null }> })
+      .map((chunk) => chunk.choices[0]?.delta?.content ?? '')
+      .join('');
+    expect(content).toBe(deltas.join(''));
+    expect(text).toContain('"finish_reason":"stop"');
+
+    expect(await server.exited).toBe(0);
+    expect(logLines(server.stderr()).map((line) => line.message)).toContain('stopped');
+  });
+
+  it('exits 1 naming the field when the config file is invalid', async () => {
+    const cwd = temporaryDir();
+    const unknownField = join(cwd, 'unknown-field.json');
+    writeFileSync(unknownField, JSON.stringify({ modelz: [] }));
+    const first = await run(['serve', '--port', '0', '--data', join(cwd, 'data'), '--config', unknownField], {
+      cwd,
+      env: { OCULAR_API_KEYS: KEY },
+    });
+    expect(first.code).toBe(1);
+    // A one-line message for the operator, not a stack trace.
+    expect(first.stderr).toMatch(/^ocular: .*modelz/m);
+    expect(first.stderr).not.toMatch(/^\s+at /m);
+
+    const missingUrl = join(cwd, 'missing-url.json');
+    writeFileSync(missingUrl, JSON.stringify({ models: [{ id: 'a', provider: 'openai-compatible', model: 'm' }] }));
+    const second = await run(['serve', '--port', '0', '--data', join(cwd, 'data'), '--config', missingUrl], {
+      cwd,
+      env: { OCULAR_API_KEYS: KEY },
+    });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/^ocular: .*models\[0\]\.baseUrl/m);
+    expect(second.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it('exits 1 for --no-auth on 0.0.0.0', async () => {
+    const cwd = temporaryDir();
+    const result = await run(['serve', '--no-auth', '--host', '0.0.0.0', '--port', '0', '--data', join(cwd, 'data')], { cwd });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^ocular: .*--no-auth/m);
+    expect(existsSync(join(cwd, 'data'))).toBe(false);
+  });
+
+  it('exits 1 for a bad port', async () => {
+    const cwd = temporaryDir();
+    const result = await run(['serve', '--port', '99999', '--data', join(cwd, 'data')], { cwd });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('--port');
+  });
+
+  it('honours OCULAR_PORT and OCULAR_DATA_DIR, and prints a bootstrap key on first start', async () => {
+    const cwd = temporaryDir();
+    const data = join(cwd, 'env-data');
+    const port = await freePort();
+    const server = ocular(['serve'], { cwd, env: { OCULAR_PORT: String(port), OCULAR_DATA_DIR: data } });
+    const listening = await waitForLog(server, 'ocular is listening');
+    expect(listening.url).toBe(`http://127.0.0.1:${port}`);
+    expect(listening.dataDir).toBe(data);
+    expect(existsSync(join(data, 'ocular.db'))).toBe(true);
+    expect(existsSync(join(cwd, 'data'))).toBe(false);
+
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+
+    // No key was configured: the first start creates one and prints it on stdout.
+    await expect.poll(() => server.stdout(), { timeout: 5_000 }).toMatch(/ocu_[\w-]+/);
+    const key = server.stdout().match(/ocu_[\w-]+/)?.[0];
+    expect(existsSync(join(data, 'bootstrap-key'))).toBe(true);
+    expect((await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { 'x-api-key': key! } })).status).toBe(200);
+
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+});
