@@ -98,7 +98,7 @@ keys
 
 keys
   .command('revoke')
-  .description('revoke a key by id or listed prefix; running servers stop accepting it at once')
+  .description('revoke a key by id or listed prefix; running servers stop accepting it within 250 ms')
   .argument('<id>', 'key id (key_...) or prefix (ocu_...)')
   .addOption(dataOption())
   .action((id: string, options: { data?: string }) => {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono, type Context } from 'hono';
 import { getPath } from 'hono/utils/url';
-import { bodyLimit } from 'hono/body-limit';
 import type { ChatService } from '../chat/chat-service.ts';
 import type { Limits } from '../config/schema.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
@@ -24,6 +24,9 @@ export interface AppDependencies {
 /** `max_tokens` when a request gives none (Reka's documented default). */
 export const DEFAULT_MAX_TOKENS = 1024;
 
+/** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
+type NodeBindings = { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;
+
 type Env = { Variables: { requestId: string } };
 
 function collapseSlashes(path: string): string {
@@ -42,14 +45,69 @@ function presentedKey(c: Context): string | undefined {
 
 const JSON_LIKE_TYPES = /^\s*(?:application\/(?:[\w.+-]+\+)?json|text\/plain|application\/x-www-form-urlencoded)\s*(?:;|$)/i;
 
-async function readJson(c: Context): Promise<unknown> {
+function payloadTooLarge(maxBytes: number): OcularError {
+  return new OcularError('payload_too_large', `the request body is larger than ${maxBytes} bytes (limits.maxRequestBytes)`);
+}
+
+/** Collects Node's request body, failing as soon as it passes `maxBytes` (the rest is left unread). */
+function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const cutShort = (): OcularError => validationError('the client closed the connection before sending the whole body');
+  if (incoming.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  if (incoming.destroyed) return Promise.reject(cutShort());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const settle = (error: unknown, body?: Buffer): void => {
+      incoming.off('data', onData).off('end', onEnd).off('error', settle).off('close', onClose);
+      if (body) resolve(body);
+      else reject(error);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size <= maxBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      incoming.pause();
+      settle(payloadTooLarge(maxBytes));
+    };
+    const onEnd = (): void => settle(undefined, Buffer.concat(chunks, size));
+    const onClose = (): void => settle(cutShort());
+    incoming.on('data', onData).once('end', onEnd).once('error', settle).once('close', onClose);
+  });
+}
+
+/** Collects a fetch Request's body (under `app.request()`), with the same cap. */
+async function readRequestBody(request: Request, maxBytes: number): Promise<Buffer> {
+  const reader = request.body?.getReader();
+  if (!reader) return Buffer.alloc(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks, size);
+    size += value.byteLength;
+    if (size > maxBytes) throw payloadTooLarge(maxBytes);
+    chunks.push(value);
+  }
+}
+
+/**
+ * The body is read from Node's request when there is one: going through `c.req` builds a fetch Request
+ * (headers copy, web stream over the socket, abort controller) per request, which was about a third of
+ * Ocular's CPU time per request in bench/gateway-overhead.ts.
+ */
+async function readJson(c: Context, maxBytes: number): Promise<unknown> {
   const type = c.req.header('content-type');
   // JSON is read whatever the declared type, except types that say the body is something else:
   // `curl -d` labels JSON as form data, and rejecting that only trips people up.
   if (type !== undefined && !JSON_LIKE_TYPES.test(type)) {
     throw new OcularError('unsupported_media_type', `request bodies must be application/json, not ${type}`);
   }
-  const text = await c.req.text();
+  const declared = c.req.header('content-length');
+  if (declared !== undefined && Number(declared) > maxBytes) throw payloadTooLarge(maxBytes);
+  const incoming = (c.env as NodeBindings)?.incoming;
+  const text = (incoming ? await readIncoming(incoming, maxBytes) : await readRequestBody(c.req.raw, maxBytes)).toString('utf8');
   if (text.trim() === '') throw validationError('the request body is empty; send a JSON object');
   try {
     return JSON.parse(text);
@@ -108,28 +166,40 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     });
   }
 
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: limits.maxRequestBytes,
-      onError: () => {
-        throw new OcularError(
-          'payload_too_large',
-          `the request body is larger than ${limits.maxRequestBytes} bytes (limits.maxRequestBytes)`,
-        );
-      },
-    }),
+  // In-flight requests' controllers, all aborted by one listener when shutdown runs out of patience.
+  const inFlight = new Set<AbortController>();
+  shutdownSignal.addEventListener(
+    'abort',
+    () => {
+      for (const controller of inFlight) controller.abort(shutdownSignal.reason);
+    },
+    { once: true },
   );
 
-  /** The request's own signal (client gone) joined with the server's shutdown signal. */
-  const requestSignal = (c: Context): AbortSignal => AbortSignal.any([c.req.raw.signal, shutdownSignal]);
+  /** Aborted when the client goes away before the response is complete, or on shutdown. */
+  const requestSignal = (c: Context): AbortSignal => {
+    const outgoing = (c.env as NodeBindings)?.outgoing;
+    if (!outgoing) return AbortSignal.any([c.req.raw.signal, shutdownSignal]);
+    // Watched on Node's response: `c.req.raw.signal` would build a fetch Request per request just for it.
+    const controller = new AbortController();
+    if (shutdownSignal.aborted) controller.abort(shutdownSignal.reason);
+    else if (outgoing.closed) controller.abort();
+    else {
+      inFlight.add(controller);
+      outgoing.once('close', () => {
+        inFlight.delete(controller);
+        if (!outgoing.writableFinished) controller.abort();
+      });
+    }
+    return controller.signal;
+  };
 
   // ---- Reka Chat API v1 ----
 
   app.get('/v1/models', (c) => c.json(chat.modelNames.map((id) => ({ id }))));
 
   app.post('/v1/chat', async (c) => {
-    const body = parseBody(rekaChatRequestSchema, await readJson(c));
+    const body = parseBody(rekaChatRequestSchema, await readJson(c, limits.maxRequestBytes));
     const request = fromRekaRequest(body, DEFAULT_MAX_TOKENS);
     const signal = requestSignal(c);
     if (!body.stream) return c.json(toRekaResponse(await chat.generate(request, signal)));
@@ -143,7 +213,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     c.json({ object: 'list', data: chat.modelNames.map((id) => ({ id, object: 'model', created: 0, owned_by: 'ocular' })) });
 
   const openAiChat = async (c: Context) => {
-    const body = parseBody(openAiChatRequestSchema, await readJson(c));
+    const body = parseBody(openAiChatRequestSchema, await readJson(c, limits.maxRequestBytes));
     const request = fromOpenAiRequest(body, DEFAULT_MAX_TOKENS);
     const signal = requestSignal(c);
     if (!body.stream) return c.json(toOpenAiResponse(await chat.generate(request, signal)));

@@ -61,8 +61,9 @@ export async function startServer(settings: ServerSettings, logger: Logger): Pro
     const instance = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port }, () => resolve(instance as Server));
     instance.once('error', reject);
   });
-  // Streams may legitimately stay open for minutes; keep-alive sockets should not hold shutdown up.
-  server.requestTimeout = 0;
+  // Slow senders get 2 minutes to deliver a request (this bounds receiving only; long streamed answers are unaffected).
+  server.requestTimeout = 120_000;
+  server.headersTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
   const { port } = server.address() as AddressInfo;
   const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;

@@ -41,18 +41,19 @@ function toInfo(row: ApiKeyRow): ApiKeyInfo {
 
 /** Keys stored hashed in SQLite; the plain key is only ever returned once, by `create`. */
 export class ApiKeyStore {
-  readonly #db: Db;
   readonly #insert;
   readonly #list;
   readonly #revoke;
   readonly #activeHashes;
+  readonly #dataVersion;
 
   constructor(db: Db) {
-    this.#db = db;
     this.#insert = db.prepare('INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)');
     this.#list = db.prepare<[], ApiKeyRow>('SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at, id');
     this.#revoke = db.prepare('UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR prefix = ?) AND revoked_at IS NULL');
     this.#activeHashes = db.prepare<[], { hash: string }>('SELECT hash FROM api_keys WHERE revoked_at IS NULL');
+    // Prepared once: it runs on every authenticated request.
+    this.#dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
   }
 
   create(name: string): { key: string; info: ApiKeyInfo } {
@@ -79,13 +80,14 @@ export class ApiKeyStore {
 
   /** Changes whenever another connection (the `ocular keys` CLI) commits to the database. */
   dataVersion(): number {
-    return this.#db.pragma('data_version', { simple: true }) as number;
+    return this.#dataVersion.get()!;
   }
 }
 
 /**
- * Checks presented keys against the environment's keys and the stored ones. Stored keys are re-read only
- * when the database changed, so a key revoked from the CLI stops working on the next request.
+ * Checks presented keys against the environment's keys and the stored ones. Stored keys are re-read when the
+ * database changed; whether it changed is asked at most every `recheckMs` (the question costs a SQLite read
+ * lock, a measurable share of a request), so a key revoked from the CLI stops working within that time.
  */
 export class ApiKeyVerifier {
   readonly #store: ApiKeyStore;
@@ -93,8 +95,13 @@ export class ApiKeyVerifier {
   #storedHashes: Buffer[];
   #seenVersion: number;
 
-  constructor(store: ApiKeyStore, envKeys: readonly string[]) {
+  readonly #recheckMs: number;
+  #checkedAt = 0;
+
+  /** @param recheckMs how often to look for keys created or revoked by other processes. @default 250 */
+  constructor(store: ApiKeyStore, envKeys: readonly string[], recheckMs = 250) {
     this.#store = store;
+    this.#recheckMs = recheckMs;
     this.#envHashes = envKeys.map(hashApiKey);
     this.#seenVersion = store.dataVersion();
     this.#storedHashes = store.activeHashes();
@@ -111,8 +118,11 @@ export class ApiKeyVerifier {
   }
 
   verify(key: string): boolean {
-    const version = this.#store.dataVersion();
-    if (version !== this.#seenVersion) this.refresh();
+    const now = performance.now();
+    if (now - this.#checkedAt >= this.#recheckMs) {
+      this.#checkedAt = now;
+      if (this.#store.dataVersion() !== this.#seenVersion) this.refresh();
+    }
     const presented = hashApiKey(key);
     // Compare against every key, without stopping early, in constant time per comparison.
     let match = false;

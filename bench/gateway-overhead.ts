@@ -1,0 +1,437 @@
+// What Ocular adds on top of an OpenAI-compatible upstream: the same requests sent straight to a fake upstream
+// and through Ocular's /openai/v1/chat/completions (auth, validation, canonical conversion, provider call,
+// re-encoding). The upstream and Ocular each run in their own process; the load generator runs in this one.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { createParser } from 'eventsource-parser';
+import { Client } from 'undici';
+import { z } from 'zod';
+import { readEnvironment } from '../src/config/settings.ts';
+
+export interface GatewayOverheadOptions {
+  /** Runs the Ocular process under `node --cpu-prof` and leaves the profile in this directory. */
+  cpuProfileDir?: string | undefined;
+}
+
+/** The issue's targets. */
+const TARGETS = {
+  /** Ocular's p50 minus the upstream's, one connection, non-streamed. */
+  addedP50Ms: 0.3,
+  /** Ocular's req/s over the upstream's, 32 connections, non-streamed. */
+  throughputRatio: 0.35,
+  /** Ocular's median time to first byte minus the upstream's, streamed. */
+  firstByteOverheadMs: 1,
+};
+
+/**
+ * Every phase is bounded by time or count; the whole bench stays well under 90 s. Load phases alternate
+ * direct and Ocular in short rounds, so that a machine that slows down for a while penalises both alike.
+ */
+const PLAN = {
+  warmupSeconds: 3,
+  warmupConnections: 8,
+  warmupStreams: 100,
+  rounds: 3,
+  latencySeconds: 3,
+  throughputSeconds: 3,
+  throughputConnections: 32,
+  firstByteSamples: 400,
+  childStartMs: 30_000,
+  childStopMs: 5_000,
+};
+
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RUN_TS = join(REPO_ROOT, 'bin', 'run-ts.js');
+const UPSTREAM_PATH = '/v1/chat/completions';
+const OCULAR_PATH = '/openai/v1/chat/completions';
+
+const MESSAGES = [{ role: 'user', content: 'Write one short sentence about benchmarks.' }];
+const BODY = JSON.stringify({ model: 'bench', messages: MESSAGES, max_tokens: 64 });
+const STREAM_BODY = JSON.stringify({
+  model: 'bench',
+  messages: MESSAGES,
+  max_tokens: 64,
+  stream: true,
+  stream_options: { include_usage: true },
+});
+
+// ---- child processes ----
+
+interface ChildHandle {
+  url: string;
+  stop(): Promise<void>;
+}
+
+const readySchema = z.object({ url: z.url() });
+const liveChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** Last resort when this process dies without running its `finally` blocks; children also exit when their stdin closes. */
+function killChildrenOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const child of liveChildren) child.kill('SIGKILL');
+  });
+}
+
+/** Spawns `node [nodeArgs] bin/run-ts.js script args`, and waits for the `{"url":...}` line it prints when ready. */
+async function startChild(
+  name: string,
+  script: string,
+  args: string[],
+  options: { nodeArgs?: string[]; env?: Record<string, string> } = {},
+): Promise<ChildHandle> {
+  killChildrenOnExit();
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), RUN_TS, join(REPO_ROOT, script), ...args], {
+    cwd: REPO_ROOT,
+    env: { ...readEnvironment(), ...options.env },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  liveChildren.add(child);
+  const exited = new Promise<void>((resolve) => {
+    const done = (): void => {
+      liveChildren.delete(child);
+      resolve();
+    };
+    child.once('exit', done);
+    child.once('error', done); // failed to spawn: there will be no 'exit'
+  });
+
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), PLAN.childStopMs);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not start within ${PLAN.childStartMs} ms`)), PLAN.childStartMs);
+      child.once('error', reject);
+      child.once('exit', (code, signal) => reject(new Error(`${name} exited before it was ready (code ${code}, signal ${signal})`)));
+      createInterface({ input: child.stdout! }).once('line', (line) => {
+        clearTimeout(timer);
+        let json: unknown;
+        try {
+          json = JSON.parse(line);
+        } catch {
+          json = undefined;
+        }
+        const parsed = readySchema.safeParse(json);
+        if (parsed.success) resolve(parsed.data.url);
+        else reject(new Error(`${name} printed an unexpected first line: ${line}`));
+      });
+    });
+    return { url, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+// ---- statistics ----
+
+/** Nearest-rank percentile of an ascending array. */
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+const ascending = (values: number[]): number[] => values.sort((a, b) => a - b);
+
+// ---- load ----
+
+interface LoadRun {
+  requestsPerSecond: number;
+  latencies: number[];
+}
+
+interface LoadResult {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/**
+ * Runs autocannon for a fixed time. Latencies are each response's own time: autocannon's histograms round to
+ * whole milliseconds, too coarse for a 0.3 ms target.
+ */
+async function runLoad(
+  label: string,
+  url: string,
+  headers: Record<string, string>,
+  connections: number,
+  seconds: number,
+): Promise<LoadRun> {
+  const latencies: number[] = [];
+  const instance = autocannon({ url, method: 'POST', headers, body: BODY, connections, pipelining: 1, duration: seconds, timeout: 10 });
+  instance.on('response', (_client, _status, _bytes, responseTime) => {
+    latencies.push(responseTime);
+  });
+  const result = await instance;
+  if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
+    throw new Error(`${label}: ${result.non2xx} non-2xx responses, ${result.errors} errors, ${result.timeouts} timeouts`);
+  }
+  if (latencies.length === 0) throw new Error(`${label}: no response completed`);
+  return { requestsPerSecond: latencies.length / result.duration, latencies };
+}
+
+type PathName = 'direct' | 'bare proxy' | 'Ocular';
+const PATHS: readonly PathName[] = ['direct', 'bare proxy', 'Ocular'];
+
+/** Alternates the paths round by round; req/s is the median round, percentiles are over every response. */
+async function compareLoad(
+  label: string,
+  urls: Record<PathName, string>,
+  headers: Record<string, string>,
+  connections: number,
+  seconds: number,
+): Promise<Record<PathName, LoadResult>> {
+  const runs: Record<PathName, LoadRun[]> = { direct: [], 'bare proxy': [], Ocular: [] };
+  for (let round = 1; round <= PLAN.rounds; round++) {
+    for (const path of PATHS) runs[path].push(await runLoad(`${label}, ${path}, round ${round}`, urls[path], headers, connections, seconds));
+  }
+  const summarise = (path: LoadRun[]): LoadResult => {
+    const latencies = ascending(path.flatMap((run) => run.latencies));
+    return {
+      requestsPerSecond: percentile(ascending(path.map((run) => run.requestsPerSecond)), 50),
+      p50Ms: percentile(latencies, 50),
+      p99Ms: percentile(latencies, 99),
+    };
+  };
+  return { direct: summarise(runs.direct), 'bare proxy': summarise(runs['bare proxy']), Ocular: summarise(runs.Ocular) };
+}
+
+interface StreamTiming {
+  firstByteMs: number;
+  lastByteMs: number;
+  text: string;
+}
+
+/** One streamed request on a kept-alive connection: time to the first body byte and to the end of the stream. */
+async function timeStream(client: Client, path: string, headers: Record<string, string>): Promise<StreamTiming> {
+  const started = performance.now();
+  const response = await client.request({ path, method: 'POST', headers, body: STREAM_BODY });
+  let firstByteMs: number | undefined;
+  const chunks: Buffer[] = [];
+  for await (const chunk of response.body) {
+    firstByteMs ??= performance.now() - started;
+    chunks.push(chunk as Buffer);
+  }
+  const lastByteMs = performance.now() - started;
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (response.statusCode !== 200) throw new Error(`streamed request to ${path} returned ${response.statusCode}: ${text.slice(0, 300)}`);
+  if (firstByteMs === undefined) throw new Error(`streamed request to ${path} returned an empty body`);
+  return { firstByteMs, lastByteMs, text };
+}
+
+// ---- sanity checks: both paths must answer the same text, or the figures compare different work ----
+
+const completionSchema = z.object({ choices: z.array(z.object({ message: z.object({ content: z.string() }) })).min(1) });
+const chunkSchema = z.object({ choices: z.array(z.object({ delta: z.object({ content: z.string().nullish() }).nullish() })) });
+
+function streamedText(sse: string): { text: string; done: boolean } {
+  let text = '';
+  let done = false;
+  const parser = createParser({
+    onEvent: (event) => {
+      if (event.data === '[DONE]') {
+        done = true;
+        return;
+      }
+      const parsed = chunkSchema.safeParse(JSON.parse(event.data));
+      if (parsed.success) for (const choice of parsed.data.choices) text += choice.delta?.content ?? '';
+    },
+  });
+  parser.feed(sse);
+  return { text, done };
+}
+
+async function checkAnswers(direct: Client, ocular: Client, headers: Record<string, string>): Promise<void> {
+  const answer = async (client: Client, path: string): Promise<string> => {
+    const response = await client.request({ path, method: 'POST', headers, body: BODY });
+    const text = await response.body.text();
+    if (response.statusCode !== 200) throw new Error(`POST ${path} returned ${response.statusCode}: ${text.slice(0, 300)}`);
+    return completionSchema.parse(JSON.parse(text)).choices[0]!.message.content;
+  };
+  const expected = await answer(direct, UPSTREAM_PATH);
+  const viaOcular = await answer(ocular, OCULAR_PATH);
+  if (viaOcular !== expected) throw new Error(`Ocular answered ${JSON.stringify(viaOcular)}, the upstream ${JSON.stringify(expected)}`);
+  for (const [name, client, path] of [
+    ['upstream', direct, UPSTREAM_PATH],
+    ['Ocular', ocular, OCULAR_PATH],
+  ] as const) {
+    const streamed = streamedText((await timeStream(client, path, headers)).text);
+    if (streamed.text !== expected || !streamed.done) throw new Error(`the ${name} stream did not carry the expected text and [DONE]`);
+  }
+}
+
+// ---- report ----
+
+const formatMs = (value: number): string => value.toFixed(3);
+const formatRate = (value: number): string => Math.round(value).toLocaleString('en-US');
+const verdict = (met: boolean): string => (met ? 'met' : 'MISSED');
+const loadCells = (result: LoadResult): string[] => [formatRate(result.requestsPerSecond), formatMs(result.p50Ms), formatMs(result.p99Ms)];
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
+  for (const row of rows) {
+    process.stdout.write(
+      `  ${row.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('   ')}\n`,
+    );
+  }
+}
+
+// ---- the bench ----
+
+export async function runGatewayOverhead(options: GatewayOverheadOptions = {}): Promise<void> {
+  const apiKey = `ocu_bench_${randomBytes(24).toString('base64url')}`;
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` };
+  const children: ChildHandle[] = [];
+  const clients: Client[] = [];
+  try {
+    const upstream = await startChild('the fake upstream', 'bench/fake-openai-upstream.ts', []);
+    children.push(upstream);
+    const nodeArgs = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`];
+    const ocular = await startChild('Ocular', 'bench/ocular-process.ts', [upstream.url], { nodeArgs, env: { OCULAR_API_KEYS: apiKey } });
+    children.push(ocular);
+    const bare = await startChild('the bare proxy', 'bench/bare-proxy.ts', [upstream.url]);
+    children.push(bare);
+    const directUrl = upstream.url + UPSTREAM_PATH;
+    const ocularUrl = ocular.url + OCULAR_PATH;
+
+    const direct = new Client(upstream.url, { pipelining: 1 });
+    const gateway = new Client(ocular.url, { pipelining: 1 });
+    const bareClient = new Client(bare.url, { pipelining: 1 });
+    clients.push(direct, gateway, bareClient);
+    await checkAnswers(direct, gateway, headers);
+
+    process.stdout.write(`gateway-overhead: warming up (${PLAN.warmupSeconds} s each)...\n`);
+    await runLoad('warm-up direct', directUrl, headers, PLAN.warmupConnections, PLAN.warmupSeconds);
+    await runLoad('warm-up Ocular', ocularUrl, headers, PLAN.warmupConnections, PLAN.warmupSeconds);
+    await runLoad('warm-up bare proxy', bare.url + OCULAR_PATH, headers, PLAN.warmupConnections, PLAN.warmupSeconds);
+    for (let index = 0; index < PLAN.warmupStreams; index++) {
+      await timeStream(direct, UPSTREAM_PATH, headers);
+      await timeStream(gateway, OCULAR_PATH, headers);
+    }
+
+    const urls: Record<PathName, string> = { direct: directUrl, 'bare proxy': bare.url + OCULAR_PATH, Ocular: ocularUrl };
+    process.stdout.write(`gateway-overhead: 1 connection, ${PLAN.rounds} rounds of ${PLAN.latencySeconds} s each way...\n`);
+    const single = await compareLoad('1 connection', urls, headers, 1, PLAN.latencySeconds);
+    process.stdout.write(
+      `gateway-overhead: ${PLAN.throughputConnections} connections, ${PLAN.rounds} rounds of ${PLAN.throughputSeconds} s each way...\n`,
+    );
+    const loaded = await compareLoad(
+      `${PLAN.throughputConnections} connections`,
+      urls,
+      headers,
+      PLAN.throughputConnections,
+      PLAN.throughputSeconds,
+    );
+
+    process.stdout.write(`gateway-overhead: streaming, ${PLAN.firstByteSamples} sequential requests each, interleaved...\n`);
+    const streamDirect: StreamTiming[] = [];
+    const streamOcular: StreamTiming[] = [];
+    const streamBare: StreamTiming[] = [];
+    for (let index = 0; index < PLAN.firstByteSamples; index++) {
+      streamDirect.push(await timeStream(direct, UPSTREAM_PATH, headers));
+      streamBare.push(await timeStream(bareClient, OCULAR_PATH, headers));
+      streamOcular.push(await timeStream(gateway, OCULAR_PATH, headers));
+    }
+    const firstByte = (timings: StreamTiming[]) => ascending(timings.map((timing) => timing.firstByteMs));
+    const lastByte = (timings: StreamTiming[]) => ascending(timings.map((timing) => timing.lastByteMs));
+    const [firstDirect, firstOcular, firstBare, lastDirect, lastOcular, lastBare] = [
+      firstByte(streamDirect),
+      firstByte(streamOcular),
+      firstByte(streamBare),
+      lastByte(streamDirect),
+      lastByte(streamOcular),
+      lastByte(streamBare),
+    ];
+
+    const addedP50 = single.Ocular.p50Ms - single.direct.p50Ms;
+    const throughputRatio = loaded.Ocular.requestsPerSecond / loaded.direct.requestsPerSecond;
+    const firstByteOverhead = percentile(firstOcular, 50) - percentile(firstDirect, 50);
+    const bareAddedP50 = single['bare proxy'].p50Ms - single.direct.p50Ms;
+    const bareThroughputRatio = loaded['bare proxy'].requestsPerSecond / loaded.direct.requestsPerSecond;
+    const bareFirstByteOverhead = percentile(firstBare, 50) - percentile(firstDirect, 50);
+
+    process.stdout.write('\nGateway overhead: POST chat/completions, loopback, Ocular with auth on and logs silent\n\n');
+    printTable([
+      ['scenario', 'path', 'req/s', 'p50 ms', 'p99 ms'],
+      ['1 connection, non-stream', 'direct', ...loadCells(single.direct)],
+      ['', 'bare proxy', ...loadCells(single['bare proxy'])],
+      ['', 'Ocular', ...loadCells(single.Ocular)],
+      [`${PLAN.throughputConnections} connections, non-stream`, 'direct', ...loadCells(loaded.direct)],
+      ['', 'bare proxy', ...loadCells(loaded['bare proxy'])],
+      ['', 'Ocular', ...loadCells(loaded.Ocular)],
+    ]);
+    process.stdout.write('\n');
+    printTable([
+      [`stream, ${PLAN.firstByteSamples} sequential`, 'path', 'first byte p50', 'p99', 'last byte p50', 'p99'],
+      [
+        '',
+        'direct',
+        formatMs(percentile(firstDirect, 50)),
+        formatMs(percentile(firstDirect, 99)),
+        formatMs(percentile(lastDirect, 50)),
+        formatMs(percentile(lastDirect, 99)),
+      ],
+      [
+        '',
+        'bare proxy',
+        formatMs(percentile(firstBare, 50)),
+        formatMs(percentile(firstBare, 99)),
+        formatMs(percentile(lastBare, 50)),
+        formatMs(percentile(lastBare, 99)),
+      ],
+      [
+        '',
+        'Ocular',
+        formatMs(percentile(firstOcular, 50)),
+        formatMs(percentile(firstOcular, 99)),
+        formatMs(percentile(lastOcular, 50)),
+        formatMs(percentile(lastOcular, 99)),
+      ],
+    ]);
+    process.stdout.write('\n');
+    printTable([
+      ['target', 'Ocular', 'bare proxy', 'goal', 'Ocular result'],
+      [
+        'added p50, 1 connection',
+        `${formatMs(addedP50)} ms`,
+        `${formatMs(bareAddedP50)} ms`,
+        `<= ${TARGETS.addedP50Ms} ms`,
+        verdict(addedP50 <= TARGETS.addedP50Ms),
+      ],
+      [
+        `throughput, ${PLAN.throughputConnections} connections`,
+        `${throughputRatio.toFixed(2)}x direct`,
+        `${bareThroughputRatio.toFixed(2)}x direct`,
+        `>= ${TARGETS.throughputRatio}x`,
+        verdict(throughputRatio >= TARGETS.throughputRatio),
+      ],
+      [
+        'stream first-byte overhead',
+        `${formatMs(firstByteOverhead)} ms`,
+        `${formatMs(bareFirstByteOverhead)} ms`,
+        `< ${TARGETS.firstByteOverheadMs} ms`,
+        verdict(firstByteOverhead < TARGETS.firstByteOverheadMs),
+      ],
+    ]);
+    process.stdout.write(
+      '"bare proxy" is a pass-through with no auth, validation or conversion (bench/bare-proxy.ts): the cost of the\n' +
+        'extra HTTP hop alone on this machine, the floor for any Node.js gateway.\n\n',
+    );
+  } finally {
+    await Promise.allSettled(clients.map((client) => client.close()));
+    // Ocular first: it holds connections to the upstream, and its profile is written as it exits.
+    for (const child of children.reverse()) await child.stop();
+  }
+}

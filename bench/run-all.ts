@@ -1,0 +1,24 @@
+// Run with `npm run bench` from the repository root (about a minute; loopback only, nothing leaves the machine).
+// Runs every benchmark below in sequence and prints its table; missed targets are reported, not failed: the
+// exit status is non-zero only when a bench errors. `npm run bench -- --cpu-prof-dir DIR` profiles the Ocular process.
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runGatewayOverhead } from './gateway-overhead.ts';
+
+const { values } = parseArgs({ options: { 'cpu-prof-dir': { type: 'string' } } });
+const profileDir = values['cpu-prof-dir'] === undefined ? undefined : resolve(values['cpu-prof-dir']);
+
+const benches: ReadonlyArray<{ name: string; run: () => Promise<void> }> = [
+  { name: 'gateway-overhead', run: () => runGatewayOverhead({ cpuProfileDir: profileDir }) },
+];
+
+for (const bench of benches) {
+  const started = performance.now();
+  try {
+    await bench.run();
+    process.stdout.write(`${bench.name}: done in ${((performance.now() - started) / 1000).toFixed(1)} s\n\n`);
+  } catch (error) {
+    process.stderr.write(`${bench.name}: failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  }
+}
