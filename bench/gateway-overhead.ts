@@ -195,7 +195,8 @@ async function compareLoad(
 ): Promise<Record<PathName, LoadResult>> {
   const runs: Record<PathName, LoadRun[]> = { direct: [], 'bare proxy': [], Ocular: [] };
   for (let round = 1; round <= PLAN.rounds; round++) {
-    for (const path of PATHS) runs[path].push(await runLoad(`${label}, ${path}, round ${round}`, urls[path], headers, connections, seconds));
+    for (const path of PATHS)
+      runs[path].push(await runLoad(`${label}, ${path}, round ${round}`, urls[path], headers, connections, seconds));
   }
   const summarise = (path: LoadRun[]): LoadResult => {
     const latencies = ascending(path.flatMap((run) => run.latencies));

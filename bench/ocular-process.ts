@@ -30,6 +30,7 @@ const settings: ServerSettings = {
   host: '127.0.0.1',
   port: 0,
   logLevel: 'silent',
+  binaries: { searchPath: '' },
   dataDir,
   configPath: undefined,
   envApiKeys,

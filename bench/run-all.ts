@@ -4,12 +4,14 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runGatewayOverhead } from './gateway-overhead.ts';
+import { runVideoSampling } from './video-sampling.ts';
 
 const { values } = parseArgs({ options: { 'cpu-prof-dir': { type: 'string' } } });
 const profileDir = values['cpu-prof-dir'] === undefined ? undefined : resolve(values['cpu-prof-dir']);
 
 const benches: ReadonlyArray<{ name: string; run: () => Promise<void> }> = [
   { name: 'gateway-overhead', run: () => runGatewayOverhead({ cpuProfileDir: profileDir }) },
+  { name: 'video-sampling', run: () => runVideoSampling() },
 ];
 
 for (const bench of benches) {

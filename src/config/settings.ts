@@ -33,6 +33,8 @@ export interface ServerSettings {
   /** Keys accepted besides the stored ones (env OCULAR_API_KEYS, comma-separated). */
   envApiKeys: string[];
   auth: boolean;
+  /** ffmpeg/ffprobe to use (env OCULAR_FFMPEG, OCULAR_FFPROBE); otherwise one on PATH, otherwise the npm-shipped ones. */
+  binaries: { ffmpeg?: string | undefined; ffprobe?: string | undefined; searchPath: string };
   /** @default info (env OCULAR_LOG_LEVEL) */
   logLevel: (typeof LOG_LEVELS)[number];
   config: Readonly<ConfigFile>;
@@ -84,6 +86,7 @@ export function resolveServerSettings(flags: ServeFlags, env: Readonly<Record<st
     host,
     port: port.data,
     logLevel: logLevel.data,
+    binaries: { ffmpeg: fromEnv('OCULAR_FFMPEG'), ffprobe: fromEnv('OCULAR_FFPROBE'), searchPath: env.PATH ?? '' },
     dataDir,
     configPath: configPath === undefined ? undefined : resolve(configPath),
     envApiKeys,

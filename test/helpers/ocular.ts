@@ -26,6 +26,7 @@ export async function startOcular(config: unknown, overrides: Partial<ServerSett
     port: 0,
     dataDir,
     logLevel: 'silent',
+    binaries: { searchPath: process.env.PATH ?? '' },
     configPath: undefined,
     envApiKeys: [TEST_KEY],
     auth: true,
