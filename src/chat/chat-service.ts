@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Limits } from '../config/schema.ts';
 import { validationError } from '../spec/errors.ts';
-import type { ChatMessage, ChatRequest, ChatResult, MediaContent, PromptMessage, TextPart } from '../spec/messages.ts';
+import type { ChatMessage, ChatRequest, ChatResult, PromptMessage } from '../spec/messages.ts';
 import type { LanguageModel, ProviderRequest } from '../spec/provider.ts';
 import type { StreamPart } from '../spec/stream-parts.ts';
 import { findStop, guardStream } from './guard-stream.ts';
+import { MediaResolver } from './media-resolver.ts';
 import type { ModelRegistry } from './model-registry.ts';
-import { resolveMedia } from './resolve-media.ts';
 
 export interface PreparedChat {
   id: string;
@@ -26,10 +26,12 @@ export interface ChatStream {
 export class ChatService {
   readonly #models: ModelRegistry;
   readonly #limits: Limits;
+  readonly #media: MediaResolver;
 
-  constructor(models: ModelRegistry, limits: Limits) {
+  constructor(models: ModelRegistry, limits: Limits, media: MediaResolver) {
     this.#models = models;
     this.#limits = limits;
+    this.#media = media;
   }
 
   get modelNames(): readonly string[] {
@@ -37,7 +39,7 @@ export class ChatService {
   }
 
   /** Validates the request against the model and limits, and resolves its media. */
-  prepare(request: ChatRequest): PreparedChat {
+  async prepare(request: ChatRequest, signal: AbortSignal): Promise<PreparedChat> {
     const { name, model } = this.#models.resolve(request.model);
     if (request.messages.length === 0) throw validationError('messages must contain at least one message', 'messages');
     if (request.messages.length > this.#limits.maxMessages) {
@@ -52,7 +54,10 @@ export class ChatService {
     if (request.tools && request.tools.length > 0 && !model.capabilities.tools) {
       throw validationError(`model "${name}" does not support tools`, 'tools');
     }
-    const messages = request.messages.map((message, index) => this.#resolveMessage(message, index, name, model));
+    request.messages.forEach((message, index) => this.#checkMediaCount(message, index));
+    const messages = MediaResolver.hasMedia(request.messages)
+      ? await this.#media.resolve(request.messages, { name, capabilities: model.capabilities }, signal)
+      : (request.messages as PromptMessage[]); // no media parts: the two message types coincide
     const last = messages.at(-1)!;
     let continuation = false;
     if (last.role === 'assistant') {
@@ -67,29 +72,19 @@ export class ChatService {
     return { id: randomUUID(), modelName: name, model, request: { ...options, messages, continuation } };
   }
 
-  #resolveMessage(message: ChatMessage, index: number, modelName: string, model: LanguageModel): PromptMessage {
-    if (message.role !== 'user') return message;
-    let mediaCount = 0;
-    const content = message.content.map((part, partIndex): TextPart | MediaContent => {
-      if (part.type === 'text') return part;
-      const param = `messages.${index}.content.${partIndex}`;
-      mediaCount++;
-      if (mediaCount > this.#limits.maxMediaPerTurn) {
-        throw validationError(
-          `too many media parts in one user turn: at most ${this.#limits.maxMediaPerTurn} are allowed (limits.maxMediaPerTurn)`,
-          param,
-        );
-      }
-      if (!model.capabilities[part.kind]) {
-        throw validationError(`model "${modelName}" does not accept ${part.kind} input`, param);
-      }
-      return resolveMedia(part, param, { maxBytes: this.#limits.maxRequestBytes });
-    });
-    return { role: 'user', content };
+  #checkMediaCount(message: ChatMessage, index: number): void {
+    if (message.role !== 'user') return;
+    const count = message.content.filter((part) => part.type === 'media').length;
+    if (count > this.#limits.maxMediaPerTurn) {
+      throw validationError(
+        `too many media parts in one user turn: ${count}, at most ${this.#limits.maxMediaPerTurn} are allowed (limits.maxMediaPerTurn)`,
+        `messages.${index}.content`,
+      );
+    }
   }
 
   async generate(request: ChatRequest, signal: AbortSignal): Promise<ChatResult> {
-    const prepared = this.prepare(request);
+    const prepared = await this.prepare(request, signal);
     const result = await prepared.model.generate(prepared.request, signal);
     let { text, finishReason } = result;
     const stops = prepared.request.stop?.filter((stop) => stop !== '') ?? [];
@@ -103,7 +98,7 @@ export class ChatService {
 
   /** Starts a streamed answer; rejects (before any byte is sent) when the request or the upstream fails early. */
   async stream(request: ChatRequest, signal: AbortSignal): Promise<ChatStream> {
-    const prepared = this.prepare(request);
+    const prepared = await this.prepare(request, signal);
     const stopped = new AbortController();
     const upstreamSignal = AbortSignal.any([signal, stopped.signal]);
     const source = await prepared.model.stream(prepared.request, upstreamSignal);

@@ -11,7 +11,7 @@ import { extractAudioTrack, toWav16kMono } from '../media/audio.ts';
 import { formatTimestamp, probeMedia, sampleFrames } from '../media/video.ts';
 import type { FfmpegContext } from '../media/binaries.ts';
 import { formatTranscript, type Transcriber } from '../perception/speech/transcriber.ts';
-import { validationError } from '../spec/errors.ts';
+import { OcularError, validationError } from '../spec/errors.ts';
 import type { ChatMessage, MediaContent, MediaReference, PromptMessage, TextPart } from '../spec/messages.ts';
 import type { Capabilities } from '../spec/provider.ts';
 
@@ -102,6 +102,24 @@ export class MediaResolver {
   }
 
   async #resolvePart(
+    part: MediaReference,
+    label: string,
+    target: MediaTarget,
+    scratch: Scratch,
+    signal: AbortSignal,
+  ): Promise<ResolvedPart[]> {
+    try {
+      return await this.#processPart(part, label, target, scratch, signal);
+    } catch (error) {
+      // Analyzers deep down (ffmpeg, pdf.js) do not know which part they worked on: name it for the client.
+      if (error instanceof OcularError && error.param === undefined) {
+        throw new OcularError(error.type, `${label}: ${error.message}`, { param: label, cause: error });
+      }
+      throw error;
+    }
+  }
+
+  async #processPart(
     part: MediaReference,
     label: string,
     target: MediaTarget,

@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { ChatService } from '../chat/chat-service.ts';
 import { ModelRegistry } from '../chat/model-registry.ts';
+import { MediaResolver } from '../chat/media-resolver.ts';
+import { ConfigError, describeZodError } from '../config/load-config.ts';
 import type { ServerSettings } from '../config/settings.ts';
+import { createFfmpegContext, type FfmpegContext } from '../media/binaries.ts';
+import { createMediaFetcher, type MediaFetcher } from '../media/fetch-media.ts';
+import { createTranscriber, transcriberSettingsSchema } from '../perception/speech/transcriber.ts';
 import { OcularError } from '../spec/errors.ts';
 import { PROVIDERS } from '../providers/index.ts';
 import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
@@ -37,9 +42,33 @@ function ensureBootstrapKey(store: ApiKeyStore, verifier: ApiKeyVerifier, dataDi
   return key;
 }
 
+/** Everything media processing needs, built once; a bad `media`/`transcriber` setting fails the boot. */
+function createMediaResolver(settings: ServerSettings): { resolver: MediaResolver; close(): Promise<void> } {
+  const { media, transcriber: transcriberEntry } = settings.config;
+  const transcriberSettings = transcriberSettingsSchema.safeParse(transcriberEntry);
+  if (!transcriberSettings.success)
+    throw new ConfigError(`invalid config: ${describeZodError(transcriberSettings.error, ['transcriber'])}`);
+  let fetcher: MediaFetcher;
+  let ffmpeg: FfmpegContext;
+  try {
+    fetcher = createMediaFetcher({ ...media, allowHosts: media.allowHosts });
+    ffmpeg = createFfmpegContext({ ...settings.binaries, timeoutMs: media.processTimeoutMs, maxOutputBytes: media.maxBytes });
+  } catch (error) {
+    throw new ConfigError(`invalid media settings: ${(error as Error).message}`);
+  }
+  const transcriber = createTranscriber(transcriberSettings.data);
+  return {
+    resolver: new MediaResolver({ settings: media, fetcher, ffmpeg, transcriber }),
+    close: async () => {
+      await Promise.all([fetcher.close(), transcriber?.close?.()]);
+    },
+  };
+}
+
 export async function startServer(settings: ServerSettings, logger: Logger): Promise<RunningServer> {
-  // Models first: a config error must stop the start before anything is written to the data dir.
+  // Models and media first: a config error must stop the start before anything is written to the data dir.
   const models = new ModelRegistry(settings.config, PROVIDERS);
+  const media = createMediaResolver(settings);
   const db = openDatabase(settings.dataDir);
   const store = new ApiKeyStore(db);
   const verifier = settings.auth ? new ApiKeyVerifier(store, settings.envApiKeys) : undefined;
@@ -53,7 +82,7 @@ export async function startServer(settings: ServerSettings, logger: Logger): Pro
         'or pass --config PATH; see README "Models".',
     );
   }
-  const chat = new ChatService(models, settings.config.limits);
+  const chat = new ChatService(models, settings.config.limits, media.resolver);
   const shutdown = new AbortController();
   const app = createApp({ chat, verifier, limits: settings.config.limits, logger, shutdownSignal: shutdown.signal });
 
@@ -87,7 +116,7 @@ export async function startServer(settings: ServerSettings, logger: Logger): Pro
       await closed;
       clearTimeout(timer);
       clearInterval(sweeper);
-      await models.close();
+      await Promise.all([models.close(), media.close()]);
       db.close();
       logger.info('stopped');
     })();

@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatService } from '../../src/chat/chat-service.ts';
+import { MediaResolver } from '../../src/chat/media-resolver.ts';
+import { createFfmpegContext } from '../../src/media/binaries.ts';
+import { createMediaFetcher } from '../../src/media/fetch-media.ts';
 import { ModelRegistry } from '../../src/chat/model-registry.ts';
 import { parseConfig } from '../../src/config/load-config.ts';
 import { errorEnvelope } from '../../src/server/errors.ts';
@@ -62,7 +65,11 @@ describe('unexpected failures', () => {
     const config = parseConfig({ models: [{ id: 'b', provider: 'broken' }] }, {});
     const logged: string[] = [];
     const app = createApp({
-      chat: new ChatService(new ModelRegistry(config, new Map([['broken', broken]])), config.limits),
+      chat: new ChatService(
+        new ModelRegistry(config, new Map([['broken', broken]])),
+        config.limits,
+        new MediaResolver({ settings: config.media, fetcher: createMediaFetcher(config.media), ffmpeg: createFfmpegContext() }),
+      ),
       verifier: undefined,
       limits: config.limits,
       logger: createLogger('error', (line) => logged.push(line)),

@@ -1,3 +1,4 @@
+import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sendJson } from '../helpers/fake-upstream.ts';
 import { readSseData, startOcular, type TestOcular } from '../helpers/ocular.ts';
@@ -104,11 +105,17 @@ describe('POST /v1/chat', () => {
       ],
     });
     expect(response.status).toBe(200);
-    expect(lastUpstreamBody().messages[0].content).toEqual([
-      { type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}` } },
-      { type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}` } },
-      { type: 'text', text: 'What is this?' },
-    ]);
+    const content = lastUpstreamBody().messages[0].content;
+    expect(content).toHaveLength(3);
+    expect(content[2]).toEqual({ type: 'text', text: 'What is this?' });
+    for (const part of content.slice(0, 2)) {
+      expect(part.type).toBe('image_url');
+      // Re-encoded by Ocular (orientation, size, metadata stripped), still the same 1x1 image.
+      const url: string = part.image_url.url;
+      expect(url).toMatch(/^data:image\/(jpeg|png);base64,/);
+      const metadata = await sharp(Buffer.from(url.slice(url.indexOf(',') + 1), 'base64')).metadata();
+      expect([metadata.width, metadata.height]).toEqual([1, 1]);
+    }
   });
 
   it('round-trips tools, tool calls and tool outputs', async () => {
