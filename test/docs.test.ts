@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ModelRegistry } from '../src/chat/model-registry.ts';
 import { loadConfigFile, parseConfig } from '../src/config/load-config.ts';
+import { transcriberSettingsSchema } from '../src/perception/speech/transcriber.ts';
 import { PROVIDERS } from '../src/providers/index.ts';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
@@ -21,6 +22,14 @@ describe('README and examples stay true', () => {
     const registry = new ModelRegistry(config, PROVIDERS);
     expect(registry.defaultModel).toBe('local');
     await registry.close();
+  });
+
+  it('the README media settings example validates, transcriber included', () => {
+    const block = /## Media[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const config = parseConfig(JSON.parse(block!), {});
+    expect(config.media.allowHosts).toEqual(['minio.internal:9000']);
+    expect(transcriberSettingsSchema.parse(config.transcriber)).toMatchObject({ provider: 'openai-compatible' });
   });
 
   it('the README shows the two set-up commands', () => {

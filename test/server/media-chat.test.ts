@@ -254,3 +254,41 @@ describe('images and fetching', () => {
     expect(error.param).toBe('messages.0.content.0');
   });
 });
+
+describe('cancellation', () => {
+  it('stops fetching media when the client goes away', async () => {
+    let hostClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (hostClosed = resolve));
+    const slowHost = createServer((_request, response) => {
+      response.on('close', () => hostClosed());
+      response.writeHead(200, { 'content-type': 'video/mp4' });
+      const timer = setInterval(() => response.write(Buffer.alloc(1024)), 50);
+      response.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => slowHost.listen(0, '127.0.0.1', resolve));
+    const { port } = slowHost.address() as AddressInfo;
+    const server = await startOcular({
+      models: [{ id: 'vision', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'vl' }],
+      media: { allowHosts: [`127.0.0.1:${port}`] },
+    });
+    try {
+      const controller = new AbortController();
+      const request = server.post(
+        '/v1/chat',
+        { messages: [{ role: 'user', content: [{ type: 'video_url', video_url: `http://127.0.0.1:${port}/slow.mp4` }] }] },
+        {},
+        controller.signal,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      controller.abort();
+      await expect(request).rejects.toThrow();
+      const started = Date.now();
+      await closed;
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(upstream.requests).toHaveLength(0);
+    } finally {
+      await server.close();
+      await new Promise<void>((resolve) => slowHost.close(() => resolve()));
+    }
+  });
+});
