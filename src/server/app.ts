@@ -146,7 +146,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
       logger.error('unhandled error', { requestId: c.get('requestId'), error: String(error), stack: (error as Error).stack });
     // An oversized body is left unread: the connection cannot carry another request after it.
     if (mapped.type === 'payload_too_large') c.header('Connection', 'close');
-    if (mapped.type === 'rate_limit_error' && mapped.retryAfterSeconds !== undefined)
+    if ((mapped.type === 'rate_limit_error' || mapped.type === 'unavailable_error') && mapped.retryAfterSeconds !== undefined)
       c.header('Retry-After', String(Math.ceil(mapped.retryAfterSeconds)));
     return c.json(errorEnvelope(mapped), mapped.status as 400);
   });

@@ -12,6 +12,8 @@ export const ERROR_STATUS = {
   rate_limit_error: 429,
   server_error: 500,
   upstream_error: 502,
+  /** The model exists but cannot answer yet (its weights are still downloading or loading). */
+  unavailable_error: 503,
   timeout_error: 504,
 } as const;
 
