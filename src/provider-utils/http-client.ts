@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventSourceParserStream, type EventSourceMessage } from 'eventsource-parser/stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { isAbortError, OcularError } from '../spec/errors.ts';
 import { mapNetworkError, mapUpstreamStatus } from './map-upstream-error.ts';
 
@@ -36,18 +36,24 @@ export function computeBackoffMs(attempt: number, retryAfterSeconds: number | un
  */
 export class HttpClient {
   readonly #provider: string;
-  readonly #baseUrl: string;
-  readonly #headers: Record<string, string>;
+  /** Path of the base URL (`/v1`), prefixed to every request path. */
+  readonly #basePath: string;
   readonly #maxRetries: number;
-  readonly #dispatcher: Dispatcher;
+  readonly #pool: Pool;
+  readonly #jsonHeaders: Record<string, string>;
+  readonly #streamHeaders: Record<string, string>;
 
   constructor(options: HttpClientOptions) {
     this.#provider = options.provider;
-    this.#baseUrl = options.baseUrl.replace(/\/+$/, '');
-    this.#headers = { 'content-type': 'application/json', 'user-agent': 'ocular/0.1', ...options.headers };
+    const base = new URL(options.baseUrl);
+    this.#basePath = base.pathname.replace(/\/+$/, '');
+    const headers = { 'content-type': 'application/json', 'user-agent': 'ocular/0.1', ...options.headers };
+    this.#jsonHeaders = { ...headers, accept: 'application/json' };
+    this.#streamHeaders = { ...headers, accept: 'text/event-stream' };
     this.#maxRetries = options.maxRetries ?? 2;
     const timeoutMs = options.timeoutMs ?? 600_000;
-    this.#dispatcher = new Agent({
+    // One upstream origin per client: a Pool skips the Agent's per-request origin parsing and lookup.
+    this.#pool = new Pool(base.origin, {
       connections: options.maxConnections ?? 256,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
@@ -75,17 +81,17 @@ export class HttpClient {
   }
 
   async close(): Promise<void> {
-    await this.#dispatcher.close();
+    await this.#pool.close();
   }
 
   async #send(path: string, body: unknown, signal: AbortSignal, accept: string): Promise<Dispatcher.ResponseData> {
     const payload = JSON.stringify(body);
-    const headers = { ...this.#headers, accept };
+    const headers = accept === 'text/event-stream' ? this.#streamHeaders : this.#jsonHeaders;
     for (let attempt = 0; ; attempt++) {
       let failure: OcularError;
       try {
-        const response = await request(this.#baseUrl + path, {
-          dispatcher: this.#dispatcher,
+        const response = await this.#pool.request({
+          path: this.#basePath + path,
           method: 'POST',
           headers,
           body: payload,
