@@ -59,8 +59,8 @@ const MAX_EMBEDDED_IMAGE_PIXELS = 100_000_000;
 
 /**
  * Extracts the text of a PDF's first `maxPages` pages and renders its first `renderPages` pages to PNG.
- * Throws `validation_error` for a password-protected PDF and `unsupported_media_type` for one pdf.js cannot
- * parse. pdf.js runs on the calling thread (Node has no web workers), so a huge PDF keeps the event loop busy
+ * Throws `validation_error` (400) for a password-protected PDF and for one pdf.js cannot parse (the media issue
+ * asks for a 400 with a clear message for both). pdf.js runs on the calling thread (Node has no web workers), so a huge PDF keeps the event loop busy
  * between its awaits; the page caps bound that work, and `signal` stops it between steps.
  */
 export async function extractPdf(path: string, options: ExtractPdfOptions, signal?: AbortSignal): Promise<PdfContent> {
@@ -196,7 +196,7 @@ function pdfError(error: unknown, label: string): Error {
     });
   }
   // InvalidPDFException, FormatError, UnknownErrorException and the like: the bytes, not the server, are at fault.
-  return new OcularError('unsupported_media_type', `${label}: the PDF could not be read; it is corrupt, truncated or not a PDF`, {
+  return new OcularError('validation_error', `${label}: the PDF could not be read; it is corrupt, truncated or not a PDF`, {
     param: label,
     cause: error,
   });

@@ -134,11 +134,12 @@ describe('extractPdf', () => {
     expect(error.message).toContain('encrypted');
   });
 
-  it('refuses garbage behind a %PDF header as unsupported media', async () => {
+  it('refuses garbage behind a %PDF header with a 400 saying the PDF is corrupt', async () => {
     const path = await writePdf(`%PDF-1.7\n${'garbage, not a PDF body \u0000\u00ff '.repeat(200)}\n%%EOF\n`);
     const error = await refusal(extractPdf(path, options));
-    expect(error.type).toBe('unsupported_media_type');
-    expect(error.status).toBe(415);
+    expect(error.type).toBe('validation_error');
+    expect(error.status).toBe(400);
+    expect(error.message).toContain('corrupt');
   });
 
   it('stops when the signal is aborted mid-way', async () => {
