@@ -76,25 +76,29 @@ export class MediaResolver {
     const limit = pLimit(this.#settings.concurrency);
     const scratch = await Scratch.create();
     try {
-      const pending = messages.map((message, messageIndex) => {
-        if (message.role !== 'user') return Promise.resolve(message);
-        const parts = message.content.map((part, partIndex) => {
-          if (part.type === 'text') return Promise.resolve([part]);
-          const label = `messages.${messageIndex}.content.${partIndex}`;
-          return limit(() => this.#resolvePart(part, label, target, scratch, partSignal)).catch((error: unknown) => {
-            failed.abort(error);
-            throw error;
-          });
-        });
-        return Promise.all(parts).then((resolved): PromptMessage => ({ role: 'user', content: resolved.flat() }));
-      });
-      const settled = await Promise.allSettled(pending);
-      const rejected = settled.find((result) => result.status === 'rejected');
-      if (rejected) {
+      // Every part's task, flat, so that nothing is still running when the scratch directory goes away.
+      const tasks = messages.map((message, messageIndex) =>
+        message.role !== 'user'
+          ? []
+          : message.content.map((part, partIndex) => {
+              if (part.type === 'text') return Promise.resolve([part]);
+              const label = `messages.${messageIndex}.content.${partIndex}`;
+              return limit(() => this.#resolvePart(part, label, target, scratch, partSignal)).catch((error: unknown) => {
+                failed.abort(error);
+                throw error;
+              });
+            }),
+      );
+      const settled = await Promise.all(tasks.map((parts) => Promise.allSettled(parts)));
+      if (settled.some((parts) => parts.some((part) => part.status === 'rejected'))) {
         // Report the first real failure, not the cancellations it caused in the other parts.
-        throw signal.aborted ? signal.reason : failed.signal.aborted ? failed.signal.reason : rejected.reason;
+        throw signal.aborted ? signal.reason : failed.signal.reason;
       }
-      return settled.map((result) => (result as PromiseFulfilledResult<PromptMessage>).value);
+      return messages.map((message, index): PromptMessage => {
+        if (message.role !== 'user') return message;
+        const parts = settled[index]!.map((part) => (part as PromiseFulfilledResult<ResolvedPart[]>).value);
+        return { role: 'user', content: parts.flat() };
+      });
     } finally {
       limit.clearQueue();
       await scratch.dispose();

@@ -220,6 +220,14 @@ describe('PDF', () => {
     expect(images(sentContent())).toHaveLength(0);
   });
 
+  it('answers 400 for a corrupt PDF and for an encrypted one', async () => {
+    const corrupt = Buffer.from(`%PDF-1.7\n${'not a real body '.repeat(100)}\n%%EOF\n`);
+    const encrypted = buildPdf([linesPage('secret')], { userPassword: 'pw', ownerPassword: 'owner' });
+    for (const data of [corrupt, encrypted]) {
+      await expectError(await chat(ocular, 'vision', { type: 'pdf_url', pdf_url: dataUrl('application/pdf', data) }), 400, 'validation_error');
+    }
+  });
+
   it('sends the document itself to a PDF-capable model', async () => {
     await chat(ocular, 'omni', { type: 'pdf_url', pdf_url: dataUrl('application/pdf', pdf) });
     expect(sentContent()[0]).toMatchObject({ type: 'file', file: { file_data: dataUrl('application/pdf', pdf) } });
