@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { OpenAiCompatibleTranscriber, openAiCompatibleTranscriberSettingsSchema } from './openai-compatible.ts';
+import { WhisperTranscriber, whisperTranscriberSettingsSchema } from './whisper.ts';
 
 /** What a speech-to-text backend heard. Times are seconds from the start of the audio it was given. */
 export interface Transcript {
@@ -41,6 +42,7 @@ export const noTranscriberSettingsSchema = z.strictObject({ provider: z.literal(
  */
 export const transcriberSettingsSchema = z.discriminatedUnion('provider', [
   openAiCompatibleTranscriberSettingsSchema,
+  whisperTranscriberSettingsSchema,
   noTranscriberSettingsSchema,
 ]);
 
@@ -51,6 +53,8 @@ export function createTranscriber(settings: TranscriberSettings): Transcriber | 
   switch (settings.provider) {
     case 'openai-compatible':
       return new OpenAiCompatibleTranscriber(settings);
+    case 'whisper':
+      return new WhisperTranscriber(settings);
     case 'none':
       return undefined;
     default: {
