@@ -4,6 +4,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runGatewayOverhead } from './gateway-overhead.ts';
+import { runLlamaThroughput } from './llama-throughput.ts';
 import { runVideoSampling } from './video-sampling.ts';
 
 const { values } = parseArgs({ options: { 'cpu-prof-dir': { type: 'string' } } });
@@ -12,6 +13,7 @@ const profileDir = values['cpu-prof-dir'] === undefined ? undefined : resolve(va
 const benches: ReadonlyArray<{ name: string; run: () => Promise<void> }> = [
   { name: 'gateway-overhead', run: () => runGatewayOverhead({ cpuProfileDir: profileDir }) },
   { name: 'video-sampling', run: () => runVideoSampling() },
+  { name: 'llama-throughput', run: () => runLlamaThroughput() },
 ];
 
 for (const bench of benches) {
