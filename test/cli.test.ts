@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendEvents, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
+import { startFakeHub, testBytes, type FakeHub } from './models/fake-hub.ts';
 
 const BIN = fileURLToPath(new URL('../bin/ocular.js', import.meta.url));
 const KEY = 'ocu_cli_test_key_0123456789';
@@ -28,9 +29,16 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** The parent's environment without any OCULAR_* setting, so only what a test passes reaches the CLI. */
+/** A hub URL where nothing listens: a server started with no config must not reach the real Hugging Face hub. */
+const UNREACHABLE_HUB = `http://127.0.0.1:${await freePort()}`;
+
+/**
+ * The parent's environment without any OCULAR_* or HF_* setting, so only what a test passes reaches the CLI; model
+ * downloads go to a loopback port where nothing listens (the network is never used).
+ */
 function baseEnvironment(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OCULAR_')));
+  const inherited = Object.entries(process.env).filter(([name]) => !name.startsWith('OCULAR_') && !name.startsWith('HF_'));
+  return { ...Object.fromEntries(inherited), HF_ENDPOINT: UNREACHABLE_HUB };
 }
 
 function temporaryDir(): string {
@@ -273,6 +281,122 @@ describe('ocular serve', () => {
     const key = server.stdout().match(/ocu_[\w-]+/)?.[0];
     expect(existsSync(join(data, 'bootstrap-key'))).toBe(true);
     expect((await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { 'x-api-key': key! } })).status).toBe(200);
+
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+});
+
+describe('ocular models', () => {
+  async function hub(token?: string): Promise<FakeHub> {
+    const started = await startFakeHub(token === undefined ? {} : { token });
+    cleanups.push(() => started.close());
+    return started;
+  }
+
+  it('pulls a file with HF_TOKEN, resuming after a cut connection and verifying it; lists and removes it', async () => {
+    const server = await hub('hf_cli_token');
+    const content = testBytes(250_000, 51);
+    server.add('test-org/tiny-GGUF', 'tiny.gguf', { content, cuts: 1 });
+    const cwd = temporaryDir();
+    const data = join(cwd, 'data');
+    const env = { HF_ENDPOINT: server.url, HF_TOKEN: 'hf_cli_token' };
+
+    const denied = await run(['models', 'pull', 'test-org/tiny-GGUF:tiny.gguf', '--data', data], { cwd, env: { HF_ENDPOINT: server.url } });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/^ocular: .*HF_TOKEN/m);
+
+    const pulled = await run(['models', 'pull', 'test-org/tiny-GGUF:tiny.gguf', '--data', data], { cwd, env });
+    expect(pulled.code).toBe(0);
+    const path = join(data, 'models', 'test-org', 'tiny-GGUF', 'tiny.gguf');
+    expect(pulled.stdout.trim()).toBe(path);
+    expect(readFileSync(path).equals(content)).toBe(true);
+    expect(pulled.stderr).toContain("verified against the hub's X-Linked-Etag");
+    expect(pulled.stderr).toMatch(/^tiny\.gguf 100% \(250\.0 kB of 250\.0 kB\)/m); // progress, as lines when not on a terminal
+    expect(server.requests.some((request) => request.range !== undefined)).toBe(true); // it resumed
+    expect(readdirSync(join(data, 'models', 'test-org', 'tiny-GGUF'))).toEqual(['tiny.gguf']);
+
+    const listed = await run(['models', 'list', '--json', '--data', data], { cwd });
+    expect(listed.code).toBe(0);
+    const models = JSON.parse(listed.stdout) as Array<{ name: string; status: string; isDefault: boolean }>;
+    expect(models.find((model) => model.name === 'test-org/tiny-GGUF:tiny.gguf')?.status).toBe('present');
+    expect(models.find((model) => model.isDefault)?.status).toBe('missing');
+    const table = await run(['models', 'list', '--data', data], { cwd });
+    expect(table.stdout).toMatch(/^test-org\/tiny-GGUF:tiny\.gguf\s+present\s+250\.0 kB/m);
+
+    const removed = await run(['models', 'rm', 'test-org/tiny-GGUF:tiny.gguf', '--data', data], { cwd });
+    expect(removed.code).toBe(0);
+    expect(existsSync(path)).toBe(false);
+    const again = await run(['models', 'rm', 'test-org/tiny-GGUF:tiny.gguf', '--data', data], { cwd });
+    expect(again.code).toBe(1);
+  });
+
+  it('fails on a checksum mismatch, leaving neither the file nor a .part', async () => {
+    const server = await hub();
+    server.add('test-org/tiny-GGUF', 'bad.gguf', { content: testBytes(50_000, 52), etag: 'f'.repeat(64) });
+    const cwd = temporaryDir();
+    const data = join(cwd, 'data');
+    const result = await run(['models', 'pull', 'test-org/tiny-GGUF:bad.gguf', '--data', data], { cwd, env: { HF_ENDPOINT: server.url } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^ocular: .*sha256/m);
+    expect(readdirSync(join(data, 'models', 'test-org', 'tiny-GGUF'))).toEqual([]);
+  });
+
+  it('rejects unknown names and bad references with a one-line message', async () => {
+    const cwd = temporaryDir();
+    for (const reference of ['no-such-model', '../../etc:passwd']) {
+      const result = await run(['models', 'pull', reference, '--data', join(cwd, 'data')], { cwd });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/^ocular: /m);
+      expect(result.stderr).not.toMatch(/^\s+at /m);
+    }
+  });
+});
+
+describe('ocular serve with the embedded engine', () => {
+  it('exits 1 naming --model-path when the file does not exist', async () => {
+    const cwd = temporaryDir();
+    const result = await run(['serve', '--port', '0', '--data', join(cwd, 'data'), '--model-path', join(cwd, 'missing.gguf')], { cwd });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^ocular: --model-path.*no file/m);
+    expect(existsSync(join(cwd, 'data'))).toBe(false);
+  });
+
+  it('with no config and no network, serves /healthz, logs how to add a model, and answers 503 for the default model', async () => {
+    const cwd = temporaryDir();
+    const data = join(cwd, 'data');
+    const server = ocular(['serve', '--port', '0', '--data', data], { cwd, env: { OCULAR_API_KEYS: KEY } });
+    const { url } = (await waitForLog(server, 'ocular is listening')) as LogLine & { url: string };
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    const missing = await waitForLog(
+      server,
+      'model files are missing: downloading them in the background; until then the model answers 503',
+    );
+    expect(missing).toMatchObject({ models: ['local'], source: 'smolvlm2-500m' });
+    expect(String(missing.hint)).toContain('--model-path');
+
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toMatch(/^\d+$/);
+    const body = (await response.json()) as { error: { type: string; message: string } };
+    expect(body.error.type).toBe('unavailable_error');
+    expect(body.error.message).toContain('smolvlm2-500m');
+
+    // The first download attempt fails at once (nothing listens): the log names the exact paths to fill by hand.
+    const failed = await waitForLog(server, 'model download failed; retrying');
+    expect(failed.model).toBe('smolvlm2-500m');
+    const retry = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    const retryBody = (await retry.json()) as { error: { type: string; message: string } };
+    expect(retryBody.error.message).toContain(join(data, 'models', 'smolvlm2-500m', 'SmolVLM2-500M-Video-Instruct-Q8_0.gguf'));
+    expect(retryBody.error.message).toContain('--model-path');
 
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);

@@ -15,6 +15,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   store: 1,
   media: 1,
   jobs: 1,
+  models: 1,
   providers: 2,
   perception: 2,
   chat: 3,

@@ -1,11 +1,24 @@
 import { Command, Option } from 'commander';
+import { join, resolve } from 'node:path';
 import { ConfigError } from '../config/load-config.ts';
-import { LOG_LEVELS, readEnvironment, resolveDataDir, resolveServerSettings, type ServeFlags } from '../config/settings.ts';
+import {
+  LOG_LEVELS,
+  readEnvironment,
+  resolveDataDir,
+  resolveHubSettings,
+  resolveServerSettings,
+  type HubSettings,
+  type ServeFlags,
+} from '../config/settings.ts';
+import { ModelDownloadError } from '../models/download-file.ts';
+import { ModelReferenceError, resolveModelReference, type ModelSource } from '../models/model-source.ts';
+import { listModels, removeModel, type StoredModel } from '../models/model-store.ts';
+import { formatBytes, ProgressReporter } from '../models/progress.ts';
+import { pullModel } from '../models/pull-model.ts';
 import { createLogger } from '../server/logger.ts';
 import { startServer } from '../server/serve.ts';
 import { ApiKeyStore } from '../store/api-keys.ts';
 import { openDatabase } from '../store/database.ts';
-import { resolve } from 'node:path';
 
 const env = readEnvironment();
 
@@ -28,6 +41,9 @@ program
   .option('--config <file>', 'JSON config file (env OCULAR_CONFIG; default ./ocular.config.json when present)', undefined)
   .option('--no-auth', 'disable API keys (only allowed when bound to loopback)')
   .addOption(new Option('--log-level <level>', 'log verbosity (env OCULAR_LOG_LEVEL)').choices(LOG_LEVELS))
+  .option('--model-path <file>', 'a local GGUF served as the default model "local", with no download (env OCULAR_MODEL_PATH)')
+  .option('--mmproj-path <file>', 'the multimodal projector GGUF for --model-path, for image input (env OCULAR_MMPROJ_PATH)')
+  .option('--preload', 'load embedded models at boot instead of on the first request (env OCULAR_PRELOAD)')
   .action(async (flags: ServeFlags) => {
     let settings;
     try {
@@ -104,6 +120,131 @@ keys
   .action((id: string, options: { data?: string }) => {
     if (!openStore(options.data).revoke(id)) fail(`no active key matches "${id}"`);
     process.stdout.write(`revoked ${id}\n`);
+  });
+
+const models = program
+  .command('models')
+  .description('manage embedded model weights (GGUF files under <data>/models, pulled from the Hugging Face hub)');
+
+function readHub(): HubSettings {
+  try {
+    return resolveHubSettings(env);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
+}
+
+function readSource(reference: string): ModelSource {
+  try {
+    return resolveModelReference(reference);
+  } catch (error) {
+    if (error instanceof ModelReferenceError) fail(error.message);
+    throw error;
+  }
+}
+
+const modelsDirOf = (data: string | undefined) => join(resolveDataDir(data, env), 'models');
+
+models
+  .command('pull')
+  .description('download a model (resumable, checksum-verified); HF_ENDPOINT and HF_TOKEN are honoured')
+  .argument('<model>', 'a catalog name (see `ocular models list`) or owner/repo:file.gguf')
+  .addOption(dataOption())
+  .action(async (reference: string, options: { data?: string }) => {
+    const source = readSource(reference);
+    const hub = readHub();
+    const modelsDir = modelsDirOf(options.data);
+    const interrupt = new AbortController();
+    process.once('SIGINT', () => interrupt.abort());
+    process.once('SIGTERM', () => interrupt.abort());
+    let reporter: ProgressReporter | undefined;
+    try {
+      const pulled = await pullModel(source, {
+        modelsDir,
+        hub,
+        signal: interrupt.signal,
+        onFile: (file, index, count, url) => {
+          process.stderr.write(`downloading ${file.file} (${index + 1} of ${count}) from ${url}\n`);
+          reporter = new ProgressReporter(process.stderr, file.file);
+        },
+        onProgress: (progress) => reporter?.update(progress),
+      });
+      reporter?.done();
+      for (const { file, path, download } of pulled) {
+        if (!download) {
+          process.stderr.write(`${file.file}: already present\n`);
+        } else if (download.verifiedWith.length === 0) {
+          process.stderr.write(`${file.file}: ${formatBytes(download.size)}; no checksum was available to verify it against\n`);
+        } else {
+          const against = download.verifiedWith
+            .map((source) => (source === 'hub' ? "the hub's X-Linked-Etag" : 'the catalog'))
+            .join(' and ');
+          process.stderr.write(`${file.file}: ${formatBytes(download.size)}, sha256 ${download.sha256} verified against ${against}\n`);
+        }
+        process.stdout.write(`${path}\n`);
+      }
+    } catch (error) {
+      reporter?.done();
+      if (interrupt.signal.aborted) fail('interrupted; run the same command again to resume where it stopped');
+      if (error instanceof ModelDownloadError) fail(error.message);
+      throw error;
+    }
+  });
+
+function describeStatus(model: StoredModel): string {
+  if (model.status !== 'partial') return model.status;
+  const total = model.files.reduce((sum, file) => sum + (file.size ?? 0), 0);
+  const done = model.files.reduce((sum, file) => sum + (file.present ? (file.size ?? 0) : (file.partialBytes ?? 0)), 0);
+  return total > 0 ? `partial ${Math.floor((done / total) * 100)}%` : 'partial';
+}
+
+models
+  .command('list')
+  .description('the catalog and any other pulled model, with what is present')
+  .option('--json', 'print JSON')
+  .addOption(dataOption())
+  .action((options: { json?: boolean; data?: string }) => {
+    const modelsDir = modelsDirOf(options.data);
+    const listed = listModels(modelsDir);
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify(listed, null, 2)}\n`);
+      return;
+    }
+    const rows = listed.map((model) => {
+      const size = model.files.every((file) => file.size !== undefined)
+        ? formatBytes(model.files.reduce((sum, file) => sum + file.size!, 0))
+        : '?';
+      return [`${model.name}${model.isDefault ? ' *' : ''}`, describeStatus(model), size, model.repo];
+    });
+    const table = [['NAME', 'STATUS', 'SIZE', 'REPO'], ...rows];
+    const widths = [0, 1, 2].map((column) => Math.max(...table.map((row) => row[column]!.length)));
+    for (const row of table)
+      process.stdout.write(
+        `${row
+          .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+          .join('  ')
+          .trimEnd()}\n`,
+      );
+    process.stdout.write(`\n* served as "local" when there is no config file. Files live in ${modelsDir}\n`);
+  });
+
+models
+  .command('rm')
+  .description('delete a pulled model (unfinished downloads included)')
+  .argument('<model>', 'a catalog name, owner/repo:file.gguf, or owner/repo')
+  .addOption(dataOption())
+  .action(async (reference: string, options: { data?: string }) => {
+    const modelsDir = modelsDirOf(options.data);
+    let removed: string[];
+    try {
+      removed = await removeModel(modelsDir, reference);
+    } catch (error) {
+      if (error instanceof ModelReferenceError) fail(error.message);
+      throw error;
+    }
+    if (removed.length === 0) fail(`nothing to remove: "${reference}" is not under ${modelsDir}`);
+    for (const path of removed) process.stdout.write(`removed ${path}\n`);
   });
 
 await program.parseAsync(process.argv);

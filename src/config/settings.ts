@@ -19,6 +19,33 @@ export interface ServeFlags {
   /** `--no-auth`: commander sets `auth: false`. */
   auth?: boolean | undefined;
   logLevel?: string | undefined;
+  /** `--model-path`: a local GGUF served as the default model. */
+  modelPath?: string | undefined;
+  /** `--mmproj-path`: the multimodal projector that goes with `--model-path`. */
+  mmprojPath?: string | undefined;
+  /** `--preload`: load embedded models at boot. */
+  preload?: boolean | undefined;
+}
+
+/** Where model weights are pulled from: the Hugging Face hub or a mirror of it. */
+export interface HubSettings {
+  /** Base URL; files are fetched from `{endpoint}/{repo}/resolve/main/{file}`. @default https://huggingface.co (env HF_ENDPOINT) */
+  endpoint: string;
+  /** Sent as `Authorization: Bearer` to the hub, for gated or private repositories. (env HF_TOKEN) */
+  token: string | undefined;
+}
+
+/** The embedded model engine's settings: which local model to serve and where to pull weights from. */
+export interface LocalModelSettings {
+  /** A local GGUF served as the default model `local`, with no download. (--model-path, env OCULAR_MODEL_PATH) */
+  modelPath: string | undefined;
+  /** Its multimodal projector GGUF. (--mmproj-path, env OCULAR_MMPROJ_PATH) */
+  mmprojPath: string | undefined;
+  /** Load embedded models at boot instead of on the first request. @default false (--preload, env OCULAR_PRELOAD) */
+  preload: boolean;
+  /** No config file was found: serve the catalog's default model as `local`, pulling it when missing. */
+  useDefaultModel: boolean;
+  hub: HubSettings;
 }
 
 export interface ServerSettings {
@@ -38,6 +65,8 @@ export interface ServerSettings {
   /** @default info (env OCULAR_LOG_LEVEL) */
   logLevel: (typeof LOG_LEVELS)[number];
   config: Readonly<ConfigFile>;
+  /** The embedded engine's model settings; absent, only the config's models are served. */
+  localModels?: LocalModelSettings | undefined;
 }
 
 export const DEFAULT_CONFIG_PATH = './ocular.config.json';
@@ -48,6 +77,50 @@ const logLevelSchema = z.enum(LOG_LEVELS);
 /** The data directory from `--data`, else OCULAR_DATA_DIR, else ./data; absolute. */
 export function resolveDataDir(flag: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
   return resolve(flag || env.OCULAR_DATA_DIR || './data');
+}
+
+export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
+
+const isTrue = (value: string | undefined): boolean => ['1', 'true'].includes((value ?? '').toLowerCase());
+
+/** HF_ENDPOINT and HF_TOKEN, the variables the Hugging Face tools use; an empty one means unset. */
+export function resolveHubSettings(env: Readonly<Record<string, string | undefined>>): HubSettings {
+  const endpoint = env.HF_ENDPOINT || DEFAULT_HUB_ENDPOINT;
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new ConfigError(`HF_ENDPOINT: "${endpoint}" is not a URL (e.g. https://huggingface.co)`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`HF_ENDPOINT: use an http(s) URL, not ${url.protocol}`);
+  // HUGGING_FACE_HUB_TOKEN is the older name huggingface_hub still reads.
+  return { endpoint: endpoint.replace(/\/+$/, ''), token: env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined };
+}
+
+function resolveLocalFile(path: string, setting: string): string {
+  const absolute = resolve(path);
+  if (!existsSync(absolute)) throw new ConfigError(`${setting}: no file at ${absolute}`);
+  return absolute;
+}
+
+/** The embedded engine's settings from flags, then environment; the GGUF paths must exist. */
+export function resolveLocalModelSettings(
+  flags: Pick<ServeFlags, 'modelPath' | 'mmprojPath' | 'preload'>,
+  env: Readonly<Record<string, string | undefined>>,
+  hasConfigFile: boolean,
+): LocalModelSettings {
+  const modelPath = flags.modelPath || env.OCULAR_MODEL_PATH || undefined;
+  const mmprojPath = flags.mmprojPath || env.OCULAR_MMPROJ_PATH || undefined;
+  if (mmprojPath !== undefined && modelPath === undefined) {
+    throw new ConfigError('--mmproj-path / OCULAR_MMPROJ_PATH: it goes with a model; pass --model-path (or OCULAR_MODEL_PATH) too');
+  }
+  return {
+    modelPath: modelPath === undefined ? undefined : resolveLocalFile(modelPath, '--model-path / OCULAR_MODEL_PATH'),
+    mmprojPath: mmprojPath === undefined ? undefined : resolveLocalFile(mmprojPath, '--mmproj-path / OCULAR_MMPROJ_PATH'),
+    preload: flags.preload ?? isTrue(env.OCULAR_PRELOAD),
+    useDefaultModel: !hasConfigFile,
+    hub: resolveHubSettings(env),
+  };
 }
 
 const portSchema = z.coerce.number().int().min(0).max(65535);
@@ -76,12 +149,13 @@ export function resolveServerSettings(flags: ServeFlags, env: Readonly<Record<st
     .split(',')
     .map((key) => key.trim())
     .filter((key) => key !== '');
-  const auth = flags.auth ?? !['1', 'true'].includes((env.OCULAR_NO_AUTH ?? '').toLowerCase());
+  const auth = flags.auth ?? !isTrue(env.OCULAR_NO_AUTH);
   const logLevel = logLevelSchema.safeParse(flags.logLevel ?? fromEnv('OCULAR_LOG_LEVEL') ?? 'info');
   if (!logLevel.success) throw new ConfigError(`--log-level / OCULAR_LOG_LEVEL: use one of ${LOG_LEVELS.join(', ')}`);
   if (!auth && !isLoopbackHost(host)) {
     throw new ConfigError(`--no-auth is refused when binding to ${host}: it is only allowed on loopback (127.0.0.1, ::1)`);
   }
+  const localModels = resolveLocalModelSettings(flags, env, configPath !== undefined);
   return {
     host,
     port: port.data,
@@ -92,5 +166,6 @@ export function resolveServerSettings(flags: ServeFlags, env: Readonly<Record<st
     envApiKeys,
     auth,
     config,
+    localModels,
   };
 }

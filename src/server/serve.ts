@@ -7,10 +7,14 @@ import { ChatService } from '../chat/chat-service.ts';
 import { ModelRegistry } from '../chat/model-registry.ts';
 import { MediaResolver } from '../chat/media-resolver.ts';
 import { ConfigError, describeZodError } from '../config/load-config.ts';
-import type { ServerSettings } from '../config/settings.ts';
+import { DEFAULT_HUB_ENDPOINT, type ServerSettings } from '../config/settings.ts';
 import { createFfmpegContext, type FfmpegContext } from '../media/binaries.ts';
 import { createMediaFetcher, type MediaFetcher } from '../media/fetch-media.ts';
+import { BackgroundPull } from '../models/background-pull.ts';
+import { planLocalModels } from '../models/local-models.ts';
+import { PendingModel } from '../models/pending-model.ts';
 import { createTranscriber, transcriberSettingsSchema } from '../perception/speech/transcriber.ts';
+import type { ProviderDefinition } from '../provider-utils/provider-definition.ts';
 import { OcularError } from '../spec/errors.ts';
 import { PROVIDERS } from '../providers/index.ts';
 import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
@@ -29,6 +33,53 @@ export interface RunningServer {
 }
 
 export const BOOTSTRAP_KEY_FILE = 'bootstrap-key';
+
+/** The provider that runs GGUF files in-process: its entries get their weights from the model manager. */
+const LOCAL_PROVIDER = 'llama';
+
+/** What a test may replace. */
+export interface ServerDependencies {
+  /** @default every built-in provider */
+  providers?: ReadonlyMap<string, ProviderDefinition<never>> | undefined;
+  /** Waits between retries of a failed background model download. @default 10 s, 30 s, 90 s */
+  pullRetryDelaysMs?: readonly number[] | undefined;
+}
+
+type ProviderMap = ReadonlyMap<string, ProviderDefinition<never>>;
+
+/**
+ * Providers whose `create` answers with a `PendingModel` for entries whose files are still being pulled: the
+ * entry is validated at boot like any other, and its real model is built (and preloaded, if asked) once the
+ * files are in place.
+ */
+function deferPendingModels(providers: ProviderMap, pulls: ReadonlyMap<string, BackgroundPull>, logger: Logger): ProviderMap {
+  if (pulls.size === 0) return providers;
+  const wrap = (name: string, definition: ProviderDefinition<never>): ProviderDefinition<never> => ({
+    name: definition.name,
+    settingsSchema: definition.settingsSchema,
+    defaultCapabilities: definition.defaultCapabilities,
+    create: (settings: never) => {
+      const entry = settings as { id: string; model?: string };
+      const pull = pulls.get(entry.id);
+      if (!pull) return definition.create(settings);
+      const model = new PendingModel({
+        id: entry.id,
+        provider: name,
+        upstreamModel: entry.model ?? pull.source.name,
+        availability: () => pull.availability(),
+        create: () => definition.create(settings),
+      });
+      pull.onReady(() => {
+        model.resolve().then(
+          () => logger.info('model is ready', { model: entry.id }),
+          (error: unknown) => logger.error('model could not be loaded', { model: entry.id, error: (error as Error).message }),
+        );
+      });
+      return model;
+    },
+  });
+  return new Map([...providers].map(([name, definition]) => [name, wrap(name, definition)]));
+}
 
 /** Creates a first key when none exists, prints it once and leaves it in `<data>/bootstrap-key` (0600). */
 function ensureBootstrapKey(store: ApiKeyStore, verifier: ApiKeyVerifier, dataDir: string, logger: Logger): string | undefined {
@@ -65,9 +116,22 @@ function createMediaResolver(settings: ServerSettings): { resolver: MediaResolve
   };
 }
 
-export async function startServer(settings: ServerSettings, logger: Logger): Promise<RunningServer> {
+export async function startServer(settings: ServerSettings, logger: Logger, dependencies: ServerDependencies = {}): Promise<RunningServer> {
   // Models and media first: a config error must stop the start before anything is written to the data dir.
-  const models = new ModelRegistry(settings.config, PROVIDERS);
+  const modelsDir = join(settings.dataDir, 'models');
+  const plan = planLocalModels(settings.config, { provider: LOCAL_PROVIDER, modelsDir, settings: settings.localModels });
+  const pulls = new Map<string, BackgroundPull>();
+  for (const { source, ids } of plan.pending) {
+    const pull = new BackgroundPull({
+      source,
+      modelsDir,
+      hub: settings.localModels?.hub ?? { endpoint: DEFAULT_HUB_ENDPOINT, token: undefined },
+      log: logger,
+      retryDelaysMs: dependencies.pullRetryDelaysMs,
+    });
+    for (const id of ids) pulls.set(id, pull);
+  }
+  const models = new ModelRegistry(plan.config, deferPendingModels(dependencies.providers ?? PROVIDERS, pulls, logger));
   const media = createMediaResolver(settings);
   const db = openDatabase(settings.dataDir);
   const store = new ApiKeyStore(db);
@@ -79,7 +143,7 @@ export async function startServer(settings: ServerSettings, logger: Logger): Pro
     logger.warn(
       'no model is configured: chat requests will fail until you add one. Create ocular.config.json with a "models" entry ' +
         '(e.g. {"models":[{"id":"local","provider":"openai-compatible","baseUrl":"http://127.0.0.1:11434/v1","model":"qwen2.5vl"}]}) ' +
-        'or pass --config PATH; see README "Models".',
+        'or pass --config PATH, or serve a local GGUF with --model-path PATH; see README "Models".',
     );
   }
   const chat = new ChatService(models, settings.config.limits, media.resolver);
@@ -98,6 +162,16 @@ export async function startServer(settings: ServerSettings, logger: Logger): Pro
   const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
   const url = `http://${host}:${port}`;
   logger.info('ocular is listening', { url, dataDir: settings.dataDir, config: settings.configPath ?? null, models: models.names });
+  for (const { source, ids } of plan.pending) {
+    logger.warn('model files are missing: downloading them in the background; until then the model answers 503', {
+      models: ids,
+      source: source.name,
+      directory: join(modelsDir, ...source.folder),
+      hint: 'to use a local GGUF instead, restart with --model-path PATH [--mmproj-path PATH]; `ocular models list` shows what is present',
+    });
+  }
+  const uniquePulls = [...new Set(pulls.values())];
+  for (const pull of uniquePulls) pull.start();
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 30_000): Promise<void> => {
@@ -116,6 +190,7 @@ export async function startServer(settings: ServerSettings, logger: Logger): Pro
       await closed;
       clearTimeout(timer);
       clearInterval(sweeper);
+      await Promise.all(uniquePulls.map((pull) => pull.close()));
       await Promise.all([models.close(), media.close()]);
       db.close();
       logger.info('stopped');

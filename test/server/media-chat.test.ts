@@ -224,7 +224,11 @@ describe('PDF', () => {
     const corrupt = Buffer.from(`%PDF-1.7\n${'not a real body '.repeat(100)}\n%%EOF\n`);
     const encrypted = buildPdf([linesPage('secret')], { userPassword: 'pw', ownerPassword: 'owner' });
     for (const data of [corrupt, encrypted]) {
-      await expectError(await chat(ocular, 'vision', { type: 'pdf_url', pdf_url: dataUrl('application/pdf', data) }), 400, 'validation_error');
+      await expectError(
+        await chat(ocular, 'vision', { type: 'pdf_url', pdf_url: dataUrl('application/pdf', data) }),
+        400,
+        'validation_error',
+      );
     }
   });
 
