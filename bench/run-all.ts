@@ -1,4 +1,4 @@
-// Run with `npm run bench` from the repository root (about two minutes; loopback only, nothing leaves the machine).
+// Run with `npm run bench` from the repository root (about three minutes; loopback only, nothing leaves the machine).
 // Runs every benchmark below in sequence and prints its table; missed targets are reported, not failed: the
 // exit status is non-zero only when a bench errors. `npm run bench -- --cpu-prof-dir DIR` profiles the Ocular process.
 import { resolve } from 'node:path';
