@@ -11,6 +11,7 @@ import { createParser } from 'eventsource-parser';
 import { Client } from 'undici';
 import { z } from 'zod';
 import { readEnvironment } from '../src/config/settings.ts';
+import { formatRate, printTable, verdict } from './report.ts';
 
 export interface GatewayOverheadOptions {
   /** Runs the Ocular process under `node --cpu-prof` and leaves the profile in this directory. */
@@ -276,18 +277,10 @@ async function checkAnswers(direct: Client, ocular: Client, headers: Record<stri
 // ---- report ----
 
 const formatMs = (value: number): string => value.toFixed(3);
-const formatRate = (value: number): string => Math.round(value).toLocaleString('en-US');
-const verdict = (met: boolean): string => (met ? 'met' : 'MISSED');
 const loadCells = (result: LoadResult): string[] => [formatRate(result.requestsPerSecond), formatMs(result.p50Ms), formatMs(result.p99Ms)];
 
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
-  for (const row of rows) {
-    process.stdout.write(
-      `  ${row.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('   ')}\n`,
-    );
-  }
-}
+/** The first two columns (scenario, path) are labels. */
+const printRows = (rows: string[][]): void => printTable(rows, 2);
 
 // ---- the bench ----
 
@@ -364,7 +357,7 @@ export async function runGatewayOverhead(options: GatewayOverheadOptions = {}): 
     const bareFirstByteOverhead = percentile(firstBare, 50) - percentile(firstDirect, 50);
 
     process.stdout.write('\nGateway overhead: POST chat/completions, loopback, Ocular with auth on and logs silent\n\n');
-    printTable([
+    printRows([
       ['scenario', 'path', 'req/s', 'p50 ms', 'p99 ms'],
       ['1 connection, non-stream', 'direct', ...loadCells(single.direct)],
       ['', 'bare proxy', ...loadCells(single['bare proxy'])],
@@ -374,7 +367,7 @@ export async function runGatewayOverhead(options: GatewayOverheadOptions = {}): 
       ['', 'Ocular', ...loadCells(loaded.Ocular)],
     ]);
     process.stdout.write('\n');
-    printTable([
+    printRows([
       [`stream, ${PLAN.firstByteSamples} sequential`, 'path', 'first byte p50', 'p99', 'last byte p50', 'p99'],
       [
         '',
@@ -402,7 +395,7 @@ export async function runGatewayOverhead(options: GatewayOverheadOptions = {}): 
       ],
     ]);
     process.stdout.write('\n');
-    printTable([
+    printRows([
       ['target', 'Ocular', 'bare proxy', 'goal', 'Ocular result'],
       [
         'added p50, 1 connection',

@@ -25,6 +25,7 @@ import { createLogger } from '../src/server/logger.ts';
 import { startServer } from '../src/server/serve.ts';
 import type { PromptMessage } from '../src/spec/messages.ts';
 import { writeTinyLlamaGguf } from '../test/helpers/gguf-writer.ts';
+import { formatRate, median, printTable, verdict } from './report.ts';
 
 export interface LlamaThroughputOptions {
   /** A GGUF model; see the header for the default. */
@@ -173,26 +174,9 @@ async function runOcular(url: string, apiKey: string, round: number): Promise<Ti
 
 // ---- report ----
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-};
-
 /** Prompt tokens over the time to the first token; generated tokens after the first over the time between first and last. */
 const promptRate = (timing: Timing): number => timing.promptTokens / (timing.firstTokenMs / 1000);
 const generationRate = (timing: Timing): number => (timing.outputTokens - 1) / ((timing.lastTokenMs - timing.firstTokenMs) / 1000);
-
-const formatRate = (value: number): string => Math.round(value).toLocaleString('en-US');
-const verdict = (met: boolean): string => (met ? 'met' : 'MISSED');
-
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
-  for (const row of rows) {
-    process.stdout.write(
-      `  ${row.map((cell, column) => (column < 1 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('   ')}\n`,
-    );
-  }
-}
 
 // ---- the bench ----
 

@@ -13,6 +13,7 @@ import { readEnvironment } from '../src/config/settings.ts';
 import { createFfmpegContext, type FfmpegContext } from '../src/media/binaries.ts';
 import { buildFitFilter, formatSeconds } from '../src/media/ffmpeg-commands.ts';
 import { planFrameTimestamps, sampleFrames } from '../src/media/video.ts';
+import { median, printTable, verdict } from './report.ts';
 
 const run = promisify(execFile);
 
@@ -184,21 +185,7 @@ function approaches(context: FfmpegContext): Approach[] {
 
 // ---- statistics and report ----
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
-};
 const formatMs = (value: number): string => value.toFixed(0);
-const verdict = (met: boolean): string => (met ? 'met' : 'MISSED');
-
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
-  for (const row of rows) {
-    process.stdout.write(
-      `  ${row.map((cell, column) => (column < 1 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('   ')}\n`,
-    );
-  }
-}
 
 async function time(run: () => Promise<number>): Promise<{ ms: number; frames: number }> {
   const started = performance.now();

@@ -1,0 +1,20 @@
+// Printing shared by the benchmarks: aligned tables and target verdicts.
+
+export const verdict = (met: boolean): string => (met ? 'met' : 'MISSED');
+
+export const formatRate = (value: number): string => Math.round(value).toLocaleString('en-US');
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** Prints rows as an indented table: the first `leftColumns` columns left-aligned, the rest right-aligned. */
+export function printTable(rows: string[][], leftColumns = 1): void {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
+  for (const row of rows) {
+    const cells = row.map((cell, column) => (column < leftColumns ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)));
+    process.stdout.write(`  ${cells.join('   ')}\n`);
+  }
+}
