@@ -14,6 +14,28 @@ const MIGRATIONS: readonly string[] = [
      created_at INTEGER NOT NULL,
      revoked_at INTEGER
    ) STRICT;`,
+  // The durable job queue (src/jobs). `key` makes enqueueing idempotent while a job with it is live; a running
+  // job belongs to `lease_owner` until `lease_expires_at`, after which it is taken to have died with its process.
+  `CREATE TABLE jobs (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL,
+     key TEXT,
+     payload TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+     attempts INTEGER NOT NULL DEFAULT 0,
+     max_attempts INTEGER NOT NULL,
+     progress REAL NOT NULL DEFAULT 0,
+     error TEXT,
+     run_at INTEGER NOT NULL,
+     lease_owner TEXT,
+     lease_expires_at INTEGER,
+     cancel_requested INTEGER NOT NULL DEFAULT 0,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX jobs_status_run_at ON jobs (status, run_at);
+   CREATE UNIQUE INDEX jobs_live_key ON jobs (key) WHERE key IS NOT NULL AND status IN ('queued', 'running');
+   CREATE INDEX jobs_kind_created ON jobs (kind, created_at);`,
 ];
 
 export function migrate(db: Db): void {
