@@ -279,6 +279,10 @@ async function checkAnswers(direct: Client, ocular: Client, headers: Record<stri
 const formatMs = (value: number): string => value.toFixed(3);
 const loadCells = (result: LoadResult): string[] => [formatRate(result.requestsPerSecond), formatMs(result.p50Ms), formatMs(result.p99Ms)];
 
+/** p50 and p99 of first-byte and last-byte times, for one row of the streaming table. */
+const streamCells = (firstByte: readonly number[], lastByte: readonly number[]): string[] =>
+  [firstByte, firstByte, lastByte, lastByte].map((sorted, index) => formatMs(percentile(sorted, index % 2 === 0 ? 50 : 99)));
+
 /** The first two columns (scenario, path) are labels. */
 const printRows = (rows: string[][]): void => printTable(rows, 2);
 
@@ -369,30 +373,9 @@ export async function runGatewayOverhead(options: GatewayOverheadOptions = {}): 
     process.stdout.write('\n');
     printRows([
       [`stream, ${PLAN.firstByteSamples} sequential`, 'path', 'first byte p50', 'p99', 'last byte p50', 'p99'],
-      [
-        '',
-        'direct',
-        formatMs(percentile(firstDirect, 50)),
-        formatMs(percentile(firstDirect, 99)),
-        formatMs(percentile(lastDirect, 50)),
-        formatMs(percentile(lastDirect, 99)),
-      ],
-      [
-        '',
-        'bare proxy',
-        formatMs(percentile(firstBare, 50)),
-        formatMs(percentile(firstBare, 99)),
-        formatMs(percentile(lastBare, 50)),
-        formatMs(percentile(lastBare, 99)),
-      ],
-      [
-        '',
-        'Ocular',
-        formatMs(percentile(firstOcular, 50)),
-        formatMs(percentile(firstOcular, 99)),
-        formatMs(percentile(lastOcular, 50)),
-        formatMs(percentile(lastOcular, 99)),
-      ],
+      ['', 'direct', ...streamCells(firstDirect, lastDirect)],
+      ['', 'bare proxy', ...streamCells(firstBare, lastBare)],
+      ['', 'Ocular', ...streamCells(firstOcular, lastOcular)],
     ]);
     process.stdout.write('\n');
     printRows([

@@ -108,45 +108,29 @@ export interface AudioCommand {
 
 const audioMap = (streamIndex: number | undefined): string[] => ['-map', streamIndex === undefined ? '0:a:0' : `0:${streamIndex}`];
 
+/** Decodes the chosen audio stream to mono and encodes it with `encoding` (rate, codec, container). */
+function buildAudioArgs(command: AudioCommand, encoding: readonly string[]): string[] {
+  return [
+    ...FFMPEG_BASE_ARGS,
+    ...buildInputArgs(command.inputPath),
+    ...audioMap(command.streamIndex),
+    '-ac',
+    '1',
+    ...encoding,
+    ...outputArgs(command.outputPath ?? '-'),
+  ];
+}
+
 /**
  * 16 kHz mono 16-bit PCM WAV, what speech models expect. `-bitexact` leaves out the LIST/INFO chunk, so the
  * header is the canonical 44 bytes. On stdout the size fields cannot be filled in (no seeking back); the
  * caller patches them.
  */
 export function buildWav16kMonoArgs(command: AudioCommand): string[] {
-  return [
-    ...FFMPEG_BASE_ARGS,
-    ...buildInputArgs(command.inputPath),
-    ...audioMap(command.streamIndex),
-    '-ac',
-    '1',
-    '-ar',
-    '16000',
-    '-c:a',
-    'pcm_s16le',
-    '-bitexact',
-    '-f',
-    'wav',
-    ...outputArgs(command.outputPath ?? '-'),
-  ];
+  return buildAudioArgs(command, ['-ar', '16000', '-c:a', 'pcm_s16le', '-bitexact', '-f', 'wav']);
 }
 
 /** Mono 24 kHz MP3 at 64 kbit/s: small, and plenty for speech-oriented audio models. */
 export function buildMp3Args(command: AudioCommand): string[] {
-  return [
-    ...FFMPEG_BASE_ARGS,
-    ...buildInputArgs(command.inputPath),
-    ...audioMap(command.streamIndex),
-    '-ac',
-    '1',
-    '-ar',
-    '24000',
-    '-c:a',
-    'libmp3lame',
-    '-b:a',
-    '64k',
-    '-f',
-    'mp3',
-    ...outputArgs(command.outputPath ?? '-'),
-  ];
+  return buildAudioArgs(command, ['-ar', '24000', '-c:a', 'libmp3lame', '-b:a', '64k', '-f', 'mp3']);
 }
