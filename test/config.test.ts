@@ -133,7 +133,7 @@ describe('config file validation', () => {
   });
 
   it('fills limits with their defaults, also around a partial limits object', () => {
-    const defaults = { maxMediaPerTurn: 6, maxRequestBytes: 52_428_800, maxOutputTokens: 32_768, maxMessages: 1000 };
+    const defaults = { maxMediaPerTurn: 6, maxRequestBytes: 52_428_800, maxOutputTokens: 32_768, maxMessages: 1000, maxUploadBytes: 2 ** 31 };
     const empty = parseConfig({}, {});
     expect(empty.limits).toEqual(defaults);
     expect(empty.models).toEqual([]);

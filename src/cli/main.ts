@@ -10,14 +10,16 @@ import {
   type HubSettings,
   type ServeFlags,
 } from '../config/settings.ts';
-import { ModelDownloadError } from '../models/download-file.ts';
+import { findAnalyzerModel } from '../models/analyzer-catalog.ts';
+import { ModelDownloadError, type DownloadProgress } from '../models/download-file.ts';
 import { ModelReferenceError, resolveModelReference, type ModelSource } from '../models/model-source.ts';
 import { listModels, removeModel, type StoredModel } from '../models/model-store.ts';
 import { formatBytes, ProgressReporter } from '../models/progress.ts';
+import { pullAnalyzerModel, removeAnalyzerModel } from '../models/pull-analyzer-model.ts';
 import { pullModel } from '../models/pull-model.ts';
 import { createLogger } from '../server/logger.ts';
 import { startServer } from '../server/serve.ts';
-import { ApiKeyStore } from '../store/api-keys.ts';
+import { ApiKeyStore, isValidOwner } from '../store/api-keys.ts';
 import { openDatabase } from '../store/database.ts';
 
 const env = readEnvironment();
@@ -87,11 +89,13 @@ keys
   .command('create')
   .description('create a key and print it (only this once)')
   .option('--name <name>', 'a label for the key', 'default')
+  .option('--owner <owner>', "whose video library the key opens; keys with the same owner share one (default: the key's own id)")
   .addOption(dataOption())
-  .action((options: { name: string; data?: string }) => {
-    const { key, info } = openStore(options.data).create(options.name);
+  .action((options: { name: string; owner?: string; data?: string }) => {
+    if (options.owner !== undefined && !isValidOwner(options.owner)) fail('--owner takes 1-128 letters, digits, or . _ @ : -');
+    const { key, info } = openStore(options.data).create(options.name, options.owner);
     process.stdout.write(`${key}\n`);
-    process.stderr.write(`created ${info.id} (${info.name})\n`);
+    process.stderr.write(`created ${info.id} (${info.name}, owner ${info.owner})\n`);
   });
 
 keys
@@ -108,7 +112,7 @@ keys
     if (list.length === 0) process.stdout.write('no stored keys\n');
     for (const key of list) {
       const state = key.revokedAt ? `revoked ${key.revokedAt.toISOString()}` : 'active';
-      process.stdout.write(`${key.id}\t${key.prefix}…\t${key.name}\t${key.createdAt.toISOString()}\t${state}\n`);
+      process.stdout.write(`${key.id}\t${key.prefix}…\t${key.name}\t${key.owner}\t${key.createdAt.toISOString()}\t${state}\n`);
     }
   });
 
@@ -149,27 +153,28 @@ const modelsDirOf = (data: string | undefined) => join(resolveDataDir(data, env)
 models
   .command('pull')
   .description('download a model (resumable, checksum-verified); HF_ENDPOINT and HF_TOKEN are honoured')
-  .argument('<model>', 'a catalog name (see `ocular models list`) or owner/repo:file.gguf')
+  .argument('<model>', 'a catalog name (see `ocular models list`), an analyzer (silero-vad, mobilenetv2) or owner/repo:file.gguf')
   .addOption(dataOption())
   .action(async (reference: string, options: { data?: string }) => {
-    const source = readSource(reference);
-    const hub = readHub();
+    const analyzer = findAnalyzerModel(reference);
+    const source = analyzer ? undefined : readSource(reference);
     const modelsDir = modelsDirOf(options.data);
     const interrupt = new AbortController();
     process.once('SIGINT', () => interrupt.abort());
     process.once('SIGTERM', () => interrupt.abort());
     let reporter: ProgressReporter | undefined;
+    const progress = {
+      modelsDir,
+      signal: interrupt.signal,
+      onFile: (file: { file: string }, index: number, count: number, url: string) => {
+        process.stderr.write(`downloading ${file.file} (${index + 1} of ${count}) from ${url}\n`);
+        reporter = new ProgressReporter(process.stderr, file.file);
+      },
+      onProgress: (update: DownloadProgress) => reporter?.update(update),
+    };
     try {
-      const pulled = await pullModel(source, {
-        modelsDir,
-        hub,
-        signal: interrupt.signal,
-        onFile: (file, index, count, url) => {
-          process.stderr.write(`downloading ${file.file} (${index + 1} of ${count}) from ${url}\n`);
-          reporter = new ProgressReporter(process.stderr, file.file);
-        },
-        onProgress: (progress) => reporter?.update(progress),
-      });
+      // Analyzer weights (indexing) come from their public GitHub homes, verified against the catalog.
+      const pulled = analyzer ? await pullAnalyzerModel(analyzer, progress) : await pullModel(source!, { ...progress, hub: readHub() });
       reporter?.done();
       for (const { file, path, download } of pulled) {
         if (!download) {
@@ -238,7 +243,8 @@ models
     const modelsDir = modelsDirOf(options.data);
     let removed: string[];
     try {
-      removed = await removeModel(modelsDir, reference);
+      const analyzer = findAnalyzerModel(reference);
+      removed = analyzer ? await removeAnalyzerModel(modelsDir, analyzer) : await removeModel(modelsDir, reference);
     } catch (error) {
       if (error instanceof ModelReferenceError) fail(error.message);
       throw error;

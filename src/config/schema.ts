@@ -22,6 +22,12 @@ export const limitsSchema = z.strictObject({
   maxOutputTokens: z.int().min(1).max(10_000_000).default(32_768),
   /** Messages allowed in one request. @default 1000 */
   maxMessages: z.int().min(1).max(100_000).default(1000),
+  /** Largest video upload (`POST /v1/videos/upload`, file or URL), in bytes; enforced while it streams to disk. @default 2147483648 (2 GiB) */
+  maxUploadBytes: z
+    .int()
+    .min(1024)
+    .max(2 ** 40)
+    .default(2 ** 31),
 });
 
 const hostPattern = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/;
@@ -65,6 +71,67 @@ export const mediaSchema = z.strictObject({
 /** Speech-to-text for audio (and video soundtracks) sent to models without audio input; the analyzer validates the rest. */
 export const transcriberEntrySchema = z.looseObject({ provider: z.string().min(1) });
 
+const analyzerToggleSchema = z.strictObject({ enabled: z.boolean().default(true) });
+
+/** An analyzer whose weights the model manager pulls (`ocular models pull NAME`); `modelPath` points elsewhere. */
+const pulledAnalyzerSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** The ONNX file to use instead of the pulled one. */
+  modelPath: z.string().min(1).optional(),
+});
+
+/** How uploaded videos are indexed: segmenting, keyframes and the analyzers run on them. */
+export const indexingSchema = z.strictObject({
+  /** Videos indexed at once. @default 1 */
+  concurrency: z.int().min(1).max(64).default(1),
+  /** Attempts before a video's indexing ends as failed. @default 3 */
+  maxAttempts: z.int().min(1).max(100).default(3),
+  /** Shortest segment, in seconds (a whole video shorter than this is one segment). @default 5 */
+  minSegmentSeconds: z.number().min(1).max(600).default(5),
+  /** Longest segment, in seconds. @default 15 */
+  maxSegmentSeconds: z.number().min(2).max(3600).default(15),
+  /** Seconds between keyframes. @default 2 */
+  keyframeIntervalSeconds: z.number().min(0.1).max(60).default(2),
+  /** Longest side of a stored keyframe, in pixels. @default 1280 */
+  maxKeyframeSide: z.int().min(64).max(4096).default(1280),
+  /**
+   * Seconds between keyframes read by OCR, besides each segment's first (text usually stays on screen longer
+   * than a few seconds). Equal to `keyframeIntervalSeconds` reads every keyframe. @default 4
+   */
+  ocrIntervalSeconds: z.number().min(0.1).max(600).default(4),
+  /** Keyframes per segment given to the object detector and the labeler (spread over the segment). @default 2 */
+  objectFramesPerSegment: z.int().min(1).max(100).default(2),
+  /** On-screen text (PaddleOCR, shipped in npm). */
+  ocr: analyzerToggleSchema.prefault({}),
+  /** Objects and people (CenterNet COCO through Human, shipped in npm). */
+  objects: analyzerToggleSchema.prefault({}),
+  /** Speech ranges (Silero VAD): needs `ocular models pull silero-vad` or `modelPath`. */
+  vad: pulledAnalyzerSchema.extend({ threshold: z.number().min(0.05).max(0.95).default(0.5) }).prefault({}),
+  /** Scene and subject labels for keyframes (MobileNetV2 ImageNet): needs `ocular models pull mobilenetv2` or `modelPath`. */
+  labels: pulledAnalyzerSchema.extend({ labelsPath: z.string().min(1).optional() }).prefault({}),
+  /** Transcripts of the soundtrack through the configured `transcriber`. */
+  speech: analyzerToggleSchema.prefault({}),
+  /**
+   * Captions: a model id (or alias) from `models` with image input, asked for a short factual caption of each
+   * segment's keyframes. Without one, the caption is a sentence built from the other analyzers' findings.
+   */
+  captionModel: z.string().min(1).optional(),
+});
+
+/** The video library's settings. */
+export const visionSchema = z.strictObject({
+  /** Seconds a signed video or thumbnail URL stays valid. @default 3600 */
+  urlTtlSeconds: z
+    .int()
+    .min(10)
+    .max(7 * 86_400)
+    .default(3600),
+  /** Webhook signing secret; per-group and per-upload `webhook_secret` take precedence. @default a random key kept in `<data>/webhook-secret` */
+  webhookSecret: z.string().min(16).optional(),
+  /** Webhook deliveries attempted before giving up. @default 6 */
+  webhookMaxAttempts: z.int().min(1).max(50).default(6),
+});
+
 export const configFileSchema = z.strictObject({
   $schema: z.string().optional(),
   /** Model used when a request names none. @default the first entry of `models` */
@@ -75,9 +142,13 @@ export const configFileSchema = z.strictObject({
   limits: limitsSchema.prefault({}),
   media: mediaSchema.prefault({}),
   transcriber: transcriberEntrySchema.prefault({ provider: 'none' }),
+  indexing: indexingSchema.prefault({}),
+  vision: visionSchema.prefault({}),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;
 export type ModelEntry = z.infer<typeof modelEntrySchema>;
 export type Limits = z.infer<typeof limitsSchema>;
 export type MediaSettings = z.infer<typeof mediaSchema>;
+export type IndexingSettings = z.infer<typeof indexingSchema>;
+export type VisionSettings = z.infer<typeof visionSchema>;

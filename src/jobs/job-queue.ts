@@ -83,9 +83,13 @@ export interface WorkerQueue extends JobQueue {
   release(id: string, owner: string): boolean;
   /**
    * Jobs whose lease expired (their process died) go back to queued with their attempts kept; a job that had
-   * used its last attempt fails, one whose cancellation was asked ends cancelled. Returns how many changed.
+   * used its last attempt fails, one whose cancellation was asked ends cancelled. Jobs leased to one of
+   * `deadOwners` (workers known to have died) are recovered the same way without waiting for their leases to
+   * expire. Returns how many changed.
    */
-  recoverExpired(): number;
+  recoverExpired(deadOwners?: readonly string[]): number;
+  /** The lease owners of running jobs. */
+  runningOwners(): string[];
   /** In-process notifications (wake-ups on enqueue, cancellations); returns the unsubscribe function. */
   subscribe(listener: (event: JobEvent) => void): () => void;
 }
@@ -187,8 +191,11 @@ export class SqliteJobQueue implements WorkerQueue {
            error = CASE WHEN cancel_requested OR attempts < max_attempts THEN error
                    ELSE 'the worker running it stopped (lease expired) on its last attempt' END,
            run_at = @now, lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
-         WHERE status = 'running' AND lease_expires_at < @now`,
+         WHERE status = 'running' AND (lease_expires_at < @now OR lease_owner IN (SELECT value FROM json_each(@dead)))`,
       ),
+      runningOwners: db
+        .prepare<[], string>(`SELECT DISTINCT lease_owner FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL`)
+        .pluck(),
     };
   }
 
@@ -275,8 +282,12 @@ export class SqliteJobQueue implements WorkerQueue {
     return this.#statements.release.run({ now: Date.now(), id, owner }).changes > 0;
   }
 
-  recoverExpired(): number {
-    return this.#statements.recover.run({ now: Date.now() }).changes;
+  recoverExpired(deadOwners: readonly string[] = []): number {
+    return this.#statements.recover.run({ now: Date.now(), dead: JSON.stringify(deadOwners) }).changes;
+  }
+
+  runningOwners(): string[] {
+    return this.#statements.runningOwners.all();
   }
 
   subscribe(listener: (event: JobEvent) => void): () => void {

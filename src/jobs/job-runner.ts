@@ -140,9 +140,30 @@ export class JobRunner {
     running.controller.abort(abortReason(cause));
   }
 
+  /**
+   * Workers on this host whose process is gone (a `kill -9`, a crash): their jobs need not wait for their leases
+   * to expire. Owners are `<host>:<pid>:<random>`; an owner on another host, or one this check cannot read, is
+   * left to lease expiry.
+   */
+  #deadLocalOwners(): string[] {
+    const host = hostname();
+    return this.#queue.runningOwners().filter((owner) => {
+      const match = /^(.*):(\d+):[0-9a-f]+$/.exec(owner);
+      if (!match || match[1] !== host || owner === this.owner) return false;
+      const pid = Number(match[2]);
+      if (pid === process.pid) return false;
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch (error) {
+        return (error as NodeJS.ErrnoException).code === 'ESRCH';
+      }
+    });
+  }
+
   #recover(): void {
     try {
-      const recovered = this.#queue.recoverExpired();
+      const recovered = this.#queue.recoverExpired(this.#deadLocalOwners());
       if (recovered > 0) {
         this.#log.warn('jobs whose worker stopped renewing its lease went back to the queue', { count: recovered });
         this.#fill();

@@ -68,6 +68,11 @@ export interface MediaFetcher {
    * abort through `signal`, which rethrows the signal's reason.
    */
   fetch(url: string, label: string, scratch: Scratch, signal: AbortSignal): Promise<FetchedMedia>;
+  /**
+   * POSTs `body` to `url` (a webhook) under the same address policy, without following redirects, and returns
+   * the status code; the response body is discarded. Failures are `validation_error`s naming `label`.
+   */
+  post(url: string, body: string, headers: Readonly<Record<string, string>>, label: string, signal: AbortSignal): Promise<number>;
   /** Closes the pooled connections. */
   close(): Promise<void>;
 }
@@ -282,8 +287,46 @@ export function createMediaFetcher(options: MediaFetcherOptions): MediaFetcher {
     return `fetching the media URL from ${host} failed${code === undefined ? '' : ` (${code})`}`;
   }
 
+  async function post(
+    url: string,
+    body: string,
+    extraHeaders: Readonly<Record<string, string>>,
+    label: string,
+    signal: AbortSignal,
+  ): Promise<number> {
+    signal.throwIfAborted();
+    const fail = (reason: string, cause?: unknown): OcularError =>
+      new OcularError('validation_error', `${label}: ${reason}`, { param: label, cause });
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch (error) {
+      throw fail('not a valid URL', error);
+    }
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const combined = AbortSignal.any([signal, deadline]);
+    try {
+      const dispatcher = chooseDispatcher(target, fail);
+      const response = await request(target, {
+        dispatcher,
+        method: 'POST',
+        headers: { ...headers, ...extraHeaders },
+        body,
+        signal: combined,
+      });
+      await response.body.dump({ limit: REDIRECT_BODY_LIMIT, signal: combined });
+      return response.statusCode;
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (error instanceof OcularError) throw error;
+      if (deadline.aborted) throw fail(`the request timed out after ${timeoutMs} ms`, error);
+      throw fail(describeNetworkFailure(error, target).replace('fetching the media URL', 'the request'), error);
+    }
+  }
+
   return {
     fetch: fetchOnce,
+    post,
     async close() {
       await Promise.all([vetted.close(), exempt?.close()]);
     },

@@ -134,3 +134,79 @@ export function buildWav16kMonoArgs(command: AudioCommand): string[] {
 export function buildMp3Args(command: AudioCommand): string[] {
   return buildAudioArgs(command, ['-ar', '24000', '-c:a', 'libmp3lame', '-b:a', '64k', '-f', 'mp3']);
 }
+
+/** `1000/<ms>` reduced, the exact rate of one frame every `intervalMs` milliseconds, as the fps filter reads it. */
+export function formatIntervalRate(intervalMs: number): string {
+  const ms = Math.max(1, Math.round(intervalMs));
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const divisor = gcd(1000, ms);
+  return `${1000 / divisor}/${ms / divisor}`;
+}
+
+export interface VideoScanCommand {
+  inputPath: string;
+  /** Absolute index of the video stream (from the probe). @default the first video stream */
+  streamIndex?: number | undefined;
+  /** Milliseconds between two analysis frames (a whole number). */
+  analysisIntervalMs: number;
+  /** Size of the grayscale analysis frames, stretched to it whatever the video's aspect ratio. */
+  analysisWidth: number;
+  analysisHeight: number;
+  /** Milliseconds between two keyframes (a whole number). */
+  keyframeIntervalMs: number;
+  /** Longest side of the keyframe JPEGs; smaller videos are not enlarged. */
+  maxKeyframeSide: number;
+  /** Keyframe n is written to `<keyframePathPrefix><n, 6 digits>.jpg`, numbered from 0. */
+  keyframePathPrefix: string;
+  /** Decoder threads; 0 lets ffmpeg choose (one per core), right for one scan at a time. @default 0 */
+  threads?: number | undefined;
+}
+
+/**
+ * One decoding pass that feeds two outputs through `split`:
+ * - raw 8-bit grayscale analysis frames on stdout, one every `analysisIntervalMs` (fps filter, nearest
+ *   rounding: sample n is the frame nearest n x interval), flushed per frame so they double as progress;
+ * - JPEG keyframes into files, one every `keyframeIntervalMs`. `round=up` makes keyframe n the frame on
+ *   screen at exactly n x interval (the last one whose timestamp is not after it), not a frame up to half an
+ *   interval later, which is what the default nearest rounding picks.
+ * `start_time=0` on both anchors sample 0 at t=0 (the first frame is repeated when a stream starts late), so a
+ * frame's position in its output is its timestamp. Both fps filters come before any scaling, so only the
+ * frames kept are scaled; audio and other streams are not mapped, hence never decoded.
+ */
+export function buildVideoScanArgs(command: VideoScanCommand): string[] {
+  const input = command.streamIndex === undefined ? '0:v:0' : `0:${command.streamIndex}`;
+  const analysis =
+    `fps=fps=${formatIntervalRate(command.analysisIntervalMs)}:start_time=0,` +
+    `scale=${command.analysisWidth}:${command.analysisHeight}:flags=area,format=gray`;
+  const keyframes = `fps=fps=${formatIntervalRate(command.keyframeIntervalMs)}:start_time=0:round=up,${buildFitFilter(command.maxKeyframeSide)}`;
+  // The image2 muxer expands `%` sequences in the whole path, so a directory named `50%` must be escaped.
+  const pattern = `${command.keyframePathPrefix.replaceAll('%', '%%')}%06d.jpg`;
+  return [
+    ...FFMPEG_BASE_ARGS,
+    '-threads',
+    String(command.threads ?? 0),
+    ...buildInputArgs(command.inputPath),
+    '-filter_complex',
+    `[${input}]split=2[analysis][keyframes];[analysis]${analysis}[analysis_out];[keyframes]${keyframes}[keyframes_out]`,
+    '-map',
+    '[analysis_out]',
+    '-c:v',
+    'rawvideo',
+    '-f',
+    'rawvideo',
+    '-flush_packets',
+    '1',
+    '-',
+    '-map',
+    '[keyframes_out]',
+    '-c:v',
+    'mjpeg',
+    '-q:v',
+    '3',
+    '-f',
+    'image2',
+    '-start_number',
+    '0',
+    ...outputArgs(pattern),
+  ];
+}

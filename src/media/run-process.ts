@@ -37,6 +37,12 @@ export interface RunProcessOptions {
   stdout?: 'capture' | 'ignore' | undefined;
   /** Bytes of stdout kept before the process is killed and the run fails with `output_limit`. @default 33554432 (32 MiB) */
   maxStdoutBytes?: number | undefined;
+  /**
+   * Receives stdout as it arrives, for output too long to keep (raw frames of a whole video). Set, stdout is
+   * not collected (the result's is empty) and `maxStdoutBytes` does not apply. If it throws, the process is
+   * killed and the run rejects with what it threw.
+   */
+  onStdout?: ((chunk: Buffer) => void) | undefined;
 }
 
 export interface ProcessOutput {
@@ -69,7 +75,7 @@ export function runProcess(command: string, args: readonly string[], options: Ru
     let stdoutBytes = 0;
     let stderrTail: Buffer = Buffer.alloc(0);
     /** Set when we kill the process, so that its exit is reported as what caused it. */
-    let stopped: { failure: 'timeout' | 'output_limit' } | { failure: 'abort'; reason: unknown } | undefined;
+    let stopped: { failure: 'timeout' | 'output_limit' } | { failure: 'abort' | 'callback'; reason: unknown } | undefined;
     let settled = false;
 
     const kill = (): void => {
@@ -97,7 +103,7 @@ export function runProcess(command: string, args: readonly string[], options: Ru
       settled = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      if (stopped?.failure === 'abort') {
+      if (stopped?.failure === 'abort' || stopped?.failure === 'callback') {
         reject(stopped.reason);
       } else if (spawnError !== undefined) {
         reject(new ProcessError('spawn', `could not start ${command}: ${spawnError.message}`, details(null, null, spawnError)));
@@ -118,6 +124,15 @@ export function runProcess(command: string, args: readonly string[], options: Ru
 
     child.stdout?.on('data', (chunk: Buffer) => {
       if (stopped !== undefined) return;
+      if (options.onStdout !== undefined) {
+        try {
+          options.onStdout(chunk);
+        } catch (error) {
+          stopped = { failure: 'callback', reason: error };
+          kill();
+        }
+        return;
+      }
       stdoutBytes += chunk.length;
       if (stdoutBytes > maxStdoutBytes) {
         stopped = { failure: 'output_limit' };
@@ -141,9 +156,12 @@ export function runProcess(command: string, args: readonly string[], options: Ru
   });
 }
 
-/** The last non-empty line of a process's stderr. */
+/** ffmpeg's note that it folded repeats of the line before: it says nothing by itself. */
+const REPEAT_NOTE = /^\s*(?:\[[^\]]*\]\s*)?Last message repeated \d+ times?\s*$/;
+
+/** The last non-empty line of a process's stderr (ffmpeg's "Last message repeated" notes skipped). */
 export function lastLine(text: string): string {
-  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
+  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '' && !REPEAT_NOTE.test(line));
   return lines.at(-1)?.trim() ?? '';
 }
 

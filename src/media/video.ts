@@ -15,6 +15,8 @@ export interface VideoStreamInfo {
   codec: string;
   /** The stream's own duration when the container states it (it can be shorter than the file's). */
   durationSeconds?: number;
+  /** Average frames per second, when ffprobe states it. */
+  averageFps?: number;
 }
 
 export interface AudioStreamInfo {
@@ -49,6 +51,8 @@ const probeStreamSchema = z.looseObject({
   sample_rate: numberLike,
   channels: optionalNumber,
   duration: numberLike,
+  avg_frame_rate: optionalString,
+  r_frame_rate: optionalString,
   disposition: z.looseObject({ attached_pic: optionalNumber }).optional().catch(undefined),
   tags: z.looseObject({ rotate: numberLike }).optional().catch(undefined),
   side_data_list: z
@@ -85,17 +89,27 @@ function isSideways(stream: ProbeStream): boolean {
   return Math.abs(Math.round(degrees / 90)) % 2 === 1;
 }
 
+/** ffprobe's `30000/1001` rates; `0/0` (unknown) is undefined. */
+function parseRate(value: string | undefined): number | undefined {
+  const match = value?.match(/^(\d+(?:\.\d+)?)(?:\/(\d+))?$/);
+  if (!match) return undefined;
+  const rate = Number(match[1]) / Number(match[2] ?? 1);
+  return Number.isFinite(rate) && rate > 0 && rate < 1000 ? Math.round(rate * 1000) / 1000 : undefined;
+}
+
 function readVideoStream(stream: ProbeStream, position: number): VideoStreamInfo {
   const width = stream.width ?? 0;
   const height = stream.height ?? 0;
   const sideways = isSideways(stream);
   const durationSeconds = toNumber(stream.duration);
+  const averageFps = parseRate(stream.avg_frame_rate) ?? parseRate(stream.r_frame_rate);
   return {
     index: stream.index ?? position,
     width: sideways ? height : width,
     height: sideways ? width : height,
     codec: stream.codec_name ?? 'unknown',
     ...(durationSeconds !== undefined && durationSeconds > 0 ? { durationSeconds } : {}),
+    ...(averageFps === undefined ? {} : { averageFps }),
   };
 }
 

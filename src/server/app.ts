@@ -4,10 +4,12 @@ import { Hono, type Context } from 'hono';
 import { getPath } from 'hono/utils/url';
 import type { ChatService } from '../chat/chat-service.ts';
 import type { Limits } from '../config/schema.ts';
-import { OcularError, validationError } from '../spec/errors.ts';
-import type { ApiKeyVerifier } from '../store/api-keys.ts';
+import { OcularError } from '../spec/errors.ts';
+import { NO_AUTH_OWNER, type ApiKeyVerifier } from '../store/api-keys.ts';
 import { errorEnvelope, parseBody } from './errors.ts';
+import { readJson } from './read-body.ts';
 import type { Logger } from './logger.ts';
+import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
 import { createOpenAiStreamEncoder, fromOpenAiRequest, openAiChatRequestSchema, toOpenAiResponse } from './wire/openai-chat.ts';
 import { createRekaStreamEncoder, fromRekaRequest, rekaChatRequestSchema, toRekaResponse } from './wire/reka-chat.ts';
 
@@ -19,6 +21,8 @@ export interface AppDependencies {
   logger: Logger;
   /** Aborted when a graceful shutdown runs out of patience: in-flight upstream calls end, streams close. */
   shutdownSignal?: AbortSignal | undefined;
+  /** The video library; its routes are absent without it. */
+  vision?: VisionRouteDependencies | undefined;
 }
 
 /** `max_tokens` when a request gives none (Reka's documented default). */
@@ -27,7 +31,7 @@ export const DEFAULT_MAX_TOKENS = 1024;
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
 type NodeBindings = { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;
 
-type Env = { Variables: { requestId: string } };
+type Env = { Variables: { requestId: string; owner: string } };
 
 function collapseSlashes(path: string): string {
   return path.includes('//') ? path.replace(/\/{2,}/g, '/') : path;
@@ -41,79 +45,6 @@ function presentedKey(c: Context): string | undefined {
   const authorization = c.req.header('authorization');
   if (authorization?.toLowerCase().startsWith('bearer ')) return authorization.slice(7).trim();
   return undefined;
-}
-
-const JSON_LIKE_TYPES = /^\s*(?:application\/(?:[\w.+-]+\+)?json|text\/plain|application\/x-www-form-urlencoded)\s*(?:;|$)/i;
-
-function payloadTooLarge(maxBytes: number): OcularError {
-  return new OcularError('payload_too_large', `the request body is larger than ${maxBytes} bytes (limits.maxRequestBytes)`);
-}
-
-/** Collects Node's request body, failing as soon as it passes `maxBytes` (the rest is left unread). */
-function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const cutShort = (): OcularError => validationError('the client closed the connection before sending the whole body');
-  if (incoming.readableEnded) return Promise.resolve(Buffer.alloc(0));
-  if (incoming.destroyed) return Promise.reject(cutShort());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const settle = (error: unknown, body?: Buffer): void => {
-      incoming.off('data', onData).off('end', onEnd).off('error', settle).off('close', onClose);
-      if (body) resolve(body);
-      else reject(error);
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size <= maxBytes) {
-        chunks.push(chunk);
-        return;
-      }
-      incoming.pause();
-      settle(payloadTooLarge(maxBytes));
-    };
-    const onEnd = (): void => settle(undefined, Buffer.concat(chunks, size));
-    const onClose = (): void => settle(cutShort());
-    incoming.on('data', onData).once('end', onEnd).once('error', settle).once('close', onClose);
-  });
-}
-
-/** Collects a fetch Request's body (under `app.request()`), with the same cap. */
-async function readRequestBody(request: Request, maxBytes: number): Promise<Buffer> {
-  const reader = request.body?.getReader();
-  if (!reader) return Buffer.alloc(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return Buffer.concat(chunks, size);
-    size += value.byteLength;
-    if (size > maxBytes) throw payloadTooLarge(maxBytes);
-    chunks.push(value);
-  }
-}
-
-/**
- * The body is read from Node's request when there is one: going through `c.req` builds a fetch Request
- * (headers copy, web stream over the socket, abort controller) per request, which was about a third of
- * Ocular's CPU time per request in bench/gateway-overhead.ts.
- */
-async function readJson(c: Context, maxBytes: number): Promise<unknown> {
-  const type = c.req.header('content-type');
-  // JSON is read whatever the declared type, except types that say the body is something else:
-  // `curl -d` labels JSON as form data, and rejecting that only trips people up.
-  if (type !== undefined && !JSON_LIKE_TYPES.test(type)) {
-    throw new OcularError('unsupported_media_type', `request bodies must be application/json, not ${type}`);
-  }
-  const declared = c.req.header('content-length');
-  if (declared !== undefined && Number(declared) > maxBytes) throw payloadTooLarge(maxBytes);
-  const incoming = (c.env as NodeBindings)?.incoming;
-  const text = (incoming ? await readIncoming(incoming, maxBytes) : await readRequestBody(c.req.raw, maxBytes)).toString('utf8');
-  if (text.trim() === '') throw validationError('the request body is empty; send a JSON object');
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw validationError(`the request body is not valid JSON: ${(error as Error).message}`);
-  }
 }
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
@@ -154,6 +85,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   app.notFound((c) => c.json(errorEnvelope(new OcularError('not_found_error', `no route for ${c.req.method} ${c.req.path}`)), 404));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  if (deps.vision) registerVisionBlobRoutes(app, deps.vision);
 
   if (verifier) {
     app.use(async (c, next) => {
@@ -161,7 +93,14 @@ export function createApp(deps: AppDependencies): Hono<Env> {
       if (key === undefined || key === '') {
         throw new OcularError('authentication_error', 'missing API key: send it as "X-Api-Key: KEY" or "Authorization: Bearer KEY"');
       }
-      if (!verifier.verify(key)) throw new OcularError('authentication_error', 'invalid API key');
+      const owner = verifier.verify(key);
+      if (owner === undefined) throw new OcularError('authentication_error', 'invalid API key');
+      c.set('owner', owner);
+      await next();
+    });
+  } else {
+    app.use(async (c, next) => {
+      c.set('owner', NO_AUTH_OWNER);
       await next();
     });
   }
@@ -230,6 +169,8 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   });
   app.post('/openai/v1/chat/completions', openAiChat);
   app.post('/v1/chat/completions', openAiChat);
+
+  if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, maxRequestBytes: limits.maxRequestBytes });
 
   return app;
 }

@@ -13,12 +13,23 @@ import { createMediaFetcher, type MediaFetcher } from '../media/fetch-media.ts';
 import { BackgroundPull } from '../models/background-pull.ts';
 import { planLocalModels } from '../models/local-models.ts';
 import { PendingModel } from '../models/pending-model.ts';
-import { createTranscriber, transcriberSettingsSchema } from '../perception/speech/transcriber.ts';
+import { createTranscriber, transcriberSettingsSchema, type Transcriber } from '../perception/speech/transcriber.ts';
 import type { ProviderDefinition } from '../provider-utils/provider-definition.ts';
 import { OcularError } from '../spec/errors.ts';
 import { PROVIDERS } from '../providers/index.ts';
 import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
-import { openDatabase } from '../store/database.ts';
+import { openDatabase, type Db } from '../store/database.ts';
+import { BlobStore } from '../store/blob-store.ts';
+import { VideoStore } from '../store/video-store.ts';
+import { SqliteJobQueue } from '../jobs/job-queue.ts';
+import { JobRunner } from '../jobs/job-runner.ts';
+import { closeIndexingAnalyzers, createIndexingAnalyzers, type Captioner } from '../vision/indexing/analyzers.ts';
+import { createChatCaptioner } from '../vision/indexing/chat-captioner.ts';
+import { createIndexVideoHandler } from '../vision/indexing/index-video.ts';
+import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
+import { INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
+import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
+import type { VisionRouteDependencies } from './vision-routes.ts';
 import { createApp } from './app.ts';
 import type { Logger } from './logger.ts';
 
@@ -94,7 +105,11 @@ function ensureBootstrapKey(store: ApiKeyStore, verifier: ApiKeyVerifier, dataDi
 }
 
 /** Everything media processing needs, built once; a bad `media`/`transcriber` setting fails the boot. */
-function createMediaResolver(settings: ServerSettings): { resolver: MediaResolver; close(): Promise<void> } {
+function createMediaResolver(settings: ServerSettings): {
+  resolver: MediaResolver;
+  transcriber: Transcriber | undefined;
+  close(): Promise<void>;
+} {
   const { media, transcriber: transcriberEntry } = settings.config;
   const transcriberSettings = transcriberSettingsSchema.safeParse(transcriberEntry);
   if (!transcriberSettings.success)
@@ -110,8 +125,93 @@ function createMediaResolver(settings: ServerSettings): { resolver: MediaResolve
   const transcriber = createTranscriber(transcriberSettings.data);
   return {
     resolver: new MediaResolver({ settings: media, fetcher, ffmpeg, transcriber }),
+    transcriber,
     close: async () => {
       await Promise.all([fetcher.close(), transcriber?.close?.()]);
+    },
+  };
+}
+
+/** Longest single ffmpeg run while indexing: a scan decodes the whole video (video-scan.ts adds time per second of video). */
+const INDEXING_PROCESS_TIMEOUT_MS = 600_000;
+/** Largest decoded soundtrack kept in memory while indexing (16 kHz mono 16-bit: about 9 hours). */
+const INDEXING_MAX_AUDIO_BYTES = 1024 * 1024 * 1024;
+/** A `video_url` upload may take this long to download. */
+const UPLOAD_FETCH_TIMEOUT_MS = 3_600_000;
+/** A webhook receiver gets this long to answer. */
+const WEBHOOK_TIMEOUT_MS = 10_000;
+
+interface VisionSetup {
+  settings: ServerSettings;
+  db: Db;
+  chat: ChatService;
+  models: ModelRegistry;
+  transcriber: Transcriber | undefined;
+  modelsDir: string;
+  logger: Logger;
+}
+
+/** The video library: stores, signed URLs, analyzers, and the workers that index videos and deliver webhooks. */
+function createVision({ settings, db, chat, models, transcriber, modelsDir, logger }: VisionSetup) {
+  const { config, dataDir } = settings;
+  const { indexing, media, vision } = config;
+  let captioner: Captioner | undefined;
+  if (indexing.captionModel !== undefined) {
+    try {
+      models.resolve(indexing.captionModel);
+    } catch (error) {
+      throw new ConfigError(`invalid config: indexing.captionModel: ${(error as Error).message}`);
+    }
+    captioner = createChatCaptioner(chat, indexing.captionModel);
+  }
+  const binaries = { ...settings.binaries };
+  const ffmpeg = createFfmpegContext({ ...binaries, timeoutMs: INDEXING_PROCESS_TIMEOUT_MS, maxOutputBytes: INDEXING_MAX_AUDIO_BYTES });
+  const uploadFetcher = createMediaFetcher({
+    maxBytes: config.limits.maxUploadBytes,
+    connectTimeoutMs: media.connectTimeoutMs,
+    timeoutMs: UPLOAD_FETCH_TIMEOUT_MS,
+    allowHosts: media.allowHosts,
+  });
+  const webhookFetcher = createMediaFetcher({
+    maxBytes: media.maxBytes,
+    connectTimeoutMs: media.connectTimeoutMs,
+    timeoutMs: WEBHOOK_TIMEOUT_MS,
+    allowHosts: media.allowHosts,
+    maxRedirects: 0,
+  });
+  const store = new VideoStore(db);
+  const blobs = new BlobStore(join(dataDir, 'videos'));
+  const jobs = new SqliteJobQueue(db);
+  const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts });
+  const webhooks = new WebhookNotifier({
+    jobs,
+    defaultSecret: loadOrCreateWebhookSecret(dataDir, vision.webhookSecret),
+    maxAttempts: vision.webhookMaxAttempts,
+  });
+  const analyzers = createIndexingAnalyzers(indexing, modelsDir, { transcriber, captioner }, logger);
+  const indexer = new JobRunner({ queue: jobs, log: logger, concurrency: indexing.concurrency }).handle(
+    INDEX_VIDEO_JOB,
+    createIndexVideoHandler({ store, blobs, library, webhooks, ffmpeg, analyzers, settings: indexing, log: logger }),
+  );
+  const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
+  const routes: VisionRouteDependencies = {
+    library,
+    blobs,
+    signer: createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) }),
+    urlTtlSeconds: vision.urlTtlSeconds,
+    maxUploadBytes: config.limits.maxUploadBytes,
+    incomingDir: join(blobs.root, '.incoming'),
+  };
+  return {
+    routes,
+    start(): void {
+      indexer.start();
+      deliverer.start();
+    },
+    /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
+    async close(): Promise<void> {
+      await Promise.all([indexer.stop(), deliverer.stop()]);
+      await Promise.all([closeIndexingAnalyzers(analyzers), uploadFetcher.close(), webhookFetcher.close()]);
     },
   };
 }
@@ -147,8 +247,9 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     );
   }
   const chat = new ChatService(models, settings.config.limits, media.resolver);
+  const vision = createVision({ settings, db, chat, models, transcriber: media.transcriber, modelsDir, logger });
   const shutdown = new AbortController();
-  const app = createApp({ chat, verifier, limits: settings.config.limits, logger, shutdownSignal: shutdown.signal });
+  const app = createApp({ chat, verifier, limits: settings.config.limits, logger, shutdownSignal: shutdown.signal, vision: vision.routes });
 
   const server = await new Promise<Server>((resolve, reject) => {
     const instance = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port }, () => resolve(instance as Server));
@@ -172,6 +273,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   }
   const uniquePulls = [...new Set(pulls.values())];
   for (const pull of uniquePulls) pull.start();
+  vision.start();
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 30_000): Promise<void> => {
@@ -190,6 +292,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       await closed;
       clearTimeout(timer);
       clearInterval(sweeper);
+      await vision.close();
       await Promise.all(uniquePulls.map((pull) => pull.close()));
       await Promise.all([models.close(), media.close()]);
       db.close();

@@ -36,6 +36,81 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX jobs_status_run_at ON jobs (status, run_at);
    CREATE UNIQUE INDEX jobs_live_key ON jobs (key) WHERE key IS NOT NULL AND status IN ('queued', 'running');
    CREATE INDEX jobs_kind_created ON jobs (kind, created_at);`,
+  // The video library. Every row belongs to an owner (an API key's, see api-keys.ts); `owner` is in each lookup.
+  // A segment's `seq` is its position in the video's deterministic segment plan, so re-indexing after a crash
+  // replaces rows instead of adding them. The FTS table indexes segment text with the segment's rowid.
+  `ALTER TABLE api_keys ADD COLUMN owner TEXT;
+   CREATE TABLE video_groups (
+     owner TEXT NOT NULL,
+     id TEXT NOT NULL,
+     name TEXT NOT NULL,
+     metadata TEXT NOT NULL DEFAULT '',
+     webhook_url TEXT,
+     webhook_secret TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (owner, id)
+   ) STRICT;
+   CREATE TABLE videos (
+     id TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     group_id TEXT NOT NULL,
+     name TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('pending', 'indexing', 'indexed', 'failed')),
+     progress REAL NOT NULL DEFAULT 0,
+     stage TEXT,
+     error TEXT,
+     index_requested INTEGER NOT NULL,
+     thumbnails INTEGER NOT NULL,
+     indexing_type TEXT,
+     metadata TEXT NOT NULL,
+     plan TEXT,
+     start_timestamp TEXT,
+     webhook_url TEXT,
+     webhook_secret TEXT,
+     job_id TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     FOREIGN KEY (owner, group_id) REFERENCES video_groups (owner, id)
+   ) STRICT;
+   CREATE INDEX videos_owner_created ON videos (owner, created_at, id);
+   CREATE INDEX videos_owner_group ON videos (owner, group_id);
+   CREATE TABLE video_segments (
+     video_id TEXT NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
+     seq INTEGER NOT NULL,
+     start_seconds REAL NOT NULL,
+     end_seconds REAL NOT NULL,
+     keyframes TEXT NOT NULL,
+     ocr_text TEXT NOT NULL,
+     objects TEXT NOT NULL,
+     object_names TEXT NOT NULL,
+     labels TEXT NOT NULL,
+     label_names TEXT NOT NULL,
+     transcript TEXT NOT NULL,
+     speech TEXT NOT NULL,
+     has_speech INTEGER,
+     caption TEXT NOT NULL,
+     thumbnail TEXT,
+     UNIQUE (video_id, seq)
+   ) STRICT;
+   CREATE VIRTUAL TABLE video_segments_fts USING fts5(
+     caption, ocr_text, object_names, label_names, transcript,
+     content = 'video_segments', content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2'
+   );
+   CREATE TRIGGER video_segments_ai AFTER INSERT ON video_segments BEGIN
+     INSERT INTO video_segments_fts (rowid, caption, ocr_text, object_names, label_names, transcript)
+     VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names, new.transcript);
+   END;
+   CREATE TRIGGER video_segments_ad AFTER DELETE ON video_segments BEGIN
+     INSERT INTO video_segments_fts (video_segments_fts, rowid, caption, ocr_text, object_names, label_names, transcript)
+     VALUES ('delete', old.rowid, old.caption, old.ocr_text, old.object_names, old.label_names, old.transcript);
+   END;
+   CREATE TRIGGER video_segments_au AFTER UPDATE ON video_segments BEGIN
+     INSERT INTO video_segments_fts (video_segments_fts, rowid, caption, ocr_text, object_names, label_names, transcript)
+     VALUES ('delete', old.rowid, old.caption, old.ocr_text, old.object_names, old.label_names, old.transcript);
+     INSERT INTO video_segments_fts (rowid, caption, ocr_text, object_names, label_names, transcript)
+     VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names, new.transcript);
+   END;`,
 ];
 
 export function migrate(db: Db): void {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -319,6 +319,27 @@ describe('JobRunner', () => {
     await sleep(10);
     expect(queue.recoverExpired()).toBe(1);
     expect(queue.get(job.id)).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('lease expired') });
+  });
+
+  it('takes back at once the jobs of a worker on this host whose process is gone, not those of live ones', async () => {
+    const { queue } = openQueue();
+    const exited = spawn(process.execPath, ['-e', '']);
+    await new Promise((resolve) => exited.once('exit', resolve));
+    const deadOwner = `${hostname()}:${exited.pid}:0a1b2c3d`;
+    const liveOwner = `${hostname()}:${process.ppid}:0a1b2c3d`;
+    const remoteOwner = `another-host:${exited.pid}:0a1b2c3d`;
+    const jobs = [deadOwner, liveOwner, remoteOwner].map((owner) => {
+      const job = queue.enqueue('work', { owner });
+      expect(queue.claim(owner, ['work'], 60_000)?.id).toBe(job.id); // leases far from expiring
+      return job;
+    });
+    const runs: string[] = [];
+    startRunner({ queue }, { work: async (current) => void runs.push((current.payload as { owner: string }).owner) });
+    await waitForStatus(queue, jobs[0]!.id, 'succeeded');
+    await sleep(100);
+    expect(runs).toEqual([deadOwner]);
+    expect(statusOf(queue, jobs[1]!.id)).toBe('running');
+    expect(statusOf(queue, jobs[2]!.id)).toBe('running');
   });
 
   it('heartbeats keep a long job from being taken by another worker', async () => {

@@ -188,7 +188,7 @@ describe('probeMedia', () => {
     const probe = await probeMedia(await makeVideo({ seconds: 4, withAudio: true }), ffmpegContext);
     expect(probe.durationSeconds).toBeCloseTo(4, 1);
     expect(probe.formatName).toContain('mp4');
-    expect(probe.video).toEqual({ index: 0, width: 320, height: 240, codec: 'h264', durationSeconds: 4 });
+    expect(probe.video).toEqual({ index: 0, width: 320, height: 240, codec: 'h264', durationSeconds: 4, averageFps: 25 });
     expect(probe.audio).toEqual({ index: 1, codec: 'aac', sampleRate: 44_100, channels: 1 });
   });
 

@@ -1,0 +1,252 @@
+import { mkdir, rm } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import type { Context, Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { OcularError, validationError } from '../spec/errors.ts';
+import { isVideoId, type BlobStore } from '../store/blob-store.ts';
+import type { VideoRecord } from '../store/video-store.ts';
+import type { UrlSigner } from '../vision/signed-urls.ts';
+import type { IndexingEvent, UploadSource, VideoLibrary } from '../vision/video-library.ts';
+import { parseBody } from './errors.ts';
+import { readJson } from './read-body.ts';
+import { fileResponse } from './file-response.ts';
+import { receiveMultipartUpload } from './multipart-upload.ts';
+import {
+  createGroupSchema,
+  deleteGroupQuerySchema,
+  listGroupsQuerySchema,
+  listVideosQuerySchema,
+  toWireEvent,
+  toWireGroup,
+  toWireVideo,
+  updateGroupSchema,
+  UPLOAD_FIELD_NAMES,
+  uploadFieldsSchema,
+} from './wire/vision.ts';
+
+export interface VisionRouteDependencies {
+  library: VideoLibrary;
+  blobs: BlobStore;
+  signer: UrlSigner;
+  /** Seconds a signed URL stays valid. */
+  urlTtlSeconds: number;
+  maxUploadBytes: number;
+  /** Where multipart uploads stream to before they become a video (same file system as the blobs). */
+  incomingDir: string;
+}
+
+type VisionEnv = { Variables: { requestId: string; owner: string } };
+type NodeBindings = { incoming?: IncomingMessage } | undefined;
+
+/** What the app gives every route: the request's abort signal and the JSON body cap. */
+export interface RequestEdge {
+  /** Aborted when the client goes away before the response is complete, or on shutdown. */
+  requestSignal(c: Context): AbortSignal;
+  maxRequestBytes: number;
+}
+
+/** How often an idle event stream sends a comment, so proxies keep it open. */
+const SSE_KEEPALIVE_MS = 15_000;
+
+/** Absolute signed URLs: the same origin the client reached this server on. */
+function signedUrl(c: Context, signer: UrlSigner, path: string, ttlSeconds: number): string {
+  const origin = new URL(c.req.url).origin;
+  return origin + signer.sign(path, new Date(Date.now() + ttlSeconds * 1000));
+}
+
+function videoId(c: Context): string {
+  const id = c.req.param('id') ?? '';
+  // Anything that is not a UUID cannot name a video: 404 without touching the database or the disk.
+  if (!isVideoId(id)) throw new OcularError('not_found_error', `no video with id "${id}"`);
+  return id;
+}
+
+function parseQuery<Schema extends Parameters<typeof parseBody>[0]>(schema: Schema, c: Context) {
+  return parseBody(schema, c.req.query());
+}
+
+/**
+ * Signed blob routes: the signature is the credential (a browser's <video> element sends no API key), so
+ * these are registered before the API-key middleware.
+ */
+export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRouteDependencies): void {
+  const { signer, blobs } = deps;
+  const serveSigned = (file: 'source' | 'thumbnail', contentType: string) => async (c: Context) => {
+    const path = new URL(c.req.url).pathname;
+    const verdict = signer.verify(path, { expires: c.req.query('expires'), signature: c.req.query('signature') });
+    if (verdict === 'expired')
+      throw new OcularError('permission_error', 'this signed URL has expired; fetch the video again for a fresh one');
+    if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
+    const id = videoId(c);
+    const target = file === 'source' ? blobs.sourcePath(id) : blobs.thumbnailPath(id);
+    return fileResponse(target, c.req.raw, { contentType, cacheControl: 'private, max-age=3600' });
+  };
+  app.on(['GET', 'HEAD'], '/v1/videos/:id/file', serveSigned('source', 'video/mp4'));
+  app.on(['GET', 'HEAD'], '/v1/videos/:id/thumbnail', serveSigned('thumbnail', 'image/jpeg'));
+}
+
+/** The video library API: uploads, videos, groups and indexing events, each scoped to the caller's owner. */
+export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDependencies, edge: RequestEdge): void {
+  const { library, signer, urlTtlSeconds } = deps;
+  const readBody = (c: Context): Promise<unknown> => readJson(c, edge.maxRequestBytes);
+
+  const wireVideo = (c: Context, video: VideoRecord) =>
+    toWireVideo(video, {
+      video: signedUrl(c, signer, `/v1/videos/${video.id}/file`, urlTtlSeconds),
+      thumbnail: video.metadata?.hasThumbnail ? signedUrl(c, signer, `/v1/videos/${video.id}/thumbnail`, urlTtlSeconds) : null,
+    });
+
+  // ---- groups (before `/v1/videos/:id`, which would otherwise take `groups` for an id) ----
+
+  app.post('/v1/videos/groups', async (c) => {
+    const body = parseBody(createGroupSchema, await readBody(c));
+    const group = library.createGroup(c.get('owner'), {
+      name: body.name,
+      metadata: body.metadata ?? '',
+      webhookUrl: body.webhook_url,
+      webhookSecret: body.webhook_secret,
+    });
+    return c.json(toWireGroup(group), 201);
+  });
+
+  app.get('/v1/videos/groups', (c) => {
+    const query = parseQuery(listGroupsQuerySchema, c);
+    const page = library.listGroups(c.get('owner'), query.limit, query.offset);
+    return c.json({ results: page.items.map(toWireGroup), total: page.total, limit: query.limit, offset: query.offset });
+  });
+
+  app.get('/v1/videos/groups/:groupId', (c) => c.json(toWireGroup(library.getGroup(c.get('owner'), c.req.param('groupId')))));
+
+  app.patch('/v1/videos/groups/:groupId', async (c) => {
+    const body = parseBody(updateGroupSchema, await readBody(c));
+    const group = library.updateGroup(c.get('owner'), c.req.param('groupId'), {
+      name: body.name,
+      metadata: body.metadata,
+      webhookUrl: body.webhook_url,
+      webhookSecret: body.webhook_secret,
+    });
+    return c.json(toWireGroup(group));
+  });
+
+  app.delete('/v1/videos/groups/:groupId', async (c) => {
+    const query = parseQuery(deleteGroupQuerySchema, c);
+    const groupId = c.req.param('groupId');
+    await library.deleteGroup(c.get('owner'), groupId, query.force ?? false);
+    return c.json({ group_id: groupId, deleted: true });
+  });
+
+  // ---- videos ----
+
+  app.post('/v1/videos/upload', async (c) => {
+    const incoming = (c.env as NodeBindings)?.incoming;
+    if (!incoming) throw new OcularError('server_error', 'uploads need the Node.js HTTP server');
+    await mkdir(deps.incomingDir, { recursive: true, mode: 0o700 });
+    const upload = await receiveMultipartUpload(incoming, {
+      directory: deps.incomingDir,
+      fileField: 'file',
+      maxFileBytes: deps.maxUploadBytes,
+      limitName: 'limits.maxUploadBytes',
+      allowedFields: UPLOAD_FIELD_NAMES,
+    });
+    try {
+      const fields = parseBody(uploadFieldsSchema, upload.fields);
+      const hasFile = upload.file !== undefined;
+      const hasUrl = fields.video_url !== undefined;
+      if (hasFile === hasUrl) {
+        throw validationError('send exactly one of a `file` part or a `video_url` field', hasFile ? 'video_url' : 'file');
+      }
+      if (upload.file !== undefined && upload.file.size === 0) throw validationError('the uploaded file is empty', 'file');
+      const source: UploadSource =
+        upload.file !== undefined ? { kind: 'file', path: upload.file.path } : { kind: 'url', url: fields.video_url! };
+      const video = await library.addVideo(
+        c.get('owner'),
+        {
+          source,
+          name: fields.video_name,
+          index: fields.index,
+          thumbnails: fields.enable_thumbnails ?? false,
+          groupId: fields.group_id ?? 'default',
+          startTimestamp: fields.video_start_absolute_timestamp ?? fields.video_absolute_start_timestamp,
+          webhookUrl: fields.webhook_url,
+          webhookSecret: fields.webhook_secret,
+        },
+        edge.requestSignal(c),
+      );
+      return c.json(wireVideo(c, video));
+    } finally {
+      if (upload.file !== undefined) await rm(upload.file.path, { force: true });
+    }
+  });
+
+  app.get('/v1/videos', (c) => {
+    const query = parseQuery(listVideosQuerySchema, c);
+    const page = library.listVideos(c.get('owner'), {
+      groupId: query.group_id,
+      status: query.indexing_status,
+      limit: query.limit,
+      offset: query.offset,
+    });
+    return c.json({ results: page.items.map((video) => wireVideo(c, video)), total: page.total, limit: query.limit, offset: query.offset });
+  });
+
+  app.get('/v1/videos/:id', (c) => c.json(wireVideo(c, library.getVideo(c.get('owner'), videoId(c)))));
+
+  app.delete('/v1/videos/:id', async (c) => {
+    const id = videoId(c);
+    await library.deleteVideo(c.get('owner'), id);
+    return c.json({ video_id: id, deleted: true });
+  });
+
+  app.get('/v1/videos/:id/events', (c) => {
+    const video = library.getVideo(c.get('owner'), videoId(c));
+    const finished = (status: string): boolean => status === 'indexed' || status === 'failed' || status === 'pending';
+    return streamSSE(c, async (stream) => {
+      const queue: IndexingEvent[] = [];
+      let wake: (() => void) | undefined;
+      const unsubscribe = library.subscribe(video.id, (event) => {
+        queue.push(event);
+        wake?.();
+      });
+      let closed = false;
+      stream.onAbort(() => {
+        closed = true;
+        wake?.();
+      });
+      try {
+        // The current state first, so a client that connects late still learns where indexing is.
+        const current = library.getVideo(c.get('owner'), video.id);
+        let last: IndexingEvent = {
+          videoId: current.id,
+          status: current.status,
+          stage: current.stage,
+          progress: current.progress,
+          error: current.error,
+        };
+        await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireEvent(last)) });
+        // A video that is not being indexed (and is not queued for it) has nothing more to say.
+        const queued = current.status === 'pending' && current.indexRequested;
+        if (finished(current.status) && !queued) return;
+        while (!closed) {
+          const next = queue.shift();
+          if (next === undefined) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+              setTimeout(resolve, SSE_KEEPALIVE_MS).unref();
+            });
+            wake = undefined;
+            if (queue.length === 0 && !closed) await stream.write(': keep-alive\n\n');
+            continue;
+          }
+          last = next;
+          await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireEvent(next)) });
+          if (next.status === 'indexed' || next.status === 'failed') break;
+        }
+        if (!closed) await stream.writeSSE({ event: 'done', data: JSON.stringify(toWireEvent(last)) });
+      } catch {
+        // The client went away or the video was deleted; nothing to tell anyone.
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+}

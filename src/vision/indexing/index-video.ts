@@ -1,0 +1,335 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import sharp from 'sharp';
+import { z } from 'zod';
+import type { IndexingSettings } from '../../config/schema.ts';
+import type { Job } from '../../jobs/job-queue.ts';
+import type { JobContext, JobHandler, JobLog } from '../../jobs/job-runner.ts';
+import { toWav16kMono } from '../../media/audio.ts';
+import type { FfmpegContext } from '../../media/binaries.ts';
+import { assignKeyframes, planSegments, scanVideo } from '../../media/video-scan.ts';
+import type { AnalyzerImage, DetectedObject, ImageLabel, ReadText, SpeechRange } from '../../perception/analyzers.ts';
+import type { Transcript } from '../../perception/speech/transcriber.ts';
+import { isAbortError, isOcularError, OcularError } from '../../spec/errors.ts';
+import type { BlobStore } from '../../store/blob-store.ts';
+import type { SegmentRecord, VideoRecord, VideoStore } from '../../store/video-store.ts';
+import type { VideoLibrary } from '../video-library.ts';
+import type { WebhookNotifier } from '../webhooks.ts';
+import type { IndexingAnalyzers } from './analyzers.ts';
+import { chooseAnalysisFrames, frameSignature, isSamePicture, type FrameSignature } from './frame-sampling.ts';
+import { buildFactualCaption, clipRanges, mergeLabels, mergeObjects, mergeText, transcriptFor } from './describe-segment.ts';
+
+/** Progress given to each stage (fractions of the whole job). */
+const SCAN_END = 0.3;
+const AUDIO_END = 0.4;
+const SEGMENTS_END = 0.99;
+const SEGMENT_THUMBNAIL_SIDE = 320;
+
+const NO_TEXT: ReadText = { text: '', lines: [] };
+
+interface SignedImage {
+  image: AnalyzerImage;
+  signature: FrameSignature;
+}
+
+/**
+ * Runs `analyze` on the images at `positions`, except that an image showing the same picture as the previous
+ * chosen one reuses that one's result. Calls are started together; the analyzer queues them.
+ */
+function runOnChanged<T>(
+  images: readonly SignedImage[],
+  positions: readonly number[],
+  analyze: (image: AnalyzerImage) => Promise<T>,
+): Promise<T[]> {
+  const results: Array<Promise<T>> = [];
+  let previous: { signature: FrameSignature; result: Promise<T> } | undefined;
+  for (const position of positions) {
+    const { image, signature } = images[position]!;
+    const result = previous && isSamePicture(previous.signature, signature) ? previous.result : analyze(image);
+    previous = { signature, result };
+    results.push(result);
+  }
+  return Promise.all(results);
+}
+
+/** What the scan and audio stages found, saved on the video so a resumed job skips them. */
+const planSchema = z.object({
+  version: z.literal(1),
+  segments: z.array(
+    z.object({
+      startSeconds: z.number(),
+      endSeconds: z.number(),
+      keyframes: z.array(z.object({ timeSeconds: z.number(), file: z.string() })),
+    }),
+  ),
+  audio: z
+    .object({
+      speech: z.array(z.object({ startSeconds: z.number(), endSeconds: z.number() })).nullable(),
+      transcript: z
+        .object({
+          text: z.string(),
+          segments: z.array(z.object({ startSeconds: z.number(), endSeconds: z.number(), text: z.string() })),
+        })
+        .nullable(),
+    })
+    .optional(),
+});
+
+type IndexPlan = z.infer<typeof planSchema>;
+type PlannedSegment = IndexPlan['segments'][number];
+
+export interface VideoIndexerOptions {
+  store: VideoStore;
+  blobs: BlobStore;
+  library: VideoLibrary;
+  webhooks: WebhookNotifier;
+  /** ffmpeg for indexing: long timeouts, since one pass reads the whole video. */
+  ffmpeg: FfmpegContext;
+  analyzers: IndexingAnalyzers;
+  settings: IndexingSettings;
+  log: JobLog;
+}
+
+const KEYFRAMES_DIR = 'keyframes';
+
+function readPlan(video: VideoRecord): IndexPlan | undefined {
+  if (video.plan === null) return undefined;
+  try {
+    return planSchema.parse(JSON.parse(video.plan));
+  } catch {
+    return undefined; // a plan from another version: scan again
+  }
+}
+
+/** Whether a failure will recur however often the job is retried (the file itself is the problem). */
+function isPermanent(error: unknown): boolean {
+  return isOcularError(error) && (error.type === 'unsupported_media_type' || error.type === 'validation_error');
+}
+
+function describeFailure(error: unknown): string {
+  if (isOcularError(error)) return error.message;
+  return `indexing failed: ${(error as Error)?.message ?? String(error)}`;
+}
+
+/** 16-bit PCM samples of a 44-byte-header WAV as floats in -1..1. */
+function wavToFloat32(wav: Buffer): Float32Array {
+  const samples = new Float32Array(Math.max(0, Math.floor((wav.length - 44) / 2)));
+  for (let index = 0; index < samples.length; index++) samples[index] = wav.readInt16LE(44 + index * 2) / 32768;
+  return samples;
+}
+
+/**
+ * The `video.index` job: scan (one decode pass: scene cuts and keyframes) -> audio (speech ranges and
+ * transcript) -> per segment, the analyzers over its keyframes -> one row per segment, searchable at once.
+ * Each stage's result is saved before the next starts and segments are written by their position in a
+ * deterministic plan, so a job resumed after a crash redoes only the unfinished segment, never duplicates one.
+ */
+export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandler {
+  const { store, blobs, library, analyzers, settings } = options;
+
+  return async (job: Job, context: JobContext) => {
+    const { videoId } = z.object({ videoId: z.string() }).parse(job.payload);
+    const video = store.getVideoById(videoId);
+    if (video === undefined || video.status === 'indexed') return; // deleted, or finished by an earlier run
+    const report = (stage: string, progress: number): void => {
+      context.signal.throwIfAborted();
+      if (!library.report(videoId, { status: 'indexing', stage, progress }))
+        throw new OcularError('not_found_error', 'the video was deleted');
+      context.reportProgress(progress);
+    };
+    try {
+      report('scanning', Math.max(0.01, video.progress));
+      const plan = await ensurePlan(video, context, report);
+      const withAudio = await ensureAudio(video, plan, context.signal);
+      report('analyzing', AUDIO_END);
+      await indexSegments(video, withAudio, context, report);
+      library.report(videoId, { status: 'indexed', stage: 'done', progress: 1 });
+      context.reportProgress(1);
+      notify(videoId, 'video.indexed');
+    } catch (error) {
+      if (context.signal.aborted || isAbortError(error)) throw error;
+      if (isOcularError(error) && error.type === 'not_found_error') return; // deleted mid-way: nothing left to index
+      const lastAttempt = job.attempts >= job.maxAttempts;
+      if (isPermanent(error) || lastAttempt) {
+        library.report(videoId, {
+          status: 'failed',
+          stage: 'failed',
+          progress: store.getVideoById(videoId)?.progress ?? 0,
+          error: describeFailure(error),
+        });
+        notify(videoId, 'video.failed');
+        if (isPermanent(error)) return; // retrying cannot help; the video says why it failed
+      } else {
+        options.log.warn('indexing attempt failed; it will be retried', { videoId, attempt: job.attempts, error: describeFailure(error) });
+      }
+      throw error;
+    }
+  };
+
+  function notify(videoId: string, event: 'video.indexed' | 'video.failed'): void {
+    const video = store.getVideoById(videoId);
+    if (video) options.webhooks.notify(video, store.getGroup(video.owner, video.groupId), event);
+  }
+
+  async function ensurePlan(
+    video: VideoRecord,
+    context: JobContext,
+    report: (stage: string, progress: number) => void,
+  ): Promise<IndexPlan> {
+    const saved = readPlan(video);
+    const dir = blobs.videoDir(video.id);
+    if (saved && saved.segments.every((segment) => segment.keyframes.every((frame) => existsSync(join(dir, frame.file))))) return saved;
+
+    const keyframesDir = join(dir, KEYFRAMES_DIR);
+    await rm(keyframesDir, { recursive: true, force: true });
+    await mkdir(keyframesDir, { recursive: true });
+    const durationSeconds = video.metadata?.durationSeconds ?? 0;
+    const scan = await scanVideo(
+      blobs.sourcePath(video.id),
+      {
+        outputDir: keyframesDir,
+        keyframeIntervalSeconds: settings.keyframeIntervalSeconds,
+        maxKeyframeSide: settings.maxKeyframeSide,
+      },
+      options.ffmpeg,
+      context.signal,
+      (fraction) => report('scanning', 0.01 + fraction * (SCAN_END - 0.01)),
+    );
+    if (scan.keyframes.length === 0) throw new OcularError('unsupported_media_type', 'no frame of the video could be decoded');
+    const segments = planSegments(scan.durationSeconds > 0 ? scan.durationSeconds : durationSeconds, scan.cuts, {
+      minSeconds: settings.minSegmentSeconds,
+      maxSeconds: settings.maxSegmentSeconds,
+    });
+    const plan: IndexPlan = {
+      version: 1,
+      segments: assignKeyframes(segments, scan.keyframes).map((segment) => ({
+        startSeconds: segment.startSeconds,
+        endSeconds: segment.endSeconds,
+        keyframes: segment.keyframes.map((frame) => ({
+          timeSeconds: frame.timeSeconds,
+          file: `${KEYFRAMES_DIR}/${basename(frame.path)}`,
+        })),
+      })),
+    };
+    store.updateVideo(video.id, { plan: JSON.stringify(plan) });
+    report('scanning', SCAN_END);
+    return plan;
+  }
+
+  async function ensureAudio(video: VideoRecord, plan: IndexPlan, signal: AbortSignal): Promise<IndexPlan> {
+    if (plan.audio !== undefined) return plan;
+    const wantSpeech = analyzers.vad !== undefined;
+    const wantTranscript = analyzers.transcriber !== undefined;
+    let speech: SpeechRange[] | null = null;
+    let transcript: Transcript | null = null;
+    if (video.metadata?.hasAudio && (wantSpeech || wantTranscript)) {
+      const wav = await toWav16kMono(blobs.sourcePath(video.id), options.ffmpeg, signal);
+      if (analyzers.vad) speech = await analyzers.vad.detect(wavToFloat32(wav), signal);
+      // With a detector that heard nobody, a transcriber would only hallucinate words into silence.
+      if (analyzers.transcriber && (speech === null || speech.length > 0)) {
+        transcript = await analyzers.transcriber.transcribe({ data: wav, mediaType: 'audio/wav', filename: 'audio.wav' }, signal);
+      }
+    } else if (wantSpeech) {
+      speech = []; // no soundtrack: certainly no speech
+    }
+    const next: IndexPlan = {
+      ...plan,
+      audio: { speech, transcript: transcript && { text: transcript.text, segments: transcript.segments } },
+    };
+    store.updateVideo(video.id, { plan: JSON.stringify(next) });
+    return next;
+  }
+
+  async function indexSegments(
+    video: VideoRecord,
+    plan: IndexPlan,
+    context: JobContext,
+    report: (stage: string, progress: number) => void,
+  ): Promise<void> {
+    const done = store.savedSegmentSeqs(video.id);
+    const total = plan.segments.length;
+    for (const [seq, segment] of plan.segments.entries()) {
+      if (done.has(seq)) continue;
+      const record = await analyzeSegment(video, plan, seq, segment, context.signal);
+      context.signal.throwIfAborted();
+      store.saveSegment(record);
+      context.heartbeat();
+      report('analyzing', AUDIO_END + ((seq + 1) / total) * (SEGMENTS_END - AUDIO_END));
+    }
+  }
+
+  async function analyzeSegment(
+    video: VideoRecord,
+    plan: IndexPlan,
+    seq: number,
+    segment: PlannedSegment,
+    signal: AbortSignal,
+  ): Promise<SegmentRecord> {
+    const images = await Promise.all(
+      segment.keyframes.map(async (frame) => {
+        const data = await readFile(blobs.filePath(video.id, frame.file));
+        const [{ width = 0, height = 0 }, signature] = await Promise.all([sharp(data).metadata(), frameSignature(data)]);
+        return { image: { data, width, height } satisfies AnalyzerImage, signature };
+      }),
+    );
+    const chosen = chooseAnalysisFrames(
+      segment.keyframes.map((frame) => frame.timeSeconds),
+      { ocrIntervalSeconds: settings.ocrIntervalSeconds, objectFrames: settings.objectFramesPerSegment },
+    );
+    // OCR and detection run at once (each analyzer has its own worker); a keyframe showing the same picture as
+    // the one read before it takes that one's result instead of being read again.
+    const [texts, detections] = await Promise.all([
+      runOnChanged(images, chosen.ocr, (image) => analyzers.textReader?.read(image, signal) ?? Promise.resolve<ReadText>(NO_TEXT)),
+      runOnChanged(images, chosen.objects, async (image) => {
+        const [objects, labels] = await Promise.all([
+          analyzers.objectDetector?.detect(image, signal) ?? Promise.resolve<DetectedObject[]>([]),
+          analyzers.labeler?.label(image, signal) ?? Promise.resolve<ImageLabel[]>([]),
+        ]);
+        return { objects, labels };
+      }),
+    ]);
+    const frames = images.map(({ image }) => ({ image }));
+    const speechRanges = plan.audio?.speech ?? null;
+    const speech = speechRanges === null ? [] : clipRanges(speechRanges, segment.startSeconds, segment.endSeconds);
+    const transcript = transcriptFor(plan.audio?.transcript ?? undefined, segment.startSeconds, segment.endSeconds, seq === 0);
+    const findings = {
+      ocrText: mergeText(texts),
+      objects: mergeObjects(detections.map((detection) => detection.objects)),
+      labels: mergeLabels(detections.map((detection) => detection.labels)),
+      transcript,
+      hasSpeech: speechRanges === null ? null : speech.length > 0,
+    };
+    let caption = buildFactualCaption(findings);
+    if (analyzers.captioner && frames.length > 0) {
+      caption = await analyzers.captioner.caption(
+        frames.map((frame) => frame.image),
+        { findings: caption, startSeconds: segment.startSeconds, endSeconds: segment.endSeconds },
+        signal,
+      );
+    }
+    let thumbnail: string | null = null;
+    const middle = frames[Math.floor(frames.length / 2)];
+    if (video.thumbnails && middle) {
+      thumbnail = `${KEYFRAMES_DIR}/segment-${String(seq).padStart(5, '0')}.jpg`;
+      const resized = await sharp(middle.image.data)
+        .resize({ width: SEGMENT_THUMBNAIL_SIDE, height: SEGMENT_THUMBNAIL_SIDE, fit: 'inside', withoutEnlargement: true })
+        .jpeg({ quality: 80 })
+        .toBuffer();
+      await writeFile(blobs.filePath(video.id, thumbnail), resized);
+    }
+    return {
+      videoId: video.id,
+      seq,
+      startSeconds: segment.startSeconds,
+      endSeconds: segment.endSeconds,
+      keyframes: segment.keyframes,
+      ...findings,
+      objects: [...findings.objects],
+      labels: [...findings.labels],
+      speech,
+      caption,
+      thumbnail,
+    };
+  }
+}

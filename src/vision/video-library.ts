@@ -1,0 +1,282 @@
+import { randomUUID } from 'node:crypto';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import type { FfmpegContext } from '../media/binaries.ts';
+import type { MediaFetcher } from '../media/fetch-media.ts';
+import { Scratch } from '../media/scratch.ts';
+import { sniffFile } from '../media/sniff.ts';
+import { extractFramesAt, probeMedia, type MediaProbe } from '../media/video.ts';
+import type { JobQueue } from '../jobs/job-queue.ts';
+import { OcularError } from '../spec/errors.ts';
+import type { BlobStore } from '../store/blob-store.ts';
+import {
+  DEFAULT_GROUP_ID,
+  type GroupPatch,
+  type GroupRecord,
+  type IndexingStatus,
+  type ListVideosFilter,
+  type Page,
+  type VideoMetadata,
+  type VideoRecord,
+  type VideoStore,
+} from '../store/video-store.ts';
+
+/** The job kind that indexes one video; its payload is `{ videoId }`. */
+export const INDEX_VIDEO_JOB = 'video.index';
+
+/** What the indexer reports as it goes, and what `GET /v1/videos/{id}/events` streams. */
+export interface IndexingEvent {
+  videoId: string;
+  status: IndexingStatus;
+  /** e.g. `scanning`, `audio`, `analyzing`, `done` */
+  stage: string | null;
+  /** 0..1 */
+  progress: number;
+  error: string | null;
+}
+
+export type IndexingListener = (event: IndexingEvent) => void;
+
+/** Where an upload's bytes are: a file the server already received, or a URL to fetch. */
+export type UploadSource = { kind: 'file'; path: string } | { kind: 'url'; url: string };
+
+export interface UploadRequest {
+  source: UploadSource;
+  name: string;
+  index: boolean;
+  thumbnails: boolean;
+  groupId: string;
+  startTimestamp: string | undefined;
+  webhookUrl: string | undefined;
+  webhookSecret: string | undefined;
+}
+
+export interface NewGroupRequest {
+  name: string;
+  metadata: string;
+  webhookUrl?: string | undefined;
+  webhookSecret?: string | undefined;
+}
+
+export interface VideoLibraryOptions {
+  store: VideoStore;
+  blobs: BlobStore;
+  jobs: JobQueue;
+  ffmpeg: FfmpegContext;
+  /** Fetches `video_url` uploads (SSRF-safe, capped at the upload limit). */
+  uploadFetcher: MediaFetcher;
+  /** Attempts an indexing job gets. */
+  maxAttempts: number;
+}
+
+/** The video's frame shown in lists: a little way in, past black lead-in frames. */
+function thumbnailTime(durationSeconds: number): number {
+  return Math.min(1, durationSeconds / 10);
+}
+
+function toMetadata(probe: MediaProbe, sizeBytes: number): VideoMetadata {
+  const video = probe.video!;
+  return {
+    durationSeconds: video.durationSeconds ?? probe.durationSeconds,
+    width: video.width,
+    height: video.height,
+    avgFps: video.averageFps ?? 0,
+    codec: video.codec,
+    sizeBytes,
+    hasAudio: probe.audio !== undefined,
+    hasThumbnail: false,
+  };
+}
+
+function notFound(what: string, id: string, param?: string): OcularError {
+  return new OcularError('not_found_error', `no ${what} with id "${id}"`, { param });
+}
+
+/**
+ * The video library: groups, uploads and their indexing state, always on behalf of one owner. Indexing itself
+ * runs as durable jobs (`INDEX_VIDEO_JOB`); this class enqueues and cancels them and relays their progress.
+ */
+export class VideoLibrary {
+  readonly #store: VideoStore;
+  readonly #blobs: BlobStore;
+  readonly #jobs: JobQueue;
+  readonly #ffmpeg: FfmpegContext;
+  readonly #fetcher: MediaFetcher;
+  readonly #maxAttempts: number;
+  readonly #listeners = new Map<string, Set<IndexingListener>>();
+
+  constructor(options: VideoLibraryOptions) {
+    this.#store = options.store;
+    this.#blobs = options.blobs;
+    this.#jobs = options.jobs;
+    this.#ffmpeg = options.ffmpeg;
+    this.#fetcher = options.uploadFetcher;
+    this.#maxAttempts = options.maxAttempts;
+  }
+
+  // ---- groups ----
+
+  createGroup(owner: string, request: NewGroupRequest): GroupRecord {
+    return this.#store.createGroup({ owner, id: randomUUID(), ...request });
+  }
+
+  getGroup(owner: string, id: string): GroupRecord {
+    const group = this.#store.getGroup(owner, id);
+    if (!group) throw notFound('group', id);
+    return group;
+  }
+
+  listGroups(owner: string, limit: number, offset: number): Page<GroupRecord> {
+    return this.#store.listGroups(owner, limit, offset);
+  }
+
+  updateGroup(owner: string, id: string, patch: GroupPatch): GroupRecord {
+    this.getGroup(owner, id);
+    return this.#store.updateGroup(owner, id, patch)!;
+  }
+
+  /** A group that holds videos is only deleted with `force`, which deletes its videos too. */
+  async deleteGroup(owner: string, id: string, force: boolean): Promise<void> {
+    this.getGroup(owner, id);
+    const videoIds = this.#store.videoIdsInGroup(owner, id);
+    if (videoIds.length > 0 && !force) {
+      throw new OcularError(
+        'conflict_error',
+        `the group holds ${videoIds.length} video(s); delete them first or pass ?force=true to delete them with it`,
+      );
+    }
+    for (const videoId of videoIds) await this.deleteVideo(owner, videoId);
+    this.#store.deleteGroup(owner, id);
+  }
+
+  // ---- videos ----
+
+  getVideo(owner: string, id: string): VideoRecord {
+    const video = this.#store.getVideo(owner, id);
+    if (!video) throw notFound('video', id);
+    return video;
+  }
+
+  listVideos(owner: string, filter: ListVideosFilter): Page<VideoRecord> {
+    return this.#store.listVideos(owner, filter);
+  }
+
+  /**
+   * Adds an upload to the library: moves (or fetches) its bytes into the video's folder, checks they are a
+   * video, probes them and cuts a thumbnail, then queues indexing when asked. Returns without waiting for
+   * indexing. Bytes that are not a video are refused (415); a video ffprobe cannot read is kept as `failed`.
+   */
+  async addVideo(owner: string, request: UploadRequest, signal: AbortSignal): Promise<VideoRecord> {
+    const group = this.#store.getGroup(owner, request.groupId);
+    if (!group) throw notFound('group', request.groupId, 'group_id');
+    const id = randomUUID();
+    const dir = await this.#blobs.createVideoDir(id);
+    const source = this.#blobs.sourcePath(id);
+    try {
+      if (request.source.kind === 'file') {
+        await rename(request.source.path, source);
+      } else {
+        const scratch = await Scratch.create(dir);
+        try {
+          const fetched = await this.#fetcher.fetch(request.source.url, 'video_url', scratch, signal);
+          await rename(fetched.path, source);
+        } finally {
+          await scratch.dispose();
+        }
+      }
+      const sniffed = await sniffFile(source);
+      if (sniffed?.kind !== 'video') {
+        const what = sniffed === undefined ? 'not a recognised media format' : `${sniffed.mediaType}`;
+        throw new OcularError('unsupported_media_type', `the upload is not a video (its bytes are ${what})`, {
+          param: request.source.kind === 'file' ? 'file' : 'video_url',
+        });
+      }
+      const { size } = await stat(source);
+      let metadata: VideoMetadata | null = null;
+      let failure: string | null = null;
+      try {
+        const probe = await probeMedia(source, this.#ffmpeg, signal);
+        if (probe.video === undefined) throw new OcularError('unsupported_media_type', 'the file has no video stream');
+        metadata = toMetadata(probe, size);
+        if (!(metadata.durationSeconds > 0)) throw new OcularError('unsupported_media_type', 'the video has no duration');
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        failure = `the file could not be read as a video: ${(error as Error).message}`;
+        metadata = null;
+      }
+      // The video's own thumbnail is always cut (one seek); `enable_thumbnails` asks for one per segment as well.
+      if (metadata !== null) metadata.hasThumbnail = await this.#writeThumbnail(id, source, metadata, signal);
+
+      const indexing = request.index && failure === null;
+      const video = this.#store.insertVideo({
+        id,
+        owner,
+        groupId: group.id,
+        name: request.name,
+        status: failure !== null ? 'failed' : 'pending',
+        error: failure,
+        indexRequested: request.index,
+        thumbnails: request.thumbnails,
+        indexingType: request.index ? 'segments' : null,
+        metadata,
+        startTimestamp: request.startTimestamp ?? null,
+        webhookUrl: request.webhookUrl ?? null,
+        webhookSecret: request.webhookSecret ?? null,
+      });
+      if (!indexing) return video;
+      const job = this.#jobs.enqueue(INDEX_VIDEO_JOB, { videoId: id }, { key: `video:${id}`, maxAttempts: this.#maxAttempts });
+      this.#store.updateVideo(id, { jobId: job.id });
+      return this.#store.getVideoById(id)!;
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  async #writeThumbnail(id: string, source: string, metadata: VideoMetadata, signal: AbortSignal): Promise<boolean> {
+    try {
+      const [frame] = await extractFramesAt(source, [thumbnailTime(metadata.durationSeconds)], { maxSide: 640 }, this.#ffmpeg, signal);
+      if (!frame) return false;
+      await writeFile(this.#blobs.thumbnailPath(id), frame.jpeg);
+      return true;
+    } catch {
+      if (signal.aborted) throw signal.reason;
+      return false; // a video whose first second does not decode still gets indexed; it just has no thumbnail
+    }
+  }
+
+  /** Cancels its indexing (a running job stops at its next step), then removes its rows, index entries and blobs. */
+  async deleteVideo(owner: string, id: string): Promise<void> {
+    const video = this.getVideo(owner, id);
+    if (video.jobId !== null) this.#jobs.cancel(video.jobId);
+    this.#store.deleteVideo(owner, id);
+    await this.#blobs.removeVideo(id);
+    this.#listeners.delete(id);
+  }
+
+  // ---- indexing progress ----
+
+  /** Calls `listener` on each progress report for the video until the returned function is called. */
+  subscribe(videoId: string, listener: IndexingListener): () => void {
+    let listeners = this.#listeners.get(videoId);
+    if (!listeners) {
+      listeners = new Set();
+      this.#listeners.set(videoId, listeners);
+    }
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.#listeners.get(videoId) === listeners) this.#listeners.delete(videoId);
+    };
+  }
+
+  /** Records the indexer's progress and tells subscribers. False when the video is gone. */
+  report(videoId: string, update: { status: IndexingStatus; stage: string | null; progress: number; error?: string | null }): boolean {
+    const progress = Math.min(1, Math.max(0, update.progress));
+    const error = update.error ?? null;
+    const exists = this.#store.updateVideo(videoId, { status: update.status, stage: update.stage, progress, error });
+    if (!exists) return false;
+    const event: IndexingEvent = { videoId, status: update.status, stage: update.stage, progress, error };
+    for (const listener of this.#listeners.get(videoId) ?? []) listener(event);
+    return true;
+  }
+}

@@ -1,0 +1,246 @@
+import { createHmac } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createParser } from 'eventsource-parser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
+import { openDatabase } from '../../src/store/database.ts';
+import { environmentKeyOwner } from '../../src/store/api-keys.ts';
+import { toFtsQuery, VideoStore } from '../../src/store/video-store.ts';
+import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
+import { startOcular, type TestOcular } from '../helpers/ocular.ts';
+import { FONT_PATH, makeCaptionedVideo } from '../helpers/vision-fixtures.ts';
+
+const WEBHOOK_SECRET = 'a-webhook-secret-for-tests';
+
+interface WireVideo {
+  video_id: string;
+  indexing_status: string;
+  indexing_progress: number;
+  error?: string;
+}
+
+interface Delivery {
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+let ocular: TestOcular;
+let hookServer: Server;
+let hookUrl: string;
+const deliveries: Delivery[] = [];
+/** Answers to give webhook calls, in order; 200 once they run out. */
+const hookAnswers: number[] = [];
+
+async function upload(path: string, fields: Record<string, string>): Promise<WireVideo> {
+  const body = new FormData();
+  for (const [name, value] of Object.entries(fields)) body.set(name, value);
+  body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'clip.mp4');
+  const response = await fetch(`${ocular.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': ocular.key }, body });
+  expect(response.status).toBe(200);
+  return (await response.json()) as WireVideo;
+}
+
+async function getVideo(id: string): Promise<WireVideo> {
+  return (await (await ocular.get(`/v1/videos/${id}`)).json()) as WireVideo;
+}
+
+async function waitFor(id: string, done: (video: WireVideo) => boolean, timeoutMs = 90_000): Promise<WireVideo> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const video = await getVideo(id);
+    if (done(video)) return video;
+    if (Date.now() > deadline) throw new Error(`video ${id} stayed ${video.indexing_status} (${video.indexing_progress})`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function segments(id: string) {
+  const db = openDatabase(ocular.dataDir);
+  try {
+    return new VideoStore(db).listSegments(id);
+  } finally {
+    db.close();
+  }
+}
+
+beforeAll(async () => {
+  hookServer = createServer((request, response) => {
+    let body = '';
+    request.setEncoding('utf8');
+    request.on('data', (chunk: string) => (body += chunk));
+    request.on('end', () => {
+      deliveries.push({ headers: request.headers, body });
+      response.writeHead(hookAnswers.shift() ?? 200).end();
+    });
+  });
+  await new Promise<void>((resolve) => hookServer.listen(0, '127.0.0.1', resolve));
+  const port = (hookServer.address() as AddressInfo).port;
+  hookUrl = `http://127.0.0.1:${port}/hook`;
+  ocular = await startOcular({
+    media: { allowHosts: [`127.0.0.1:${port}`] },
+    // Object detection is tested in test/perception; leaving it out keeps these tests quick.
+    indexing: { objects: { enabled: false } },
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await ocular?.close();
+  await new Promise<void>((resolve) => hookServer?.close(() => resolve()));
+  removeMediaFixtures();
+});
+
+describe.skipIf(FONT_PATH === undefined)('indexing a video with on-screen text', () => {
+  it('indexes the text into the segment that covers it, reports progress over SSE, and calls the webhook', async () => {
+    const path = await makeCaptionedVideo({ seconds: 20, text: 'HELLO OCULAR', fromSeconds: 4, toSeconds: 9 });
+    const video = await upload(path, { video_name: 'captioned', index: 'true', webhook_url: hookUrl, webhook_secret: WEBHOOK_SECRET });
+    expect(video.indexing_status).toBe('pending');
+
+    // Progress events until the end, then `done`.
+    const events: Array<{ event: string | undefined; data: { indexing_status: string; indexing_progress: number; stage: string | null } }> =
+      [];
+    const stream = await ocular.get(`/v1/videos/${video.video_id}/events`);
+    expect(stream.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const parser = createParser({ onEvent: (event) => events.push({ event: event.event, data: JSON.parse(event.data) }) });
+    const decoder = new TextDecoder();
+    const reader = stream.body!.getReader();
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
+      parser.feed(decoder.decode(chunk.value, { stream: true }));
+
+    const last = events.at(-1)!;
+    expect(last.event).toBe('done');
+    expect(last.data).toMatchObject({ indexing_status: 'indexed', indexing_progress: 1 });
+    const progress = events.map((event) => event.data.indexing_progress);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    expect(events.some((event) => event.data.stage === 'analyzing')).toBe(true);
+
+    const indexed = await getVideo(video.video_id);
+    expect(indexed).toMatchObject({ indexing_status: 'indexed', indexing_progress: 1 });
+    const rows = segments(video.video_id);
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    // Contiguous, covering the whole video, each 5-15 s.
+    expect(rows[0]!.startSeconds).toBe(0);
+    for (const [index, row] of rows.entries()) {
+      expect(row.seq).toBe(index);
+      if (index > 0) expect(row.startSeconds).toBeCloseTo(rows[index - 1]!.endSeconds, 6);
+      expect(row.endSeconds - row.startSeconds).toBeGreaterThanOrEqual(5 - 1e-6);
+      expect(row.endSeconds - row.startSeconds).toBeLessThanOrEqual(15 + 1e-6);
+      expect(row.keyframes.length).toBeGreaterThan(0);
+      expect(row.caption).not.toBe('');
+    }
+    expect(rows.at(-1)!.endSeconds).toBeCloseTo(20, 0);
+    const holding = rows.filter((row) => /HELLO\s*OCULAR/i.test(row.ocrText));
+    expect(holding.length).toBeGreaterThan(0);
+    for (const row of holding) {
+      // Each segment holding the text overlaps the 4-9 s window it was shown in ...
+      expect(row.startSeconds).toBeLessThan(9);
+      expect(row.endSeconds).toBeGreaterThan(4);
+    }
+    // ... and the segments covering 4-9 s together hold it.
+    const covering = rows.filter((row) => row.startSeconds < 9 && row.endSeconds > 4);
+    expect(covering.some((row) => /HELLO/i.test(row.ocrText))).toBe(true);
+    expect(rows.filter((row) => row.startSeconds >= 10).every((row) => !/HELLO/i.test(row.ocrText))).toBe(true);
+    expect(holding[0]!.caption).toMatch(/On-screen text: .*HELLO/i);
+
+    // Keyword search works with no model at all.
+    const db = openDatabase(ocular.dataDir);
+    try {
+      const store = new VideoStore(db);
+      const hits = store.searchSegments(environmentKeyOwner(ocular.key), toFtsQuery('hello ocular')!, 10);
+      expect(hits.map((hit) => hit.segment.videoId)).toContain(video.video_id);
+      expect(store.searchSegments('someone-else', toFtsQuery('hello')!, 10)).toEqual([]);
+    } finally {
+      db.close();
+    }
+
+    // The webhook: signed with HMAC-SHA256 of the body.
+    const deadline = Date.now() + 10_000;
+    while (!deliveries.some((delivery) => delivery.body.includes(video.video_id)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const delivery = deliveries.find((entry) => entry.body.includes(video.video_id))!;
+    expect(delivery).toBeDefined();
+    const expected = `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(delivery.body).digest('hex')}`;
+    expect(delivery.headers['x-ocular-signature']).toBe(expected);
+    expect(delivery.headers['x-ocular-event']).toBe('video.indexed');
+    expect(JSON.parse(delivery.body)).toMatchObject({ event: 'video.indexed', video_id: video.video_id, indexing_status: 'indexed' });
+  }, 120_000);
+});
+
+describe('webhooks', () => {
+  it('are retried with backoff until the receiver accepts them', async () => {
+    hookAnswers.push(500, 503);
+    const path = await makeVideo({ seconds: 6, width: 160, height: 120 });
+    const group = (await (await ocular.post('/v1/videos/groups', { name: 'hooked', webhook_url: hookUrl })).json()) as { group_id: string };
+    const video = await upload(path, { video_name: 'retried', index: 'true', group_id: group.group_id });
+    await waitFor(video.video_id, (entry) => entry.indexing_status === 'indexed');
+    const deadline = Date.now() + 20_000;
+    const mine = () => deliveries.filter((delivery) => delivery.body.includes(video.video_id));
+    while (mine().length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(mine().length).toBe(3);
+    // The same delivery each time, signed with the server's own secret (the group named none).
+    expect(new Set(mine().map((delivery) => delivery.headers['x-ocular-delivery'])).size).toBe(1);
+    const secret = (await readFile(join(ocular.dataDir, 'webhook-secret'), 'utf8')).trim();
+    const last = mine().at(-1)!;
+    expect(last.headers['x-ocular-signature']).toBe(`sha256=${createHmac('sha256', secret).update(last.body).digest('hex')}`);
+  }, 60_000);
+});
+
+describe('failures and deletion', () => {
+  it('ends a video that cannot be decoded as failed, with a reason, and keeps serving', async () => {
+    const good = await readFile(await makeVideo({ seconds: 8, width: 160, height: 120 }));
+    // The header and index survive, so it probes; the frames are gone, so nothing decodes.
+    const broken = Buffer.from(good);
+    broken.fill(0, Math.floor(good.length * 0.05), Math.floor(good.length * 0.95));
+    const { writeFile } = await import('node:fs/promises');
+    const path = join(ocular.dataDir, 'broken.mp4');
+    await writeFile(path, broken);
+    const video = await upload(path, { video_name: 'broken', index: 'true' });
+    const ended = await waitFor(video.video_id, (entry) => entry.indexing_status === 'failed' || entry.indexing_status === 'indexed');
+    expect(ended.indexing_status).toBe('failed');
+    expect(ended.error).toMatch(/^scanning the video failed: \S/);
+    expect(ended.error).not.toMatch(/Last message repeated/);
+    expect((await ocular.get('/healthz')).status).toBe(200);
+  }, 60_000);
+
+  it('cancels indexing when a video is deleted mid-way and leaves nothing behind', async () => {
+    const path = await makeVideo({ seconds: 60, width: 640, height: 360 });
+    const video = await upload(path, { video_name: 'long', index: 'true' });
+    await waitFor(video.video_id, (entry) => entry.indexing_status === 'indexing', 30_000);
+    const deleted = await fetch(`${ocular.url}/v1/videos/${video.video_id}`, { method: 'DELETE', headers: ocular.headers });
+    expect(deleted.status).toBe(200);
+    expect((await ocular.get(`/v1/videos/${video.video_id}`)).status).toBe(404);
+    expect(existsSync(join(ocular.dataDir, 'videos', video.video_id))).toBe(false);
+    // The job ends cancelled, and nothing it was doing writes rows afterwards.
+    const db = openDatabase(ocular.dataDir);
+    try {
+      const jobs = new SqliteJobQueue(db);
+      const deadline = Date.now() + 15_000;
+      let job = jobs
+        .list({ kind: 'video.index', limit: 50, offset: 0 })
+        .find((entry) => JSON.stringify(entry.payload).includes(video.video_id));
+      while (job && job.status !== 'cancelled' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        job = jobs.get(job.id);
+      }
+      expect(job?.status).toBe('cancelled');
+      expect(new VideoStore(db).listSegments(video.video_id)).toEqual([]);
+    } finally {
+      db.close();
+    }
+    // The server goes on indexing other videos.
+    const next = await upload(await makeVideo({ seconds: 6, width: 160, height: 120 }), { video_name: 'after', index: 'true' });
+    await waitFor(next.video_id, (entry) => entry.indexing_status === 'indexed');
+  }, 120_000);
+
+  it('ends the event stream at once for a video that is not being indexed', async () => {
+    const path = await makeVideo({ seconds: 6, width: 160, height: 120 });
+    const video = await upload(path, { video_name: 'idle', index: 'false' });
+    const response = await ocular.get(`/v1/videos/${video.video_id}/events`);
+    const text = await response.text();
+    expect(text).toContain('"indexing_status":"pending"');
+  });
+});
