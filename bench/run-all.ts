@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runGatewayOverhead } from './gateway-overhead.ts';
 import { runLlamaThroughput } from './llama-throughput.ts';
+import { runVideoIndexing } from './video-indexing.ts';
 import { runVideoSampling } from './video-sampling.ts';
 
 const { values } = parseArgs({ options: { 'cpu-prof-dir': { type: 'string' } } });
@@ -14,6 +15,7 @@ const benches: ReadonlyArray<{ name: string; run: () => Promise<void> }> = [
   { name: 'gateway-overhead', run: () => runGatewayOverhead({ cpuProfileDir: profileDir }) },
   { name: 'video-sampling', run: () => runVideoSampling() },
   { name: 'llama-throughput', run: () => runLlamaThroughput() },
+  { name: 'video-indexing', run: () => runVideoIndexing() },
 ];
 
 for (const bench of benches) {

@@ -132,11 +132,15 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     const { videoId } = z.object({ videoId: z.string() }).parse(job.payload);
     const video = store.getVideoById(videoId);
     if (video === undefined || video.status === 'indexed') return; // deleted, or finished by an earlier run
+    // Progress never goes back, also when a resumed run passes through stages an earlier run finished.
+    let reached = video.progress;
     const report = (stage: string, progress: number): void => {
       context.signal.throwIfAborted();
-      if (!library.report(videoId, { status: 'indexing', stage, progress }))
+      reached = Math.max(reached, progress);
+      if (!library.report(videoId, { status: 'indexing', stage, progress: reached })) {
         throw new OcularError('not_found_error', 'the video was deleted');
-      context.reportProgress(progress);
+      }
+      context.reportProgress(reached);
     };
     try {
       report('scanning', Math.max(0.01, video.progress));
