@@ -133,7 +133,13 @@ describe('config file validation', () => {
   });
 
   it('fills limits with their defaults, also around a partial limits object', () => {
-    const defaults = { maxMediaPerTurn: 6, maxRequestBytes: 52_428_800, maxOutputTokens: 32_768, maxMessages: 1000, maxUploadBytes: 2 ** 31 };
+    const defaults = {
+      maxMediaPerTurn: 6,
+      maxRequestBytes: 52_428_800,
+      maxOutputTokens: 32_768,
+      maxMessages: 1000,
+      maxUploadBytes: 2 ** 31,
+    };
     const empty = parseConfig({}, {});
     expect(empty.limits).toEqual(defaults);
     expect(empty.models).toEqual([]);
@@ -142,6 +148,24 @@ describe('config file validation', () => {
     expect(parseConfig({ limits: {} }, {}).limits).toEqual(defaults);
     expect(parseConfig({ limits: { maxMessages: 5 } }, {}).limits).toEqual({ ...defaults, maxMessages: 5 });
     expect(parseConfig({ limits: { maxMediaPerTurn: 2 } }, {}).limits).toEqual({ ...defaults, maxMediaPerTurn: 2 });
+  });
+
+  it('validates indexing and vision settings, naming the field', () => {
+    const indexing = parseConfig({}, {}).indexing;
+    expect(indexing).toMatchObject({
+      concurrency: 1,
+      minSegmentSeconds: 5,
+      maxSegmentSeconds: 15,
+      ocr: { enabled: true },
+      objects: { enabled: true },
+    });
+    expect(configErrorOf(() => parseConfig({ indexing: { minSegmentSeconds: 10, maxSegmentSeconds: 15 } }, {}))).toMatch(
+      /indexing\.maxSegmentSeconds/,
+    );
+    expect(configErrorOf(() => parseConfig({ indexing: { ocr: { enabled: 'yes' } } }, {}))).toMatch(/indexing\.ocr\.enabled/);
+    expect(configErrorOf(() => parseConfig({ indexing: { concurrency: 0 } }, {}))).toMatch(/indexing\.concurrency/);
+    expect(configErrorOf(() => parseConfig({ vision: { webhookSecret: 'short' } }, {}))).toMatch(/vision\.webhookSecret/);
+    expect(configErrorOf(() => parseConfig({ limits: { maxUploadBytes: 10 } }, {}))).toMatch(/limits\.maxUploadBytes/);
   });
 
   it('returns a deeply frozen config', () => {

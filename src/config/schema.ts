@@ -81,42 +81,47 @@ const pulledAnalyzerSchema = z.strictObject({
 });
 
 /** How uploaded videos are indexed: segmenting, keyframes and the analyzers run on them. */
-export const indexingSchema = z.strictObject({
-  /** Videos indexed at once. @default 1 */
-  concurrency: z.int().min(1).max(64).default(1),
-  /** Attempts before a video's indexing ends as failed. @default 3 */
-  maxAttempts: z.int().min(1).max(100).default(3),
-  /** Shortest segment, in seconds (a whole video shorter than this is one segment). @default 5 */
-  minSegmentSeconds: z.number().min(1).max(600).default(5),
-  /** Longest segment, in seconds. @default 15 */
-  maxSegmentSeconds: z.number().min(2).max(3600).default(15),
-  /** Seconds between keyframes. @default 2 */
-  keyframeIntervalSeconds: z.number().min(0.1).max(60).default(2),
-  /** Longest side of a stored keyframe, in pixels. @default 1280 */
-  maxKeyframeSide: z.int().min(64).max(4096).default(1280),
-  /**
-   * Seconds between keyframes read by OCR, besides each segment's first (text usually stays on screen longer
-   * than a few seconds). Equal to `keyframeIntervalSeconds` reads every keyframe. @default 4
-   */
-  ocrIntervalSeconds: z.number().min(0.1).max(600).default(4),
-  /** Keyframes per segment given to the object detector and the labeler (spread over the segment). @default 2 */
-  objectFramesPerSegment: z.int().min(1).max(100).default(2),
-  /** On-screen text (PaddleOCR, shipped in npm). */
-  ocr: analyzerToggleSchema.prefault({}),
-  /** Objects and people (CenterNet COCO through Human, shipped in npm). */
-  objects: analyzerToggleSchema.prefault({}),
-  /** Speech ranges (Silero VAD): needs `ocular models pull silero-vad` or `modelPath`. */
-  vad: pulledAnalyzerSchema.extend({ threshold: z.number().min(0.05).max(0.95).default(0.5) }).prefault({}),
-  /** Scene and subject labels for keyframes (MobileNetV2 ImageNet): needs `ocular models pull mobilenetv2` or `modelPath`. */
-  labels: pulledAnalyzerSchema.extend({ labelsPath: z.string().min(1).optional() }).prefault({}),
-  /** Transcripts of the soundtrack through the configured `transcriber`. */
-  speech: analyzerToggleSchema.prefault({}),
-  /**
-   * Captions: a model id (or alias) from `models` with image input, asked for a short factual caption of each
-   * segment's keyframes. Without one, the caption is a sentence built from the other analyzers' findings.
-   */
-  captionModel: z.string().min(1).optional(),
-});
+export const indexingSchema = z
+  .strictObject({
+    /** Videos indexed at once. @default 1 */
+    concurrency: z.int().min(1).max(64).default(1),
+    /** Attempts before a video's indexing ends as failed. @default 3 */
+    maxAttempts: z.int().min(1).max(100).default(3),
+    /** Shortest segment, in seconds (a whole video shorter than this is one segment). @default 5 */
+    minSegmentSeconds: z.number().min(1).max(600).default(5),
+    /** Longest segment, in seconds. @default 15 */
+    maxSegmentSeconds: z.number().min(2).max(3600).default(15),
+    /** Seconds between keyframes. @default 2 */
+    keyframeIntervalSeconds: z.number().min(0.1).max(60).default(2),
+    /** Longest side of a stored keyframe, in pixels. @default 1280 */
+    maxKeyframeSide: z.int().min(64).max(4096).default(1280),
+    /**
+     * Seconds between keyframes read by OCR, besides each segment's first (text usually stays on screen longer
+     * than a few seconds). Equal to `keyframeIntervalSeconds` reads every keyframe. @default 4
+     */
+    ocrIntervalSeconds: z.number().min(0.1).max(600).default(4),
+    /** Keyframes per segment given to the object detector and the labeler (spread over the segment). @default 2 */
+    objectFramesPerSegment: z.int().min(1).max(100).default(2),
+    /** On-screen text (PaddleOCR, shipped in npm). */
+    ocr: analyzerToggleSchema.prefault({}),
+    /** Objects and people (CenterNet COCO through Human, shipped in npm). */
+    objects: analyzerToggleSchema.prefault({}),
+    /** Speech ranges (Silero VAD): needs `ocular models pull silero-vad` or `modelPath`. */
+    vad: pulledAnalyzerSchema.extend({ threshold: z.number().min(0.05).max(0.95).default(0.5) }).prefault({}),
+    /** Scene and subject labels for keyframes (MobileNetV2 ImageNet): needs `ocular models pull mobilenetv2` or `modelPath`. */
+    labels: pulledAnalyzerSchema.extend({ labelsPath: z.string().min(1).optional() }).prefault({}),
+    /** Transcripts of the soundtrack through the configured `transcriber`. */
+    speech: analyzerToggleSchema.prefault({}),
+    /**
+     * Captions: a model id (or alias) from `models` with image input, asked for a short factual caption of each
+     * segment's keyframes. Without one, the caption is a sentence built from the other analyzers' findings.
+     */
+    captionModel: z.string().min(1).optional(),
+  })
+  .refine((settings) => settings.maxSegmentSeconds >= 2 * settings.minSegmentSeconds, {
+    message: 'maxSegmentSeconds must be at least twice minSegmentSeconds, so that long scenes split into segments within both bounds',
+    path: ['maxSegmentSeconds'],
+  });
 
 /** The video library's settings. */
 export const visionSchema = z.strictObject({

@@ -200,7 +200,7 @@ async function readJpegSize(path: string): Promise<{ width: number; height: numb
     // ffmpeg's JPEGs carry no EXIF or thumbnail, so the frame header is within the first few hundred bytes.
     const { bytesRead, buffer } = await handle.read(Buffer.alloc(16 * 1024), 0, 16 * 1024, 0);
     const size = parseJpegSize(buffer.subarray(0, bytesRead));
-    if (size === undefined) throw new OcularError('unsupported_media_type', 'a keyframe of the video could not be encoded');
+    if (size === undefined) throw new OcularError('server_error', 'ffmpeg wrote a keyframe that is not a JPEG');
     return size;
   } finally {
     await handle.close();
@@ -282,7 +282,9 @@ export async function scanVideo(
     keyframePathPrefix: join(outputDir, KEYFRAME_PREFIX),
     threads: resolved.threads,
   });
-  let keyframes: VideoKeyframe[];
+  // Sample n stands for [n - 1/2, n + 1/2) periods, so the count in periods is how far decoding got.
+  const decodedSeconds = (): number => (sampleCount * resolved.analysisIntervalMs) / 1000;
+  const keyframes: VideoKeyframe[] = [];
   try {
     try {
       await runProcess(context.binaries.ffmpeg, args, {
@@ -294,11 +296,20 @@ export async function scanVideo(
       throw toMediaError(error, 'scanning the video', path);
     }
     const indices = await listKeyframeIndices(outputDir);
-    if (indices.length === 0 || sampleCount === 0)
+    if (indices.length === 0 || sampleCount === 0) {
       throw new OcularError('unsupported_media_type', 'no frame could be decoded from the video');
-    keyframes = [];
+    }
+    // ffmpeg reads a cut-off file up to the cut and exits 0; indexing the rest of a video that is not there
+    // would be silently wrong. The allowance covers a video stream that ends a little before the audio.
+    const allowance = Math.max(TRUNCATION_ALLOWANCE_SECONDS, videoLength * TRUNCATION_ALLOWANCE_SHARE);
+    if (videoLength > 0 && decodedSeconds() < videoLength - allowance) {
+      throw new OcularError(
+        'unsupported_media_type',
+        `the video is cut off: its frames stop at ${formatTimestamp(decodedSeconds())} of ${formatTimestamp(videoLength)}`,
+      );
+    }
     for (const [position, index] of indices.entries()) {
-      // The fps filter numbers its output without gaps; anything else is a stray file, not one of ours.
+      // The fps filter numbers its output without gaps (and older files were removed): a gap is not ours.
       if (index !== position) break;
       const file = keyframePath(outputDir, index);
       keyframes.push({ timeSeconds: (index * resolved.keyframeIntervalMs) / 1000, path: file, ...(await readJpegSize(file)) });
@@ -308,22 +319,12 @@ export async function scanVideo(
     throw error;
   }
 
-  // Sample n stands for [n - 1/2, n + 1/2) periods, so the count in periods is how far decoding got.
-  const decodedSeconds = (sampleCount * resolved.analysisIntervalMs) / 1000;
-  // ffmpeg reads a cut-off file up to the cut and exits 0; indexing the rest of a video that is not there
-  // would be silently wrong. The allowance covers a video stream that ends a little before the audio.
-  if (videoLength > 0 && decodedSeconds < videoLength - Math.max(TRUNCATION_ALLOWANCE_SECONDS, videoLength * TRUNCATION_ALLOWANCE_SHARE)) {
-    await removeKeyframes(outputDir);
-    throw new OcularError(
-      'unsupported_media_type',
-      `the video is cut off: its frames stop at ${formatTimestamp(decodedSeconds)} of ${formatTimestamp(videoLength)}`,
-    );
-  }
   // The stated duration nearest to the decoded one when it agrees, for a clean number; else what decoded.
+  const decoded = decodedSeconds();
   const stated = [fileDuration, videoLength]
-    .filter((candidate) => candidate > 0 && Math.abs(decodedSeconds - candidate) <= DURATION_TOLERANCE_SECONDS)
-    .sort((a, b) => Math.abs(decodedSeconds - a) - Math.abs(decodedSeconds - b));
-  const durationSeconds = stated[0] ?? decodedSeconds;
+    .filter((candidate) => candidate > 0 && Math.abs(decoded - candidate) <= DURATION_TOLERANCE_SECONDS)
+    .sort((a, b) => Math.abs(decoded - a) - Math.abs(decoded - b));
+  const durationSeconds = stated[0] ?? decoded;
   report(1);
   return { durationSeconds, sceneScores, cuts: findCuts(sceneScores, resolved.sceneThreshold), keyframes };
 }
