@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,6 +139,21 @@ describe('ocular keys', () => {
     const unknown = await run(['keys', 'revoke', 'key_does_not_exist', '--data', data], { cwd });
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('key_does_not_exist');
+  });
+
+  it('creates keys that share an owner, and refuses a bad owner', async () => {
+    const cwd = temporaryDir();
+    const data = join(cwd, 'data-dir');
+    expect((await run(['keys', 'create', '--name', 'a', '--owner', 'team-1', '--data', data], { cwd })).code).toBe(0);
+    expect((await run(['keys', 'create', '--name', 'b', '--owner', 'team-1', '--data', data], { cwd })).code).toBe(0);
+    expect((await run(['keys', 'create', '--name', 'c', '--data', data], { cwd })).code).toBe(0);
+    const keys = JSON.parse((await run(['keys', 'list', '--json', '--data', data], { cwd })).stdout) as Array<
+      ListedKey & { owner: string }
+    >;
+    expect(keys.map((key) => key.owner)).toEqual(['team-1', 'team-1', keys[2]!.id]);
+    const bad = await run(['keys', 'create', '--owner', 'no spaces please', '--data', data], { cwd });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--owner/);
   });
 
   it('uses OCULAR_DATA_DIR when --data is not given', async () => {
@@ -340,6 +355,18 @@ describe('ocular models', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^ocular: .*sha256/m);
     expect(readdirSync(join(data, 'models', 'test-org', 'tiny-GGUF'))).toEqual([]);
+  });
+
+  it('removes pulled analyzer weights by name', async () => {
+    const cwd = temporaryDir();
+    const data = join(cwd, 'data');
+    const nothing = await run(['models', 'rm', 'silero-vad', '--data', data], { cwd });
+    expect(nothing.code).toBe(1);
+    mkdirSync(join(data, 'models', 'silero-vad'), { recursive: true });
+    writeFileSync(join(data, 'models', 'silero-vad', 'silero_vad.onnx.part'), 'partial');
+    const removed = await run(['models', 'rm', 'silero-vad', '--data', data], { cwd });
+    expect(removed.code).toBe(0);
+    expect(existsSync(join(data, 'models', 'silero-vad'))).toBe(false);
   });
 
   it('rejects unknown names and bad references with a one-line message', async () => {

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createParser } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
@@ -243,4 +244,53 @@ describe('failures and deletion', () => {
     const text = await response.text();
     expect(text).toContain('"indexing_status":"pending"');
   });
+});
+
+const SHARED_MODELS = fileURLToPath(new URL('../../../shared/models/', import.meta.url));
+const hasSharedModels =
+  existsSync(join(SHARED_MODELS, 'silero-vad', 'silero_vad.onnx')) && existsSync(join(SHARED_MODELS, 'mobilenetv2-int8'));
+
+describe.skipIf(!hasSharedModels)('indexing with the voice activity detector and the scene labeler (../shared/models)', () => {
+  it('marks segments without speech and labels keyframes', async () => {
+    const server = await startOcular({
+      indexing: {
+        objects: { enabled: false },
+        vad: { modelPath: join(SHARED_MODELS, 'silero-vad', 'silero_vad.onnx') },
+        labels: {
+          modelPath: join(SHARED_MODELS, 'mobilenetv2-int8', 'mobilenetv2-12-int8.onnx'),
+          labelsPath: join(SHARED_MODELS, 'mobilenetv2-int8', 'imagenet-simple-labels.json'),
+        },
+      },
+    });
+    try {
+      const body = new FormData();
+      body.set('video_name', 'tone');
+      body.set('index', 'true');
+      const path = await makeVideo({ seconds: 12, width: 320, height: 240, withAudio: true });
+      body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'tone.mp4');
+      const response = await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body });
+      const { video_id: id } = (await response.json()) as WireVideo;
+      const deadline = Date.now() + 60_000;
+      let status = '';
+      while (Date.now() < deadline) {
+        status = ((await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo).indexing_status;
+        if (status === 'indexed' || status === 'failed') break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(status).toBe('indexed');
+      const db = openDatabase(server.dataDir);
+      try {
+        const rows = new VideoStore(db).listSegments(id);
+        expect(rows.length).toBeGreaterThan(0);
+        // A steady 440 Hz tone is not speech; the detector ran, so the answer is false rather than unknown.
+        for (const row of rows) expect(row.hasSpeech).toBe(false);
+        expect(rows.some((row) => row.labels.length > 0)).toBe(true);
+        for (const row of rows) for (const label of row.labels) expect(label.score).toBeGreaterThan(0);
+      } finally {
+        db.close();
+      }
+    } finally {
+      await server.close();
+    }
+  }, 90_000);
 });
