@@ -32,6 +32,16 @@ describe('README and examples stay true', () => {
     expect(transcriberSettingsSchema.parse(config.transcriber)).toMatchObject({ provider: 'openai-compatible' });
   });
 
+  it('the README indexing settings example validates and shows every default', () => {
+    const block = /## Video library[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const shown = parseConfig(JSON.parse(block!), {});
+    const defaults = parseConfig({}, {});
+    expect(shown.indexing).toEqual(defaults.indexing);
+    expect(shown.vision).toEqual(defaults.vision);
+    expect(shown.limits.maxUploadBytes).toBe(defaults.limits.maxUploadBytes);
+  });
+
   it('the README shows the two set-up commands', () => {
     expect(readme).toContain('npm install && npm start');
     expect(readme).toContain('npm test');
