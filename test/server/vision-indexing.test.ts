@@ -294,3 +294,48 @@ describe.skipIf(!hasSharedModels)('indexing with the voice activity detector and
     }
   }, 90_000);
 });
+
+describe('retries', () => {
+  it('retries a failing step and ends failed with the reason after indexing.maxAttempts', async () => {
+    let transcriptions = 0;
+    const broken = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        transcriptions += 1;
+        response.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'the GPU caught fire' } }));
+      });
+    });
+    await new Promise<void>((resolve) => broken.listen(0, '127.0.0.1', resolve));
+    const server = await startOcular({
+      transcriber: {
+        provider: 'openai-compatible',
+        baseUrl: `http://127.0.0.1:${(broken.address() as AddressInfo).port}/v1`,
+        model: 'whisper-1',
+        maxRetries: 0,
+      },
+      indexing: { objects: { enabled: false }, ocr: { enabled: false }, maxAttempts: 2 },
+    });
+    try {
+      const body = new FormData();
+      body.set('video_name', 'speech');
+      body.set('index', 'true');
+      const path = await makeVideo({ seconds: 6, width: 160, height: 120, withAudio: true });
+      body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'speech.mp4');
+      const response = await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body });
+      const { video_id: id } = (await response.json()) as WireVideo;
+      const deadline = Date.now() + 30_000;
+      let video: WireVideo | undefined;
+      while (Date.now() < deadline) {
+        video = (await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo;
+        if (video.indexing_status === 'failed' || video.indexing_status === 'indexed') break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(video?.indexing_status).toBe('failed');
+      expect(video?.error).toMatch(/GPU caught fire/);
+      expect(transcriptions).toBe(2);
+    } finally {
+      await server.close();
+      await new Promise<void>((resolve) => broken.close(() => resolve()));
+    }
+  }, 60_000);
+});
