@@ -46,6 +46,7 @@ export class BlobStore {
   }
 
   async removeVideo(videoId: string): Promise<void> {
-    await rm(this.videoDir(videoId), { recursive: true, force: true });
+    // Retries cover a file still being closed by a process that was just stopped (ENOTEMPTY, EBUSY).
+    await rm(this.videoDir(videoId), { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   }
 }

@@ -68,6 +68,9 @@ export interface VideoLibraryOptions {
   maxAttempts: number;
 }
 
+/** How long deleting a video waits for its running indexing job to notice the cancellation. */
+const JOB_STOP_WAIT_MS = 10_000;
+
 /** The video's frame shown in lists: a little way in, past black lead-in frames. */
 function thumbnailTime(durationSeconds: number): number {
   return Math.min(1, durationSeconds / 10);
@@ -244,13 +247,32 @@ export class VideoLibrary {
     }
   }
 
-  /** Cancels its indexing (a running job stops at its next step), then removes its rows, index entries and blobs. */
+  /**
+   * Cancels its indexing and waits (briefly) for a running job to stop, so nothing writes into the video's
+   * folder afterwards; then removes its rows, index entries and blobs. Event streams on it end.
+   */
   async deleteVideo(owner: string, id: string): Promise<void> {
     const video = this.getVideo(owner, id);
-    if (video.jobId !== null) this.#jobs.cancel(video.jobId);
+    if (video.jobId !== null && this.#jobs.cancel(video.jobId)?.status === 'running') await this.#jobStopped(video.jobId);
     this.#store.deleteVideo(owner, id);
     await this.#blobs.removeVideo(id);
+    const event: IndexingEvent = {
+      videoId: id,
+      status: 'failed',
+      stage: 'deleted',
+      progress: video.progress,
+      error: 'the video was deleted',
+    };
+    for (const listener of this.#listeners.get(id) ?? []) listener(event);
     this.#listeners.delete(id);
+  }
+
+  /** Resolves once the job is no longer running, or after `JOB_STOP_WAIT_MS` (a handler stuck in native code). */
+  async #jobStopped(jobId: string): Promise<void> {
+    const deadline = Date.now() + JOB_STOP_WAIT_MS;
+    while (this.#jobs.get(jobId)?.status === 'running' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
   }
 
   // ---- indexing progress ----

@@ -211,8 +211,12 @@ describe('failures and deletion', () => {
     const path = await makeVideo({ seconds: 60, width: 640, height: 360 });
     const video = await upload(path, { video_name: 'long', index: 'true' });
     await waitFor(video.video_id, (entry) => entry.indexing_status === 'indexing', 30_000);
+    const events = await ocular.get(`/v1/videos/${video.video_id}/events`);
     const deleted = await fetch(`${ocular.url}/v1/videos/${video.video_id}`, { method: 'DELETE', headers: ocular.headers });
     expect(deleted.status).toBe(200);
+    // A client following its progress is told, and its stream ends.
+    const told = await events.text();
+    expect(told).toMatch(/event: done\ndata: .*"stage":"deleted"/);
     expect((await ocular.get(`/v1/videos/${video.video_id}`)).status).toBe(404);
     expect(existsSync(join(ocular.dataDir, 'videos', video.video_id))).toBe(false);
     // The job ends cancelled, and nothing it was doing writes rows afterwards.
