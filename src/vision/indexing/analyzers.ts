@@ -2,11 +2,13 @@ import { existsSync } from 'node:fs';
 import type { IndexingSettings } from '../../config/schema.ts';
 import { analyzerModelPaths } from '../../models/analyzer-catalog.ts';
 import type { AnalyzerImage, ImageLabeler, ObjectDetector, TextReader, VoiceActivityDetector } from '../../perception/analyzers.ts';
-import { createMobileNetLabeler } from '../../perception/labels/mobilenet-labeler.ts';
-import { createHumanObjectDetector } from '../../perception/objects/human-object-detector.ts';
-import { createPaddleTextReader } from '../../perception/ocr/paddle-text-reader.ts';
 import type { Transcriber } from '../../perception/speech/transcriber.ts';
-import { createSileroVad } from '../../perception/vad/silero-vad.ts';
+import {
+  createWorkerImageLabeler,
+  createWorkerObjectDetector,
+  createWorkerTextReader,
+  createWorkerVad,
+} from '../../perception/worker/worker-analyzers.ts';
 
 /** What a caption model is told besides the keyframes. */
 export interface CaptionContext {
@@ -36,8 +38,10 @@ export interface AnalyzerSetupLog {
 }
 
 /**
- * Builds the analyzers the config turns on (each loads its weights on first use). Analyzers whose weights the
- * model manager pulls are skipped, with a warning saying how to get them, when their files are absent.
+ * Builds the analyzers the config turns on, each in its own worker thread (started, and its weights loaded, on
+ * first use): they keep the HTTP server's event loop free, and OCR and object detection run on separate cores.
+ * Analyzers whose weights the model manager pulls are skipped, with a warning saying how to get them, when their
+ * files are absent.
  */
 export function createIndexingAnalyzers(
   settings: IndexingSettings,
@@ -46,18 +50,18 @@ export function createIndexingAnalyzers(
   log: AnalyzerSetupLog,
 ): IndexingAnalyzers {
   const analyzers: IndexingAnalyzers = {};
-  if (settings.ocr.enabled) analyzers.textReader = createPaddleTextReader();
-  if (settings.objects.enabled) analyzers.objectDetector = createHumanObjectDetector();
+  if (settings.ocr.enabled) analyzers.textReader = createWorkerTextReader();
+  if (settings.objects.enabled) analyzers.objectDetector = createWorkerObjectDetector();
   if (settings.vad.enabled) {
     const modelPath = settings.vad.modelPath ?? analyzerModelPaths(modelsDir, 'silero-vad').modelPath;
-    if (existsSync(modelPath)) analyzers.vad = createSileroVad({ modelPath, threshold: settings.vad.threshold });
+    if (existsSync(modelPath)) analyzers.vad = createWorkerVad({ modelPath, threshold: settings.vad.threshold });
     else log.warn('voice activity detection is off: its model is missing', { path: modelPath, fix: 'ocular models pull silero-vad' });
   }
   if (settings.labels.enabled) {
     const pulled = analyzerModelPaths(modelsDir, 'mobilenetv2');
     const modelPath = settings.labels.modelPath ?? pulled.modelPath;
     const labelsPath = settings.labels.labelsPath ?? pulled.labelsPath;
-    if (existsSync(modelPath) && existsSync(labelsPath)) analyzers.labeler = createMobileNetLabeler({ modelPath, labelsPath });
+    if (existsSync(modelPath) && existsSync(labelsPath)) analyzers.labeler = createWorkerImageLabeler({ modelPath, labelsPath });
     else log.warn('scene labels are off: the model is missing', { path: modelPath, fix: 'ocular models pull mobilenetv2' });
   }
   if (settings.speech.enabled && shared.transcriber) analyzers.transcriber = shared.transcriber;
