@@ -27,7 +27,7 @@ import { closeIndexingAnalyzers, createIndexingAnalyzers, type Captioner } from 
 import { createChatCaptioner } from '../vision/indexing/chat-captioner.ts';
 import { createIndexVideoHandler } from '../vision/indexing/index-video.ts';
 import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
-import { INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
+import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
 import type { VisionRouteDependencies } from './vision-routes.ts';
 import { createApp } from './app.ts';
@@ -138,6 +138,8 @@ const INDEXING_PROCESS_TIMEOUT_MS = 600_000;
 const INDEXING_MAX_AUDIO_BYTES = 1024 * 1024 * 1024;
 /** A `video_url` upload may take this long to download. */
 const UPLOAD_FETCH_TIMEOUT_MS = 3_600_000;
+/** How often videos are checked against their indexing jobs (a job can end without its handler, see VideoLibrary.recover). */
+const SETTLE_INTERVAL_MS = 60_000;
 /** A webhook receiver gets this long to answer. */
 const WEBHOOK_TIMEOUT_MS = 10_000;
 
@@ -200,16 +202,31 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     signer: createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) }),
     urlTtlSeconds: vision.urlTtlSeconds,
     maxUploadBytes: config.limits.maxUploadBytes,
-    incomingDir: join(blobs.root, '.incoming'),
+    incomingDir: join(blobs.root, INCOMING_DIR),
   };
+  let settler: NodeJS.Timeout | undefined;
   return {
     routes,
-    start(): void {
+    /**
+     * Starts the workers (which take back jobs a dead process held), then settles what a crash left behind.
+     * Runs before the server listens: the sweep removes half-received uploads.
+     */
+    async start(): Promise<void> {
       indexer.start();
       deliverer.start();
+      const { removedFolders, settledVideos } = await library.recover();
+      if (removedFolders + settledVideos > 0) {
+        logger.warn('recovered the video library after an unclean stop', { removedFolders, settledVideos });
+      }
+      settler = setInterval(() => {
+        const settled = library.settleVideos();
+        if (settled > 0) logger.warn('settled videos whose indexing job ended without them', { videos: settled });
+      }, SETTLE_INTERVAL_MS);
+      settler.unref();
     },
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
+      clearInterval(settler);
       await Promise.all([indexer.stop(), deliverer.stop()]);
       await Promise.all([closeIndexingAnalyzers(analyzers), uploadFetcher.close(), webhookFetcher.close()]);
     },
@@ -251,10 +268,20 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const shutdown = new AbortController();
   const app = createApp({ chat, verifier, limits: settings.config.limits, logger, shutdownSignal: shutdown.signal, vision: vision.routes });
 
-  const server = await new Promise<Server>((resolve, reject) => {
-    const instance = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port }, () => resolve(instance as Server));
-    instance.once('error', reject);
-  });
+  await vision.start();
+  let server: Server;
+  try {
+    server = await new Promise<Server>((resolve, reject) => {
+      const instance = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port }, () => resolve(instance as Server));
+      instance.once('error', reject);
+    });
+  } catch (error) {
+    // Not listening (the port is taken): stop what already runs, so the process can exit.
+    await vision.close();
+    await Promise.all([models.close(), media.close()]);
+    db.close();
+    throw error;
+  }
   // Slow senders get 2 minutes to deliver a request (this bounds receiving only; long streamed answers are unaffected).
   server.requestTimeout = 120_000;
   server.headersTimeout = 30_000;
@@ -273,7 +300,6 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   }
   const uniquePulls = [...new Set(pulls.values())];
   for (const pull of uniquePulls) pull.start();
-  vision.start();
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 30_000): Promise<void> => {

@@ -71,18 +71,20 @@ function parseQuery<Schema extends Parameters<typeof parseBody>[0]>(schema: Sche
  */
 export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRouteDependencies): void {
   const { signer, blobs } = deps;
-  const serveSigned = (file: 'source' | 'thumbnail', contentType: string) => async (c: Context) => {
+  const serveSigned = (file: 'source' | 'thumbnail') => async (c: Context) => {
     const path = new URL(c.req.url).pathname;
     const verdict = signer.verify(path, { expires: c.req.query('expires'), signature: c.req.query('signature') });
     if (verdict === 'expired')
       throw new OcularError('permission_error', 'this signed URL has expired; fetch the video again for a fresh one');
     if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
     const id = videoId(c);
+    const contentType = file === 'source' ? deps.library.sourceMediaType(id) : 'image/jpeg';
+    if (contentType === undefined) throw new OcularError('not_found_error', `no video with id "${id}"`);
     const target = file === 'source' ? blobs.sourcePath(id) : blobs.thumbnailPath(id);
     return fileResponse(target, c.req.raw, { contentType, cacheControl: 'private, max-age=3600' });
   };
-  app.on(['GET', 'HEAD'], '/v1/videos/:id/file', serveSigned('source', 'video/mp4'));
-  app.on(['GET', 'HEAD'], '/v1/videos/:id/thumbnail', serveSigned('thumbnail', 'image/jpeg'));
+  app.on(['GET', 'HEAD'], '/v1/videos/:id/file', serveSigned('source'));
+  app.on(['GET', 'HEAD'], '/v1/videos/:id/thumbnail', serveSigned('thumbnail'));
 }
 
 /** The video library API: uploads, videos, groups and indexing events, each scoped to the caller's owner. */

@@ -18,6 +18,8 @@ export interface VideoMetadata {
   hasAudio: boolean;
   /** Whether `thumbnail.jpg` exists in the video's blob folder. */
   hasThumbnail: boolean;
+  /** The container's media type, sniffed from the bytes (`video/mp4`, `video/webm`...). */
+  mediaType?: string;
 }
 
 export interface GroupRecord {
@@ -489,6 +491,19 @@ export class VideoStore {
 
   deleteSegments(videoId: string): void {
     this.#statements.deleteSegments.run(videoId);
+  }
+
+  /** Videos waiting for or in indexing, for reconciling them with their jobs after a restart. */
+  unfinishedVideos(): VideoRecord[] {
+    return this.#db
+      .prepare<[], VideoRow>(`SELECT * FROM videos WHERE index_requested = 1 AND status IN ('pending', 'indexing')`)
+      .all()
+      .map(toVideo);
+  }
+
+  /** Whether a video row with this id exists (for any owner). */
+  hasVideo(id: string): boolean {
+    return this.#statements.getVideoById.get(id) !== undefined;
   }
 
   /** Keyword search over the owner's indexed segments (an FTS5 query), best first. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { FfmpegContext } from '../media/binaries.ts';
 import type { MediaFetcher } from '../media/fetch-media.ts';
 import { Scratch } from '../media/scratch.ts';
@@ -7,7 +8,7 @@ import { sniffFile } from '../media/sniff.ts';
 import { extractFramesAt, probeMedia, type MediaProbe } from '../media/video.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { OcularError } from '../spec/errors.ts';
-import type { BlobStore } from '../store/blob-store.ts';
+import { isVideoId, type BlobStore } from '../store/blob-store.ts';
 import {
   DEFAULT_GROUP_ID,
   type GroupPatch,
@@ -19,6 +20,9 @@ import {
   type VideoRecord,
   type VideoStore,
 } from '../store/video-store.ts';
+
+/** Where multipart uploads stream to inside the blob root before they become a video (same file system). */
+export const INCOMING_DIR = '.incoming';
 
 /** The job kind that indexes one video; its payload is `{ videoId }`. */
 export const INDEX_VIDEO_JOB = 'video.index';
@@ -76,9 +80,10 @@ function thumbnailTime(durationSeconds: number): number {
   return Math.min(1, durationSeconds / 10);
 }
 
-function toMetadata(probe: MediaProbe, sizeBytes: number): VideoMetadata {
+function toMetadata(probe: MediaProbe, sizeBytes: number, mediaType: string): VideoMetadata {
   const video = probe.video!;
   return {
+    mediaType,
     durationSeconds: video.durationSeconds ?? probe.durationSeconds,
     width: video.width,
     height: video.height,
@@ -199,7 +204,7 @@ export class VideoLibrary {
       try {
         const probe = await probeMedia(source, this.#ffmpeg, signal);
         if (probe.video === undefined) throw new OcularError('unsupported_media_type', 'the file has no video stream');
-        metadata = toMetadata(probe, size);
+        metadata = toMetadata(probe, size, sniffed.mediaType);
         if (!(metadata.durationSeconds > 0)) throw new OcularError('unsupported_media_type', 'the video has no duration');
       } catch (error) {
         if (signal.aborted) throw signal.reason;
@@ -273,6 +278,54 @@ export class VideoLibrary {
     while (this.#jobs.get(jobId)?.status === 'running' && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
+  }
+
+  /** The uploaded file's media type, for serving it; undefined when there is no such video. */
+  sourceMediaType(videoId: string): string | undefined {
+    const video = this.#store.getVideoById(videoId);
+    return video && (video.metadata?.mediaType ?? 'video/mp4');
+  }
+
+  /**
+   * Brings the library back in line after a crash or an unclean stop: removes half-received uploads and
+   * folders of uploads that never became a video, and settles videos whose indexing job ended without them
+   * hearing of it (failed after its worker died on the last attempt, or lost): failed with the job's reason,
+   * or queued again when no job is left.
+   */
+  async recover(): Promise<{ removedFolders: number; settledVideos: number }> {
+    let removedFolders = 0;
+    await rm(join(this.#blobs.root, INCOMING_DIR), { recursive: true, force: true });
+    const entries = await readdir(this.#blobs.root, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      if (!entry.isDirectory() || !isVideoId(entry.name) || this.#store.hasVideo(entry.name)) continue;
+      await this.#blobs.removeVideo(entry.name);
+      removedFolders += 1;
+    }
+    return { removedFolders, settledVideos: this.settleVideos() };
+  }
+
+  /** The settling half of `recover`, cheap enough to run now and then while serving. Returns how many changed. */
+  settleVideos(): number {
+    let settledVideos = 0;
+    for (const video of this.#store.unfinishedVideos()) {
+      const job = video.jobId === null ? undefined : this.#jobs.get(video.jobId);
+      if (job?.status === 'queued' || job?.status === 'running') continue;
+      if (job?.status === 'failed' || job?.status === 'cancelled') {
+        const error = job.error ?? (job.status === 'cancelled' ? 'indexing was cancelled' : 'indexing failed');
+        this.report(video.id, { status: 'failed', stage: 'failed', progress: video.progress, error });
+      } else if (job?.status !== 'succeeded') {
+        const requeued = this.#jobs.enqueue(
+          INDEX_VIDEO_JOB,
+          { videoId: video.id },
+          { key: `video:${video.id}`, maxAttempts: this.#maxAttempts },
+        );
+        this.#store.updateVideo(video.id, { jobId: requeued.id });
+      } else {
+        continue; // succeeded: its handler recorded the outcome itself
+      }
+      settledVideos += 1;
+    }
+    return settledVideos;
   }
 
   // ---- indexing progress ----

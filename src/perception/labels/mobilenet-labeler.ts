@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { z } from 'zod';
 import { OcularError } from '../../spec/errors.ts';
 import type { AnalyzerImage, ImageLabel, ImageLabeler } from '../analyzers.ts';
+import { ModelLifecycle } from '../model-lifecycle.ts';
 
 export interface MobileNetLabelerOptions {
   /** The MobileNetV2 ONNX file (`mobilenetv2-12-int8.onnx`, `ocular models pull mobilenetv2`). */
@@ -37,7 +38,6 @@ const labelsSchema = z.array(z.string().min(1)).min(2);
 
 const unavailable = (message: string, cause?: unknown): OcularError =>
   new OcularError('unavailable_error', `mobilenetv2 is not available: ${message}`, { cause });
-const closedError = (): OcularError => new OcularError('unavailable_error', 'mobilenetv2 is shut down');
 
 type OnnxRuntime = typeof import('onnxruntime-node');
 
@@ -177,10 +177,11 @@ class MobileNetLabeler implements ImageLabeler {
   readonly #labelsPath: string;
   readonly #topK: number;
   readonly #minScore: number;
-  #model: Promise<LoadedModel> | undefined;
-  #closed = false;
-  /** Labelings in progress; `close` waits for them before it frees the session they use. */
-  readonly #running = new Set<Promise<unknown>>();
+  readonly #lifecycle = new ModelLifecycle<LoadedModel>({
+    name: 'mobilenetv2',
+    load: () => openModel(this.#modelPath, this.#labelsPath),
+    release: (model) => model.session.release(),
+  });
 
   constructor(options: MobileNetLabelerOptions) {
     const { topK, minScore } = options;
@@ -196,52 +197,20 @@ class MobileNetLabeler implements ImageLabeler {
     this.#minScore = minScore ?? 0.1;
   }
 
-  async label(image: AnalyzerImage, signal?: AbortSignal): Promise<ImageLabel[]> {
-    if (this.#closed) throw closedError();
-    signal?.throwIfAborted();
-    const running = this.#label(image, signal);
-    this.#running.add(running);
-    try {
-      return await running;
-    } finally {
-      this.#running.delete(running);
-    }
+  label(image: AnalyzerImage, signal?: AbortSignal): Promise<ImageLabel[]> {
+    // Labelings run side by side: one onnxruntime session takes concurrent runs.
+    return this.#lifecycle.use(async (model, stop) => {
+      const pixels = await preprocess(image);
+      stop.throwIfAborted();
+      const input = new model.ort.Tensor('float32', pixels, [1, 3, CROP, CROP]);
+      const outputs = await model.session.run({ [model.inputName]: input });
+      const logits = outputs[model.outputName]!.data as Float32Array;
+      return pickLabels(logits, model.labels, this.#topK, this.#minScore);
+    }, signal);
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await Promise.allSettled([...this.#running]);
-    const model = this.#model;
-    this.#model = undefined;
-    const loaded = await model?.catch(() => undefined);
-    await loaded?.session.release();
-  }
-
-  async #label(image: AnalyzerImage, signal: AbortSignal | undefined): Promise<ImageLabel[]> {
-    const [model, pixels] = await Promise.all([this.#load(), preprocess(image)]);
-    signal?.throwIfAborted();
-    if (this.#closed) throw closedError();
-    const input = new model.ort.Tensor('float32', pixels, [1, 3, CROP, CROP]);
-    const outputs = await model.session.run({ [model.inputName]: input });
-    const logits = outputs[model.outputName]!.data as Float32Array;
-    return pickLabels(logits, model.labels, this.#topK, this.#minScore);
-  }
-
-  /** One load for every caller; a failed load is retried by the next call. */
-  #load(): Promise<LoadedModel> {
-    if (this.#model === undefined) {
-      const loading = openModel(this.#modelPath, this.#labelsPath).then(async (model) => {
-        if (!this.#closed) return model;
-        await model.session.release();
-        throw closedError();
-      });
-      this.#model = loading;
-      loading.catch(() => {
-        if (this.#model === loading) this.#model = undefined;
-      });
-    }
-    return this.#model;
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 }
 

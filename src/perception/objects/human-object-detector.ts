@@ -11,6 +11,7 @@ import type { Config, Human, Result } from '@vladmandic/human';
 import sharp from 'sharp';
 import { OcularError } from '../../spec/errors.ts';
 import type { AnalyzerImage, DetectedObject, ObjectDetector, RelativeBox } from '../analyzers.ts';
+import { ModelLifecycle, TaskQueue } from '../model-lifecycle.ts';
 import { routeFileModels } from './route-file-models.ts';
 
 export interface HumanObjectDetectorOptions {
@@ -76,23 +77,78 @@ function humanConfig(paths: ReturnType<typeof locateHuman>): Partial<Config> {
   };
 }
 
-const closedError = (): OcularError => new OcularError('unavailable_error', 'human object detector is shut down');
-
 /**
  * Human keeps its loaded models, its tfjs backend and its frame cache in module state, shared by every `Human`
  * in the process: a second instance would get the first one's CenterNet model, disposed or not. So there is one
  * engine per process, shared by all detectors: loaded by the first that needs it, disposed when the last one
- * holding it closes, and running one detection at a time (tfjs-wasm runs on the JS thread anyway).
+ * holding it closes.
  */
 const engine: {
   human: Promise<Human> | undefined;
-  /** Detectors that have loaded the engine and not closed. */
+  /** Detectors that hold the engine: their load of it has not failed, and they have not closed. */
   holders: number;
   /** Settles when the engine last disposed is gone. */
   released: Promise<void>;
-  /** Settles when the last detection in line has finished. */
-  tail: Promise<void>;
-} = { human: undefined, holders: 0, released: Promise.resolve(), tail: Promise.resolve() };
+} = { human: undefined, holders: 0, released: Promise.resolve() };
+
+/** Detections of all detectors run one at a time: they share one engine, and tfjs-wasm runs on the JS thread anyway. */
+const detections = new TaskQueue();
+
+type OnLoad = ((info: { milliseconds: number }) => void) | undefined;
+
+/** The shared engine, counting the caller as a holder until it calls `releaseEngine` (or the load fails). */
+function acquireEngine(onLoad: OnLoad): Promise<Human> {
+  const human = (engine.human ??= openEngine(onLoad));
+  engine.holders += 1;
+  human.catch(() => {
+    // A failed load holds nothing, and the next call loads anew.
+    engine.holders -= 1;
+    if (engine.human === human) engine.human = undefined;
+  });
+  return human;
+}
+
+/** Lets go of the engine; the last holder disposes it. */
+async function releaseEngine(human: Human): Promise<void> {
+  engine.holders -= 1;
+  if (engine.holders > 0) return;
+  engine.human = undefined;
+  // Only the detections already in line can be using this engine; later ones wait for `released` to load anew.
+  const inLine = detections.idle();
+  engine.released = (async () => {
+    await inLine;
+    human.models.models['centernet']?.dispose();
+    human.models.reset();
+    // Marks Human's module state as fresh, so the next `Human` loads the model again rather than reusing the
+    // disposed one that its CenterNet module still holds.
+    human.reset();
+  })();
+  await engine.released;
+}
+
+async function openEngine(onLoad: OnLoad): Promise<Human> {
+  await engine.released;
+  const started = performance.now();
+  let human: Human;
+  try {
+    const paths = locateHuman();
+    // A CommonJS build: `require` also shares one tfjs-core with the tfjs packages it requires.
+    const { Human: HumanClass } = require(paths.wasmBuild) as { Human: typeof Human };
+    human = new HumanClass(humanConfig(paths));
+    routeFileModels(human.tf as typeof tfjs, paths.modelDirectory);
+    await human.load();
+  } catch (error) {
+    throw new OcularError('unavailable_error', `human object detector could not load its model: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  // Human logs a failed model load to the console and carries on without the model.
+  if (!human.models.models['centernet']) {
+    throw new OcularError('unavailable_error', 'human object detector could not load its model (centernet.json); see the log above');
+  }
+  onLoad?.({ milliseconds: performance.now() - started });
+  return human;
+}
 
 /**
  * Finds COCO objects (people, vehicles, animals, household things) with CenterNet. The model loads on first use;
@@ -107,26 +163,25 @@ class HumanObjectDetector implements ObjectDetector {
   readonly name = 'human';
   readonly #minScore: number;
   readonly #maxObjects: number;
-  readonly #onLoad: ((info: { milliseconds: number }) => void) | undefined;
-  readonly #closing = new AbortController();
-  #holding = false;
+  readonly #lifecycle: ModelLifecycle<Human>;
 
   constructor(options: HumanObjectDetectorOptions) {
     this.#minScore = options.minScore ?? DEFAULT_MIN_SCORE;
     this.#maxObjects = options.maxObjects ?? DEFAULT_MAX_OBJECTS;
-    this.#onLoad = options.onLoad;
     if (!(this.#minScore >= 0 && this.#minScore <= 1)) throw new RangeError(`minScore must be between 0 and 1, got ${this.#minScore}`);
     if (!Number.isInteger(this.#maxObjects) || this.#maxObjects < 1) {
       throw new RangeError(`maxObjects must be a positive integer, got ${this.#maxObjects}`);
     }
+    this.#lifecycle = new ModelLifecycle({
+      name: 'human object detector',
+      load: () => acquireEngine(options.onLoad),
+      release: releaseEngine,
+      queue: detections,
+    });
   }
 
-  async detect(image: AnalyzerImage, signal?: AbortSignal): Promise<DetectedObject[]> {
-    const stop = signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
-    stop.throwIfAborted();
-    return inTurn(stop, async () => {
-      const human = await abortable(this.#load(), stop);
-      stop.throwIfAborted();
+  detect(image: AnalyzerImage, signal?: AbortSignal): Promise<DetectedObject[]> {
+    return this.#lifecycle.use(async (human, stop) => {
       const pixels = await decodeToModelSize(image);
       stop.throwIfAborted();
       const tf = human.tf as typeof tfjs;
@@ -146,86 +201,11 @@ class HumanObjectDetector implements ObjectDetector {
         .map((object) => ({ label: object.label, score: Math.min(1, object.score), box: toRelativeBox(object.boxRaw) }))
         .sort((a, b) => b.score - a.score)
         .slice(0, this.#maxObjects);
-    });
+    }, signal);
   }
 
-  async close(): Promise<void> {
-    if (this.#closing.signal.aborted) return;
-    this.#closing.abort(closedError());
-    if (!this.#holding) return;
-    this.#holding = false;
-    engine.holders -= 1;
-    if (engine.holders > 0) return;
-    const human = engine.human;
-    engine.human = undefined;
-    // Only the detections already in line can be using this engine; later ones wait for `released` to load anew.
-    const inLine = engine.tail;
-    engine.released = (async () => {
-      await inLine;
-      const loaded = await human?.catch(() => undefined);
-      if (loaded === undefined) return;
-      loaded.models.models['centernet']?.dispose();
-      loaded.models.reset();
-      // Marks Human's module state as fresh, so the next `Human` loads the model again rather than reusing the
-      // disposed one that its CenterNet module still holds.
-      loaded.reset();
-    })();
-    await engine.released;
-  }
-
-  /** The shared engine; concurrent first calls share one load, and a failed load is retried by the next call. */
-  #load(): Promise<Human> {
-    if (!this.#holding) {
-      this.#holding = true;
-      engine.holders += 1;
-    }
-    if (engine.human === undefined) {
-      const loading = this.#open();
-      engine.human = loading;
-      loading.catch(() => {
-        if (engine.human === loading) engine.human = undefined;
-      });
-    }
-    return engine.human;
-  }
-
-  async #open(): Promise<Human> {
-    await engine.released;
-    const started = performance.now();
-    let human: Human;
-    try {
-      const paths = locateHuman();
-      // A CommonJS build: `require` also shares one tfjs-core with the tfjs packages it requires.
-      const { Human: HumanClass } = require(paths.wasmBuild) as { Human: typeof Human };
-      human = new HumanClass(humanConfig(paths));
-      routeFileModels(human.tf as typeof tfjs, paths.modelDirectory);
-      await human.load();
-    } catch (error) {
-      throw new OcularError('unavailable_error', `human object detector could not load its model: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    // Human logs a failed model load to the console and carries on without the model.
-    if (!human.models.models['centernet']) {
-      throw new OcularError('unavailable_error', 'human object detector could not load its model (centernet.json); see the log above');
-    }
-    this.#onLoad?.({ milliseconds: performance.now() - started });
-    return human;
-  }
-}
-
-/** Runs `task` once the detections before it have finished; leaves the line at once when `stop` aborts. */
-async function inTurn<T>(stop: AbortSignal, task: () => Promise<T>): Promise<T> {
-  const before = engine.tail;
-  let finish!: () => void;
-  const finished = new Promise<void>((resolvePromise) => (finish = resolvePromise));
-  engine.tail = before.then(() => finished);
-  try {
-    await abortable(before, stop);
-    stop.throwIfAborted();
-    return await task();
-  } finally {
-    finish();
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 }
 
@@ -253,23 +233,4 @@ function toRelativeBox([x, y, width, height]: [number, number, number, number]):
   const left = clamp(x);
   const top = clamp(y);
   return { x: left, y: top, width: clamp(x + width) - left, height: clamp(y + height) - top };
-}
-
-/** `promise`, or a rejection with the signal's reason as soon as it aborts (like fetch). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolvePromise, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolvePromise(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error as Error);
-      },
-    );
-  });
 }

@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import { Scratch } from '../../media/scratch.ts';
 import { OcularError } from '../../spec/errors.ts';
 import type { AnalyzerImage, ReadText, RelativeBox, TextLine, TextReader } from '../analyzers.ts';
+import { ModelLifecycle, TaskQueue } from '../model-lifecycle.ts';
 
 export interface PaddleTextReaderOptions {
   /**
@@ -56,8 +57,6 @@ interface PreparedImage {
   height: number;
 }
 
-const closedError = (): OcularError => new OcularError('unavailable_error', 'paddle text reader is shut down');
-
 /**
  * Reads on-screen text with PaddleOCR. The models load on first use; reads run one at a time (onnxruntime
  * already spreads one read over `threads` cores, and each read holds up to a few hundred MB of pixel arrays while
@@ -74,10 +73,15 @@ class PaddleTextReader implements TextReader {
   readonly #maxSide: number;
   readonly #threads: number;
   readonly #onLoad: ((info: { milliseconds: number }) => void) | undefined;
-  readonly #closing = new AbortController();
-  #engine: Promise<OcrEngine> | undefined;
-  /** Settles when the last read in line has finished. */
-  #tail: Promise<void> = Promise.resolve();
+  readonly #lifecycle = new ModelLifecycle<OcrEngine>({
+    name: 'paddle text reader',
+    load: () => this.#open(),
+    // `Ocr` keeps its onnxruntime sessions in private fields and has no release method, so the weights are freed
+    // when the garbage collector finalizes the sessions, once nothing here refers to them.
+    release: undefined,
+    // One read at a time (see createPaddleTextReader).
+    queue: new TaskQueue(),
+  });
 
   constructor(options: PaddleTextReaderOptions) {
     this.#minConfidence = options.minConfidence ?? DEFAULT_MIN_CONFIDENCE;
@@ -94,12 +98,8 @@ class PaddleTextReader implements TextReader {
       throw new RangeError(`threads must be a positive integer, got ${this.#threads}`);
   }
 
-  async read(image: AnalyzerImage, signal?: AbortSignal): Promise<ReadText> {
-    const stop = signal === undefined ? this.#closing.signal : AbortSignal.any([signal, this.#closing.signal]);
-    stop.throwIfAborted();
-    return this.#inTurn(stop, async () => {
-      const engine = await abortable(this.#load(), stop);
-      stop.throwIfAborted();
+  read(image: AnalyzerImage, signal?: AbortSignal): Promise<ReadText> {
+    return this.#lifecycle.use(async (engine, stop) => {
       const scratch = await Scratch.create();
       try {
         const prepared = await this.#prepare(image, scratch.path('.png'));
@@ -115,44 +115,11 @@ class PaddleTextReader implements TextReader {
       } finally {
         await scratch.dispose();
       }
-    });
+    }, signal);
   }
 
-  async close(): Promise<void> {
-    if (this.#closing.signal.aborted) return;
-    this.#closing.abort(closedError());
-    // Waiting reads have already been turned away; the running one, if any, cannot be interrupted.
-    await this.#tail;
-    // `Ocr` keeps its onnxruntime sessions in private fields and has no release method, so the weights are
-    // freed when the garbage collector finalizes the sessions, once nothing here refers to them.
-    this.#engine = undefined;
-  }
-
-  /** Runs `task` once the reads before it have finished; leaves the line at once when `stop` aborts. */
-  async #inTurn<T>(stop: AbortSignal, task: () => Promise<T>): Promise<T> {
-    const before = this.#tail;
-    let finish!: () => void;
-    const finished = new Promise<void>((resolvePromise) => (finish = resolvePromise));
-    this.#tail = before.then(() => finished);
-    try {
-      await abortable(before, stop);
-      stop.throwIfAborted();
-      return await task();
-    } finally {
-      finish();
-    }
-  }
-
-  /** The loaded models; concurrent first calls share one load, and a failed load is retried by the next call. */
-  #load(): Promise<OcrEngine> {
-    if (this.#engine === undefined) {
-      const loading = this.#open();
-      this.#engine = loading;
-      loading.catch(() => {
-        if (this.#engine === loading) this.#engine = undefined;
-      });
-    }
-    return this.#engine;
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 
   async #open(): Promise<OcrEngine> {
@@ -226,23 +193,4 @@ function toRelativeBox(corners: number[][], image: PreparedImage): RelativeBox {
   const right = clamp(Math.max(...xs) / image.width);
   const bottom = clamp(Math.max(...ys) / image.height);
   return { x: left, y: top, width: right - left, height: bottom - top };
-}
-
-/** `promise`, or a rejection with the signal's reason as soon as it aborts (like fetch). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolvePromise, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolvePromise(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error as Error);
-      },
-    );
-  });
 }

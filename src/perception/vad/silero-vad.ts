@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { OcularError } from '../../spec/errors.ts';
 import type { SpeechRange, VoiceActivityDetector } from '../analyzers.ts';
+import { ModelLifecycle } from '../model-lifecycle.ts';
 import { collectSpeechRanges, type SpeechRangeRules } from './speech-ranges.ts';
 
 export interface SileroVadOptions {
@@ -33,7 +34,6 @@ const PULL_HINT = 'download it with `ocular models pull silero-vad`';
 
 const unavailable = (message: string, cause?: unknown): OcularError =>
   new OcularError('unavailable_error', `silero-vad is not available: ${message}`, { cause });
-const closedError = (): OcularError => new OcularError('unavailable_error', 'silero-vad is shut down');
 
 type OnnxRuntime = typeof import('onnxruntime-node');
 
@@ -97,10 +97,11 @@ class SileroVad implements VoiceActivityDetector {
   readonly name = 'silero-vad';
   readonly #modelPath: string;
   readonly #rules: SpeechRangeRules;
-  #model: Promise<LoadedModel> | undefined;
-  #closed = false;
-  /** Detections in progress; `close` waits for them to stop before it frees the session they use. */
-  readonly #running = new Set<Promise<unknown>>();
+  readonly #lifecycle = new ModelLifecycle<LoadedModel>({
+    name: 'silero-vad',
+    load: () => openModel(this.#modelPath),
+    release: (model) => model.session.release(),
+  });
 
   constructor(options: SileroVadOptions) {
     checkRange('threshold', options.threshold, 0, 1);
@@ -120,30 +121,16 @@ class SileroVad implements VoiceActivityDetector {
     };
   }
 
-  async detect(samples: Float32Array, signal?: AbortSignal): Promise<SpeechRange[]> {
-    if (this.#closed) throw closedError();
-    signal?.throwIfAborted();
-    const running = this.#detect(samples, signal);
-    this.#running.add(running);
-    try {
-      return await running;
-    } finally {
-      this.#running.delete(running);
-    }
+  detect(samples: Float32Array, signal?: AbortSignal): Promise<SpeechRange[]> {
+    // Detections run side by side: each carries its own state, and one onnxruntime session takes concurrent runs.
+    return this.#lifecycle.use((model, stop) => this.#detect(model, samples, stop), signal);
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await Promise.allSettled([...this.#running]);
-    const model = this.#model;
-    this.#model = undefined;
-    const loaded = await model?.catch(() => undefined);
-    await loaded?.session.release();
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 
-  async #detect(samples: Float32Array, signal: AbortSignal | undefined): Promise<SpeechRange[]> {
-    const { ort, session, sampleRate } = await this.#load();
+  async #detect({ ort, session, sampleRate }: LoadedModel, samples: Float32Array, stop: AbortSignal): Promise<SpeechRange[]> {
     const windows = Math.ceil(samples.length / WINDOW);
     const probabilities = new Float32Array(windows);
     // One buffer for every call: the context (last 64 samples of the window before, zeros at first), then the
@@ -152,9 +139,9 @@ class SileroVad implements VoiceActivityDetector {
     const input = new ort.Tensor('float32', frame, [1, CONTEXT + WINDOW]);
     let state: Tensor = new ort.Tensor('float32', new Float32Array(STATE_SIZE), [2, 1, 128]);
     for (let index = 0; index < windows; index += 1) {
-      // Checked before every call: each one is a step onnxruntime runs on the main thread (from setImmediate).
-      signal?.throwIfAborted();
-      if (this.#closed) throw closedError();
+      // Checked before every call (the caller's abort, or close): each one is a step onnxruntime runs on the main
+      // thread (from setImmediate).
+      stop.throwIfAborted();
       frame.copyWithin(0, WINDOW, WINDOW + CONTEXT);
       const window = samples.subarray(index * WINDOW, (index + 1) * WINDOW);
       frame.set(window, CONTEXT);
@@ -167,22 +154,6 @@ class SileroVad implements VoiceActivityDetector {
       startSeconds: range.start / SAMPLE_RATE,
       endSeconds: range.end / SAMPLE_RATE,
     }));
-  }
-
-  /** One load for every caller; a failed load is retried by the next call. */
-  #load(): Promise<LoadedModel> {
-    if (this.#model === undefined) {
-      const loading = openModel(this.#modelPath).then(async (model) => {
-        if (!this.#closed) return model;
-        await model.session.release();
-        throw closedError();
-      });
-      this.#model = loading;
-      loading.catch(() => {
-        if (this.#model === loading) this.#model = undefined;
-      });
-    }
-    return this.#model;
   }
 }
 

@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
+import { openDatabase } from '../../src/store/database.ts';
+import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
+import { startOcular } from '../helpers/ocular.ts';
+
+const dataDir = mkdtempSync(join(tmpdir(), 'ocular-recovery-'));
+
+afterAll(() => {
+  rmSync(dataDir, { recursive: true, force: true });
+  removeMediaFixtures();
+});
+
+it('after an unclean stop, removes half-received uploads and orphan folders, and settles videos whose job ended', async () => {
+  const config = { indexing: { objects: { enabled: false } } };
+  const first = await startOcular(config, { dataDir });
+  const body = new FormData();
+  body.set('video_name', 'kept');
+  body.set('index', 'false');
+  body.set('file', new Blob([new Uint8Array(await readFile(await makeVideo({ seconds: 4 })))], { type: 'video/mp4' }), 'kept.mp4');
+  const kept = (await (
+    await fetch(`${first.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': first.key }, body })
+  ).json()) as {
+    video_id: string;
+  };
+  await first.close();
+
+  // What a crash could leave: a partial upload, a folder whose row was never written, and a video still marked
+  // indexing whose job failed when its worker died on the last attempt.
+  const videos = join(dataDir, 'videos');
+  mkdirSync(join(videos, '.incoming'), { recursive: true });
+  writeFileSync(join(videos, '.incoming', 'partial.upload'), 'half of a video');
+  const orphan = join(videos, randomUUID());
+  mkdirSync(orphan);
+  writeFileSync(join(orphan, 'source'), 'bytes without a row');
+  const db = openDatabase(dataDir);
+  const jobs = new SqliteJobQueue(db);
+  const job = jobs.enqueue('video.index', { videoId: kept.video_id }, { maxAttempts: 1 });
+  jobs.claim('gone-worker', ['video.index'], 1);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  jobs.recoverExpired();
+  expect(jobs.get(job.id)?.status).toBe('failed');
+  db.prepare(`UPDATE videos SET status = 'indexing', index_requested = 1, job_id = ? WHERE id = ?`).run(job.id, kept.video_id);
+  db.close();
+
+  const second = await startOcular(config, { dataDir });
+  try {
+    expect(existsSync(join(videos, '.incoming', 'partial.upload'))).toBe(false);
+    expect(existsSync(orphan)).toBe(false);
+    expect(existsSync(join(videos, kept.video_id, 'source'))).toBe(true);
+    const video = (await (await second.get(`/v1/videos/${kept.video_id}`)).json()) as { indexing_status: string; error?: string };
+    expect(video.indexing_status).toBe('failed');
+    expect(video.error).toMatch(/lease expired/);
+  } finally {
+    await second.close();
+  }
+}, 60_000);
