@@ -124,7 +124,7 @@ export class TaskQueue {
     const finished = new Promise<void>((resolvePromise) => (finish = resolvePromise));
     this.#tail = before.then(() => finished);
     try {
-      await before;
+      await abortable(before, signal);
       signal.throwIfAborted();
       return await task();
     } finally {

@@ -23,7 +23,8 @@ import { BlobStore } from '../store/blob-store.ts';
 import { VideoStore } from '../store/video-store.ts';
 import { SqliteJobQueue } from '../jobs/job-queue.ts';
 import { JobRunner } from '../jobs/job-runner.ts';
-import { closeIndexingAnalyzers, createIndexingAnalyzers, type Captioner } from '../vision/indexing/analyzers.ts';
+import { createIndexingAnalyzers, type Captioner } from '../vision/indexing/analyzers.ts';
+import type { AnalyzerModel } from '../models/analyzer-catalog.ts';
 import { createChatCaptioner } from '../vision/indexing/chat-captioner.ts';
 import { createIndexVideoHandler } from '../vision/indexing/index-video.ts';
 import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
@@ -54,6 +55,8 @@ export interface ServerDependencies {
   providers?: ReadonlyMap<string, ProviderDefinition<never>> | undefined;
   /** Waits between retries of a failed background model download. @default 10 s, 30 s, 90 s */
   pullRetryDelaysMs?: readonly number[] | undefined;
+  /** Where analyzer weights (voice activity, scene labels) are downloaded from. @default ANALYZER_CATALOG */
+  analyzerCatalog?: readonly AnalyzerModel[] | undefined;
 }
 
 type ProviderMap = ReadonlyMap<string, ProviderDefinition<never>>;
@@ -151,10 +154,11 @@ interface VisionSetup {
   transcriber: Transcriber | undefined;
   modelsDir: string;
   logger: Logger;
+  dependencies: ServerDependencies;
 }
 
 /** The video library: stores, signed URLs, analyzers, and the workers that index videos and deliver webhooks. */
-function createVision({ settings, db, chat, models, transcriber, modelsDir, logger }: VisionSetup) {
+function createVision({ settings, db, chat, models, transcriber, modelsDir, logger, dependencies }: VisionSetup) {
   const { config, dataDir } = settings;
   const { indexing, media, vision } = config;
   let captioner: Captioner | undefined;
@@ -190,7 +194,13 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     defaultSecret: loadOrCreateWebhookSecret(dataDir, vision.webhookSecret),
     maxAttempts: vision.webhookMaxAttempts,
   });
-  const analyzers = createIndexingAnalyzers(indexing, modelsDir, { transcriber, captioner }, logger);
+  const analyzerSet = createIndexingAnalyzers(
+    indexing,
+    modelsDir,
+    { transcriber, captioner, catalog: dependencies.analyzerCatalog, pullRetryDelaysMs: dependencies.pullRetryDelaysMs },
+    logger,
+  );
+  const { analyzers } = analyzerSet;
   const indexer = new JobRunner({ queue: jobs, log: logger, concurrency: indexing.concurrency }).handle(
     INDEX_VIDEO_JOB,
     createIndexVideoHandler({ store, blobs, library, webhooks, ffmpeg, analyzers, settings: indexing, log: logger }),
@@ -214,6 +224,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     async start(): Promise<void> {
       indexer.start();
       deliverer.start();
+      analyzerSet.startPulls();
       const { removedFolders, settledVideos } = await library.recover();
       if (removedFolders + settledVideos > 0) {
         logger.warn('recovered the video library after an unclean stop', { removedFolders, settledVideos });
@@ -228,7 +239,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     async close(): Promise<void> {
       clearInterval(settler);
       await Promise.all([indexer.stop(), deliverer.stop()]);
-      await Promise.all([closeIndexingAnalyzers(analyzers), uploadFetcher.close(), webhookFetcher.close()]);
+      await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close()]);
     },
   };
 }
@@ -264,7 +275,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     );
   }
   const chat = new ChatService(models, settings.config.limits, media.resolver);
-  const vision = createVision({ settings, db, chat, models, transcriber: media.transcriber, modelsDir, logger });
+  const vision = createVision({ settings, db, chat, models, transcriber: media.transcriber, modelsDir, logger, dependencies });
   const shutdown = new AbortController();
   const app = createApp({ chat, verifier, limits: settings.config.limits, logger, shutdownSignal: shutdown.signal, vision: vision.routes });
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load-config.ts';
 import type { ServerSettings } from '../../src/config/settings.ts';
 import { createLogger } from '../../src/server/logger.ts';
-import { startServer, type RunningServer } from '../../src/server/serve.ts';
+import { ANALYZER_CATALOG } from '../../src/models/analyzer-catalog.ts';
+import { startServer, type RunningServer, type ServerDependencies } from '../../src/server/serve.ts';
 
 export const TEST_KEY = 'ocu_test_key_0123456789abcdef';
 
@@ -18,7 +19,20 @@ export interface TestOcular extends RunningServer {
 }
 
 /** Starts a real Ocular listener on a free loopback port, with a temp data dir and one env API key. */
-export async function startOcular(config: unknown, overrides: Partial<ServerSettings> = {}): Promise<TestOcular> {
+/**
+ * The analyzer catalog with every download URL on a closed loopback port: tests never reach the internet, and
+ * a background weights download fails at once.
+ */
+export const OFFLINE_ANALYZER_CATALOG = ANALYZER_CATALOG.map((model) => ({
+  ...model,
+  files: model.files.map((file) => ({ ...file, url: `http://127.0.0.1:9/${model.name}/${file.file}` })),
+}));
+
+export async function startOcular(
+  config: unknown,
+  overrides: Partial<ServerSettings> = {},
+  dependencies: ServerDependencies = {},
+): Promise<TestOcular> {
   const ownDataDir = overrides.dataDir === undefined ? mkdtempSync(join(tmpdir(), 'ocular-test-')) : undefined;
   const dataDir = overrides.dataDir ?? ownDataDir!;
   const settings: ServerSettings = {
@@ -33,7 +47,7 @@ export async function startOcular(config: unknown, overrides: Partial<ServerSett
     config: parseConfig(config, {}),
     ...overrides,
   };
-  const server = await startServer(settings, createLogger('silent'));
+  const server = await startServer(settings, createLogger('silent'), { analyzerCatalog: OFFLINE_ANALYZER_CATALOG, ...dependencies });
   const headers = { 'content-type': 'application/json', 'x-api-key': TEST_KEY };
   return {
     ...server,

@@ -29,7 +29,13 @@ afterAll(() => {
 async function startChild(): Promise<{ child: ChildProcess; url: string }> {
   const configPath = join(dataDir, 'ocular.config.json');
   // Objects off to keep the test short; OCR stays on, so each segment takes real work.
-  writeFileSync(configPath, JSON.stringify({ indexing: { objects: { enabled: false }, ocrIntervalSeconds: 2 } }));
+  // VAD and labels off: their weights would be downloaded in the background, and this test stays off the network.
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      indexing: { objects: { enabled: false }, vad: { enabled: false }, labels: { enabled: false }, ocrIntervalSeconds: 2 },
+    }),
+  );
   const child = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, '--config', configPath], {
     env: { ...process.env, OCULAR_API_KEYS: KEY, OCULAR_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -9,6 +9,7 @@ import { createParser } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
 import { openDatabase } from '../../src/store/database.ts';
+import { ANALYZER_CATALOG } from '../../src/models/analyzer-catalog.ts';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
 import { toFtsQuery, VideoStore } from '../../src/store/video-store.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
@@ -340,6 +341,99 @@ describe('retries', () => {
     } finally {
       await server.close();
       await new Promise<void>((resolve) => broken.close(() => resolve()));
+    }
+  }, 60_000);
+});
+
+describe.skipIf(!hasSharedModels)('analyzer weights pulled in the background', () => {
+  it('downloads missing VAD and label weights at start and uses them once they are in place', async () => {
+    const served: string[] = [];
+    const files = new Map([
+      ['/silero_vad.onnx', join(SHARED_MODELS, 'silero-vad', 'silero_vad.onnx')],
+      ['/mobilenetv2-12-int8.onnx', join(SHARED_MODELS, 'mobilenetv2-int8', 'mobilenetv2-12-int8.onnx')],
+      ['/imagenet-simple-labels.json', join(SHARED_MODELS, 'mobilenetv2-int8', 'imagenet-simple-labels.json')],
+    ]);
+    const weights = createServer((request, response) => {
+      const path = files.get(request.url ?? '');
+      served.push(request.url ?? '');
+      if (!path) return void response.writeHead(404).end();
+      readFile(path).then((bytes) => response.writeHead(200, { 'content-length': bytes.length }).end(bytes));
+    });
+    await new Promise<void>((resolve) => weights.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(weights.address() as AddressInfo).port}`;
+    const catalog = ANALYZER_CATALOG.map((model) => ({
+      ...model,
+      files: model.files.map((file) => ({ ...file, url: `${base}/${file.file}` })),
+    }));
+    const server = await startOcular({ indexing: { objects: { enabled: false } } }, {}, { analyzerCatalog: catalog });
+    try {
+      const vadPath = join(server.dataDir, 'models', 'silero-vad', 'silero_vad.onnx');
+      const labelsPath = join(server.dataDir, 'models', 'mobilenetv2', 'imagenet-simple-labels.json');
+      const deadline = Date.now() + 20_000;
+      while (!(existsSync(vadPath) && existsSync(labelsPath)) && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(existsSync(vadPath) && existsSync(labelsPath)).toBe(true);
+      expect(served.sort()).toEqual([...files.keys()].sort());
+
+      const body = new FormData();
+      body.set('video_name', 'tone');
+      body.set('index', 'true');
+      const path = await makeVideo({ seconds: 6, width: 320, height: 240, withAudio: true });
+      body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'tone.mp4');
+      const { video_id: id } = (await (
+        await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body })
+      ).json()) as WireVideo;
+      const until = Date.now() + 60_000;
+      while (Date.now() < until) {
+        const status = ((await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo).indexing_status;
+        if (status === 'indexed' || status === 'failed') break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      const db = openDatabase(server.dataDir);
+      try {
+        const rows = new VideoStore(db).listSegments(id);
+        expect(rows.length).toBeGreaterThan(0);
+        expect(rows.every((row) => row.hasSpeech === false)).toBe(true); // the detector ran
+        expect(rows.some((row) => row.labels.length > 0)).toBe(true); // so did the labeler
+      } finally {
+        db.close();
+      }
+    } finally {
+      await server.close();
+      await new Promise<void>((resolve) => weights.close(() => resolve()));
+    }
+  }, 90_000);
+});
+
+describe('analyzer weights that cannot be downloaded', () => {
+  it('leave those analyzers out while indexing goes on', async () => {
+    const server = await startOcular({ indexing: { objects: { enabled: false }, ocr: { enabled: false } } });
+    try {
+      const body = new FormData();
+      body.set('video_name', 'offline');
+      body.set('index', 'true');
+      const path = await makeVideo({ seconds: 6, width: 160, height: 120, withAudio: true });
+      body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'offline.mp4');
+      const { video_id: id } = (await (
+        await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body })
+      ).json()) as WireVideo;
+      const until = Date.now() + 30_000;
+      let status = '';
+      while (Date.now() < until) {
+        status = ((await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo).indexing_status;
+        if (status === 'indexed' || status === 'failed') break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(status).toBe('indexed');
+      const db = openDatabase(server.dataDir);
+      try {
+        const rows = new VideoStore(db).listSegments(id);
+        expect(rows.every((row) => row.hasSpeech === null && row.labels.length === 0)).toBe(true);
+      } finally {
+        db.close();
+      }
+    } finally {
+      await server.close();
     }
   }, 60_000);
 });

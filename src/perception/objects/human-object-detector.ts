@@ -94,7 +94,7 @@ const engine: {
 /** Detections of all detectors run one at a time: they share one engine, and tfjs-wasm runs on the JS thread anyway. */
 const detections = new TaskQueue();
 
-type OnLoad = ((info: { milliseconds: number }) => void) | undefined;
+type OnLoad = HumanObjectDetectorOptions['onLoad'];
 
 /** The shared engine, counting the caller as a holder until it calls `releaseEngine` (or the load fails). */
 function acquireEngine(onLoad: OnLoad): Promise<Human> {
