@@ -24,6 +24,8 @@ export interface MultipartUploadOptions {
   allowedFields?: readonly string[] | undefined;
   /** The setting behind `maxFileBytes`, named in the 413 message (`limits.maxVideoBytes`). */
   limitName?: string | undefined;
+  /** Milliseconds without a byte from the client before the upload fails. @default 60000 */
+  idleTimeoutMs?: number | undefined;
 }
 
 export interface UploadedFile {
@@ -44,6 +46,7 @@ export interface MultipartUpload {
 
 const DEFAULT_MAX_FIELDS = 32;
 const DEFAULT_MAX_FIELD_BYTES = 64 * 1024;
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 /**
  * Room for one part's boundary and headers: busboy refuses part headers over 16 KiB (Node's own header limit).
  * Together with the file and field caps it bounds the whole body, so that parts busboy skips (no
@@ -86,6 +89,8 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
       `the request body is larger than ${maxBodyBytes} bytes (a file of up to ${options.maxFileBytes} bytes${limitNote} plus form fields)`,
     );
   const cutShort = (): OcularError => validationError('the client closed the connection before sending the whole body');
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const stalled = (): OcularError => validationError(`the upload stalled: no data arrived for ${Math.round(idleTimeoutMs / 1000)} s`);
 
   const declared = incoming.headers['content-length'];
   if (declared !== undefined && Number(declared) > maxBodyBytes) return Promise.reject(bodyTooLarge());
@@ -113,7 +118,19 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
     let parsed = false;
     let settled = false;
 
+    // A client that stops sending mid-upload is let go after `idleTimeoutMs` (the server's total request
+    // timeout is off, since a large upload over a slow link legitimately takes long). Disarmed while reading is
+    // paused for the disk's backpressure: that wait is ours, not the client's.
+    let idleTimer: NodeJS.Timeout | undefined;
+    const disarmIdle = (): void => clearTimeout(idleTimer);
+    const armIdle = (): void => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => fail(stalled()), idleTimeoutMs);
+      idleTimer.unref();
+    };
+
     const stopReading = (): void => {
+      disarmIdle();
       incoming.off('data', onData).off('end', onEnd).off('close', onClose);
       incoming.pause();
     };
@@ -224,10 +241,15 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
         return;
       }
       if (!parser.write(chunk)) {
+        disarmIdle();
         incoming.pause();
         parser.once('drain', () => {
-          if (!settled) incoming.resume();
+          if (settled) return;
+          armIdle();
+          incoming.resume();
         });
+      } else {
+        armIdle();
       }
     };
     const onEnd = (): void => {
@@ -244,6 +266,9 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
       .once('end', onEnd)
       .once('close', onClose);
     if (incoming.readableEnded) parser.end();
-    else incoming.resume();
+    else {
+      armIdle();
+      incoming.resume();
+    }
   });
 }

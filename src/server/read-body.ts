@@ -12,6 +12,9 @@ function payloadTooLarge(maxBytes: number): OcularError {
 }
 
 /** Collects Node's request body, failing as soon as it passes `maxBytes` (the rest is left unread). */
+/** How long a JSON request body may take to arrive in full. */
+const JSON_BODY_DEADLINE_MS = 120_000;
+
 function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const cutShort = (): OcularError => validationError('the client closed the connection before sending the whole body');
   if (incoming.readableEnded) return Promise.resolve(Buffer.alloc(0));
@@ -19,7 +22,13 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buff
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // The server's own request timeout is off (uploads may take long); a JSON body gets this long to arrive.
+    const deadline = setTimeout(() => {
+      incoming.pause();
+      settle(validationError(`the request body did not arrive within ${JSON_BODY_DEADLINE_MS / 1000} s`));
+    }, JSON_BODY_DEADLINE_MS);
     const settle = (error: unknown, body?: Buffer): void => {
+      clearTimeout(deadline);
       incoming.off('data', onData).off('end', onEnd).off('error', settle).off('close', onClose);
       if (body) resolve(body);
       else reject(error);

@@ -293,8 +293,10 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     db.close();
     throw error;
   }
-  // Slow senders get 2 minutes to deliver a request (this bounds receiving only; long streamed answers are unaffected).
-  server.requestTimeout = 120_000;
+  // Node's whole-request timeout is off: a 2 GiB upload over a slow link takes longer than any fixed bound. Slow
+  // senders are bounded per route instead: JSON bodies must arrive within 2 minutes (read-body.ts), uploads must
+  // not stall for a minute (multipart-upload.ts), and headers within 30 s (below).
+  server.requestTimeout = 0;
   server.headersTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
   const { port } = server.address() as AddressInfo;

@@ -312,6 +312,25 @@ describe('receiveMultipartUpload', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('lets go of a client that stops sending mid-upload, answering 400 and removing the partial file', async () => {
+    options = { idleTimeoutMs: 300 };
+    const head =
+      `POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=${BOUNDARY}\r\n` + `Content-Length: 500000\r\n\r\n`;
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const answer: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => answer.push(chunk));
+    socket.write(head + filePart('x'.repeat(200_000)).slice(0, 150_000));
+    const started = Date.now();
+    const outcome = await nextOutcome();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect('error' in outcome && outcome.error).toMatchObject({ type: 'validation_error', message: expect.stringMatching(/stalled/) });
+    expect(readdirSync(dir)).toEqual([]);
+    for (let waited = 0; answer.length === 0 && waited < 3000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+    expect(Buffer.concat(answer).toString('latin1')).toMatch(/^HTTP\/1\.1 400/);
+    socket.destroy();
+  });
+
   it('keeps memory flat while a 200 MB file streams through to disk', async () => {
     options = { maxFileBytes: 256 * 1024 * 1024 };
     const chunkBytes = 64 * 1024;

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { z } from 'zod';
 import type { IndexingSettings } from '../../config/schema.ts';
@@ -25,6 +26,8 @@ const SCAN_END = 0.3;
 const AUDIO_END = 0.4;
 const SEGMENTS_END = 0.99;
 const SEGMENT_THUMBNAIL_SIDE = 320;
+/** Segments analysed at once. */
+const SEGMENTS_IN_FLIGHT = 2;
 
 const NO_TEXT: ReadText = { text: '', lines: [] };
 
@@ -144,8 +147,25 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     };
     try {
       report('scanning', Math.max(0.01, video.progress));
-      const plan = await ensurePlan(video, context, report);
-      const withAudio = await ensureAudio(video, plan, context.signal);
+      // The soundtrack is analysed while the scan decodes the picture (a separate ffmpeg, and the VAD and the
+      // transcriber have their own threads or hosts); it stops with the scan if the scan fails.
+      const audioRun = new AbortController();
+      const stopAudio = (): void => audioRun.abort(context.signal.reason);
+      context.signal.addEventListener('abort', stopAudio, { once: true });
+      const saved = readPlan(video)?.audio;
+      const audio = saved !== undefined ? Promise.resolve(saved) : analyzeAudio(video, audioRun.signal);
+      audio.catch(() => undefined); // awaited below; a scan failure must not leave it unhandled
+      let withAudio: IndexPlan;
+      try {
+        const plan = await ensurePlan(video, context, report);
+        withAudio = { ...plan, audio: await audio };
+      } catch (error) {
+        audioRun.abort(error);
+        throw error;
+      } finally {
+        context.signal.removeEventListener('abort', stopAudio);
+      }
+      store.updateVideo(video.id, { plan: JSON.stringify(withAudio) });
       report('analyzing', AUDIO_END);
       await indexSegments(video, withAudio, context, report);
       library.report(videoId, { status: 'indexed', stage: 'done', progress: 1 });
@@ -185,6 +205,8 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     const dir = blobs.videoDir(video.id);
     if (saved && saved.segments.every((segment) => segment.keyframes.every((frame) => existsSync(join(dir, frame.file))))) return saved;
 
+    // A new plan: rows written under an earlier one (whose keyframes are gone) no longer line up with it.
+    store.deleteSegments(video.id);
     const keyframesDir = join(dir, KEYFRAMES_DIR);
     await rm(keyframesDir, { recursive: true, force: true });
     await mkdir(keyframesDir, { recursive: true });
@@ -221,8 +243,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     return plan;
   }
 
-  async function ensureAudio(video: VideoRecord, plan: IndexPlan, signal: AbortSignal): Promise<IndexPlan> {
-    if (plan.audio !== undefined) return plan;
+  async function analyzeAudio(video: VideoRecord, signal: AbortSignal): Promise<NonNullable<IndexPlan['audio']>> {
     const wantSpeech = analyzers.vad !== undefined;
     const wantTranscript = analyzers.transcriber !== undefined;
     let speech: SpeechRange[] | null = null;
@@ -237,12 +258,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     } else if (wantSpeech) {
       speech = []; // no soundtrack: certainly no speech
     }
-    const next: IndexPlan = {
-      ...plan,
-      audio: { speech, transcript: transcript && { text: transcript.text, segments: transcript.segments } },
-    };
-    store.updateVideo(video.id, { plan: JSON.stringify(next) });
-    return next;
+    return { speech, transcript: transcript && { text: transcript.text, segments: transcript.segments } };
   }
 
   async function indexSegments(
@@ -253,14 +269,29 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
   ): Promise<void> {
     const done = store.savedSegmentSeqs(video.id);
     const total = plan.segments.length;
-    for (const [seq, segment] of plan.segments.entries()) {
-      if (done.has(seq)) continue;
-      const record = await analyzeSegment(video, plan, seq, segment, context.signal);
-      context.signal.throwIfAborted();
-      store.saveSegment(record);
-      context.heartbeat();
-      report('analyzing', AUDIO_END + ((seq + 1) / total) * (SEGMENTS_END - AUDIO_END));
-    }
+    // Two segments in flight: while one waits for its slowest analyzer, the next keeps the other workers busy.
+    // Rows are written by position, so finishing out of order (or resuming after a crash) is harmless.
+    const limit = pLimit(SEGMENTS_IN_FLIGHT);
+    const stop = new AbortController();
+    const signal = AbortSignal.any([context.signal, stop.signal]);
+    const runs = [...plan.segments.entries()]
+      .filter(([seq]) => !done.has(seq))
+      .map(([seq, segment]) =>
+        limit(async () => {
+          signal.throwIfAborted();
+          const record = await analyzeSegment(video, plan, seq, segment, signal);
+          signal.throwIfAborted();
+          store.saveSegment(record);
+          done.add(seq);
+          context.heartbeat();
+          report('analyzing', AUDIO_END + (done.size / total) * (SEGMENTS_END - AUDIO_END));
+        }),
+      );
+    // The first failure stops the rest; the job fails with it (saved segments stay for the retry).
+    for (const run of runs) run.catch((error: unknown) => stop.abort(error));
+    const results = await Promise.allSettled(runs);
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw context.signal.aborted ? context.signal.reason : (stop.signal.reason ?? failed.reason);
   }
 
   async function analyzeSegment(
