@@ -7,7 +7,7 @@ import type { Limits } from '../config/schema.ts';
 import { OcularError } from '../spec/errors.ts';
 import { NO_AUTH_OWNER, type ApiKeyVerifier } from '../store/api-keys.ts';
 import { errorEnvelope, parseBody } from './errors.ts';
-import { readJson } from './read-body.ts';
+import { readJson, requestHeader } from './read-body.ts';
 import type { Logger } from './logger.ts';
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
 import { createOpenAiStreamEncoder, fromOpenAiRequest, openAiChatRequestSchema, toOpenAiResponse } from './wire/openai-chat.ts';
@@ -40,9 +40,9 @@ function collapseSlashes(path: string): string {
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 function presentedKey(c: Context): string | undefined {
-  const header = c.req.header('x-api-key');
+  const header = requestHeader(c, 'x-api-key');
   if (header) return header.trim();
-  const authorization = c.req.header('authorization');
+  const authorization = requestHeader(c, 'authorization');
   if (authorization?.toLowerCase().startsWith('bearer ')) return authorization.slice(7).trim();
   return undefined;
 }
@@ -56,7 +56,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   const shutdownSignal = deps.shutdownSignal ?? new AbortController().signal;
 
   app.use(async (c, next) => {
-    const incoming = c.req.header('x-request-id');
+    const incoming = requestHeader(c, 'x-request-id');
     const requestId = incoming !== undefined && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     c.set('requestId', requestId);
     c.header('X-Request-ID', requestId);

@@ -19,6 +19,18 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buff
   const cutShort = (): OcularError => validationError('the client closed the connection before sending the whole body');
   if (incoming.readableEnded) return Promise.resolve(Buffer.alloc(0));
   if (incoming.destroyed) return Promise.reject(cutShort());
+  // Usually a small body has arrived with the headers: the parser has seen the whole message and its bytes wait
+  // in the stream's buffer. Taking them synchronously saves the event-loop turns that 'data'/'end' cost.
+  if (incoming.complete && !incoming.readableFlowing) {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for (let chunk = incoming.read() as Buffer | null; chunk !== null; chunk = incoming.read() as Buffer | null) {
+      size += chunk.length;
+      if (size > maxBytes) return Promise.reject(payloadTooLarge(maxBytes));
+      chunks.push(chunk);
+    }
+    return Promise.resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -69,13 +81,13 @@ async function readRequestBody(request: Request, maxBytes: number): Promise<Buff
  * Ocular's CPU time per request in bench/gateway-overhead.ts.
  */
 export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
-  const type = c.req.header('content-type');
+  const type = requestHeader(c, 'content-type');
   // JSON is read whatever the declared type, except types that say the body is something else:
   // `curl -d` labels JSON as form data, and rejecting that only trips people up.
   if (type !== undefined && !JSON_LIKE_TYPES.test(type)) {
     throw new OcularError('unsupported_media_type', `request bodies must be application/json, not ${type}`);
   }
-  const declared = c.req.header('content-length');
+  const declared = requestHeader(c, 'content-length');
   if (declared !== undefined && Number(declared) > maxBytes) throw payloadTooLarge(maxBytes);
   const incoming = (c.env as NodeBindings)?.incoming;
   const text = (incoming ? await readIncoming(incoming, maxBytes) : await readRequestBody(c.req.raw, maxBytes)).toString('utf8');
@@ -85,4 +97,15 @@ export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
   } catch (error) {
     throw validationError(`the request body is not valid JSON: ${(error as Error).message}`);
   }
+}
+
+/**
+ * A request header, from Node's parsed headers when there is a Node request: `c.req.header()` would build a
+ * fetch `Headers` object from all of them first, a measurable share of a small request's cost.
+ */
+export function requestHeader(c: Context, name: string): string | undefined {
+  const incoming = (c.env as NodeBindings)?.incoming;
+  if (!incoming) return c.req.header(name);
+  const value = incoming.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
 }
