@@ -37,31 +37,38 @@ const deliveries: Delivery[] = [];
 /** Answers to give webhook calls, in order; 200 once they run out. */
 const hookAnswers: number[] = [];
 
-async function upload(path: string, fields: Record<string, string>): Promise<WireVideo> {
+async function upload(path: string, fields: Record<string, string>, server: TestOcular = ocular): Promise<WireVideo> {
   const body = new FormData();
   for (const [name, value] of Object.entries(fields)) body.set(name, value);
   body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'clip.mp4');
-  const response = await fetch(`${ocular.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': ocular.key }, body });
+  const response = await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body });
   expect(response.status).toBe(200);
   return (await response.json()) as WireVideo;
 }
 
-async function getVideo(id: string): Promise<WireVideo> {
-  return (await (await ocular.get(`/v1/videos/${id}`)).json()) as WireVideo;
+async function getVideo(id: string, server: TestOcular = ocular): Promise<WireVideo> {
+  return (await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo;
 }
 
-async function waitFor(id: string, done: (video: WireVideo) => boolean, timeoutMs = 90_000): Promise<WireVideo> {
+const ended = (video: WireVideo): boolean => video.indexing_status === 'indexed' || video.indexing_status === 'failed';
+
+async function waitFor(
+  id: string,
+  done: (video: WireVideo) => boolean,
+  timeoutMs = 90_000,
+  server: TestOcular = ocular,
+): Promise<WireVideo> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const video = await getVideo(id);
+    const video = await getVideo(id, server);
     if (done(video)) return video;
     if (Date.now() > deadline) throw new Error(`video ${id} stayed ${video.indexing_status} (${video.indexing_progress})`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
 
-function segments(id: string) {
-  const db = openDatabase(ocular.dataDir);
+function segments(id: string, server: TestOcular = ocular) {
+  const db = openDatabase(server.dataDir);
   try {
     return new VideoStore(db).listSegments(id);
   } finally {
@@ -268,32 +275,15 @@ describe.skipIf(!hasSharedModels)('indexing with the voice activity detector and
       },
     });
     try {
-      const body = new FormData();
-      body.set('video_name', 'tone');
-      body.set('index', 'true');
       const path = await makeVideo({ seconds: 12, width: 320, height: 240, withAudio: true });
-      body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'tone.mp4');
-      const response = await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body });
-      const { video_id: id } = (await response.json()) as WireVideo;
-      const deadline = Date.now() + 60_000;
-      let status = '';
-      while (Date.now() < deadline) {
-        status = ((await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo).indexing_status;
-        if (status === 'indexed' || status === 'failed') break;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-      expect(status).toBe('indexed');
-      const db = openDatabase(server.dataDir);
-      try {
-        const rows = new VideoStore(db).listSegments(id);
-        expect(rows.length).toBeGreaterThan(0);
-        // A steady 440 Hz tone is not speech; the detector ran, so the answer is false rather than unknown.
-        for (const row of rows) expect(row.hasSpeech).toBe(false);
-        expect(rows.some((row) => row.labels.length > 0)).toBe(true);
-        for (const row of rows) for (const label of row.labels) expect(label.score).toBeGreaterThan(0);
-      } finally {
-        db.close();
-      }
+      const { video_id: id } = await upload(path, { video_name: 'tone', index: 'true' }, server);
+      expect((await waitFor(id, ended, 60_000, server)).indexing_status).toBe('indexed');
+      const rows = segments(id, server);
+      expect(rows.length).toBeGreaterThan(0);
+      // A steady 440 Hz tone is not speech; the detector ran, so the answer is false rather than unknown.
+      for (const row of rows) expect(row.hasSpeech).toBe(false);
+      expect(rows.some((row) => row.labels.length > 0)).toBe(true);
+      for (const row of rows) for (const label of row.labels) expect(label.score).toBeGreaterThan(0);
     } finally {
       await server.close();
     }
@@ -321,22 +311,11 @@ describe('retries', () => {
       indexing: { objects: { enabled: false }, ocr: { enabled: false }, maxAttempts: 2 },
     });
     try {
-      const body = new FormData();
-      body.set('video_name', 'speech');
-      body.set('index', 'true');
       const path = await makeVideo({ seconds: 6, width: 160, height: 120, withAudio: true });
-      body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'speech.mp4');
-      const response = await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body });
-      const { video_id: id } = (await response.json()) as WireVideo;
-      const deadline = Date.now() + 30_000;
-      let video: WireVideo | undefined;
-      while (Date.now() < deadline) {
-        video = (await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo;
-        if (video.indexing_status === 'failed' || video.indexing_status === 'indexed') break;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      expect(video?.indexing_status).toBe('failed');
-      expect(video?.error).toMatch(/GPU caught fire/);
+      const { video_id: id } = await upload(path, { video_name: 'speech', index: 'true' }, server);
+      const video = await waitFor(id, ended, 30_000, server);
+      expect(video.indexing_status).toBe('failed');
+      expect(video.error).toMatch(/GPU caught fire/);
       expect(transcriptions).toBe(2);
     } finally {
       await server.close();
@@ -375,29 +354,13 @@ describe.skipIf(!hasSharedModels)('analyzer weights pulled in the background', (
       expect(existsSync(vadPath) && existsSync(labelsPath)).toBe(true);
       expect(served.sort()).toEqual([...files.keys()].sort());
 
-      const body = new FormData();
-      body.set('video_name', 'tone');
-      body.set('index', 'true');
       const path = await makeVideo({ seconds: 6, width: 320, height: 240, withAudio: true });
-      body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'tone.mp4');
-      const { video_id: id } = (await (
-        await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body })
-      ).json()) as WireVideo;
-      const until = Date.now() + 60_000;
-      while (Date.now() < until) {
-        const status = ((await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo).indexing_status;
-        if (status === 'indexed' || status === 'failed') break;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-      const db = openDatabase(server.dataDir);
-      try {
-        const rows = new VideoStore(db).listSegments(id);
-        expect(rows.length).toBeGreaterThan(0);
-        expect(rows.every((row) => row.hasSpeech === false)).toBe(true); // the detector ran
-        expect(rows.some((row) => row.labels.length > 0)).toBe(true); // so did the labeler
-      } finally {
-        db.close();
-      }
+      const { video_id: id } = await upload(path, { video_name: 'tone', index: 'true' }, server);
+      expect((await waitFor(id, ended, 60_000, server)).indexing_status).toBe('indexed');
+      const rows = segments(id, server);
+      expect(rows.length).toBeGreaterThan(0);
+      expect(rows.every((row) => row.hasSpeech === false)).toBe(true); // the detector ran
+      expect(rows.some((row) => row.labels.length > 0)).toBe(true); // so did the labeler
     } finally {
       await server.close();
       await new Promise<void>((resolve) => weights.close(() => resolve()));
@@ -409,29 +372,11 @@ describe('analyzer weights that cannot be downloaded', () => {
   it('leave those analyzers out while indexing goes on', async () => {
     const server = await startOcular({ indexing: { objects: { enabled: false }, ocr: { enabled: false } } });
     try {
-      const body = new FormData();
-      body.set('video_name', 'offline');
-      body.set('index', 'true');
       const path = await makeVideo({ seconds: 6, width: 160, height: 120, withAudio: true });
-      body.set('file', new Blob([new Uint8Array(await readFile(path))], { type: 'video/mp4' }), 'offline.mp4');
-      const { video_id: id } = (await (
-        await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body })
-      ).json()) as WireVideo;
-      const until = Date.now() + 30_000;
-      let status = '';
-      while (Date.now() < until) {
-        status = ((await (await server.get(`/v1/videos/${id}`)).json()) as WireVideo).indexing_status;
-        if (status === 'indexed' || status === 'failed') break;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      expect(status).toBe('indexed');
-      const db = openDatabase(server.dataDir);
-      try {
-        const rows = new VideoStore(db).listSegments(id);
-        expect(rows.every((row) => row.hasSpeech === null && row.labels.length === 0)).toBe(true);
-      } finally {
-        db.close();
-      }
+      const { video_id: id } = await upload(path, { video_name: 'offline', index: 'true' }, server);
+      expect((await waitFor(id, ended, 30_000, server)).indexing_status).toBe('indexed');
+      const rows = segments(id, server);
+      expect(rows.every((row) => row.hasSpeech === null && row.labels.length === 0)).toBe(true);
     } finally {
       await server.close();
     }

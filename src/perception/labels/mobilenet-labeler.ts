@@ -4,7 +4,7 @@
  * model's own (torchvision's ImageNet evaluation): shorter side to 256, centre 224x224, RGB scaled to 0..1 and
  * normalised with the ImageNet mean and standard deviation, in NCHW order.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
@@ -12,6 +12,13 @@ import { z } from 'zod';
 import { OcularError } from '../../spec/errors.ts';
 import type { AnalyzerImage, ImageLabel, ImageLabeler } from '../analyzers.ts';
 import { ModelLifecycle } from '../model-lifecycle.ts';
+import {
+  checkModelFile,
+  openOnnxSession,
+  unavailable as unavailableModel,
+  type OnnxModelIdentity,
+  type OnnxRuntime,
+} from '../onnx-session.ts';
 
 export interface MobileNetLabelerOptions {
   /** The MobileNetV2 ONNX file (`mobilenetv2-12-int8.onnx`, `ocular models pull mobilenetv2`). */
@@ -36,10 +43,8 @@ const PULL_HINT = 'download it with `ocular models pull mobilenetv2`';
 
 const labelsSchema = z.array(z.string().min(1)).min(2);
 
-const unavailable = (message: string, cause?: unknown): OcularError =>
-  new OcularError('unavailable_error', `mobilenetv2 is not available: ${message}`, { cause });
-
-type OnnxRuntime = typeof import('onnxruntime-node');
+const MODEL: OnnxModelIdentity = { name: 'mobilenetv2', pullHint: PULL_HINT };
+const unavailable = (message: string, cause?: unknown): OcularError => unavailableModel(MODEL, message, cause);
 
 interface LoadedModel {
   ort: OnnxRuntime;
@@ -50,19 +55,8 @@ interface LoadedModel {
 }
 
 /** Checked before onnxruntime sees the path, so a missing file gets an answer that says how to get it. */
-async function checkFile(path: string, what: string): Promise<void> {
-  try {
-    if (!(await stat(path)).isFile()) throw unavailable(`the ${what} path ${path} is not a file; ${PULL_HINT}`);
-  } catch (error) {
-    if (error instanceof OcularError) throw error;
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw unavailable(`the ${what} file ${path} does not exist; ${PULL_HINT}`, error);
-    throw unavailable(`the ${what} file ${path} cannot be read (${(error as Error).message})`, error);
-  }
-}
-
 async function readLabels(path: string): Promise<string[]> {
-  await checkFile(path, 'labels');
+  await checkModelFile(MODEL, path, 'labels');
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(path, 'utf8'));
@@ -77,25 +71,7 @@ async function readLabels(path: string): Promise<string[]> {
 /** The runtime is imported on first use, so building the analyzer at boot costs nothing. */
 async function openModel(modelPath: string, labelsPath: string): Promise<LoadedModel> {
   const labels = await readLabels(labelsPath);
-  await checkFile(modelPath, 'model');
-  let ort: OnnxRuntime;
-  try {
-    ort = await import('onnxruntime-node');
-  } catch (error) {
-    throw unavailable(`onnxruntime-node cannot be loaded on ${process.platform}-${process.arch}: ${(error as Error).message}`, error);
-  }
-  let session: InferenceSession;
-  try {
-    // One thread: indexing runs analyzers side by side, and one image is ~10 ms on one core.
-    session = await ort.InferenceSession.create(modelPath, {
-      intraOpNumThreads: 1,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    });
-  } catch (error) {
-    throw unavailable(`onnxruntime could not load ${modelPath} (${(error as Error).message}); ${PULL_HINT}`, error);
-  }
+  const { ort, session } = await openOnnxSession(MODEL, modelPath);
   const input = session.inputMetadata[0];
   const output = session.outputMetadata[0];
   const inputShape = input?.isTensor ? input.shape : [];

@@ -3,12 +3,12 @@
  * carrying the recurrent state and the previous window's last 64 samples from call to call, then the reference
  * hysteresis (`collectSpeechRanges`) over the probabilities.
  */
-import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { OcularError } from '../../spec/errors.ts';
 import type { SpeechRange, VoiceActivityDetector } from '../analyzers.ts';
 import { ModelLifecycle } from '../model-lifecycle.ts';
+import { openOnnxSession, unavailable as unavailableModel, type OnnxModelIdentity, type OnnxRuntime } from '../onnx-session.ts';
 import { collectSpeechRanges, type SpeechRangeRules } from './speech-ranges.ts';
 
 export interface SileroVadOptions {
@@ -32,10 +32,8 @@ const STATE_SIZE = 2 * 1 * 128;
 
 const PULL_HINT = 'download it with `ocular models pull silero-vad`';
 
-const unavailable = (message: string, cause?: unknown): OcularError =>
-  new OcularError('unavailable_error', `silero-vad is not available: ${message}`, { cause });
-
-type OnnxRuntime = typeof import('onnxruntime-node');
+const MODEL: OnnxModelIdentity = { name: 'silero-vad', pullHint: PULL_HINT };
+const unavailable = (message: string, cause?: unknown): OcularError => unavailableModel(MODEL, message, cause);
 
 interface LoadedModel {
   ort: OnnxRuntime;
@@ -49,33 +47,7 @@ interface LoadedModel {
  * platform without its native binary fails only when VAD is used.
  */
 async function openModel(modelPath: string): Promise<LoadedModel> {
-  try {
-    if (!(await stat(modelPath)).isFile()) throw unavailable(`the model path ${modelPath} is not a file; ${PULL_HINT}`);
-  } catch (error) {
-    if (error instanceof OcularError) throw error;
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw unavailable(`the model file ${modelPath} does not exist; ${PULL_HINT}`, error);
-    throw unavailable(`the model file ${modelPath} cannot be read (${(error as Error).message})`, error);
-  }
-  let ort: OnnxRuntime;
-  try {
-    ort = await import('onnxruntime-node');
-  } catch (error) {
-    throw unavailable(`onnxruntime-node cannot be loaded on ${process.platform}-${process.arch}: ${(error as Error).message}`, error);
-  }
-  let session: InferenceSession;
-  try {
-    // One thread: a window is tens of microseconds of work, so more threads only add synchronisation, and
-    // indexing runs several analyzers side by side.
-    session = await ort.InferenceSession.create(modelPath, {
-      intraOpNumThreads: 1,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    });
-  } catch (error) {
-    throw unavailable(`onnxruntime could not load ${modelPath} (${(error as Error).message}); ${PULL_HINT}`, error);
-  }
+  const { ort, session } = await openOnnxSession(MODEL, modelPath);
   const expected = ['input', 'state', 'sr'];
   const outputs = ['output', 'stateN'];
   if (!expected.every((name) => session.inputNames.includes(name)) || !outputs.every((name) => session.outputNames.includes(name))) {
