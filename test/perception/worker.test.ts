@@ -22,6 +22,7 @@ import {
   createWorkerVad,
 } from '../../src/perception/worker/worker-analyzers.ts';
 import { isAbortError, isOcularError, OcularError } from '../../src/spec/errors.ts';
+import { syntheticVoice } from '../helpers/synthetic-speech.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MODELS = fileURLToPath(new URL('../../../shared/models/', import.meta.url));
@@ -341,50 +342,6 @@ describe('idle workers', () => {
     expect(stdout.trim()).toBe('OcularError unavailable_error');
   });
 });
-
-/** A speech-like signal (see vad.test.ts): 200 ms syllables of a glottal pulse train through gliding vowel formants. */
-function syntheticVoice(seconds: number): Float32Array {
-  const rate = 16_000;
-  const syllable = 0.2 * rate;
-  const vowels = [
-    [730, 1090, 2440],
-    [270, 2290, 3010],
-    [300, 870, 2240],
-    [530, 1840, 2480],
-    [570, 840, 2410],
-  ] as const;
-  let state = 1;
-  const next = (): number => (state = (state * 1_103_515_245 + 12_345) >>> 0) / 2 ** 32;
-  const length = Math.round(seconds * rate);
-  const targets = Array.from({ length: Math.ceil(length / syllable) + 1 }, () => vowels[Math.floor(next() * vowels.length)]!);
-  const voice = new Float32Array(length);
-  const filters = vowels[0].map(() => ({ previous: 0, beforeThat: 0 }));
-  let [phase, lastPulse] = [0, 0];
-  for (let index = 0; index < length; index += 1) {
-    const time = index / rate;
-    const current = Math.floor(index / syllable);
-    const progress = (index % syllable) / syllable;
-    phase = (phase + (120 * (1 + 0.15 * Math.sin(2 * Math.PI * 0.7 * time))) / rate) % 1;
-    const pulse = phase < 0.6 ? Math.sin((Math.PI * phase) / 0.6) ** 2 : 0;
-    const excitation = pulse - lastPulse;
-    lastPulse = pulse;
-    let sample = 0;
-    for (const [order, filter] of filters.entries()) {
-      const from = targets[current]![order]!;
-      const frequency = from + (targets[current + 1]![order]! - from) * progress;
-      const radius = Math.exp((-Math.PI * (80 + 40 * order)) / rate);
-      const value =
-        (1 - radius) * excitation +
-        2 * radius * Math.cos((2 * Math.PI * frequency) / rate) * filter.previous -
-        radius ** 2 * filter.beforeThat;
-      [filter.beforeThat, filter.previous] = [filter.previous, value];
-      sample += (order === 0 ? 1 : 0.5) * value;
-    }
-    voice[index] = sample * Math.sin(Math.PI * progress) ** 0.5;
-  }
-  const peak = voice.reduce((max, value) => Math.max(max, Math.abs(value)), 0);
-  return voice.map((value, index) => (index % syllable >= syllable - 0.04 * rate ? 0.07 * (next() - 0.5) : (value / peak) * 0.5));
-}
 
 describe.skipIf(!existsSync(VAD_MODEL))('voice activity detector in a worker', () => {
   it('finds the speech ranges the main-thread detector finds, in samples it copies', async () => {
