@@ -139,6 +139,7 @@ describe('config file validation', () => {
       maxOutputTokens: 32_768,
       maxMessages: 1000,
       maxUploadBytes: 2 ** 31,
+      maxConcurrentUploads: 8,
     };
     const empty = parseConfig({}, {});
     expect(empty.limits).toEqual(defaults);

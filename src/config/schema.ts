@@ -28,6 +28,8 @@ export const limitsSchema = z.strictObject({
     .min(1024)
     .max(2 ** 40)
     .default(2 ** 31),
+  /** Uploads (`POST /v1/videos/upload`) received or fetched at once; more get 429 with Retry-After. @default 8 */
+  maxConcurrentUploads: z.int().min(1).max(1000).default(8),
 });
 
 const hostPattern = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/;

@@ -212,6 +212,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     signer: createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) }),
     urlTtlSeconds: vision.urlTtlSeconds,
     maxUploadBytes: config.limits.maxUploadBytes,
+    maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: join(blobs.root, INCOMING_DIR),
   };
   let settler: NodeJS.Timeout | undefined;

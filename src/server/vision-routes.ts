@@ -31,6 +31,8 @@ export interface VisionRouteDependencies {
   /** Seconds a signed URL stays valid. */
   urlTtlSeconds: number;
   maxUploadBytes: number;
+  /** Uploads in progress at once; more are answered 429. */
+  maxConcurrentUploads: number;
   /** Where multipart uploads stream to before they become a video (same file system as the blobs). */
   incomingDir: string;
 }
@@ -44,6 +46,9 @@ export interface RequestEdge {
   requestSignal(c: Context): AbortSignal;
   maxRequestBytes: number;
 }
+
+/** What a client turned away by `limits.maxConcurrentUploads` is told to wait. */
+const UPLOAD_RETRY_AFTER_SECONDS = 5;
 
 /** How often an idle event stream sends a comment, so proxies keep it open. */
 const SSE_KEEPALIVE_MS = 15_000;
@@ -139,9 +144,30 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
 
   // ---- videos ----
 
+  let uploadsInFlight = 0;
   app.post('/v1/videos/upload', async (c) => {
     const incoming = (c.env as NodeBindings)?.incoming;
     if (!incoming) throw new OcularError('server_error', 'uploads need the Node.js HTTP server');
+    // Each upload holds a file on disk and maybe a download: bound how many run at once, before reading anything.
+    if (uploadsInFlight >= deps.maxConcurrentUploads) {
+      c.header('Connection', 'close'); // the body is left unread
+      throw new OcularError(
+        'rate_limit_error',
+        `${deps.maxConcurrentUploads} uploads are in progress (limits.maxConcurrentUploads); try again shortly`,
+        {
+          retryAfterSeconds: UPLOAD_RETRY_AFTER_SECONDS,
+        },
+      );
+    }
+    uploadsInFlight += 1;
+    try {
+      return await receiveUpload(c, incoming);
+    } finally {
+      uploadsInFlight -= 1;
+    }
+  });
+
+  const receiveUpload = async (c: Context, incoming: IncomingMessage): Promise<Response> => {
     await mkdir(deps.incomingDir, { recursive: true, mode: 0o700 });
     const upload = await receiveMultipartUpload(incoming, {
       directory: deps.incomingDir,
@@ -178,7 +204,7 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
     } finally {
       if (upload.file !== undefined) await rm(upload.file.path, { force: true });
     }
-  });
+  };
 
   app.get('/v1/videos', (c) => {
     const query = parseQuery(listVideosQuerySchema, c);

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -365,5 +365,41 @@ describe('DELETE /v1/videos/{id}', () => {
   it('answers 404 for ids that are not video ids', async () => {
     await expectError(await call('GET', '/v1/videos/..%2F..%2Fetc'), 404, 'not_found_error');
     await expectError(await call('DELETE', '/v1/videos/not-a-uuid'), 404, 'not_found_error');
+  });
+});
+
+describe('limits.maxConcurrentUploads', () => {
+  it('answers 429 with Retry-After while the limit is reached, and accepts uploads again after', async () => {
+    const limited = await startOcular({ limits: { maxConcurrentUploads: 1 } });
+    const socket = connect(Number(new URL(limited.url).port), '127.0.0.1');
+    try {
+      // A first upload that has sent its headers and part of its body, and then waits.
+      socket.on('error', () => undefined);
+      const boundary = 'ocular-limit-test';
+      socket.write(
+        `POST /v1/videos/upload HTTP/1.1\r\nHost: x\r\nX-Api-Key: ${limited.key}\r\n` +
+          `Content-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: 100000\r\n\r\n` +
+          `--${boundary}\r\nContent-Disposition: form-data; name="video_name"\r\n\r\nslow\r\n`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const refused = await fetch(`${limited.url}/v1/videos/upload`, {
+        method: 'POST',
+        headers: { 'x-api-key': limited.key },
+        body: form({ video_name: 'second', index: 'false' }, { bytes: videoBytes }),
+      });
+      expect(refused.headers.get('retry-after')).toBe('5');
+      await expectError(refused, 429, 'rate_limit_error');
+      socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const accepted = await fetch(`${limited.url}/v1/videos/upload`, {
+        method: 'POST',
+        headers: { 'x-api-key': limited.key },
+        body: form({ video_name: 'third', index: 'false' }, { bytes: videoBytes }),
+      });
+      expect(accepted.status).toBe(200);
+    } finally {
+      socket.destroy();
+      await limited.close();
+    }
   });
 });
