@@ -17,6 +17,14 @@ export interface JobContext {
  */
 export type JobHandler = (job: Job, context: JobContext) => Promise<void>;
 
+/** Thrown by a handler for a failure that retrying cannot fix: the job fails at once, attempts left or not. */
+export class PermanentJobError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'PermanentJobError';
+  }
+}
+
 /** The part of the server's logger this module uses. */
 export interface JobLog {
   warn(message: string, fields?: Record<string, unknown>): void;
@@ -256,7 +264,7 @@ export class JobRunner {
     const message = failure instanceof Error ? failure.message : String(failure);
     // `job.attempts` already counts this attempt (claims increment it).
     const delay = Math.min(this.#backoffMaxMs, this.#backoffBaseMs * 2 ** (job.attempts - 1));
-    const retryAt = job.attempts < job.maxAttempts ? new Date(Date.now() + delay) : undefined;
+    const retryAt = !(failure instanceof PermanentJobError) && job.attempts < job.maxAttempts ? new Date(Date.now() + delay) : undefined;
     this.#queue.fail(job.id, this.owner, message, retryAt);
     if (retryAt !== undefined) this.#log.warn('a job failed and will be retried', { job: job.id, kind: job.kind, error: message });
     else this.#log.warn('a job failed for good', { job: job.id, kind: job.kind, attempts: job.attempts, error: message });

@@ -70,7 +70,8 @@ export interface MediaFetcher {
   fetch(url: string, label: string, scratch: Scratch, signal: AbortSignal): Promise<FetchedMedia>;
   /**
    * POSTs `body` to `url` (a webhook) under the same address policy, without following redirects, and returns
-   * the status code; the response body is discarded. Failures are `validation_error`s naming `label`.
+   * the status code; the response body is discarded. Failures are `validation_error`s naming `label`:
+   * `retryable` for timeouts and network failures, not for URLs the policy refuses.
    */
   post(url: string, body: string, headers: Readonly<Record<string, string>>, label: string, signal: AbortSignal): Promise<number>;
   /** Closes the pooled connections. */
@@ -318,9 +319,12 @@ export function createMediaFetcher(options: MediaFetcherOptions): MediaFetcher {
       return response.statusCode;
     } catch (error) {
       if (signal.aborted) throw signal.reason;
+      // Refusals by the address policy are final (`retryable` false); timeouts and network failures may pass.
       if (error instanceof OcularError) throw error;
-      if (deadline.aborted) throw fail(`the request timed out after ${timeoutMs} ms`, error);
-      throw fail(describeNetworkFailure(error, target).replace('fetching the media URL', 'the request'), error);
+      const message = deadline.aborted
+        ? `the request timed out after ${timeoutMs} ms`
+        : describeNetworkFailure(error, target).replace('fetching the media URL', 'the request');
+      throw new OcularError('validation_error', `${label}: ${message}`, { param: label, cause: error, retryable: true });
     }
   }
 

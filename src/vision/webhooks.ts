@@ -3,7 +3,8 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { JobQueue } from '../jobs/job-queue.ts';
-import type { JobHandler } from '../jobs/job-runner.ts';
+import { PermanentJobError, type JobHandler } from '../jobs/job-runner.ts';
+import { isOcularError } from '../spec/errors.ts';
 import type { MediaFetcher } from '../media/fetch-media.ts';
 import type { GroupRecord, VideoRecord } from '../store/video-store.ts';
 
@@ -76,18 +77,34 @@ export class WebhookNotifier {
 export function createWebhookHandler(fetcher: MediaFetcher): JobHandler {
   return async (job, { signal }) => {
     const payload = payloadSchema.parse(job.payload);
-    const status = await fetcher.post(
-      payload.url,
-      payload.body,
-      {
-        'content-type': 'application/json',
-        [SIGNATURE_HEADER]: signWebhookBody(payload.body, payload.secret),
-        'x-ocular-event': payload.event,
-        'x-ocular-delivery': job.id,
-      },
-      'webhook_url',
-      signal,
-    );
-    if (status < 200 || status > 299) throw new Error(`the webhook answered HTTP ${status}`);
+    const status = await post(payload, job.id, signal);
+    if (status >= 200 && status <= 299) return;
+    // The receiver refused this call itself (not a passing failure): sending it again would be refused too.
+    if (status >= 400 && status <= 499 && status !== 408 && status !== 429)
+      throw new PermanentJobError(`the webhook answered HTTP ${status}`);
+    throw new Error(`the webhook answered HTTP ${status}`);
   };
+
+  async function post(payload: z.infer<typeof payloadSchema>, deliveryId: string, signal: AbortSignal): Promise<number> {
+    try {
+      return await fetcher.post(
+        payload.url,
+        payload.body,
+        {
+          'content-type': 'application/json',
+          [SIGNATURE_HEADER]: signWebhookBody(payload.body, payload.secret),
+          'x-ocular-event': payload.event,
+          'x-ocular-delivery': deliveryId,
+        },
+        'webhook_url',
+        signal,
+      );
+    } catch (error) {
+      // A URL the address policy refuses stays refused; timeouts and network failures are worth another try.
+      if (isOcularError(error) && !error.retryable) {
+        throw new PermanentJobError(error.message, { cause: error });
+      }
+      throw error;
+    }
+  }
 }

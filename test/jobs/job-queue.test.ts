@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteJobQueue, type Job, type JobStatus } from '../../src/jobs/job-queue.ts';
-import { JobRunner, type JobRunnerOptions } from '../../src/jobs/job-runner.ts';
+import { JobRunner, PermanentJobError, type JobRunnerOptions } from '../../src/jobs/job-runner.ts';
 import { openDatabase, type Db } from '../../src/store/database.ts';
 
 const cleanups: Array<() => unknown> = [];
@@ -166,6 +166,25 @@ describe('JobRunner', () => {
     expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(78);
     await sleep(150);
     expect(calls).toHaveLength(3);
+  });
+
+  it('fails a job at once, attempts left or not, when its handler throws PermanentJobError', async () => {
+    const { queue } = openQueue();
+    const job = queue.enqueue('work', {}, { maxAttempts: 5 });
+    let runs = 0;
+    startRunner(
+      { queue },
+      {
+        work: async () => {
+          runs += 1;
+          throw new PermanentJobError('the input can never work');
+        },
+      },
+    );
+    const failed = await waitForStatus(queue, job.id, 'failed');
+    expect(failed).toMatchObject({ attempts: 1, error: 'the input can never work' });
+    await sleep(100);
+    expect(runs).toBe(1);
   });
 
   it('cancels a queued job before it runs', async () => {

@@ -198,6 +198,32 @@ describe('webhooks', () => {
   }, 60_000);
 });
 
+describe('webhooks that cannot succeed', () => {
+  it('are not retried when the receiver refuses the call or the address policy refuses the URL', async () => {
+    const path = await makeVideo({ seconds: 6, width: 160, height: 120 });
+    hookAnswers.push(410);
+    const gone = await upload(path, { video_name: 'gone', index: 'true', webhook_url: hookUrl });
+    const blocked = await upload(path, { video_name: 'blocked', index: 'true', webhook_url: 'http://10.1.2.3/hook' });
+    await waitFor(gone.video_id, ended);
+    await waitFor(blocked.video_id, ended);
+    const db = openDatabase(ocular.dataDir);
+    try {
+      const jobs = new SqliteJobQueue(db);
+      const webhookJob = (videoId: string) =>
+        jobs.list({ kind: 'webhook.deliver', limit: 100, offset: 0 }).find((job) => JSON.stringify(job.payload).includes(videoId));
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && ![gone, blocked].every((video) => webhookJob(video.video_id)?.status === 'failed')) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(webhookJob(gone.video_id)).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('410') });
+      expect(webhookJob(blocked.video_id)).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('not fetched') });
+      expect(deliveries.filter((delivery) => delivery.body.includes(gone.video_id))).toHaveLength(1);
+    } finally {
+      db.close();
+    }
+  }, 60_000);
+});
+
 describe('failures and deletion', () => {
   it('ends a video that cannot be decoded as failed, with a reason, and keeps serving', async () => {
     const good = await readFile(await makeVideo({ seconds: 8, width: 160, height: 120 }));

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { z } from 'zod';
 import type { IndexingSettings } from '../../config/schema.ts';
 import type { Job } from '../../jobs/job-queue.ts';
-import type { JobContext, JobHandler, JobLog } from '../../jobs/job-runner.ts';
+import { PermanentJobError, type JobContext, type JobHandler, type JobLog } from '../../jobs/job-runner.ts';
 import { toWav16kMono } from '../../media/audio.ts';
 import type { FfmpegContext } from '../../media/binaries.ts';
 import { assignKeyframes, planSegments, scanVideo } from '../../media/video-scan.ts';
@@ -183,7 +183,8 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
           error: describeFailure(error),
         });
         notify(videoId, 'video.failed');
-        if (isPermanent(error)) return; // retrying cannot help; the video says why it failed
+        // Retrying cannot help (the file itself is the problem): the job fails now, the video says why.
+        if (isPermanent(error)) throw new PermanentJobError(describeFailure(error), { cause: error });
       } else {
         options.log.warn('indexing attempt failed; it will be retried', { videoId, attempt: job.attempts, error: describeFailure(error) });
       }
