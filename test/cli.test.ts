@@ -364,6 +364,12 @@ describe('ocular models', () => {
     expect(nothing.code).toBe(1);
     mkdirSync(join(data, 'models', 'silero-vad'), { recursive: true });
     writeFileSync(join(data, 'models', 'silero-vad', 'silero_vad.onnx.part'), 'partial');
+    const listed = JSON.parse((await run(['models', 'list', '--json', '--data', data], { cwd })).stdout) as Array<{
+      name: string;
+      status: string;
+    }>;
+    expect(listed.find((model) => model.name === 'silero-vad')?.status).toBe('partial');
+    expect(listed.find((model) => model.name === 'mobilenetv2')?.status).toBe('missing');
     const removed = await run(['models', 'rm', 'silero-vad', '--data', data], { cwd });
     expect(removed.code).toBe(0);
     expect(existsSync(join(data, 'models', 'silero-vad'))).toBe(false);

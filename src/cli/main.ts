@@ -15,7 +15,7 @@ import { ModelDownloadError, type DownloadProgress } from '../models/download-fi
 import { ModelReferenceError, resolveModelReference, type ModelSource } from '../models/model-source.ts';
 import { listModels, removeModel, type StoredModel } from '../models/model-store.ts';
 import { formatBytes, ProgressReporter } from '../models/progress.ts';
-import { pullAnalyzerModel, removeAnalyzerModel } from '../models/pull-analyzer-model.ts';
+import { listAnalyzerModels, pullAnalyzerModel, removeAnalyzerModel } from '../models/pull-analyzer-model.ts';
 import { pullModel } from '../models/pull-model.ts';
 import { createLogger } from '../server/logger.ts';
 import { startServer } from '../server/serve.ts';
@@ -211,7 +211,7 @@ models
   .addOption(dataOption())
   .action((options: { json?: boolean; data?: string }) => {
     const modelsDir = modelsDirOf(options.data);
-    const listed = listModels(modelsDir);
+    const listed = [...listModels(modelsDir), ...listAnalyzerModels(modelsDir)];
     if (options.json) {
       process.stdout.write(`${JSON.stringify(listed, null, 2)}\n`);
       return;

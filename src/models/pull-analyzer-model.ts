@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { analyzerFilePath, type AnalyzerFile, type AnalyzerModel } from './analyzer-catalog.ts';
+import { ANALYZER_CATALOG, analyzerFilePath, type AnalyzerFile, type AnalyzerModel } from './analyzer-catalog.ts';
+import type { StoredFile, StoredModel } from './model-store.ts';
 import { downloadFile, type DownloadProgress, type DownloadResult } from './download-file.ts';
 
 export interface AnalyzerPullProgress extends DownloadProgress {
@@ -68,4 +69,22 @@ export async function removeAnalyzerModel(modelsDir: string, model: Pick<Analyze
   if (!existsSync(dir)) return [];
   await rm(dir, { recursive: true, force: true });
   return [dir];
+}
+
+/** The analyzer catalog as `ocular models list` shows it: each model with what of it is on disk. */
+export function listAnalyzerModels(modelsDir: string, catalog: readonly AnalyzerModel[] = ANALYZER_CATALOG): StoredModel[] {
+  return catalog.map((model) => {
+    const files = model.files.map((file): StoredFile => {
+      const path = analyzerFilePath(modelsDir, model, file);
+      const present = existsSync(path);
+      const partial = `${path}.part`;
+      return { file: file.file, path, size: file.size, present, partialBytes: existsSync(partial) ? statSync(partial).size : undefined };
+    });
+    const status = files.every((file) => file.present)
+      ? 'present'
+      : files.some((file) => file.present || file.partialBytes !== undefined)
+        ? 'partial'
+        : 'missing';
+    return { name: model.name, repo: model.repo, inCatalog: true, isDefault: false, status, files };
+  });
 }
