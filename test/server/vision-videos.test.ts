@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { garbage, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
@@ -379,9 +379,15 @@ describe('limits.maxConcurrentUploads', () => {
       socket.write(
         `POST /v1/videos/upload HTTP/1.1\r\nHost: x\r\nX-Api-Key: ${limited.key}\r\n` +
           `Content-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: 100000\r\n\r\n` +
-          `--${boundary}\r\nContent-Disposition: form-data; name="video_name"\r\n\r\nslow\r\n`,
+          `--${boundary}\r\nContent-Disposition: form-data; name="video_name"\r\n\r\nslow\r\n` +
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.mp4"\r\n\r\n` +
+          'x'.repeat(20_000),
       );
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // It holds its slot once its file is being written.
+      const incoming = join(limited.dataDir, 'videos', '.incoming');
+      for (let waited = 0; !(existsSync(incoming) && readdirSync(incoming).length > 0) && waited < 10_000; waited += 20) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
       const refused = await fetch(`${limited.url}/v1/videos/upload`, {
         method: 'POST',
         headers: { 'x-api-key': limited.key },
@@ -390,7 +396,10 @@ describe('limits.maxConcurrentUploads', () => {
       expect(refused.headers.get('retry-after')).toBe('5');
       await expectError(refused, 429, 'rate_limit_error');
       socket.destroy();
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // The slot is given back once the server has seen the client go and removed the partial file.
+      for (let waited = 0; readdirSync(incoming).length > 0 && waited < 10_000; waited += 20) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
       const accepted = await fetch(`${limited.url}/v1/videos/upload`, {
         method: 'POST',
         headers: { 'x-api-key': limited.key },
