@@ -166,6 +166,13 @@ describe('config file validation', () => {
     expect(configErrorOf(() => parseConfig({ indexing: { ocr: { enabled: 'yes' } } }, {}))).toMatch(/indexing\.ocr\.enabled/);
     expect(configErrorOf(() => parseConfig({ indexing: { concurrency: 0 } }, {}))).toMatch(/indexing\.concurrency/);
     expect(configErrorOf(() => parseConfig({ vision: { webhookSecret: 'short' } }, {}))).toMatch(/vision\.webhookSecret/);
+    expect(configErrorOf(() => parseConfig({ vision: { publicBaseUrl: 'https://example.com/ocular' } }, {}))).toMatch(
+      /vision\.publicBaseUrl/,
+    );
+    expect(configErrorOf(() => parseConfig({ vision: { publicBaseUrl: 'ftp://example.com' } }, {}))).toMatch(/vision\.publicBaseUrl/);
+    expect(parseConfig({ vision: { publicBaseUrl: 'https://ocular.example.com/' } }, {}).vision.publicBaseUrl).toBe(
+      'https://ocular.example.com',
+    );
     expect(configErrorOf(() => parseConfig({ limits: { maxUploadBytes: 10 } }, {}))).toMatch(/limits\.maxUploadBytes/);
   });
 

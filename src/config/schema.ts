@@ -127,6 +127,18 @@ export const indexingSchema = z
 
 /** The video library's settings. */
 export const visionSchema = z.strictObject({
+  /**
+   * The origin clients reach this server at, for signed video and thumbnail URLs (`https://ocular.example.com`
+   * behind a reverse proxy). @default the origin of each request (its Host header)
+   */
+  publicBaseUrl: z
+    .url({ protocol: /^https?$/ })
+    .refine(
+      (value) => new URL(value).pathname === '/' && !new URL(value).search,
+      'use an origin such as https://ocular.example.com (no path)',
+    )
+    .transform((value) => new URL(value).origin)
+    .optional(),
   /** Seconds a signed video or thumbnail URL stays valid. @default 3600 */
   urlTtlSeconds: z
     .int()

@@ -211,6 +211,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     blobs,
     signer: createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) }),
     urlTtlSeconds: vision.urlTtlSeconds,
+    publicBaseUrl: vision.publicBaseUrl,
     maxUploadBytes: config.limits.maxUploadBytes,
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: join(blobs.root, INCOMING_DIR),

@@ -30,6 +30,8 @@ export interface VisionRouteDependencies {
   signer: UrlSigner;
   /** Seconds a signed URL stays valid. */
   urlTtlSeconds: number;
+  /** The origin signed URLs are built on; absent, each request's own. */
+  publicBaseUrl?: string | undefined;
   maxUploadBytes: number;
   /** Uploads in progress at once; more are answered 429. */
   maxConcurrentUploads: number;
@@ -53,10 +55,10 @@ const UPLOAD_RETRY_AFTER_SECONDS = 5;
 /** How often an idle event stream sends a comment, so proxies keep it open. */
 const SSE_KEEPALIVE_MS = 15_000;
 
-/** Absolute signed URLs: the same origin the client reached this server on. */
-function signedUrl(c: Context, signer: UrlSigner, path: string, ttlSeconds: number): string {
-  const origin = new URL(c.req.url).origin;
-  return origin + signer.sign(path, new Date(Date.now() + ttlSeconds * 1000));
+/** Absolute signed URLs: on `vision.publicBaseUrl` when set, else the origin the client reached this server on. */
+function signedUrl(c: Context, deps: VisionRouteDependencies, path: string): string {
+  const origin = deps.publicBaseUrl ?? new URL(c.req.url).origin;
+  return origin + deps.signer.sign(path, new Date(Date.now() + deps.urlTtlSeconds * 1000));
 }
 
 function videoId(c: Context): string {
@@ -94,13 +96,13 @@ export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRoute
 
 /** The video library API: uploads, videos, groups and indexing events, each scoped to the caller's owner. */
 export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDependencies, edge: RequestEdge): void {
-  const { library, signer, urlTtlSeconds } = deps;
+  const { library } = deps;
   const readBody = (c: Context): Promise<unknown> => readJson(c, edge.maxRequestBytes);
 
   const wireVideo = (c: Context, video: VideoRecord) =>
     toWireVideo(video, {
-      video: signedUrl(c, signer, `/v1/videos/${video.id}/file`, urlTtlSeconds),
-      thumbnail: video.metadata?.hasThumbnail ? signedUrl(c, signer, `/v1/videos/${video.id}/thumbnail`, urlTtlSeconds) : null,
+      video: signedUrl(c, deps, `/v1/videos/${video.id}/file`),
+      thumbnail: video.metadata?.hasThumbnail ? signedUrl(c, deps, `/v1/videos/${video.id}/thumbnail`) : null,
     });
 
   // ---- groups (before `/v1/videos/:id`, which would otherwise take `groups` for an id) ----

@@ -264,6 +264,25 @@ describe('signed URLs', () => {
     await expectError(await fetch(`${ocular.url}/v1/videos/${video.video_id}/file`), 403, 'permission_error');
   });
 
+  it('are built on vision.publicBaseUrl when it is set (behind a reverse proxy)', async () => {
+    const proxied = await startOcular({ vision: { publicBaseUrl: 'https://ocular.example.com/' } });
+    try {
+      const response = await fetch(`${proxied.url}/v1/videos/upload`, {
+        method: 'POST',
+        headers: { 'x-api-key': proxied.key },
+        body: form({ video_name: 'proxied', index: 'false' }, { bytes: videoBytes }),
+      });
+      const video = (await response.json()) as WireVideo;
+      const url = new URL(video.url);
+      expect(url.origin).toBe('https://ocular.example.com');
+      // The proxy forwards path and query unchanged: the signature holds on the server behind it.
+      const served = await fetch(`${proxied.url}${url.pathname}${url.search}`, { headers: { range: 'bytes=0-9' } });
+      expect(served.status).toBe(206);
+    } finally {
+      await proxied.close();
+    }
+  });
+
   it('serve the thumbnail as a JPEG', async () => {
     const video = await uploadVideo();
     expect(video.metadata.thumbnail).toMatch(/\/thumbnail\?expires=/);
