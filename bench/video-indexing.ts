@@ -183,6 +183,32 @@ async function followIndexing(url: string, videoId: string): Promise<{ status: s
   return { status: last?.indexing_status ?? 'unknown', ...(last?.error === undefined ? {} : { error: last.error }) };
 }
 
+/** How long the idle latency baseline is sampled, and how often the API is asked while probing. */
+const IDLE_PROBE_MS = 5_000;
+const PROBE_INTERVAL_MS = 50;
+
+/**
+ * Latencies (ms) of `GET /v1/videos/{id}` asked every PROBE_INTERVAL_MS until `signal` aborts: whether the API
+ * stays responsive while indexing keeps both cores busy.
+ */
+async function probeLatency(url: string, videoId: string, signal: AbortSignal): Promise<number[]> {
+  const samples: number[] = [];
+  while (!signal.aborted) {
+    const started = performance.now();
+    const response = await fetch(`${url}/v1/videos/${videoId}`, { headers: { 'x-api-key': KEY } });
+    await response.arrayBuffer();
+    samples.push(performance.now() - started);
+    await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
+  }
+  return samples;
+}
+
+function summarize(samples: number[]): { p50: string; p99: string; max: string } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (fraction: number): string => (sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] ?? 0).toFixed(1);
+  return { p50: at(0.5), p99: at(0.99), max: (sorted.at(-1) ?? 0).toFixed(1) };
+}
+
 export async function runVideoIndexing(): Promise<void> {
   const context = createFfmpegContext({ timeoutMs: 600_000, maxOutputBytes: 64 * 1024 * 1024 });
   const video = await benchVideo(context);
@@ -199,8 +225,13 @@ export async function runVideoIndexing(): Promise<void> {
     if (response.status !== 200) throw new Error(`upload failed: HTTP ${response.status} ${await response.text()}`);
     const uploadSeconds = (performance.now() - started) / 1000;
     const { video_id: videoId } = (await response.json()) as { video_id: string };
+    const probing = new AbortController();
+    const busy = probeLatency(server.url, videoId, probing.signal);
     const outcome = await followIndexing(server.url, videoId);
     const wallSeconds = (performance.now() - started) / 1000;
+    probing.abort();
+    const busyLatency = summarize(await busy);
+    const idleLatency = summarize(await probeLatency(server.url, videoId, AbortSignal.timeout(IDLE_PROBE_MS)));
     if (outcome.status !== 'indexed') throw new Error(`indexing ended ${outcome.status}: ${outcome.error ?? ''}`);
     const rss = peakRssMiB(server.pid);
     const realtime = PLAN.seconds / wallSeconds;
@@ -213,6 +244,8 @@ export async function runVideoIndexing(): Promise<void> {
       ['realtime factor', `${realtime.toFixed(1)}x (target >= ${PLAN.targetRealtime}x: ${verdict(realtime >= PLAN.targetRealtime)})`],
       ['bare ffmpeg decode (baseline)', `${decodeSeconds.toFixed(1)} s (indexing = ${(wallSeconds / decodeSeconds).toFixed(2)}x a decode)`],
       ['server peak RSS', rss === undefined ? 'n/a (no /proc)' : `${rss.toFixed(0)} MiB (ffmpeg children not included)`],
+      ['GET /v1/videos/{id} while indexing', `p50 ${busyLatency.p50} ms, p99 ${busyLatency.p99} ms, max ${busyLatency.max} ms`],
+      ['the same, idle (baseline)', `p50 ${idleLatency.p50} ms, p99 ${idleLatency.p99} ms, max ${idleLatency.max} ms`],
     ]);
   } finally {
     await server.stop();
