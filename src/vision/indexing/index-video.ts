@@ -115,10 +115,19 @@ function describeFailure(error: unknown): string {
   return `indexing failed: ${(error as Error)?.message ?? String(error)}`;
 }
 
-/** 16-bit PCM samples of a 44-byte-header WAV as floats in -1..1. */
+/**
+ * 16-bit little-endian PCM samples of a 44-byte-header WAV as floats in -1..1. Read through an Int16Array view
+ * (copied first only when the bytes are not 2-aligned): an hour of 16 kHz audio is 58 M samples, and the
+ * per-sample `readInt16LE` loop this replaces held the event loop for a noticeable time.
+ */
 function wavToFloat32(wav: Buffer): Float32Array {
-  const samples = new Float32Array(Math.max(0, Math.floor((wav.length - 44) / 2)));
-  for (let index = 0; index < samples.length; index++) samples[index] = wav.readInt16LE(44 + index * 2) / 32768;
+  const count = Math.max(0, Math.floor((wav.length - 44) / 2));
+  const offset = wav.byteOffset + 44;
+  // Int16Array reads in the platform's byte order: little-endian on every platform Node ships prebuilt for.
+  const pcm =
+    offset % 2 === 0 ? new Int16Array(wav.buffer, offset, count) : new Int16Array(new Uint8Array(wav.subarray(44, 44 + count * 2)).buffer);
+  const samples = new Float32Array(count);
+  for (let index = 0; index < count; index++) samples[index] = pcm[index]! / 32768;
   return samples;
 }
 
