@@ -236,6 +236,8 @@ export class VideoLibrary {
       return this.#store.getVideoById(id)!;
     } catch (error) {
       await rm(dir, { recursive: true, force: true });
+      // The group was deleted while the upload was being received: the row's foreign key has nothing to point at.
+      if ((error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw notFound('group', request.groupId, 'group_id');
       throw error;
     }
   }
