@@ -17,24 +17,9 @@ import { probeMedia } from '../../src/media/video.ts';
 import { OcularError } from '../../src/spec/errors.ts';
 import { ffmpegContext, fixturePath, garbage, makeAudio, makeVideo, removeMediaFixtures, truncate } from '../helpers/media-fixtures.ts';
 import { COUNTER_CYCLE, makeFrameCounterVideo, makeSceneVideo, readCounter } from '../helpers/video-scan-fixtures.ts';
+import { expectOcularError, rejectionOf } from '../helpers/rejections.ts';
 
 afterAll(removeMediaFixtures);
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (error: unknown) => error,
-  );
-}
-
-async function expectOcularError(promise: Promise<unknown>, type: OcularError['type']): Promise<OcularError> {
-  const error = await rejection(promise);
-  expect(error).toBeInstanceOf(OcularError);
-  expect((error as OcularError).type).toBe(type);
-  return error as OcularError;
-}
 
 /** A fresh, not yet existing directory for one scan's keyframes. */
 const outputDirectory = (): string => fixturePath('-keyframes');
@@ -148,7 +133,7 @@ describe('runProcess onStdout', () => {
     const thrown = new Error('bad frame');
     const started = performance.now();
     const endless = [...FFMPEG_BASE_ARGS, '-f', 'lavfi', '-i', 'testsrc2=size=64x36:rate=25', '-f', 'rawvideo', '-'];
-    const error = await rejection(
+    const error = await rejectionOf(
       runProcess(ffmpegContext.binaries.ffmpeg, endless, {
         onStdout: () => {
           throw thrown;
@@ -328,7 +313,7 @@ describe('scanVideo', () => {
     const reason = new Error('stop');
     const outputDir = outputDirectory();
     let calls = 0;
-    const error = await rejection(
+    const error = await rejectionOf(
       scanVideo(video, { outputDir }, ffmpegContext, controller.signal, () => {
         calls += 1;
         controller.abort(reason);
@@ -339,7 +324,7 @@ describe('scanVideo', () => {
     expect(processesMentioning(video)).toEqual([]);
     expect(keyframeFiles(outputDir)).toEqual([]);
     // Already aborted: nothing starts.
-    expect(await rejection(scanVideo(video, { outputDir }, ffmpegContext, AbortSignal.abort(reason)))).toBe(reason);
+    expect(await rejectionOf(scanVideo(video, { outputDir }, ffmpegContext, AbortSignal.abort(reason)))).toBe(reason);
   });
 
   it('stops a scan that outlasts timeoutMs', async () => {

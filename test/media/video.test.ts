@@ -19,28 +19,13 @@ import {
   removeMediaFixtures,
   truncate,
 } from '../helpers/media-fixtures.ts';
+import { expectOcularError, rejectionOf } from '../helpers/rejections.ts';
 
 const FFMPEG = ffmpegContext.binaries.ffmpeg;
 /** A lavfi source with no end: ffmpeg runs until it is killed. */
 const ENDLESS = [...FFMPEG_BASE_ARGS, '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-f', 'null', '-'];
 
 afterAll(removeMediaFixtures);
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (error: unknown) => error,
-  );
-}
-
-async function expectOcularError(promise: Promise<unknown>, type: OcularError['type']): Promise<OcularError> {
-  const error = await rejection(promise);
-  expect(error).toBeInstanceOf(OcularError);
-  expect((error as OcularError).type).toBe(type);
-  return error as OcularError;
-}
 
 async function jpegSize(jpeg: Buffer): Promise<{ width: number; height: number }> {
   const metadata = await sharp(jpeg).metadata();
@@ -56,14 +41,14 @@ describe('runProcess', () => {
   });
 
   it('rejects a non-zero exit with the exit code and the end of stderr', async () => {
-    const error = await rejection(runProcess(FFMPEG, [...FFMPEG_BASE_ARGS, '-i', join(tmpdir(), 'ocular-no-such-file.mp4')]));
+    const error = await rejectionOf(runProcess(FFMPEG, [...FFMPEG_BASE_ARGS, '-i', join(tmpdir(), 'ocular-no-such-file.mp4')]));
     expect(error).toBeInstanceOf(ProcessError);
     expect(error).toMatchObject({ failure: 'exit', exitCode: 1 });
     expect((error as ProcessError).stderrTail).toMatch(/No such file or directory/);
   });
 
   it('keeps only the last 4 KB of stderr', async () => {
-    const error = await rejection(
+    const error = await rejectionOf(
       runProcess('/bin/sh', ['-c', 'i=0; while [ $i -lt 2000 ]; do echo "line $i" >&2; i=$((i+1)); done; exit 3']),
     );
     expect(error).toMatchObject({ failure: 'exit', exitCode: 3 });
@@ -76,7 +61,7 @@ describe('runProcess', () => {
 
   it('kills a process whose stdout passes the cap', async () => {
     const started = performance.now();
-    const error = await rejection(
+    const error = await rejectionOf(
       runProcess(FFMPEG, [...FFMPEG_BASE_ARGS, '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-f', 'rawvideo', '-'], {
         maxStdoutBytes: 1_000_000,
       }),
@@ -87,7 +72,7 @@ describe('runProcess', () => {
 
   it('kills a process that runs past the timeout', async () => {
     const started = performance.now();
-    const error = await rejection(runProcess(FFMPEG, ENDLESS, { timeoutMs: 300, stdout: 'ignore' }));
+    const error = await rejectionOf(runProcess(FFMPEG, ENDLESS, { timeoutMs: 300, stdout: 'ignore' }));
     expect(error).toMatchObject({ failure: 'timeout', signal: 'SIGKILL' });
     expect(performance.now() - started).toBeLessThan(3000);
   });
@@ -99,17 +84,17 @@ describe('runProcess', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     const aborted = performance.now();
     controller.abort(reason);
-    expect(await rejection(running)).toBe(reason);
+    expect(await rejectionOf(running)).toBe(reason);
     expect(performance.now() - aborted).toBeLessThan(1000);
   });
 
   it('does not start anything when the signal is already aborted', async () => {
     const reason = new Error('too late');
-    expect(await rejection(runProcess('/definitely/not/here', [], { signal: AbortSignal.abort(reason) }))).toBe(reason);
+    expect(await rejectionOf(runProcess('/definitely/not/here', [], { signal: AbortSignal.abort(reason) }))).toBe(reason);
   });
 
   it('reports an executable that cannot start', async () => {
-    expect(await rejection(runProcess(join(tmpdir(), 'ocular-no-such-binary'), []))).toMatchObject({ failure: 'spawn', exitCode: null });
+    expect(await rejectionOf(runProcess(join(tmpdir(), 'ocular-no-such-binary'), []))).toMatchObject({ failure: 'spawn', exitCode: null });
   });
 
   it('maps failures to client errors, and a missing binary to a server error', () => {
@@ -293,7 +278,7 @@ describe('sampleFrames', () => {
     await new Promise((resolve) => setTimeout(resolve, 60));
     const aborted = performance.now();
     controller.abort(reason);
-    expect(await rejection(running)).toBe(reason);
+    expect(await rejectionOf(running)).toBe(reason);
     expect(performance.now() - aborted).toBeLessThan(500);
   });
 

@@ -7,7 +7,8 @@ import sharp from 'sharp';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { AnalyzerImage, ImageLabel, ImageLabeler } from '../../src/perception/analyzers.ts';
 import { createMobileNetLabeler, type MobileNetLabelerOptions } from '../../src/perception/labels/mobilenet-labeler.ts';
-import { isAbortError, OcularError } from '../../src/spec/errors.ts';
+import { isAbortError } from '../../src/spec/errors.ts';
+import { expectOcularError } from '../helpers/rejections.ts';
 
 const MODEL_DIR = fileURLToPath(new URL('../../../shared/models/mobilenetv2-int8/', import.meta.url));
 const MODEL_PATH = join(MODEL_DIR, 'mobilenetv2-12-int8.onnx');
@@ -41,15 +42,6 @@ afterEach(async () => {
 afterAll(() => {
   for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
 });
-
-async function failure(promise: Promise<unknown>): Promise<OcularError> {
-  const error = await promise.then(
-    () => expect.fail('expected a rejection'),
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(OcularError);
-  return error as OcularError;
-}
 
 /** A 320x240 picture with structure: a diagonal colour gradient with a dark disc in the middle. */
 async function generatedImage(format: 'png' | 'jpeg' = 'png'): Promise<AnalyzerImage> {
@@ -93,13 +85,13 @@ describe('createMobileNetLabeler', () => {
     const dir = scratch();
     writeFileSync(join(dir, 'labels.json'), JSON.stringify(['a', 'b']));
     const missingModel = join(dir, 'missing.onnx');
-    const error = await failure(labeler({ modelPath: missingModel, labelsPath: join(dir, 'labels.json') }).label(image));
+    const error = await expectOcularError(labeler({ modelPath: missingModel, labelsPath: join(dir, 'labels.json') }).label(image));
     expect(error.type).toBe('unavailable_error');
     expect(error.message).toContain(missingModel);
     expect(error.message).toContain('ocular models pull mobilenetv2');
 
     const missingLabels = join(dir, 'missing.json');
-    const labelsError = await failure(labeler({ modelPath: missingModel, labelsPath: missingLabels }).label(image));
+    const labelsError = await expectOcularError(labeler({ modelPath: missingModel, labelsPath: missingLabels }).label(image));
     expect(labelsError.type).toBe('unavailable_error');
     expect(labelsError.message).toContain(missingLabels);
   });
@@ -110,9 +102,13 @@ describe('createMobileNetLabeler', () => {
     writeFileSync(join(dir, 'object.json'), JSON.stringify({ 0: 'tench' }));
     writeFileSync(join(dir, 'labels.json'), JSON.stringify(['a', 'b']));
     writeFileSync(join(dir, 'model.onnx'), 'not a model');
-    const labelsError = await failure(labeler({ modelPath: join(dir, 'model.onnx'), labelsPath: join(dir, 'object.json') }).label(image));
+    const labelsError = await expectOcularError(
+      labeler({ modelPath: join(dir, 'model.onnx'), labelsPath: join(dir, 'object.json') }).label(image),
+    );
     expect(labelsError.message).toContain(join(dir, 'object.json'));
-    const modelError = await failure(labeler({ modelPath: join(dir, 'model.onnx'), labelsPath: join(dir, 'labels.json') }).label(image));
+    const modelError = await expectOcularError(
+      labeler({ modelPath: join(dir, 'model.onnx'), labelsPath: join(dir, 'labels.json') }).label(image),
+    );
     expect(modelError.type).toBe('unavailable_error');
     expect(modelError.message).toContain(join(dir, 'model.onnx'));
   });
@@ -159,8 +155,10 @@ describe.skipIf(!hasModel)('MobileNetV2 on the real model', () => {
     const created = labeler({ minScore: 0 });
     const image = await generatedImage('jpeg');
     const corrupt = Buffer.concat([image.data.subarray(0, 200), Buffer.alloc(500, 0x55)]);
-    expect((await failure(created.label({ ...image, data: corrupt }))).type).toBe('unsupported_media_type');
-    expect((await failure(created.label({ ...image, data: Buffer.from('not an image at all') }))).type).toBe('unsupported_media_type');
+    expect((await expectOcularError(created.label({ ...image, data: corrupt }))).type).toBe('unsupported_media_type');
+    expect((await expectOcularError(created.label({ ...image, data: Buffer.from('not an image at all') }))).type).toBe(
+      'unsupported_media_type',
+    );
     expect(await created.label(image)).toHaveLength(5);
   });
 
@@ -180,7 +178,7 @@ describe.skipIf(!hasModel)('MobileNetV2 on the real model', () => {
     await expect(created.label(image, AbortSignal.abort())).rejects.toSatisfy(isAbortError);
     await created.label(image);
     await created.close();
-    expect((await failure(created.label(image))).type).toBe('unavailable_error');
+    expect((await expectOcularError(created.label(image))).type).toBe('unavailable_error');
   });
 
   it('labels an image in well under a second once loaded', async () => {

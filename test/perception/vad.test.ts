@@ -9,6 +9,7 @@ import { createSileroVad, type SileroVadOptions } from '../../src/perception/vad
 import { collectSpeechRanges, type SpeechRangeRules } from '../../src/perception/vad/speech-ranges.ts';
 import { isAbortError, OcularError } from '../../src/spec/errors.ts';
 import { random, syntheticVoice } from '../helpers/synthetic-speech.ts';
+import { rejectionOf } from '../helpers/rejections.ts';
 
 const MODEL_PATH = fileURLToPath(new URL('../../../shared/models/silero-vad/silero_vad.onnx', import.meta.url));
 const hasModel = existsSync(MODEL_PATH);
@@ -95,13 +96,6 @@ afterAll(() => {
   for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 });
 
-async function failure(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (error: unknown) => error,
-  );
-}
-
 describe('createSileroVad', () => {
   it('rejects out-of-range options when built', () => {
     expect(() => createSileroVad({ modelPath: MODEL_PATH, threshold: 1.5 })).toThrow(RangeError);
@@ -111,7 +105,7 @@ describe('createSileroVad', () => {
   it('rejects with unavailable_error naming the path when the model file is missing, and loads nothing before use', async () => {
     const missing = join(tmpdir(), 'no-such-dir', 'silero_vad.onnx');
     const detector = vad({ modelPath: missing });
-    const error = await failure(detector.detect(new Float32Array(1024)));
+    const error = await rejectionOf(detector.detect(new Float32Array(1024)));
     expect(error).toBeInstanceOf(OcularError);
     expect((error as OcularError).type).toBe('unavailable_error');
     expect((error as OcularError).message).toContain(missing);
@@ -123,7 +117,7 @@ describe('createSileroVad', () => {
     scratch.push(dir);
     const path = join(dir, 'silero_vad.onnx');
     writeFileSync(path, 'not a model');
-    const error = await failure(vad({ modelPath: path }).detect(new Float32Array(1024)));
+    const error = await rejectionOf(vad({ modelPath: path }).detect(new Float32Array(1024)));
     expect((error as OcularError).type).toBe('unavailable_error');
     expect((error as OcularError).message).toContain(path);
   });
@@ -183,14 +177,14 @@ describe.skipIf(!hasModel)('Silero VAD on the real model', () => {
     const controller = new AbortController();
     const aborted = detector.detect(audio, controller.signal);
     setTimeout(() => controller.abort(new Error('stop')), 50);
-    expect(await failure(aborted)).toEqual(new Error('stop'));
+    expect(await rejectionOf(aborted)).toEqual(new Error('stop'));
     await expect(detector.detect(audio, AbortSignal.abort())).rejects.toSatisfy(isAbortError);
 
     const running = detector.detect(audio);
     await new Promise((resolve) => setTimeout(resolve, 50));
     await detector.close();
-    expect(((await failure(running)) as OcularError).type).toBe('unavailable_error');
-    expect(((await failure(detector.detect(audio))) as OcularError).type).toBe('unavailable_error');
+    expect(((await rejectionOf(running)) as OcularError).type).toBe('unavailable_error');
+    expect(((await rejectionOf(detector.detect(audio))) as OcularError).type).toBe('unavailable_error');
   });
 
   it('gets through a 10-minute track in seconds', { timeout: 60_000 }, async () => {

@@ -23,6 +23,7 @@ import {
 } from '../../src/perception/worker/worker-analyzers.ts';
 import { isAbortError, isOcularError, OcularError } from '../../src/spec/errors.ts';
 import { syntheticVoice } from '../helpers/synthetic-speech.ts';
+import { rejectionOf } from '../helpers/rejections.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MODELS = fileURLToPath(new URL('../../../shared/models/', import.meta.url));
@@ -53,13 +54,6 @@ async function textFrame(text: string): Promise<AnalyzerImage> {
 
 const corrupt: AnalyzerImage = { data: Buffer.from('this is not a jpeg, only some text'), width: 1280, height: 720 };
 const squeeze = (text: string): string => text.replace(/\s+/g, '');
-
-async function failure(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => expect.fail('expected a rejection'),
-    (caught: unknown) => caught,
-  );
-}
 
 function expectOcularError(error: unknown, type: string): void {
   expect(error).toBeInstanceOf(OcularError);
@@ -181,8 +175,8 @@ describe('text reader in a worker', () => {
   });
 
   it('keeps the error type, message and param of a failed read', async () => {
-    const expected = await failure(inThread.read(corrupt));
-    const error = await failure(inWorker.read(corrupt));
+    const expected = await rejectionOf(inThread.read(corrupt));
+    const error = await rejectionOf(inWorker.read(corrupt));
     expectOcularError(error, 'unsupported_media_type');
     expect(error).toMatchObject({ message: (expected as OcularError).message, param: (expected as OcularError).param });
     // A failure is an answer, not a crash: the worker carries on.
@@ -216,7 +210,7 @@ describe('text reader in a worker', () => {
   it('rejects an aborted call at once with the signal’s reason, and drops the worker’s late answer', async () => {
     const reason = new Error('caller left');
     const controller = new AbortController();
-    const aborted = failure(inWorker.read(await textFrame('DROPPED'), controller.signal));
+    const aborted = rejectionOf(inWorker.read(await textFrame('DROPPED'), controller.signal));
     // 30 ms into a read of several hundred. The rejection must come before the event loop turns again, so it
     // cannot have waited for anything from the worker.
     let turned = false;
@@ -233,7 +227,7 @@ describe('text reader in a worker', () => {
   it('never sends a call whose signal has already aborted', async () => {
     const fresh = createWorkerTextReader();
     try {
-      const error = await failure(fresh.read(frame, AbortSignal.abort()));
+      const error = await rejectionOf(fresh.read(frame, AbortSignal.abort()));
       expect(isAbortError(error)).toBe(true);
       expect(analyzerWorkerOf(fresh)).toBeUndefined();
     } finally {
@@ -245,7 +239,7 @@ describe('text reader in a worker', () => {
     const loads: number[] = [];
     const crashing = createWorkerTextReader({ onLoad: ({ milliseconds }) => loads.push(milliseconds) });
     try {
-      const first = failure(crashing.read(frame));
+      const first = rejectionOf(crashing.read(frame));
       const dying = analyzerWorkerOf(crashing);
       expect(dying).toBeDefined();
       // What a crash looks like from here: the thread exits with calls in flight.
@@ -264,14 +258,14 @@ describe('text reader in a worker', () => {
 
   it('close rejects pending calls, frees the worker, and turns later calls away with unavailable_error', async () => {
     const closing = createWorkerTextReader();
-    const pending = failure(closing.read(frame));
+    const pending = rejectionOf(closing.read(frame));
     const worker = analyzerWorkerOf(closing)!;
     const exited = new Promise<number>((resolveExit) => worker.once('exit', resolveExit));
     await closing.close();
     expectOcularError(await pending, 'unavailable_error');
     await exited;
     expect(analyzerWorkerOf(closing)).toBeUndefined();
-    expectOcularError(await failure(closing.read(frame)), 'unavailable_error');
+    expectOcularError(await rejectionOf(closing.read(frame)), 'unavailable_error');
     await closing.close();
   });
 });
@@ -298,7 +292,7 @@ describe('object detector in a worker', () => {
   });
 
   it('keeps the error type of a failed detection', async () => {
-    expectOcularError(await failure(inWorker.detect(corrupt)), 'unsupported_media_type');
+    expectOcularError(await rejectionOf(inWorker.detect(corrupt)), 'unsupported_media_type');
   });
 
   it('runs beside a worker text reader, each on its own thread', async () => {
@@ -356,7 +350,7 @@ describe.skipIf(!existsSync(VAD_MODEL))('voice activity detector in a worker', (
       expect(samples.length).toBe(8 * 16_000);
       expect(inWorker.name).toBe(inThread.name);
       const missing = createWorkerVad({ modelPath: join(MODELS, 'missing.onnx') });
-      expectOcularError(await failure(missing.detect(samples)), 'unavailable_error');
+      expectOcularError(await rejectionOf(missing.detect(samples)), 'unavailable_error');
       await missing.close();
     } finally {
       await Promise.all([inThread.close(), inWorker.close()]);
@@ -373,7 +367,7 @@ describe.skipIf(!existsSync(LABELS_MODEL) || !existsSync(LABELS_FILE))('image la
       const expected = await inThread.label(photo);
       expect(expected.length).toBeGreaterThan(0);
       expect(await inWorker.label(photo)).toEqual(expected);
-      expectOcularError(await failure(inWorker.label(corrupt)), 'unsupported_media_type');
+      expectOcularError(await rejectionOf(inWorker.label(corrupt)), 'unsupported_media_type');
     } finally {
       await Promise.all([inThread.close(), inWorker.close()]);
     }
