@@ -38,7 +38,7 @@ server.listen(0, '127.0.0.1', () => {
 const stop = (): void => {
   server.close();
   server.closeAllConnections();
-  void dispatcher.close();
+  dispatcher.close().catch(() => {});
   setTimeout(() => process.exit(0), 200).unref();
 };
 process.once('SIGTERM', stop);

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// The `ocular` command: loads the TypeScript sources through tsx, so `npx ocular` works without a build.
-import { register } from 'tsx/esm/api';
+// The `ocular` command: loads the TypeScript sources directly (bin/register-typescript.js), so `npx ocular` works without a build.
+import './register-typescript.js';
 
-register();
 await import('../src/cli/main.ts');

@@ -1,10 +1,9 @@
 #!/usr/bin/env node
-// Runs a TypeScript entry point through tsx's loader, so no build step is needed.
-import { register } from 'tsx/esm/api';
+// Runs a TypeScript entry point (bench scripts, test children) with the loader bin/ocular.js uses; no build step.
+import './register-typescript.js';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 
-register();
 const [entry, ...rest] = process.argv.slice(2);
 if (!entry) {
   process.stderr.write('usage: run-ts.js FILE.ts [args...]\n');

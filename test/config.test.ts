@@ -136,6 +136,7 @@ describe('config file validation', () => {
     const defaults = {
       maxMediaPerTurn: 6,
       maxRequestBytes: 52_428_800,
+      requestBodyTimeoutMs: 120_000,
       maxOutputTokens: 32_768,
       maxMessages: 1000,
       maxUploadBytes: 2 ** 31,

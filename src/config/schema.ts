@@ -18,6 +18,8 @@ export const limitsSchema = z.strictObject({
     .min(1024)
     .max(2 ** 31)
     .default(52_428_800),
+  /** Milliseconds a JSON request body may take to arrive in full, once its headers are in; slower ones get 400. @default 120000 */
+  requestBodyTimeoutMs: z.int().min(100).max(3_600_000).default(120_000),
   /** Largest `max_tokens` a client may ask for. @default 32768 */
   maxOutputTokens: z.int().min(1).max(10_000_000).default(32_768),
   /** Messages allowed in one request. @default 1000 */

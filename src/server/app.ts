@@ -59,7 +59,10 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     const incoming = requestHeader(c, 'x-request-id');
     const requestId = incoming !== undefined && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     c.set('requestId', requestId);
-    c.header('X-Request-ID', requestId);
+    // Straight onto Node's response when there is one: `c.header()` builds a fetch Headers object per response.
+    const outgoing = (c.env as NodeBindings)?.outgoing;
+    if (outgoing) outgoing.setHeader('X-Request-ID', requestId);
+    else c.header('X-Request-ID', requestId);
     const started = performance.now();
     await next();
     logger.info('request', {
@@ -75,8 +78,8 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     const mapped = error instanceof OcularError ? error : new OcularError('server_error', 'internal server error', { cause: error });
     if (mapped.type === 'server_error')
       logger.error('unhandled error', { requestId: c.get('requestId'), error: String(error), stack: (error as Error).stack });
-    // An oversized body is left unread: the connection cannot carry another request after it.
-    if (mapped.type === 'payload_too_large') c.header('Connection', 'close');
+    // A body left unread (too large, too slow): the connection cannot carry another request after it.
+    if (mapped.type === 'payload_too_large' || mapped.closeConnection) c.header('Connection', 'close');
     if ((mapped.type === 'rate_limit_error' || mapped.type === 'unavailable_error') && mapped.retryAfterSeconds !== undefined)
       c.header('Retry-After', String(Math.ceil(mapped.retryAfterSeconds)));
     return c.json(errorEnvelope(mapped), mapped.status as 400);
@@ -138,7 +141,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   app.get('/v1/models', (c) => c.json(chat.modelNames.map((id) => ({ id }))));
 
   app.post('/v1/chat', async (c) => {
-    const body = parseBody(rekaChatRequestSchema, await readJson(c, limits.maxRequestBytes));
+    const body = parseBody(rekaChatRequestSchema, await readJson(c, limits));
     const request = fromRekaRequest(body, DEFAULT_MAX_TOKENS);
     const signal = requestSignal(c);
     if (!body.stream) return c.json(toRekaResponse(await chat.generate(request, signal)));
@@ -152,7 +155,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     c.json({ object: 'list', data: chat.modelNames.map((id) => ({ id, object: 'model', created: 0, owned_by: 'ocular' })) });
 
   const openAiChat = async (c: Context) => {
-    const body = parseBody(openAiChatRequestSchema, await readJson(c, limits.maxRequestBytes));
+    const body = parseBody(openAiChatRequestSchema, await readJson(c, limits));
     const request = fromOpenAiRequest(body, DEFAULT_MAX_TOKENS);
     const signal = requestSignal(c);
     if (!body.stream) return c.json(toOpenAiResponse(await chat.generate(request, signal)));
@@ -170,7 +173,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   app.post('/openai/v1/chat/completions', openAiChat);
   app.post('/v1/chat/completions', openAiChat);
 
-  if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, maxRequestBytes: limits.maxRequestBytes });
+  if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, bodyLimits: limits });
 
   return app;
 }

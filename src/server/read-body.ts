@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
+import type { Limits } from '../config/schema.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -11,36 +12,41 @@ function payloadTooLarge(maxBytes: number): OcularError {
   return new OcularError('payload_too_large', `the request body is larger than ${maxBytes} bytes (limits.maxRequestBytes)`);
 }
 
-/** Collects Node's request body, failing as soon as it passes `maxBytes` (the rest is left unread). */
-/** How long a JSON request body may take to arrive in full. */
-const JSON_BODY_DEADLINE_MS = 120_000;
+/** What bounds a JSON request body. */
+export type BodyLimits = Pick<Limits, 'maxRequestBytes' | 'requestBodyTimeoutMs'>;
 
-function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buffer> {
+/**
+ * Bodies still arriving, each with the moment it must be complete by. One coarse timer checks them all: a timer
+ * per request cost more than the rest of reading a small body (bench/gateway-overhead.ts, one connection).
+ */
+const arriving = new Map<IncomingMessage, { deadline: number; expire: () => void }>();
+let sweeper: NodeJS.Timeout | undefined;
+const SWEEP_MS = 100;
+
+function sweep(): void {
+  const now = performance.now();
+  for (const [incoming, entry] of arriving) {
+    if (entry.deadline > now) continue;
+    arriving.delete(incoming);
+    entry.expire();
+  }
+  if (arriving.size === 0) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
+
+/** Collects Node's request body, failing as soon as it passes `maxRequestBytes` (the rest is left unread). */
+function readIncoming(incoming: IncomingMessage, limits: BodyLimits): Promise<Buffer> {
+  const { maxRequestBytes: maxBytes, requestBodyTimeoutMs: timeoutMs } = limits;
   const cutShort = (): OcularError => validationError('the client closed the connection before sending the whole body');
   if (incoming.readableEnded) return Promise.resolve(Buffer.alloc(0));
   if (incoming.destroyed) return Promise.reject(cutShort());
-  // Usually a small body has arrived with the headers: the parser has seen the whole message and its bytes wait
-  // in the stream's buffer. Taking them synchronously saves the event-loop turns that 'data'/'end' cost.
-  if (incoming.complete && !incoming.readableFlowing) {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for (let chunk = incoming.read() as Buffer | null; chunk !== null; chunk = incoming.read() as Buffer | null) {
-      size += chunk.length;
-      if (size > maxBytes) return Promise.reject(payloadTooLarge(maxBytes));
-      chunks.push(chunk);
-    }
-    return Promise.resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    // The server's own request timeout is off (uploads may take long); a JSON body gets this long to arrive.
-    const deadline = setTimeout(() => {
-      incoming.pause();
-      settle(validationError(`the request body did not arrive within ${JSON_BODY_DEADLINE_MS / 1000} s`));
-    }, JSON_BODY_DEADLINE_MS);
     const settle = (error: unknown, body?: Buffer): void => {
-      clearTimeout(deadline);
+      arriving.delete(incoming);
       incoming.off('data', onData).off('end', onEnd).off('error', settle).off('close', onClose);
       if (body) resolve(body);
       else reject(error);
@@ -54,8 +60,18 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buff
       incoming.pause();
       settle(payloadTooLarge(maxBytes));
     };
-    const onEnd = (): void => settle(undefined, Buffer.concat(chunks, size));
+    const onEnd = (): void => settle(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     const onClose = (): void => settle(cutShort());
+    const expire = (): void => {
+      incoming.pause();
+      settle(
+        new OcularError('validation_error', `the request body did not arrive within ${timeoutMs} ms (limits.requestBodyTimeoutMs)`, {
+          closeConnection: true,
+        }),
+      );
+    };
+    arriving.set(incoming, { deadline: performance.now() + timeoutMs, expire });
+    sweeper ??= setInterval(sweep, Math.min(SWEEP_MS, timeoutMs)).unref();
     incoming.on('data', onData).once('end', onEnd).once('error', settle).once('close', onClose);
   });
 }
@@ -80,7 +96,8 @@ async function readRequestBody(request: Request, maxBytes: number): Promise<Buff
  * (headers copy, web stream over the socket, abort controller) per request, which was about a third of
  * Ocular's CPU time per request in bench/gateway-overhead.ts.
  */
-export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
+export async function readJson(c: Context, limits: BodyLimits): Promise<unknown> {
+  const maxBytes = limits.maxRequestBytes;
   const type = requestHeader(c, 'content-type');
   // JSON is read whatever the declared type, except types that say the body is something else:
   // `curl -d` labels JSON as form data, and rejecting that only trips people up.
@@ -90,7 +107,7 @@ export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
   const declared = requestHeader(c, 'content-length');
   if (declared !== undefined && Number(declared) > maxBytes) throw payloadTooLarge(maxBytes);
   const incoming = (c.env as NodeBindings)?.incoming;
-  const text = (incoming ? await readIncoming(incoming, maxBytes) : await readRequestBody(c.req.raw, maxBytes)).toString('utf8');
+  const text = (incoming ? await readIncoming(incoming, limits) : await readRequestBody(c.req.raw, maxBytes)).toString('utf8');
   if (text.trim() === '') throw validationError('the request body is empty; send a JSON object');
   try {
     return JSON.parse(text);

@@ -8,7 +8,7 @@ import type { VideoRecord } from '../store/video-store.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
 import type { IndexingEvent, UploadSource, VideoLibrary } from '../vision/video-library.ts';
 import { parseBody } from './errors.ts';
-import { readJson } from './read-body.ts';
+import { readJson, type BodyLimits } from './read-body.ts';
 import { fileResponse } from './file-response.ts';
 import { receiveMultipartUpload } from './multipart-upload.ts';
 import {
@@ -42,11 +42,11 @@ export interface VisionRouteDependencies {
 type VisionEnv = { Variables: { requestId: string; owner: string } };
 type NodeBindings = { incoming?: IncomingMessage } | undefined;
 
-/** What the app gives every route: the request's abort signal and the JSON body cap. */
+/** What the app gives every route: the request's abort signal and the limits on JSON bodies. */
 export interface RequestEdge {
   /** Aborted when the client goes away before the response is complete, or on shutdown. */
   requestSignal(c: Context): AbortSignal;
-  maxRequestBytes: number;
+  bodyLimits: BodyLimits;
 }
 
 /** What a client turned away by `limits.maxConcurrentUploads` is told to wait. */
@@ -97,7 +97,7 @@ export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRoute
 /** The video library API: uploads, videos, groups and indexing events, each scoped to the caller's owner. */
 export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDependencies, edge: RequestEdge): void {
   const { library } = deps;
-  const readBody = (c: Context): Promise<unknown> => readJson(c, edge.maxRequestBytes);
+  const readBody = (c: Context): Promise<unknown> => readJson(c, edge.bodyLimits);
 
   const wireVideo = (c: Context, video: VideoRecord) =>
     toWireVideo(video, {

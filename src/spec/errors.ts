@@ -29,6 +29,8 @@ export interface OcularErrorOptions {
   retryable?: boolean;
   /** Seconds the upstream asked us to wait, kept so a 429 can pass `Retry-After` on. */
   retryAfterSeconds?: number | undefined;
+  /** The request was left partly unread: the connection cannot carry another request after the answer. */
+  closeConnection?: boolean;
 }
 
 export class OcularError extends Error {
@@ -37,6 +39,7 @@ export class OcularError extends Error {
   readonly param: string | undefined;
   readonly retryable: boolean;
   readonly retryAfterSeconds: number | undefined;
+  readonly closeConnection: boolean;
 
   constructor(type: ErrorType, message: string, options: OcularErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -46,6 +49,7 @@ export class OcularError extends Error {
     this.param = options.param;
     this.retryable = options.retryable ?? false;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.closeConnection = options.closeConnection ?? false;
   }
 }
 

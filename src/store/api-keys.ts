@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Db } from './database.ts';
 
 export interface ApiKeyInfo {
@@ -47,7 +47,7 @@ interface KnownKey {
 
 /** API keys are 32 random bytes, so a fast hash is enough: there is nothing to brute-force. */
 export function hashApiKey(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
+  return hash('sha256', key, 'buffer');
 }
 
 export function generateApiKey(): string {

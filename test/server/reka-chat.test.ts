@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sendJson } from '../helpers/fake-upstream.ts';
@@ -26,7 +27,7 @@ beforeAll(async () => {
       { id: 'down', provider: 'openai-compatible', baseUrl: 'http://127.0.0.1:9/v1', model: 'm', maxRetries: 0 },
     ],
     aliases: { 'reka-flash': 'flash' },
-    limits: { maxMediaPerTurn: 2, maxRequestBytes: 200_000 },
+    limits: { maxMediaPerTurn: 2, maxRequestBytes: 200_000, requestBodyTimeoutMs: 400 },
   });
 });
 
@@ -347,6 +348,30 @@ describe('POST /v1/chat errors', () => {
     const response = await ocular.post('/v1/chat', { messages: [{ role: 'user', content: 'x'.repeat(300_000) }] });
     expect(response.status).toBe(413);
     expect((await response.json()).error.type).toBe('payload_too_large');
+  });
+
+  it('answers 400 and closes the connection when a body does not arrive within limits.requestBodyTimeoutMs', async () => {
+    const { hostname, port } = new URL(ocular.url);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    const answer: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => answer.push(chunk));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const started = Date.now();
+    // Headers announce 100 bytes; only the first few arrive, and the client then waits.
+    socket.write(
+      `POST /v1/chat HTTP/1.1\r\nHost: x\r\nX-Api-Key: ${ocular.key}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: 100\r\n\r\n{"messages":`,
+    );
+    await closed;
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const text = Buffer.concat(answer).toString('utf8');
+    expect(text).toMatch(/^HTTP\/1\.1 400 /);
+    expect(text).toMatch(/connection: close/i);
+    expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).error).toMatchObject({
+      type: 'validation_error',
+      message: expect.stringContaining('limits.requestBodyTimeoutMs'),
+    });
   });
 
   it('rejects a non-JSON content type with 415', async () => {
