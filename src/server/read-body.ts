@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { Limits } from '../config/schema.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
+import type { HeaderReader } from './edge.ts';
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
 type NodeBindings = { incoming?: IncomingMessage } | undefined;
@@ -91,23 +92,17 @@ async function readRequestBody(request: Request, maxBytes: number): Promise<Buff
   }
 }
 
-/**
- * The body is read from Node's request when there is one: going through `c.req` builds a fetch Request
- * (headers copy, web stream over the socket, abort controller) per request, which was about a third of
- * Ocular's CPU time per request in bench/gateway-overhead.ts.
- */
-export async function readJson(c: Context, limits: BodyLimits): Promise<unknown> {
-  const maxBytes = limits.maxRequestBytes;
-  const type = requestHeader(c, 'content-type');
+/** Checks the declared type and length, then parses the collected body as JSON (400 when it is not). */
+async function parseJsonBody(header: HeaderReader, limits: BodyLimits, collect: () => Promise<Buffer>): Promise<unknown> {
+  const type = header('content-type');
   // JSON is read whatever the declared type, except types that say the body is something else:
   // `curl -d` labels JSON as form data, and rejecting that only trips people up.
   if (type !== undefined && !JSON_LIKE_TYPES.test(type)) {
     throw new OcularError('unsupported_media_type', `request bodies must be application/json, not ${type}`);
   }
-  const declared = requestHeader(c, 'content-length');
-  if (declared !== undefined && Number(declared) > maxBytes) throw payloadTooLarge(maxBytes);
-  const incoming = (c.env as NodeBindings)?.incoming;
-  const text = (incoming ? await readIncoming(incoming, limits) : await readRequestBody(c.req.raw, maxBytes)).toString('utf8');
+  const declared = header('content-length');
+  if (declared !== undefined && Number(declared) > limits.maxRequestBytes) throw payloadTooLarge(limits.maxRequestBytes);
+  const text = (await collect()).toString('utf8');
   if (text.trim() === '') throw validationError('the request body is empty; send a JSON object');
   try {
     return JSON.parse(text);
@@ -116,13 +111,40 @@ export async function readJson(c: Context, limits: BodyLimits): Promise<unknown>
   }
 }
 
+/** A header of Node's request, several values joined as one. */
+export function nodeHeader(incoming: IncomingMessage, name: string): string | undefined {
+  const value = incoming.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** Reads Node's request body as JSON, under the body limits. */
+export function readJsonBody(incoming: IncomingMessage, limits: BodyLimits): Promise<unknown> {
+  return parseJsonBody(
+    (name) => nodeHeader(incoming, name),
+    limits,
+    () => readIncoming(incoming, limits),
+  );
+}
+
+/**
+ * Reads a Hono request's body as JSON. The body is read from Node's request when there is one: going through
+ * `c.req` builds a fetch Request (headers copy, web stream over the socket, abort controller) per request.
+ */
+export function readJson(c: Context, limits: BodyLimits): Promise<unknown> {
+  const incoming = (c.env as NodeBindings)?.incoming;
+  if (incoming) return readJsonBody(incoming, limits);
+  return parseJsonBody(
+    (name) => c.req.header(name),
+    limits,
+    () => readRequestBody(c.req.raw, limits.maxRequestBytes),
+  );
+}
+
 /**
  * A request header, from Node's parsed headers when there is a Node request: `c.req.header()` would build a
  * fetch `Headers` object from all of them first, a measurable share of a small request's cost.
  */
 export function requestHeader(c: Context, name: string): string | undefined {
   const incoming = (c.env as NodeBindings)?.incoming;
-  if (!incoming) return c.req.header(name);
-  const value = incoming.headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
+  return incoming ? nodeHeader(incoming, name) : c.req.header(name);
 }

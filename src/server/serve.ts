@@ -1,8 +1,8 @@
 import { chmodSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { serve } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import { ChatService } from '../chat/chat-service.ts';
 import { ModelRegistry } from '../chat/model-registry.ts';
 import { MediaResolver } from '../chat/media-resolver.ts';
@@ -32,6 +32,8 @@ import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-lib
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
 import type { VisionRouteDependencies } from './vision-routes.ts';
 import { createApp } from './app.ts';
+import { createChatRoutes } from './chat-routes.ts';
+import { RequestSignals } from './edge.ts';
 import type { Logger } from './logger.ts';
 
 export interface RunningServer {
@@ -279,14 +281,23 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const chat = new ChatService(models, settings.config.limits, media.resolver);
   const vision = createVision({ settings, db, chat, models, transcriber: media.transcriber, modelsDir, logger, dependencies });
   const shutdown = new AbortController();
-  const app = createApp({ chat, verifier, limits: settings.config.limits, logger, shutdownSignal: shutdown.signal, vision: vision.routes });
+  const signals = new RequestSignals(shutdown.signal);
+  const limits = settings.config.limits;
+  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes });
+  const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
+  const appListener = getRequestListener(app.fetch);
 
   await vision.start();
-  let server: Server;
+  const server = createServer((incoming, outgoing) => {
+    if (!chatRoutes(incoming, outgoing)) void appListener(incoming, outgoing);
+  });
   try {
-    server = await new Promise<Server>((resolve, reject) => {
-      const instance = serve({ fetch: app.fetch, hostname: settings.host, port: settings.port }, () => resolve(instance as Server));
-      instance.once('error', reject);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(settings.port, settings.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
   } catch (error) {
     // Not listening (the port is taken): stop what already runs, so the process can exit.

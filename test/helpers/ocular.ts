@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load-config.ts';
 import type { ServerSettings } from '../../src/config/settings.ts';
-import { createLogger } from '../../src/server/logger.ts';
+import { createLogger, type Logger } from '../../src/server/logger.ts';
 import { ANALYZER_CATALOG } from '../../src/models/analyzer-catalog.ts';
 import { startServer, type RunningServer, type ServerDependencies } from '../../src/server/serve.ts';
 
@@ -32,6 +32,7 @@ export async function startOcular(
   config: unknown,
   overrides: Partial<ServerSettings> = {},
   dependencies: ServerDependencies = {},
+  logger: Logger = createLogger('silent'),
 ): Promise<TestOcular> {
   const ownDataDir = overrides.dataDir === undefined ? mkdtempSync(join(tmpdir(), 'ocular-test-')) : undefined;
   const dataDir = overrides.dataDir ?? ownDataDir!;
@@ -47,7 +48,7 @@ export async function startOcular(
     config: parseConfig(config, {}),
     ...overrides,
   };
-  const server = await startServer(settings, createLogger('silent'), { analyzerCatalog: OFFLINE_ANALYZER_CATALOG, ...dependencies });
+  const server = await startServer(settings, logger, { analyzerCatalog: OFFLINE_ANALYZER_CATALOG, ...dependencies });
   const headers = { 'content-type': 'application/json', 'x-api-key': TEST_KEY };
   return {
     ...server,

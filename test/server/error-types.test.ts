@@ -1,12 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChatService } from '../../src/chat/chat-service.ts';
-import { MediaResolver } from '../../src/chat/media-resolver.ts';
-import { createFfmpegContext } from '../../src/media/binaries.ts';
-import { createMediaFetcher } from '../../src/media/fetch-media.ts';
-import { ModelRegistry } from '../../src/chat/model-registry.ts';
-import { parseConfig } from '../../src/config/load-config.ts';
 import { errorEnvelope } from '../../src/server/errors.ts';
-import { createApp } from '../../src/server/app.ts';
 import { createLogger } from '../../src/server/logger.ts';
 import { ERROR_STATUS, OcularError, type ErrorType } from '../../src/spec/errors.ts';
 import type { LanguageModel } from '../../src/spec/provider.ts';
@@ -61,29 +54,27 @@ describe('unexpected failures', () => {
     }),
   };
 
-  it('answers 500 server_error without leaking internals, with a request id', async () => {
-    const config = parseConfig({ models: [{ id: 'b', provider: 'broken' }] }, {});
-    const logged: string[] = [];
-    const app = createApp({
-      chat: new ChatService(
-        new ModelRegistry(config, new Map([['broken', broken]])),
-        config.limits,
-        new MediaResolver({ settings: config.media, fetcher: createMediaFetcher(config.media), ffmpeg: createFfmpegContext() }),
-      ),
-      verifier: undefined,
-      limits: config.limits,
-      logger: createLogger('error', (line) => logged.push(line)),
-    });
-    const response = await app.request('/v1/chat', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
-    });
-    expect(response.status).toBe(500);
-    const body = await response.json();
-    expect(body.error.type).toBe('server_error');
-    expect(body.error.message).not.toContain('secret');
-    expect(response.headers.get('x-request-id')).toBeTruthy();
-    expect(logged.join('')).toContain('secret internal detail');
-  });
+  it.each(['/v1/chat', '/openai/v1/chat/completions'])(
+    'answers 500 server_error on %s without leaking internals, with a request id',
+    async (path) => {
+      const logged: string[] = [];
+      const ocular = await startOcular(
+        { models: [{ id: 'b', provider: 'broken', model: 'x' }] },
+        {},
+        { providers: new Map([['broken', broken]]) },
+        createLogger('error', (line) => logged.push(line)),
+      );
+      try {
+        const response = await ocular.post(path, { model: 'b', messages: [{ role: 'user', content: 'hi' }] });
+        expect(response.status).toBe(500);
+        const body = await response.json();
+        expect(body.error.type).toBe('server_error');
+        expect(body.error.message).not.toContain('secret');
+        expect(response.headers.get('x-request-id')).toBeTruthy();
+        expect(logged.join('')).toContain('secret internal detail');
+      } finally {
+        await ocular.close();
+      }
+    },
+  );
 });

@@ -1,0 +1,135 @@
+// The chat endpoints (`POST /v1/chat`, `/v1/chat/completions`, `/openai/v1/chat/completions`), served straight on
+// Node's request and response ahead of the Hono app. They are the gateway's hot path: going through Hono's
+// adapter, context, middleware chain and Response object cost ~60 us of latency per request at one connection
+// and a third of the throughput (bench/gateway-overhead.ts), more than everything Ocular itself does there.
+// What every request needs (request id, auth, error answers, abort signals) is shared with the app (edge.ts).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ChatService } from '../chat/chat-service.ts';
+import type { Limits } from '../config/schema.ts';
+import type { ApiKeyVerifier } from '../store/api-keys.ts';
+import { authenticate, errorReply, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
+import { parseBody } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { nodeHeader, readJsonBody } from './read-body.ts';
+import { createOpenAiStreamEncoder, fromOpenAiRequest, openAiChatRequestSchema, toOpenAiResponse } from './wire/openai-chat.ts';
+import { createRekaStreamEncoder, fromRekaRequest, rekaChatRequestSchema, toRekaResponse } from './wire/reka-chat.ts';
+
+/** `max_tokens` when a request gives none (Reka's documented default). */
+export const DEFAULT_MAX_TOKENS = 1024;
+
+export interface ChatRouteDependencies {
+  chat: ChatService;
+  /** Absent when the server runs with `--no-auth`. */
+  verifier: ApiKeyVerifier | undefined;
+  limits: Limits;
+  logger: Logger;
+  signals: RequestSignals;
+}
+
+/** A route's answer: a JSON body, or server-sent events. */
+type ChatReply = { json: unknown } | { events: ReadableStream<string> };
+
+type ChatRoute = (body: unknown, signal: AbortSignal) => Promise<ChatReply>;
+
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
+
+function routes(chat: ChatService): ReadonlyMap<string, ChatRoute> {
+  const reka: ChatRoute = async (json, signal) => {
+    const body = parseBody(rekaChatRequestSchema, json);
+    const request = fromRekaRequest(body, DEFAULT_MAX_TOKENS);
+    if (!body.stream) return { json: toRekaResponse(await chat.generate(request, signal)) };
+    const { id, modelName, parts } = await chat.stream(request, signal);
+    return { events: parts.pipeThrough(createRekaStreamEncoder(id, modelName)) };
+  };
+  const openAi: ChatRoute = async (json, signal) => {
+    const body = parseBody(openAiChatRequestSchema, json);
+    const request = fromOpenAiRequest(body, DEFAULT_MAX_TOKENS);
+    if (!body.stream) return { json: toOpenAiResponse(await chat.generate(request, signal)) };
+    const { id, modelName, parts } = await chat.stream(request, signal);
+    return { events: parts.pipeThrough(createOpenAiStreamEncoder(id, modelName, body.stream_options?.include_usage ?? false)) };
+  };
+  return new Map([
+    ['/v1/chat', reka],
+    ['/v1/chat/completions', openAi],
+    ['/openai/v1/chat/completions', openAi],
+  ]);
+}
+
+/** The request's path without its query, `//` collapsed (the Reka SDK joins a base URL ending in `/` with `/chat`). */
+export function routePath(url: string): string {
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
+  return path.includes('//') ? path.replace(/\/{2,}/g, '/') : path;
+}
+
+function sendJson(outgoing: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  outgoing.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  outgoing.end(text);
+}
+
+/** Writes events as they come, waiting for the socket to drain; a client that goes away cancels the stream. */
+async function sendEvents(outgoing: ServerResponse, events: ReadableStream<string>): Promise<void> {
+  outgoing.writeHead(200, SSE_HEADERS);
+  const reader = events.getReader();
+  const cancel = (): void => void reader.cancel().catch(() => undefined);
+  outgoing.once('close', cancel);
+  try {
+    for (let next = await reader.read(); !next.done; next = await reader.read()) {
+      if (outgoing.destroyed) return;
+      if (!outgoing.write(next.value)) await new Promise((resolve) => outgoing.once('drain', resolve).once('close', resolve));
+    }
+    outgoing.end();
+  } catch (error) {
+    outgoing.destroy(error as Error);
+  } finally {
+    outgoing.off('close', cancel);
+    reader.releaseLock();
+  }
+}
+
+/**
+ * A request listener for the chat routes: answers and returns true for `POST` to one of them, returns false for
+ * anything else (the caller hands that to the app).
+ */
+export function createChatRoutes(deps: ChatRouteDependencies): (incoming: IncomingMessage, outgoing: ServerResponse) => boolean {
+  const { verifier, limits, logger, signals } = deps;
+  const table = routes(deps.chat);
+
+  const serve = async (route: ChatRoute, incoming: IncomingMessage, outgoing: ServerResponse, path: string): Promise<void> => {
+    const started = performance.now();
+    const requestId = requestIdFrom(nodeHeader(incoming, 'x-request-id'));
+    outgoing.setHeader(REQUEST_ID_HEADER, requestId);
+    outgoing.once('finish', () =>
+      logger.info('request', {
+        requestId,
+        method: 'POST',
+        path,
+        status: outgoing.statusCode,
+        ms: Math.round((performance.now() - started) * 100) / 100,
+      }),
+    );
+    try {
+      authenticate(verifier, (name) => nodeHeader(incoming, name));
+      const reply = await route(await readJsonBody(incoming, limits), signals.forResponse(outgoing));
+      if ('json' in reply) sendJson(outgoing, 200, reply.json);
+      else await sendEvents(outgoing, reply.events);
+    } catch (error) {
+      if (outgoing.headersSent) {
+        outgoing.destroy();
+        return;
+      }
+      const { status, headers, body } = errorReply(error, logger, requestId);
+      sendJson(outgoing, status, body, headers);
+    }
+  };
+
+  return (incoming, outgoing) => {
+    if (incoming.method !== 'POST') return false;
+    const path = routePath(incoming.url ?? '/');
+    const route = table.get(path);
+    if (!route) return false;
+    void serve(route, incoming, outgoing, path);
+    return true;
+  };
+}
