@@ -75,9 +75,12 @@ async function sendEvents(outgoing: ServerResponse, events: ReadableStream<strin
   const cancel = (): void => void reader.cancel().catch(() => undefined);
   outgoing.once('close', cancel);
   try {
-    for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    for (let next = await reader.read(), first = true; !next.done; next = await reader.read(), first = false) {
       if (outgoing.destroyed) return;
       if (!outgoing.write(next.value)) await new Promise((resolve) => outgoing.once('drain', resolve).once('close', resolve));
+      // Writes in one tick leave together (Node corks the socket until the next tick). Let the first event go
+      // out on its own, so the client sees the answer start without waiting for events already queued behind it.
+      else if (first) await new Promise((resolve) => process.nextTick(resolve));
     }
     outgoing.end();
   } catch (error) {

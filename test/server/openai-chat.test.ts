@@ -197,6 +197,34 @@ describe('openai SDK against /openai/v1', () => {
   });
 });
 
+describe('streams from a misbehaving upstream', () => {
+  it('cuts a stream whose upstream sends an event longer than 16 MiB, ending it with an error event', async () => {
+    upstream.behave((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      const line = Buffer.alloc(1024 * 1024, 'x');
+      let sent = 0;
+      // An event that never ends: data without a line break, until the client goes away (or 40 MiB).
+      const push = (): void => {
+        while (sent < 40 && !response.destroyed) {
+          sent++;
+          if (!response.write(sent === 1 ? Buffer.concat([Buffer.from('data: '), line]) : line)) return void response.once('drain', push);
+        }
+        response.end();
+      };
+      push();
+    });
+    const response = await ocular.post('/openai/v1/chat/completions', {
+      model: 'qwen',
+      messages: [{ role: 'user', content: 'x' }],
+      stream: true,
+    });
+    expect(response.status).toBe(200);
+    const events = await readSseData(response);
+    const last = JSON.parse(events.at(-1)!);
+    expect(last.error).toMatchObject({ type: 'upstream_error', message: expect.stringContaining('longer than') });
+  });
+});
+
 describe('POST /v1/chat/completions', () => {
   it('is the same handler as /openai/v1/chat/completions', async () => {
     const response = await ocular.post('/v1/chat/completions', { model: 'qwen', messages: [{ role: 'user', content: 'hi' }] });
