@@ -18,7 +18,12 @@ export interface HttpClientOptions {
   maxRetries?: number | undefined;
   /** Upper bound of connections kept open to the upstream. @default 256 */
   maxConnections?: number | undefined;
+  /** Largest non-streamed response read from the upstream; a larger one fails as upstream_error. @default 64 MiB */
+  maxResponseBytes?: number | undefined;
 }
+
+/** Of an upstream's error response, only this much is read: its message is cut to 500 characters anyway. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
 const MAX_BACKOFF_MS = 8_000;
 const MAX_RETRY_AFTER_SECONDS = 30;
@@ -39,6 +44,7 @@ export class HttpClient {
   /** Path of the base URL (`/v1`), prefixed to every request path. */
   readonly #basePath: string;
   readonly #maxRetries: number;
+  readonly #maxResponseBytes: number;
   readonly #pool: Pool;
   readonly #jsonHeaders: Record<string, string>;
   readonly #streamHeaders: Record<string, string>;
@@ -51,6 +57,7 @@ export class HttpClient {
     this.#jsonHeaders = { ...headers, accept: 'application/json' };
     this.#streamHeaders = { ...headers, accept: 'text/event-stream' };
     this.#maxRetries = options.maxRetries ?? 2;
+    this.#maxResponseBytes = options.maxResponseBytes ?? 64 * 1024 * 1024;
     const timeoutMs = options.timeoutMs ?? 600_000;
     // One upstream origin per client: a Pool skips the Agent's per-request origin parsing and lookup.
     this.#pool = new Pool(base.origin, {
@@ -69,6 +76,7 @@ export class HttpClient {
         this.#pool,
         { path: this.#basePath + path, method: 'POST', headers: this.#jsonHeaders, body: payload },
         signal,
+        this.#maxResponseBytes,
       );
       if (answer.statusCode >= 200 && answer.statusCode < 300) return answer;
       throw this.#statusError(answer.statusCode, answer.body.toString('utf8'), answer.headers);
@@ -128,9 +136,15 @@ interface BufferedResponse {
 /**
  * One request whose whole response body is collected in memory. Cheaper per call than `request()`, which wraps
  * every body in a stream (measured in bench/gateway-overhead.ts: the JSON path's share of Ocular's CPU time).
- * An abort of `signal` ends the exchange with the signal's reason.
+ * An abort of `signal` ends the exchange with the signal's reason; a 2xx body over `maxBytes` fails it (of any
+ * other status, the first MAX_ERROR_BODY_BYTES are kept).
  */
-function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<BufferedResponse> {
+function exchange(
+  dispatcher: Dispatcher,
+  options: Dispatcher.DispatchOptions,
+  signal: AbortSignal,
+  maxBytes: number,
+): Promise<BufferedResponse> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(signal.reason);
@@ -153,13 +167,19 @@ function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, s
         statusCode = status;
         headers = responseHeaders;
       },
-      onResponseData(_controller, chunk) {
-        chunks.push(chunk);
+      onResponseData(dispatch, chunk) {
+        const ok = statusCode >= 200 && statusCode < 300;
+        if (!ok && size >= MAX_ERROR_BODY_BYTES) return;
         size += chunk.length;
+        if (ok && size > maxBytes) {
+          dispatch.abort(new OcularError('upstream_error', `the upstream's response is larger than ${maxBytes} bytes`));
+          return;
+        }
+        chunks.push(chunk);
       },
       onResponseEnd() {
         settle();
-        resolve({ statusCode, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
+        resolve({ statusCode, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
       },
       onResponseError(_controller, error) {
         settle();
@@ -191,7 +211,7 @@ function openEventStream(
     let dispatch: Dispatcher.DispatchController | undefined;
     /** Set while the stream is open; cleared once it is closed, errored or cancelled. */
     let events: ReadableStreamDefaultController<EventSourceMessage> | undefined;
-    let failure: { statusCode: number; headers: IncomingHttpHeaders; chunks: Buffer[] } | undefined;
+    let failure: { statusCode: number; headers: IncomingHttpHeaders; chunks: Buffer[]; size: number } | undefined;
     const decoder = new TextDecoder();
     const parser = createParser({
       onEvent: (event) => events?.enqueue(event),
@@ -215,7 +235,7 @@ function openEventStream(
       },
       onResponseStart(controller, statusCode, headers) {
         if (statusCode < 200 || statusCode >= 300) {
-          failure = { statusCode, headers, chunks: [] };
+          failure = { statusCode, headers, chunks: [], size: 0 };
           return;
         }
         const stream = new ReadableStream<EventSourceMessage>({
@@ -233,7 +253,8 @@ function openEventStream(
       },
       onResponseData(controller, chunk) {
         if (failure) {
-          failure.chunks.push(chunk);
+          failure.size += chunk.length;
+          if (failure.size <= MAX_ERROR_BODY_BYTES) failure.chunks.push(chunk);
           return;
         }
         if (!events) return;

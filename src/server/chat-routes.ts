@@ -103,13 +103,15 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
     const started = performance.now();
     const requestId = requestIdFrom(nodeHeader(incoming, 'x-request-id'));
     outgoing.setHeader(REQUEST_ID_HEADER, requestId);
-    outgoing.once('finish', () =>
+    // On 'close', which also comes when the client goes away mid-answer ('finish' would not).
+    outgoing.once('close', () =>
       logger.info('request', {
         requestId,
         method: 'POST',
         path,
         status: outgoing.statusCode,
         ms: Math.round((performance.now() - started) * 100) / 100,
+        ...(outgoing.writableFinished ? {} : { completed: false }),
       }),
     );
     try {
@@ -132,7 +134,11 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
     const path = routePath(incoming.url ?? '/');
     const route = table.get(path);
     if (!route) return false;
-    void serve(route, incoming, outgoing, path);
+    serve(route, incoming, outgoing, path).catch((error: unknown) => {
+      // Only a bug gets here (serve answers every failure itself): never leave the client hanging.
+      logger.error('unhandled error', { error: String(error), stack: (error as Error).stack });
+      outgoing.destroy();
+    });
     return true;
   };
 }

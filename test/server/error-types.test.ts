@@ -62,7 +62,7 @@ describe('unexpected failures', () => {
         { models: [{ id: 'b', provider: 'broken', model: 'x' }] },
         {},
         { providers: new Map([['broken', broken]]) },
-        createLogger('error', (line) => logged.push(line)),
+        createLogger('info', (line) => logged.push(line)),
       );
       try {
         const response = await ocular.post(path, { model: 'b', messages: [{ role: 'user', content: 'hi' }] });
@@ -72,6 +72,11 @@ describe('unexpected failures', () => {
         expect(body.error.message).not.toContain('secret');
         expect(response.headers.get('x-request-id')).toBeTruthy();
         expect(logged.join('')).toContain('secret internal detail');
+        // The access line, written once the response is done.
+        const requestId = response.headers.get('x-request-id');
+        await expect
+          .poll(() => logged.map((line) => JSON.parse(line)).find((entry) => entry.message === 'request' && entry.path === path))
+          .toMatchObject({ requestId, method: 'POST', status: 500 });
       } finally {
         await ocular.close();
       }

@@ -18,15 +18,23 @@ const dataDir = mkdtempSync(join(tmpdir(), 'ocular-library-'));
 let db: Db;
 let server: Server;
 let port: number;
+/** Lets the held-back half of the video go, now or as soon as the request arrives. */
 let release: () => void = () => undefined;
 
 beforeAll(async () => {
   const bytes = await readFile(await makeVideo({ seconds: 4 }));
   // Sends half the video, then waits for the test to let it finish.
+  let released = false;
+  let finish: (() => void) | undefined;
+  release = () => {
+    released = true;
+    finish?.();
+  };
   server = createServer((_request, response) => {
     response.writeHead(200, { 'content-type': 'video/mp4', 'content-length': bytes.length });
     response.write(bytes.subarray(0, bytes.length / 2));
-    release = () => response.end(bytes.subarray(bytes.length / 2));
+    finish = () => response.end(bytes.subarray(bytes.length / 2));
+    if (released) finish();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
@@ -69,7 +77,8 @@ it('answers 404 for the group, and keeps nothing, when the group is deleted whil
       new AbortController().signal,
     );
     adding.catch(() => undefined);
-    for (let waited = 0; !(existsSync(blobs.root) && readdirSync(blobs.root).length > 0) && waited < 5_000; waited += 10)
+    // Generous: the whole suite shares two cores with this test.
+    for (let waited = 0; !(existsSync(blobs.root) && readdirSync(blobs.root).length > 0) && waited < 15_000; waited += 10)
       await new Promise((resolve) => setTimeout(resolve, 10));
     await library.deleteGroup('owner-1', group.id, false); // empty so far: deleted without force
     release();
@@ -84,4 +93,4 @@ it('answers 404 for the group, and keeps nothing, when the group is deleted whil
   } finally {
     await fetcher.close();
   }
-});
+}, 40_000);
