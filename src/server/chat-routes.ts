@@ -68,6 +68,17 @@ function sendJson(outgoing: ServerResponse, status: number, body: unknown, heade
   outgoing.end(text);
 }
 
+/** Resolves once the response can take more, or is gone; leaves no listener behind (a stream may wait often). */
+function drained(outgoing: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      outgoing.off('drain', done).off('close', done);
+      resolve();
+    };
+    outgoing.once('drain', done).once('close', done);
+  });
+}
+
 /** Writes events as they come, waiting for the socket to drain; a client that goes away cancels the stream. */
 async function sendEvents(outgoing: ServerResponse, events: ReadableStream<string>): Promise<void> {
   outgoing.writeHead(200, SSE_HEADERS);
@@ -77,7 +88,7 @@ async function sendEvents(outgoing: ServerResponse, events: ReadableStream<strin
   try {
     for (let next = await reader.read(), first = true; !next.done; next = await reader.read(), first = false) {
       if (outgoing.destroyed) return;
-      if (!outgoing.write(next.value)) await new Promise((resolve) => outgoing.once('drain', resolve).once('close', resolve));
+      if (!outgoing.write(next.value)) await drained(outgoing);
       // Writes in one tick leave together (Node corks the socket until the next tick). Let the first event go
       // out on its own, so the client sees the answer start without waiting for events already queued behind it.
       else if (first) await new Promise((resolve) => process.nextTick(resolve));

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -195,6 +196,39 @@ describe('openai SDK against /openai/v1', () => {
       })(),
     ).rejects.toThrow();
   });
+});
+
+describe('streams to a slow reader', () => {
+  it('waits for the client to drain many times without piling up listeners, and delivers every event', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const deltas = Array.from({ length: 300 }, (_, index) => `${index}:${'y'.repeat(32 * 1024)}`);
+      upstream.behave((_request, response) => streamCompletion(response, deltas, { splitEvery: 256 * 1024 }));
+      const { hostname, port } = new URL(ocular.url);
+      const socket = connect(Number(port), hostname);
+      const body = JSON.stringify({ model: 'qwen', messages: [{ role: 'user', content: 'x' }], stream: true });
+      socket.write(
+        `POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ocular.key}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      // Read in bursts with pauses, so that Ocular's writes back up again and again.
+      const received: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => {
+        received.push(chunk);
+        socket.pause();
+        setTimeout(() => socket.resume(), 2);
+      });
+      await new Promise<void>((resolve, reject) => socket.once('end', resolve).once('error', reject));
+      const text = Buffer.concat(received).toString('utf8');
+      expect(text).toContain('data: [DONE]');
+      for (const index of [0, 150, 299]) expect(text).toContain(`"content":"${index}:`);
+      expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  }, 30_000);
 });
 
 describe('streams from a misbehaving upstream', () => {
