@@ -136,6 +136,8 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
         return;
       }
       const { status, headers, body } = errorReply(error, logger, requestId);
+      // Refused before its body was read (bad key, wrong type): close rather than read a body nobody wants.
+      if (!incoming.complete) headers.Connection = 'close';
       sendJson(outgoing, status, body, headers);
     }
   };

@@ -374,6 +374,24 @@ describe('POST /v1/chat errors', () => {
     });
   });
 
+  it('closes the connection, reading no more, when it refuses a request before its body', async () => {
+    const { hostname, port } = new URL(ocular.url);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    const answer: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => answer.push(chunk));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    // A wrong key, and a body of 50 MB announced of which only the start is sent.
+    socket.write(
+      `POST /v1/chat HTTP/1.1\r\nHost: x\r\nX-Api-Key: wrong\r\nContent-Type: application/json\r\n` +
+        `Content-Length: 50000000\r\n\r\n{"messages":[`,
+    );
+    await closed;
+    const text = Buffer.concat(answer).toString('utf8');
+    expect(text).toMatch(/^HTTP\/1\.1 401 /);
+    expect(text).toMatch(/connection: close/i);
+  });
+
   it('rejects a non-JSON content type with 415', async () => {
     const response = await ocular.post('/v1/chat', 'a=b', { 'content-type': 'multipart/form-data; boundary=x' });
     expect(response.status).toBe(415);
