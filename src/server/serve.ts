@@ -307,7 +307,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     throw error;
   }
   // Node's whole-request timeout is off: a 2 GiB upload over a slow link takes longer than any fixed bound. Slow
-  // senders are bounded per route instead: JSON bodies must arrive within 2 minutes (read-body.ts), uploads must
+  // senders are bounded per route instead: JSON bodies within limits.requestBodyTimeoutMs (read-body.ts), uploads must
   // not stall for a minute (multipart-upload.ts), and headers within 30 s (below).
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;
