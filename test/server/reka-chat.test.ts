@@ -42,6 +42,17 @@ beforeEach(() => {
 
 const lastUpstreamBody = () => upstream.requests.at(-1)!.body as Record<string, any>;
 
+/** Writes raw bytes to Ocular and returns all it answers, once it closes the connection. */
+function sendUntilClosed(request: string): Promise<string> {
+  const { hostname, port } = new URL(ocular.url);
+  const socket = connect(Number(port), hostname);
+  socket.on('error', () => undefined);
+  const answer: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => answer.push(chunk));
+  socket.write(request);
+  return new Promise((resolve) => socket.once('close', () => resolve(Buffer.concat(answer).toString('utf8'))));
+}
+
 describe('GET /v1/models', () => {
   it('lists every model and alias as [{id}]', async () => {
     const response = await ocular.get('/v1/models');
@@ -351,21 +362,13 @@ describe('POST /v1/chat errors', () => {
   });
 
   it('answers 400 and closes the connection when a body does not arrive within limits.requestBodyTimeoutMs', async () => {
-    const { hostname, port } = new URL(ocular.url);
-    const socket = connect(Number(port), hostname);
-    socket.on('error', () => undefined);
-    const answer: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => answer.push(chunk));
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const started = Date.now();
     // Headers announce 100 bytes; only the first few arrive, and the client then waits.
-    socket.write(
+    const text = await sendUntilClosed(
       `POST /v1/chat HTTP/1.1\r\nHost: x\r\nX-Api-Key: ${ocular.key}\r\nContent-Type: application/json\r\n` +
         `Content-Length: 100\r\n\r\n{"messages":`,
     );
-    await closed;
     expect(Date.now() - started).toBeLessThan(5_000);
-    const text = Buffer.concat(answer).toString('utf8');
     expect(text).toMatch(/^HTTP\/1\.1 400 /);
     expect(text).toMatch(/connection: close/i);
     expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).error).toMatchObject({
@@ -375,19 +378,11 @@ describe('POST /v1/chat errors', () => {
   });
 
   it('closes the connection, reading no more, when it refuses a request before its body', async () => {
-    const { hostname, port } = new URL(ocular.url);
-    const socket = connect(Number(port), hostname);
-    socket.on('error', () => undefined);
-    const answer: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => answer.push(chunk));
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     // A wrong key, and a body of 50 MB announced of which only the start is sent.
-    socket.write(
+    const text = await sendUntilClosed(
       `POST /v1/chat HTTP/1.1\r\nHost: x\r\nX-Api-Key: wrong\r\nContent-Type: application/json\r\n` +
         `Content-Length: 50000000\r\n\r\n{"messages":[`,
     );
-    await closed;
-    const text = Buffer.concat(answer).toString('utf8');
     expect(text).toMatch(/^HTTP\/1\.1 401 /);
     expect(text).toMatch(/connection: close/i);
   });
