@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import sharp from 'sharp';
+import { Client } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sendJson } from '../helpers/fake-upstream.ts';
 import { readSseData, startOcular, type TestOcular } from '../helpers/ocular.ts';
@@ -274,6 +275,55 @@ describe('POST /v1/chat streaming', () => {
     const started = Date.now();
     await closed;
     expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});
+
+describe('one kept-alive connection carrying many requests', () => {
+  it('piles up no abort listeners, and a disconnect still cancels the upstream call in flight', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    const { hostname, port } = new URL(ocular.url);
+    const connection = new Client(`http://${hostname}:${port}`, { pipelining: 1, connections: 1 } as Client.Options);
+    try {
+      const chat = async (stream: boolean): Promise<string> => {
+        const response = await connection.request({
+          path: '/v1/chat',
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-api-key': ocular.key },
+          body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream }),
+        });
+        expect(response.statusCode).toBe(200);
+        return response.body.text();
+      };
+      for (let round = 0; round < 30; round++) {
+        upstream.behave((_request, response) =>
+          round % 2 === 0 ? sendJson(response, 200, completion(`answer ${round}`)) : streamCompletion(response, ['a', 'b']),
+        );
+        expect(await chat(round % 2 === 1)).toContain(round % 2 === 0 ? `answer ${round}` : '"content":"ab"');
+      }
+      let upstreamClosed!: () => void;
+      const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
+      upstream.behave((_request, response) => {
+        response.on('close', () => upstreamClosed());
+        return streamCompletion(
+          response,
+          Array.from({ length: 200 }, (_, index) => `w${index} `),
+          { delayMs: 20, splitEvery: 64 },
+        );
+      });
+      const pending = chat(true).catch(() => undefined);
+      while (upstream.requests.length < 31) await new Promise((resolve) => setTimeout(resolve, 5));
+      const started = Date.now();
+      await connection.destroy();
+      await closed;
+      expect(Date.now() - started).toBeLessThan(2_000); // the stream alone would take 4 s
+      await pending;
+      expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await connection.destroy();
+    }
   });
 });
 
