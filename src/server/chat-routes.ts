@@ -6,10 +6,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatService } from '../chat/chat-service.ts';
 import type { Limits } from '../config/schema.ts';
+import type { StreamPart } from '../spec/stream-parts.ts';
 import type { ApiKeyVerifier } from '../store/api-keys.ts';
 import { authenticate, errorReply, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
 import { parseBody } from './errors.ts';
 import type { Logger } from './logger.ts';
+import type { EventEncoder } from './wire/common.ts';
 import { nodeHeader, readJsonBody } from './read-body.ts';
 import { createOpenAiStreamEncoder, fromOpenAiRequest, openAiChatRequestSchema, toOpenAiResponse } from './wire/openai-chat.ts';
 import { createRekaStreamEncoder, fromRekaRequest, rekaChatRequestSchema, toRekaResponse } from './wire/reka-chat.ts';
@@ -26,8 +28,8 @@ export interface ChatRouteDependencies {
   signals: RequestSignals;
 }
 
-/** A route's answer: a JSON body, or server-sent events. */
-type ChatReply = { json: unknown } | { events: ReadableStream<string> };
+/** A route's answer: a JSON body, or stream parts sent as server-sent events. */
+type ChatReply = { json: unknown } | { parts: ReadableStream<StreamPart>; encoder: EventEncoder };
 
 type ChatRoute = (body: unknown, signal: AbortSignal) => Promise<ChatReply>;
 
@@ -39,14 +41,14 @@ function routes(chat: ChatService): ReadonlyMap<string, ChatRoute> {
     const request = fromRekaRequest(body, DEFAULT_MAX_TOKENS);
     if (!body.stream) return { json: toRekaResponse(await chat.generate(request, signal)) };
     const { id, modelName, parts } = await chat.stream(request, signal);
-    return { events: parts.pipeThrough(createRekaStreamEncoder(id, modelName)) };
+    return { parts, encoder: createRekaStreamEncoder(id, modelName) };
   };
   const openAi: ChatRoute = async (json, signal) => {
     const body = parseBody(openAiChatRequestSchema, json);
     const request = fromOpenAiRequest(body, DEFAULT_MAX_TOKENS);
     if (!body.stream) return { json: toOpenAiResponse(await chat.generate(request, signal)) };
     const { id, modelName, parts } = await chat.stream(request, signal);
-    return { events: parts.pipeThrough(createOpenAiStreamEncoder(id, modelName, body.stream_options?.include_usage ?? false)) };
+    return { parts, encoder: createOpenAiStreamEncoder(id, modelName, body.stream_options?.include_usage ?? false) };
   };
   return new Map([
     ['/v1/chat', reka],
@@ -79,19 +81,31 @@ function drained(outgoing: ServerResponse): Promise<void> {
   });
 }
 
-/** Writes events as they come, waiting for the socket to drain; a client that goes away cancels the stream. */
-async function sendEvents(outgoing: ServerResponse, events: ReadableStream<string>): Promise<void> {
+/**
+ * Writes the events of `parts` as they come, waiting for the socket to drain; a client that goes away cancels
+ * the stream. The encoder's opening event leaves at once, before the first part is read.
+ */
+async function sendEvents(outgoing: ServerResponse, parts: ReadableStream<StreamPart>, encoder: EventEncoder): Promise<void> {
   outgoing.writeHead(200, SSE_HEADERS);
-  const reader = events.getReader();
+  const reader = parts.getReader();
   const cancel = (): void => void reader.cancel().catch(() => undefined);
   outgoing.once('close', cancel);
-  try {
-    for (let next = await reader.read(), first = true; !next.done; next = await reader.read(), first = false) {
-      if (outgoing.destroyed) return;
-      if (!outgoing.write(next.value)) await drained(outgoing);
+  let flushed = false;
+  const send = async (text: string): Promise<void> => {
+    if (text === '') return;
+    if (!outgoing.write(text)) await drained(outgoing);
+    else if (!flushed) {
       // Writes in one tick leave together (Node corks the socket until the next tick). Let the first event go
-      // out on its own, so the client sees the answer start without waiting for events already queued behind it.
-      else if (first) await new Promise((resolve) => process.nextTick(resolve));
+      // out on its own, so the client sees the answer start without waiting for events queued behind it.
+      flushed = true;
+      await new Promise((resolve) => process.nextTick(resolve));
+    }
+  };
+  try {
+    await send(encoder.opening);
+    for (let next = await reader.read(); !next.done; next = await reader.read()) {
+      if (outgoing.destroyed) return;
+      await send(encoder.encode(next.value));
     }
     outgoing.end();
   } catch (error) {
@@ -129,7 +143,7 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
       authenticate(verifier, (name) => nodeHeader(incoming, name));
       const reply = await route(await readJsonBody(incoming, limits), signals.forResponse(outgoing));
       if ('json' in reply) sendJson(outgoing, 200, reply.json);
-      else await sendEvents(outgoing, reply.events);
+      else await sendEvents(outgoing, reply.parts, reply.encoder);
     } catch (error) {
       if (outgoing.headersSent) {
         outgoing.destroy();

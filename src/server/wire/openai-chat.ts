@@ -9,6 +9,7 @@ import {
   outputToText,
   samplingSchema,
   sseFrame,
+  type EventEncoder,
   toolNameSchema,
   toolParametersSchema,
 } from './common.ts';
@@ -215,35 +216,31 @@ export function toOpenAiResponse(result: ChatResult): unknown {
 }
 
 /** Chat Completions chunks: a role delta first, content deltas, a finish chunk, optional usage, then [DONE]. */
-export function createOpenAiStreamEncoder(id: string, model: string, includeUsage: boolean): TransformStream<StreamPart, string> {
+export function createOpenAiStreamEncoder(id: string, model: string, includeUsage: boolean): EventEncoder {
   const created = Math.floor(Date.now() / 1000);
   const base = { id: completionId(id), object: 'chat.completion.chunk', created, model };
   const chunk = (delta: unknown, finishReason: string | null = null): string =>
     sseFrame({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }] });
   let toolIndex = 0;
-  return new TransformStream({
-    start(controller) {
-      controller.enqueue(chunk({ role: 'assistant', content: '' }));
-    },
-    transform(part, controller) {
+  return {
+    opening: chunk({ role: 'assistant', content: '' }),
+    encode(part) {
       switch (part.type) {
         case 'text-delta':
-          controller.enqueue(chunk({ content: part.text }));
-          break;
+          return chunk({ content: part.text });
         case 'tool-call': {
           const [call] = toOpenAiToolCalls([part.toolCall]);
-          controller.enqueue(chunk({ tool_calls: [{ index: toolIndex++, ...call }] }));
-          break;
+          return chunk({ tool_calls: [{ index: toolIndex++, ...call }] });
         }
         case 'finish':
-          controller.enqueue(chunk({}, FINISH_REASONS[part.finishReason]));
-          if (includeUsage) controller.enqueue(sseFrame({ ...base, choices: [], usage: toOpenAiUsage(part.usage) }));
-          controller.enqueue(sseFrame('[DONE]'));
-          break;
+          return (
+            chunk({}, FINISH_REASONS[part.finishReason]) +
+            (includeUsage ? sseFrame({ ...base, choices: [], usage: toOpenAiUsage(part.usage) }) : '') +
+            sseFrame('[DONE]')
+          );
         case 'error':
-          controller.enqueue(sseFrame(errorEnvelope(part.error)));
-          break;
+          return sseFrame(errorEnvelope(part.error));
       }
     },
-  });
+  };
 }

@@ -8,6 +8,7 @@ import {
   outputToText,
   samplingSchema,
   sseFrame,
+  type EventEncoder,
   toolNameSchema,
   toolParametersSchema,
 } from './common.ts';
@@ -144,35 +145,31 @@ export function toRekaResponse(result: ChatResult): unknown {
 }
 
 /** Reka's stream repeats the whole text so far in every event; the last event adds finish_reason and usage. */
-export function createRekaStreamEncoder(id: string, model: string): TransformStream<StreamPart, string> {
+export function createRekaStreamEncoder(id: string, model: string): EventEncoder {
   let content = '';
   const toolCalls: ToolCall[] = [];
-  return new TransformStream({
-    transform(part, controller) {
+  return {
+    opening: '',
+    encode(part) {
       switch (part.type) {
         case 'text-delta':
           content += part.text;
-          controller.enqueue(sseFrame({ id, model, responses: [{ chunk: { role: 'assistant', content }, finish_reason: null }] }));
-          break;
+          return sseFrame({ id, model, responses: [{ chunk: { role: 'assistant', content }, finish_reason: null }] });
         case 'tool-call':
           toolCalls.push(part.toolCall);
-          break;
+          return '';
         case 'finish':
-          controller.enqueue(
-            sseFrame({
-              id,
-              model,
-              responses: [
-                { chunk: { role: 'assistant', content, tool_calls: toRekaToolCalls(toolCalls) }, finish_reason: part.finishReason },
-              ],
-              usage: { input_tokens: part.usage.inputTokens, output_tokens: part.usage.outputTokens },
-            }),
-          );
-          break;
+          return sseFrame({
+            id,
+            model,
+            responses: [
+              { chunk: { role: 'assistant', content, tool_calls: toRekaToolCalls(toolCalls) }, finish_reason: part.finishReason },
+            ],
+            usage: { input_tokens: part.usage.inputTokens, output_tokens: part.usage.outputTokens },
+          });
         case 'error':
-          controller.enqueue(sseFrame(errorEnvelope(part.error), 'error'));
-          break;
+          return sseFrame(errorEnvelope(part.error), 'error');
       }
     },
-  });
+  };
 }
