@@ -43,6 +43,20 @@ beforeEach(() => {
 
 const lastUpstreamBody = () => upstream.requests.at(-1)!.body as Record<string, any>;
 
+/** Makes the upstream stream 200 words over 4 s; resolves when its response closes (finished or cancelled). */
+function streamSlowlyUntilClosed(): Promise<void> {
+  return new Promise((resolve) => {
+    upstream.behave((_request, response) => {
+      response.on('close', () => resolve());
+      return streamCompletion(
+        response,
+        Array.from({ length: 200 }, (_, index) => `w${index} `),
+        { delayMs: 20, splitEvery: 64 },
+      );
+    });
+  });
+}
+
 /** Writes raw bytes to Ocular and returns all it answers, once it closes the connection. */
 function sendUntilClosed(request: string): Promise<string> {
   const { hostname, port } = new URL(ocular.url);
@@ -257,16 +271,7 @@ describe('POST /v1/chat streaming', () => {
   });
 
   it('aborts the upstream request when the client disconnects', async () => {
-    let upstreamClosed!: () => void;
-    const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
-    upstream.behave((_request, response) => {
-      response.on('close', () => upstreamClosed());
-      return streamCompletion(
-        response,
-        Array.from({ length: 200 }, (_, index) => `w${index} `),
-        { delayMs: 20, splitEvery: 64 },
-      );
-    });
+    const closed = streamSlowlyUntilClosed();
     const controller = new AbortController();
     const response = await ocular.post('/v1/chat', { messages: [{ role: 'user', content: 'long' }], stream: true }, {}, controller.signal);
     const reader = response.body!.getReader();
@@ -302,16 +307,7 @@ describe('one kept-alive connection carrying many requests', () => {
         );
         expect(await chat(round % 2 === 1)).toContain(round % 2 === 0 ? `answer ${round}` : '"content":"ab"');
       }
-      let upstreamClosed!: () => void;
-      const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
-      upstream.behave((_request, response) => {
-        response.on('close', () => upstreamClosed());
-        return streamCompletion(
-          response,
-          Array.from({ length: 200 }, (_, index) => `w${index} `),
-          { delayMs: 20, splitEvery: 64 },
-        );
-      });
+      const closed = streamSlowlyUntilClosed();
       const pending = chat(true).catch(() => undefined);
       while (upstream.requests.length < 31) await new Promise((resolve) => setTimeout(resolve, 5));
       const started = Date.now();
