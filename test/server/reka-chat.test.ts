@@ -289,7 +289,7 @@ describe('one kept-alive connection carrying many requests', () => {
     const onWarning = (warning: Error): void => void warnings.push(warning);
     process.on('warning', onWarning);
     const { hostname, port } = new URL(ocular.url);
-    const connection = new Client(`http://${hostname}:${port}`, { pipelining: 1, connections: 1 } as Client.Options);
+    const connection = new Client(`http://${hostname}:${port}`, { pipelining: 1 });
     try {
       const chat = async (stream: boolean): Promise<string> => {
         const response = await connection.request({
