@@ -78,7 +78,7 @@ export class HttpClient {
         signal,
         this.#maxResponseBytes,
       );
-      if (answer.statusCode >= 200 && answer.statusCode < 300) return answer;
+      if (isSuccess(answer.statusCode)) return answer;
       throw this.#statusError(answer.statusCode, answer.body.toString('utf8'), answer.headers);
     });
     try {
@@ -127,6 +127,38 @@ export class HttpClient {
   }
 }
 
+const isSuccess = (statusCode: number): boolean => statusCode >= 200 && statusCode < 300;
+
+/** The start of an upstream's error response: enough for its message, however much it sends. */
+class ErrorBody {
+  readonly #chunks: Buffer[] = [];
+  #size = 0;
+
+  push(chunk: Buffer): void {
+    if (this.#size >= MAX_ERROR_BODY_BYTES) return;
+    this.#size += chunk.length;
+    this.#chunks.push(chunk);
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.#chunks);
+  }
+}
+
+/** Ties a dispatched request to `signal`: an abort ends it with the signal's reason. `release` once it is over. */
+function linkAbort(signal: AbortSignal): { started(controller: Dispatcher.DispatchController): void; release(): void } {
+  let controller: Dispatcher.DispatchController | undefined;
+  const onAbort = (): void => controller?.abort(signal.reason as Error);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return {
+    started(started) {
+      controller = started;
+      if (signal.aborted) started.abort(signal.reason as Error);
+    },
+    release: () => signal.removeEventListener('abort', onAbort),
+  };
+}
+
 interface BufferedResponse {
   statusCode: number;
   headers: IncomingHttpHeaders;
@@ -154,35 +186,31 @@ function exchange(
     let size = 0;
     let statusCode = 0;
     let headers: IncomingHttpHeaders = {};
-    let controller: Dispatcher.DispatchController | undefined;
-    const onAbort = (): void => controller?.abort(signal.reason as Error);
-    const settle = (): void => signal.removeEventListener('abort', onAbort);
-    signal.addEventListener('abort', onAbort, { once: true });
+    let failure: ErrorBody | undefined;
+    const link = linkAbort(signal);
     dispatcher.dispatch(options, {
-      onRequestStart(started) {
-        controller = started;
-        if (signal.aborted) started.abort(signal.reason as Error);
-      },
+      onRequestStart: link.started,
       onResponseStart(_controller, status, responseHeaders) {
         statusCode = status;
         headers = responseHeaders;
+        if (!isSuccess(status)) failure = new ErrorBody();
       },
-      onResponseData(dispatch, chunk) {
-        const ok = statusCode >= 200 && statusCode < 300;
-        if (!ok && size >= MAX_ERROR_BODY_BYTES) return;
+      onResponseData(controller, chunk) {
+        if (failure) return failure.push(chunk);
         size += chunk.length;
-        if (ok && size > maxBytes) {
-          dispatch.abort(new OcularError('upstream_error', `the upstream's response is larger than ${maxBytes} bytes`));
+        if (size > maxBytes) {
+          controller.abort(new OcularError('upstream_error', `the upstream's response is larger than ${maxBytes} bytes`));
           return;
         }
         chunks.push(chunk);
       },
       onResponseEnd() {
-        settle();
-        resolve({ statusCode, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+        link.release();
+        const body = failure ? failure.bytes() : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        resolve({ statusCode, headers, body });
       },
       onResponseError(_controller, error) {
-        settle();
+        link.release();
         reject(signal.aborted ? signal.reason : error);
       },
     });
@@ -211,7 +239,7 @@ function openEventStream(
     let dispatch: Dispatcher.DispatchController | undefined;
     /** Set while the stream is open; cleared once it is closed, errored or cancelled. */
     let events: ReadableStreamDefaultController<EventSourceMessage> | undefined;
-    let failure: { statusCode: number; headers: IncomingHttpHeaders; chunks: Buffer[]; size: number } | undefined;
+    let failure: { statusCode: number; headers: IncomingHttpHeaders; body: ErrorBody } | undefined;
     const decoder = new TextDecoder();
     const parser = createParser({
       onEvent: (event) => events?.enqueue(event),
@@ -225,17 +253,15 @@ function openEventStream(
       },
       maxBufferSize: MAX_EVENT_CHARS,
     });
-    const onAbort = (): void => dispatch?.abort(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    const settle = (): void => signal.removeEventListener('abort', onAbort);
+    const link = linkAbort(signal);
     dispatcher.dispatch(options, {
       onRequestStart(started) {
         dispatch = started;
-        if (signal.aborted) started.abort(signal.reason as Error);
+        link.started(started);
       },
       onResponseStart(controller, statusCode, headers) {
-        if (statusCode < 200 || statusCode >= 300) {
-          failure = { statusCode, headers, chunks: [], size: 0 };
+        if (!isSuccess(statusCode)) {
+          failure = { statusCode, headers, body: new ErrorBody() };
           return;
         }
         const stream = new ReadableStream<EventSourceMessage>({
@@ -245,26 +271,22 @@ function openEventStream(
           pull: () => controller.resume(),
           cancel: (reason) => {
             events = undefined;
-            settle();
+            link.release();
             controller.abort(reason instanceof Error ? reason : new Error('the stream was cancelled'));
           },
         });
         resolve({ events: stream });
       },
       onResponseData(controller, chunk) {
-        if (failure) {
-          failure.size += chunk.length;
-          if (failure.size <= MAX_ERROR_BODY_BYTES) failure.chunks.push(chunk);
-          return;
-        }
+        if (failure) return failure.body.push(chunk);
         if (!events) return;
         parser.feed(decoder.decode(chunk, { stream: true }));
         if (events && (events.desiredSize ?? 1) <= 0) controller.pause();
       },
       onResponseEnd() {
-        settle();
+        link.release();
         if (failure) {
-          resolve({ statusCode: failure.statusCode, headers: failure.headers, body: Buffer.concat(failure.chunks) });
+          resolve({ statusCode: failure.statusCode, headers: failure.headers, body: failure.body.bytes() });
           return;
         }
         if (!events) return;
@@ -274,7 +296,7 @@ function openEventStream(
         events = undefined;
       },
       onResponseError(_controller, error) {
-        settle();
+        link.release();
         const reason: unknown = signal.aborted ? signal.reason : error;
         if (!events) {
           reject(reason); // no-op once the stream was handed over
