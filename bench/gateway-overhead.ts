@@ -46,7 +46,6 @@ const PLAN = {
 };
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
-const RUN_TS = join(REPO_ROOT, 'bin', 'run-ts.js');
 const UPSTREAM_PATH = '/v1/chat/completions';
 const OCULAR_PATH = '/openai/v1/chat/completions';
 
@@ -80,7 +79,7 @@ function killChildrenOnExit(): void {
   });
 }
 
-/** Spawns `node [nodeArgs] bin/run-ts.js script args`, and waits for the `{"url":...}` line it prints when ready. */
+/** Spawns `node [nodeArgs] script args`, and waits for the `{"url":...}` line it prints when ready. */
 async function startChild(
   name: string,
   script: string,
@@ -88,7 +87,7 @@ async function startChild(
   options: { nodeArgs?: string[]; env?: Record<string, string> } = {},
 ): Promise<ChildHandle> {
   killChildrenOnExit();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), RUN_TS, join(REPO_ROOT, script), ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(REPO_ROOT, script), ...args], {
     cwd: REPO_ROOT,
     env: { ...readEnvironment(), ...options.env },
     stdio: ['pipe', 'pipe', 'inherit'],

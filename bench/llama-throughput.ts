@@ -9,7 +9,7 @@
 // the weights and compete for the same cores as the direct context; in one process "same model, same run" is
 // literal and the two paths simply take turns.
 //
-// Run alone with `node bin/run-ts.js bench/llama-throughput.ts [--model PATH]`.
+// Run alone with `node bench/llama-throughput.ts [--model PATH]`.
 import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -12,7 +12,7 @@ import { startServer } from '../src/server/serve.ts';
 
 const upstreamUrl = process.argv[2];
 if (upstreamUrl === undefined) {
-  process.stderr.write('usage: run-ts.js bench/ocular-process.ts UPSTREAM_URL (and OCULAR_API_KEYS in the environment)\n');
+  process.stderr.write('usage: node bench/ocular-process.ts UPSTREAM_URL (and OCULAR_API_KEYS in the environment)\n');
   process.exit(2);
 }
 const env = readEnvironment();

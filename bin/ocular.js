@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// The `ocular` command: loads the TypeScript sources directly (bin/register-typescript.js), so `npx ocular` works without a build.
-import './register-typescript.js';
-
+// The `ocular` command. Node >= 22.18 runs the TypeScript sources by stripping their types, so `npx ocular` needs
+// no build step and no loader.
 await import('../src/cli/main.ts');

@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { OcularError } from '../spec/errors.ts';
 
 export interface NormalizeImageOptions {
@@ -44,7 +44,7 @@ export async function normalizeImage(input: string | Buffer, options: NormalizeI
   if (!Number.isInteger(maxPixels) || maxPixels < 1) throw new RangeError(`maxPixels must be a positive integer, got ${maxPixels}`);
 
   // The header read decodes no pixels, so it runs without a pixel limit; the size check below is ours, with our message.
-  let metadata: sharp.Metadata;
+  let metadata: Metadata;
   try {
     metadata = await sharp(input, { limitInputPixels: false, failOn: 'error' }).metadata();
   } catch (error) {
@@ -89,7 +89,7 @@ export async function normalizeImage(input: string | Buffer, options: NormalizeI
   }
 }
 
-async function encodeJpeg(image: sharp.Sharp): Promise<NormalizedImage> {
+async function encodeJpeg(image: Sharp): Promise<NormalizedImage> {
   const { data, info } = await image.jpeg({ quality: JPEG_QUALITY }).toBuffer({ resolveWithObject: true });
   return { data, mediaType: 'image/jpeg', width: info.width, height: info.height };
 }
@@ -110,7 +110,7 @@ function tooManyPixels(label: string, size: string, maxPixels: number): OcularEr
   );
 }
 
-function decodeError(error: unknown, { label, maxPixels }: NormalizeImageOptions, metadata: sharp.Metadata | undefined): Error {
+function decodeError(error: unknown, { label, maxPixels }: NormalizeImageOptions, metadata: Metadata | undefined): Error {
   const message = error instanceof Error ? error.message : String(error);
   // A path we were handed that does not exist is our bug, not the client's media.
   if (message.startsWith('Input file is missing')) return error instanceof Error ? error : new Error(message);
@@ -120,7 +120,7 @@ function decodeError(error: unknown, { label, maxPixels }: NormalizeImageOptions
   return new OcularError('unsupported_media_type', `${label}: ${describeDecodeFailure(metadata)}`, { param: label, cause: error });
 }
 
-function describeDecodeFailure(metadata: sharp.Metadata | undefined): string {
+function describeDecodeFailure(metadata: Metadata | undefined): string {
   // sharp's prebuilt libheif carries the AV1 decoder (AVIF) but no HEVC one, so HEIC headers parse and pixels do not.
   if (metadata?.format === 'heif' && metadata.compression === 'hevc') {
     return 'HEIC images are not supported by this server (no HEVC decoder); convert the image to JPEG or PNG';

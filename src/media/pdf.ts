@@ -75,8 +75,8 @@ export async function extractPdf(path: string, options: ExtractPdfOptions, signa
   const loadingTask = getDocument({
     data,
     ...PDFJS_DATA,
-    // No `new Function` for PostScript functions; no @font-face or system fonts: glyphs are drawn as paths.
-    isEvalSupported: false,
+    // No @font-face or system fonts: glyphs are drawn as paths (pdf.js 6 no longer compiles PostScript functions
+    // with `new Function`, so there is no eval to turn off).
     disableFontFace: true,
     useSystemFonts: false,
     enableXfa: false,

@@ -1,4 +1,4 @@
-// Child process for the crash test in job-queue.test.ts: `node bin/run-ts.js test/jobs/crash-worker.ts DATA_DIR JOB_ID`.
+// Child process for the crash test in job-queue.test.ts: `node test/jobs/crash-worker.ts DATA_DIR JOB_ID`.
 // Runs the `crash-test` job with a resumable handler and exits once the job has finished. The test kills it with
 // SIGKILL mid-job and starts it again.
 import { setTimeout as sleep } from 'node:timers/promises';

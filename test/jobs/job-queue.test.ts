@@ -392,7 +392,7 @@ describe('JobRunner', () => {
     cleanups.push(() => children.forEach((child) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));
     let stderr = '';
     const startWorker = (): { child: ChildProcess; exited: Promise<number | null> } => {
-      const child = spawn(process.execPath, ['bin/run-ts.js', 'test/jobs/crash-worker.ts', dataDir, job.id], {
+      const child = spawn(process.execPath, ['test/jobs/crash-worker.ts', dataDir, job.id], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       children.push(child);

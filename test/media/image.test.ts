@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normalizeImage, type NormalizeImageOptions } from '../../src/media/image.ts';
 import { Scratch } from '../../src/media/scratch.ts';
@@ -19,7 +19,7 @@ afterAll(async () => {
 
 type Rgb = [number, number, number];
 
-function solid(width: number, height: number, colour: string): sharp.Sharp {
+function solid(width: number, height: number, colour: string): Sharp {
   return sharp({ create: { width, height, channels: 3, background: colour } });
 }
 
@@ -133,9 +133,9 @@ describe('normalizeImage', () => {
   });
 
   it.each([
-    ['WebP', (image: sharp.Sharp) => image.webp()],
-    ['TIFF', (image: sharp.Sharp) => image.tiff()],
-    ['AVIF', (image: sharp.Sharp) => image.avif()],
+    ['WebP', (image: Sharp) => image.webp()],
+    ['TIFF', (image: Sharp) => image.tiff()],
+    ['AVIF', (image: Sharp) => image.avif()],
   ])('decodes %s', async (_name, encode) => {
     const output = await normalizeImage(await encode(solid(1600, 400, '#ff8000')).toBuffer(), options);
     expect(output).toMatchObject({ mediaType: 'image/jpeg', width: 1024, height: 256 });

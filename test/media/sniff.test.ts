@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Scratch } from '../../src/media/scratch.ts';
 import { assertKind, sniffBuffer, sniffFile, type SniffedMedia } from '../../src/media/sniff.ts';
@@ -18,7 +18,7 @@ afterAll(async () => {
   await scratch.dispose();
 });
 
-const base = (): sharp.Sharp => sharp({ create: { width: 32, height: 24, channels: 3, background: '#3366cc' } });
+const base = (): Sharp => sharp({ create: { width: 32, height: 24, channels: 3, background: '#3366cc' } });
 
 describe('sniffBuffer: images (written by sharp)', () => {
   const cases: Array<[string, () => Promise<Buffer>, string]> = [

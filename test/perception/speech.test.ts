@@ -1,6 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Response } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isAbortError, isOcularError, type OcularError } from '../../src/spec/errors.ts';
 import {
@@ -97,7 +96,7 @@ async function startMultipartUpstream(handler: Handler): Promise<MultipartUpstre
       new Response(Buffer.concat(chunks), { headers: { 'content-type': contentType } })
         .formData()
         .then((form) => {
-          const captured = { method: raw.method ?? '', url: raw.url ?? '', headers: raw.headers, form: form as globalThis.FormData };
+          const captured = { method: raw.method ?? '', url: raw.url ?? '', headers: raw.headers, form };
           requests.push(captured);
           return handler(captured, response);
         })

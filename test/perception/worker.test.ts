@@ -322,10 +322,9 @@ describe('object detector in a worker', () => {
 });
 
 describe('idle workers', () => {
-  it('run under the TypeScript loader outside vitest, and an idle one does not keep the process alive', async () => {
+  it('run under plain Node outside vitest (types stripped by Node itself), and an idle one does not keep the process alive', async () => {
     // The process never closes its detector: it must still exit once the call has been answered.
     const script = [
-      `import ${JSON.stringify(pathToFileURL(join(REPO, 'bin/register-typescript.js')).href)};`,
       `const { createWorkerVad } = await import(${JSON.stringify(pathToFileURL(join(REPO, 'src/perception/worker/worker-analyzers.ts')).href)});`,
       `const vad = createWorkerVad({ modelPath: '/nonexistent/silero_vad.onnx' });`,
       `const error = await vad.detect(new Float32Array(16000)).catch((caught) => caught);`,

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
-import sharp from 'sharp';
+import sharp, { type OutputInfo } from 'sharp';
 import { z } from 'zod';
 import { OcularError } from '../../spec/errors.ts';
 import type { AnalyzerImage, ImageLabel, ImageLabeler } from '../analyzers.ts';
@@ -97,7 +97,7 @@ async function openModel(modelPath: string, labelsPath: string): Promise<LoadedM
  * normalised planes R, G, B.
  */
 async function preprocess(image: AnalyzerImage): Promise<Float32Array> {
-  let pixels: { data: Buffer; info: sharp.OutputInfo };
+  let pixels: { data: Buffer; info: OutputInfo };
   try {
     pixels = await sharp(image.data, { failOn: 'error', pages: 1 })
       .rotate()

@@ -8,8 +8,8 @@ import { OcularError } from '../../spec/errors.ts';
 import { ANALYZER_KINDS, type AnalyzerKind, type AnalyzerKindDefinition, type AnalyzerKinds, type LoadListener } from './analyzer-kinds.ts';
 import { fromWireError, type HostMessage, type WorkerMessage, type WorkerStart } from './protocol.ts';
 
-/** The worker's entry: plain JavaScript, since the worker starts without the loader that runs our TypeScript. */
-const WORKER_ENTRY = new URL('./analyzer-worker-entry.mjs', import.meta.url);
+/** The worker's entry: Node runs it as TypeScript by stripping its types, in the worker as in the main thread. */
+const WORKER_ENTRY = new URL('./analyzer-worker.ts', import.meta.url);
 
 /**
  * How long `close` waits for the analyzer inside to close (it waits for a running call, which cannot be

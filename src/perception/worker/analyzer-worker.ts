@@ -1,5 +1,5 @@
 /**
- * The inside of an analyzer worker thread (loaded by `analyzer-worker-entry.mjs`): builds one analyzer from
+ * The inside of an analyzer worker thread (the entry `analyzer-worker-host.ts` starts): builds one analyzer from
  * `workerData` and runs the host's calls on it. Calls are handed to the analyzer as they arrive; it queues them
  * itself, as it does in the main thread.
  */
