@@ -12,17 +12,45 @@ import {
 } from '../config/settings.ts';
 import { findAnalyzerModel } from '../models/analyzer-catalog.ts';
 import { ModelDownloadError, type DownloadProgress } from '../models/download-file.ts';
-import { ModelReferenceError, resolveModelReference, type ModelSource } from '../models/model-source.ts';
-import { listModels, removeModel, type StoredModel } from '../models/model-store.ts';
+import { ModelReferenceError, resolvePullReference, type PullReference } from '../models/model-source.ts';
+import {
+  describeStoredFile,
+  listModels,
+  removeModel,
+  verifyStoredModels,
+  type StoredFile,
+  type StoredModel,
+} from '../models/model-store.ts';
 import { formatBytes, ProgressReporter } from '../models/progress.ts';
-import { listAnalyzerModels, pullAnalyzerModel, removeAnalyzerModel } from '../models/pull-analyzer-model.ts';
-import { pullModel } from '../models/pull-model.ts';
+import { analyzerHandPlacementHint, listAnalyzerModels, pullAnalyzerModel, removeAnalyzerModel } from '../models/pull-analyzer-model.ts';
+import { handPlacementHint, pullModel } from '../models/pull-model.ts';
 import { createLogger } from '../server/logger.ts';
 import { startServer } from '../server/serve.ts';
 import { ApiKeyStore, isValidOwner } from '../store/api-keys.ts';
 import { openDatabase } from '../store/database.ts';
 
 const env = readEnvironment();
+
+// A reader that stops early (`ocular models list | head -1`) closes the pipe: end quietly, as Unix tools do, rather
+// than with an unhandled EPIPE. `serve` keeps running: its key is also saved to <data>/bootstrap-key.
+let onStdoutClosed: () => void = () => process.exit(0);
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+  onStdoutClosed();
+});
+
+/** Rows as columns padded to their widest cell (the last one left ragged), as `models list` and `keys list` print. */
+function writeTable(rows: readonly (readonly string[])[]): void {
+  const columns = Math.max(...rows.map((row) => row.length));
+  const widths = Array.from({ length: columns - 1 }, (_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
+  for (const row of rows)
+    process.stdout.write(
+      `${row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join('  ')
+        .trimEnd()}\n`,
+    );
+}
 
 function fail(message: string): never {
   process.stderr.write(`ocular: ${message}\n`);
@@ -47,6 +75,7 @@ program
   .option('--mmproj-path <file>', 'the multimodal projector GGUF for --model-path, for image input (env OCULAR_MMPROJ_PATH)')
   .option('--preload', 'load embedded models at boot instead of on the first request (env OCULAR_PRELOAD)')
   .action(async (flags: ServeFlags) => {
+    onStdoutClosed = () => {};
     let settings;
     try {
       // commander sets auth=true unless --no-auth is given; only an explicit flag should override the env.
@@ -109,11 +138,15 @@ keys
       process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       return;
     }
-    if (list.length === 0) process.stdout.write('no stored keys\n');
-    for (const key of list) {
-      const state = key.revokedAt ? `revoked ${key.revokedAt.toISOString()}` : 'active';
-      process.stdout.write(`${key.id}\t${key.prefix}…\t${key.name}\t${key.owner}\t${key.createdAt.toISOString()}\t${state}\n`);
+    if (list.length === 0) {
+      process.stdout.write('no stored keys\n');
+      return;
     }
+    const rows = list.map((key) => {
+      const state = key.revokedAt ? `revoked ${key.revokedAt.toISOString()}` : 'active';
+      return [key.id, `${key.prefix}…`, key.name, key.owner, key.createdAt.toISOString(), state];
+    });
+    writeTable([['ID', 'PREFIX', 'NAME', 'OWNER', 'CREATED', 'STATE'], ...rows]);
   });
 
 keys
@@ -139,9 +172,9 @@ function readHub(): HubSettings {
   }
 }
 
-function readSource(reference: string): ModelSource {
+function readPullReference(reference: string): PullReference {
   try {
-    return resolveModelReference(reference);
+    return resolvePullReference(reference);
   } catch (error) {
     if (error instanceof ModelReferenceError) fail(error.message);
     throw error;
@@ -156,9 +189,9 @@ models
   .argument('<model>', 'a catalog name (see `ocular models list`), an analyzer (silero-vad, mobilenetv2) or owner/repo:file.gguf')
   .addOption(dataOption())
   .action(async (reference: string, options: { data?: string }) => {
-    const analyzer = findAnalyzerModel(reference);
-    const source = analyzer ? undefined : readSource(reference);
+    const { analyzer, source } = readPullReference(reference);
     const modelsDir = modelsDirOf(options.data);
+    const hub = source ? readHub() : undefined;
     const interrupt = new AbortController();
     process.once('SIGINT', () => interrupt.abort());
     process.once('SIGTERM', () => interrupt.abort());
@@ -174,11 +207,16 @@ models
     };
     try {
       // Analyzer weights (indexing) come from their public GitHub homes, verified against the catalog.
-      const pulled = analyzer ? await pullAnalyzerModel(analyzer, progress) : await pullModel(source!, { ...progress, hub: readHub() });
+      const pulled = analyzer ? await pullAnalyzerModel(analyzer, progress) : await pullModel(source!, { ...progress, hub: hub! });
       reporter?.done();
       for (const { file, path, download } of pulled) {
         if (!download) {
-          process.stderr.write(`${file.file}: already present\n`);
+          const stored = describeStoredFile(file.file, path, file);
+          process.stderr.write(
+            stored.problem === 'wrong-size'
+              ? `${file.file}: already present, but ${describeWrongSize(stored)}; replace it, or delete it and pull again\n`
+              : `${file.file}: already present\n`,
+          );
         } else if (download.verifiedWith.length === 0) {
           process.stderr.write(`${file.file}: ${formatBytes(download.size)}; no checksum was available to verify it against\n`);
         } else {
@@ -192,12 +230,25 @@ models
     } catch (error) {
       reporter?.done();
       if (interrupt.signal.aborted) fail('interrupted; run the same command again to resume where it stopped');
-      if (error instanceof ModelDownloadError) fail(error.message);
+      if (error instanceof ModelDownloadError) {
+        // Offline, firewalled, or the host failing: say how to place the files by hand, in the server's words.
+        if (error.code !== 'network_error' && error.code !== 'http_error') fail(error.message);
+        fail(
+          `${error.message}\n${analyzer ? analyzerHandPlacementHint(modelsDir, analyzer) : handPlacementHint(source!, modelsDir, hub!)}`,
+        );
+      }
       throw error;
     }
   });
 
+/** `2.4 MB on disk where the catalog's file is 436.8 MB` */
+function describeWrongSize(file: StoredFile): string {
+  return `${formatBytes(file.sizeOnDisk ?? 0)} on disk where the catalog's file is ${formatBytes(file.size ?? 0)}`;
+}
+
 function describeStatus(model: StoredModel): string {
+  if (model.status === 'wrong-size') return 'wrong size';
+  if (model.status === 'present' && model.files.every((file) => file.verified)) return 'verified';
   if (model.status !== 'partial') return model.status;
   const total = model.files.reduce((sum, file) => sum + (file.size ?? 0), 0);
   const done = model.files.reduce((sum, file) => sum + (file.present ? (file.size ?? 0) : (file.partialBytes ?? 0)), 0);
@@ -206,12 +257,20 @@ function describeStatus(model: StoredModel): string {
 
 models
   .command('list')
-  .description('the catalog and any other pulled model, with what is present')
+  .description('the catalog and any other pulled model, with what is present (sizes checked against the catalog)')
   .option('--json', 'print JSON')
+  .option('--verify', "also check the sha256 of present files against the catalog's (reads every byte); exit 1 on a bad file")
   .addOption(dataOption())
-  .action((options: { json?: boolean; data?: string }) => {
+  .action(async (options: { json?: boolean; verify?: boolean; data?: string }) => {
     const modelsDir = modelsDirOf(options.data);
-    const listed = [...listModels(modelsDir), ...listAnalyzerModels(modelsDir)];
+    let listed = [...listModels(modelsDir), ...listAnalyzerModels(modelsDir)];
+    if (options.verify) {
+      listed = await verifyStoredModels(listed, {
+        onFile: (file) => process.stderr.write(`checking the sha256 of ${file.file} (${formatBytes(file.sizeOnDisk ?? 0)})\n`),
+      });
+      // A check, like `sha256sum -c`: scripts can test the exit status.
+      if (listed.some((model) => model.status === 'wrong-size' || model.status === 'corrupt')) process.exitCode = 1;
+    }
     if (options.json) {
       process.stdout.write(`${JSON.stringify(listed, null, 2)}\n`);
       return;
@@ -222,15 +281,19 @@ models
         : '?';
       return [`${model.name}${model.isDefault ? ' *' : ''}`, describeStatus(model), size, model.repo];
     });
-    const table = [['NAME', 'STATUS', 'SIZE', 'REPO'], ...rows];
-    const widths = [0, 1, 2].map((column) => Math.max(...table.map((row) => row[column]!.length)));
-    for (const row of table)
-      process.stdout.write(
-        `${row
-          .map((cell, column) => cell.padEnd(widths[column] ?? 0))
-          .join('  ')
-          .trimEnd()}\n`,
-      );
+    writeTable([['NAME', 'STATUS', 'SIZE', 'REPO'], ...rows]);
+    const notes = listed.flatMap((model) =>
+      model.files.flatMap((file) => {
+        if (file.problem === 'wrong-size') return [`${model.name}: ${file.path} is ${describeWrongSize(file)}`];
+        if (file.problem === 'corrupt') return [`${model.name}: ${file.path} does not match the catalog's sha256 ${file.sha256}`];
+        if (options.verify && file.present && !file.verified) return [`${model.name}: ${file.file} has no checksum to verify it against`];
+        return [];
+      }),
+    );
+    if (notes.length > 0) process.stdout.write(`\n${notes.join('\n')}\n`);
+    if (listed.some((model) => model.status === 'wrong-size' || model.status === 'corrupt')) {
+      process.stdout.write('Replace such a file with the right one, or delete it and run `ocular models pull <name>`.\n');
+    }
     process.stdout.write(`\n* served as "local" when there is no config file. Files live in ${modelsDir}\n`);
   });
 

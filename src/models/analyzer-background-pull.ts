@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isAbortError } from '../spec/errors.ts';
-import { analyzerFilePath, type AnalyzerModel } from './analyzer-catalog.ts';
+import type { AnalyzerModel } from './analyzer-catalog.ts';
 import type { PullLog } from './background-pull.ts';
-import { missingAnalyzerFiles, pullAnalyzerModel } from './pull-analyzer-model.ts';
+import { analyzerHandPlacementHint, missingAnalyzerFiles, pullAnalyzerModel } from './pull-analyzer-model.ts';
 
 export interface AnalyzerBackgroundPullOptions {
   model: AnalyzerModel;
@@ -63,12 +63,11 @@ export class AnalyzerBackgroundPull {
       } catch (error) {
         if (signal.aborted || isAbortError(error)) return;
         const delay = delays[attempt];
-        const paths = missingAnalyzerFiles(modelsDir, model).map((file) => `${file.url} to ${analyzerFilePath(modelsDir, model, file)}`);
         if (delay === undefined) {
           log.warn('could not download analyzer weights; indexing goes on without this analyzer', {
             analyzer: model.name,
             error: (error as Error).message,
-            fix: `run \`ocular models pull ${model.name}\` where there is network, or download ${paths.join(' and ')}`,
+            fix: analyzerHandPlacementHint(modelsDir, model),
           });
           return;
         }

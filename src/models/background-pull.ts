@@ -1,10 +1,9 @@
 import type { HubSettings } from '../config/settings.ts';
 import { isAbortError } from '../spec/errors.ts';
 import { ModelDownloadError } from './download-file.ts';
-import { hubFileUrl } from './hub.ts';
-import { localFilePath, type ModelSource } from './model-source.ts';
+import type { ModelSource } from './model-source.ts';
 import { describeProgress, estimateSeconds, percentOf } from './progress.ts';
-import { missingFiles, pullModel, type PullProgress } from './pull-model.ts';
+import { handPlacementHint, missingFiles, pullModel, type PullProgress } from './pull-model.ts';
 
 /** The part of the server's logger this module uses. */
 export interface PullLog {
@@ -121,14 +120,7 @@ export class BackgroundPull {
 
   /** How to get the model without this server's download: the exact files and paths, or a local GGUF. */
   handPlacementHint(): string {
-    const { modelsDir, hub } = this.#options;
-    const files = missingFiles(modelsDir, this.source).map(
-      (file) => `${hubFileUrl(hub, file.repo, file.file)} to ${localFilePath(modelsDir, this.source, file)}`,
-    );
-    return (
-      `To add it by hand, download ${files.join(' and ')} (or run \`ocular models pull ${this.source.name}\` where there is ` +
-      'network), or start the server with --model-path PATH [--mmproj-path PATH] to serve a local GGUF'
-    );
+    return handPlacementHint(this.source, this.#options.modelsDir, this.#options.hub);
   }
 
   /** Stops the download (the part file stays, for the next start to resume). */

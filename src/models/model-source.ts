@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { ANALYZER_CATALOG, findAnalyzerModel, type AnalyzerModel } from './analyzer-catalog.ts';
 import { CATALOG, findCatalogModel, type CatalogModel } from './catalog.ts';
 
 /** One file to fetch from a Hugging Face repository, with what is known about it beforehand. */
@@ -46,6 +47,19 @@ function checkFile(file: string): void {
 
 /** Resolves `smolvlm2-500m` (catalog) or `owner/repo:path/file.gguf` (any single file on the hub). */
 export function resolveModelReference(reference: string): ModelSource {
+  return resolve(reference, false);
+}
+
+/** What `ocular models pull` fetches: an analyzer's weights, or a model (`resolveModelReference`). */
+export type PullReference = { analyzer: AnalyzerModel; source?: undefined } | { analyzer?: undefined; source: ModelSource };
+
+/** Like `resolveModelReference`, but analyzer names count too (and an unknown name's error lists them). */
+export function resolvePullReference(reference: string): PullReference {
+  const analyzer = findAnalyzerModel(reference);
+  return analyzer ? { analyzer } : { source: resolve(reference, true) };
+}
+
+function resolve(reference: string, withAnalyzers: boolean): ModelSource {
   const catalog = findCatalogModel(reference);
   if (catalog) {
     return {
@@ -61,7 +75,9 @@ export function resolveModelReference(reference: string): ModelSource {
   const separator = reference.indexOf(':');
   if (separator === -1) {
     const known = CATALOG.map((entry) => entry.name).join(', ');
-    throw new ModelReferenceError(`unknown model "${reference}": use a catalog name (${known}) or owner/repo:file.gguf`);
+    // Analyzer weights are not models a config entry can name, so only `models pull` offers them.
+    const analyzers = withAnalyzers ? `, an analyzer (${ANALYZER_CATALOG.map((entry) => entry.name).join(', ')})` : '';
+    throw new ModelReferenceError(`unknown model "${reference}": use a catalog name (${known})${analyzers} or owner/repo:file.gguf`);
   }
   const repo = reference.slice(0, separator);
   const file = reference.slice(separator + 1);

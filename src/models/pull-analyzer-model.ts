@@ -1,8 +1,8 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ANALYZER_CATALOG, analyzerFilePath, type AnalyzerFile, type AnalyzerModel } from './analyzer-catalog.ts';
-import type { StoredFile, StoredModel } from './model-store.ts';
+import { describeStoredFile, storedStatus, type StoredModel } from './model-store.ts';
 import { downloadFile, type DownloadProgress, type DownloadResult } from './download-file.ts';
 
 export interface AnalyzerPullProgress extends DownloadProgress {
@@ -32,6 +32,12 @@ export interface PulledAnalyzerFile {
 /** The model's files that are not in place yet. */
 export function missingAnalyzerFiles(modelsDir: string, model: AnalyzerModel): AnalyzerFile[] {
   return model.files.filter((file) => !existsSync(analyzerFilePath(modelsDir, model, file)));
+}
+
+/** How to get an analyzer's weights without a download from here; the server's log and `ocular models pull` say it. */
+export function analyzerHandPlacementHint(modelsDir: string, model: AnalyzerModel): string {
+  const paths = missingAnalyzerFiles(modelsDir, model).map((file) => `${file.url} to ${analyzerFilePath(modelsDir, model, file)}`);
+  return `To add it by hand, download ${paths.join(' and ')} (or run \`ocular models pull ${model.name}\` where there is network)`;
 }
 
 /**
@@ -74,17 +80,7 @@ export async function removeAnalyzerModel(modelsDir: string, model: Pick<Analyze
 /** The analyzer catalog as `ocular models list` shows it: each model with what of it is on disk. */
 export function listAnalyzerModels(modelsDir: string, catalog: readonly AnalyzerModel[] = ANALYZER_CATALOG): StoredModel[] {
   return catalog.map((model) => {
-    const files = model.files.map((file): StoredFile => {
-      const path = analyzerFilePath(modelsDir, model, file);
-      const present = existsSync(path);
-      const partial = `${path}.part`;
-      return { file: file.file, path, size: file.size, present, partialBytes: existsSync(partial) ? statSync(partial).size : undefined };
-    });
-    const status = files.every((file) => file.present)
-      ? 'present'
-      : files.some((file) => file.present || file.partialBytes !== undefined)
-        ? 'partial'
-        : 'missing';
-    return { name: model.name, repo: model.repo, inCatalog: true, isDefault: false, status, files };
+    const files = model.files.map((file) => describeStoredFile(file.file, analyzerFilePath(modelsDir, model, file), file));
+    return { name: model.name, repo: model.repo, inCatalog: true, isDefault: false, status: storedStatus(files), files };
   });
 }

@@ -34,6 +34,20 @@ export function missingFiles(modelsDir: string, source: ModelSource): RemoteFile
   return source.files.filter((file) => !existsSync(localFilePath(modelsDir, source, file)));
 }
 
+/**
+ * How to get the model without a download from here: the exact files and where they go, or a local GGUF. The
+ * server's 503s and logs and `ocular models pull` give the same words.
+ */
+export function handPlacementHint(source: ModelSource, modelsDir: string, hub: Pick<HubSettings, 'endpoint'>): string {
+  const files = missingFiles(modelsDir, source).map(
+    (file) => `${hubFileUrl(hub, file.repo, file.file)} to ${localFilePath(modelsDir, source, file)}`,
+  );
+  return (
+    `To add it by hand, download ${files.join(' and ')} (or run \`ocular models pull ${source.name}\` where there is ` +
+    'network), or start the server with --model-path PATH [--mmproj-path PATH] to serve a local GGUF'
+  );
+}
+
 /** Downloads every file of `source` that is not in place yet, one after another (each resumable and verified). */
 export async function pullModel(source: ModelSource, options: PullOptions): Promise<PulledFile[]> {
   const pulled: PulledFile[] = [];

@@ -187,7 +187,8 @@ describe('model store', () => {
     const modelsDir = temporaryDir();
     const source = resolveModelReference('smolvlm2-256m');
     mkdirSync(join(modelsDir, 'smolvlm2-256m'), { recursive: true });
-    writeFileSync(join(modelsDir, 'smolvlm2-256m', source.files[0]!.file), 'weights');
+    // Both unfinished (a complete file of the wrong size would list as `wrong-size`: see model-store.test.ts).
+    writeFileSync(join(modelsDir, 'smolvlm2-256m', `${source.files[0]!.file}.part`), 'weights');
     writeFileSync(join(modelsDir, 'smolvlm2-256m', `${source.files[1]!.file}.part`), 'half');
     mkdirSync(join(modelsDir, 'someone', 'Tiny-GGUF'), { recursive: true });
     writeFileSync(join(modelsDir, 'someone', 'Tiny-GGUF', 'tiny.gguf'), 'tiny');
