@@ -30,6 +30,12 @@ export interface MediaFetcherOptions {
   /** Milliseconds for the whole fetch: every redirect hop and the complete body. */
   timeoutMs: number;
   /**
+   * Milliseconds without a byte from the host (waiting for its headers, or between body chunks) before giving up;
+   * for a long `timeoutMs` (large uploads), so that a host that stops sending is not waited on for all of it.
+   * @default timeoutMs
+   */
+  stallTimeoutMs?: number | undefined;
+  /**
    * Hosts exempt from the address check (on-prem storage): `host` for any port, `host:port` for one port.
    * Only the named host is exempt; a redirect from it to anywhere else is checked as usual.
    */
@@ -174,14 +180,15 @@ const bareHostname = (url: URL): string => (url.hostname.startsWith('[') ? url.h
  */
 export function createMediaFetcher(options: MediaFetcherOptions): MediaFetcher {
   const { maxBytes, connectTimeoutMs, timeoutMs } = options;
+  const stallTimeoutMs = Math.min(options.stallTimeoutMs ?? timeoutMs, timeoutMs);
   const maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
   const allow: AllowHosts = parseAllowHosts(options.allowHosts);
   const resolveHost = options.resolveHost ?? defaultResolveHost;
   const agentOptions = (vet: boolean): Agent.Options => ({
     connect: { timeout: connectTimeoutMs, lookup: createLookup(resolveHost, vet) },
-    // The total deadline below is what governs; these only stop a socket outliving it.
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
+    // The total deadline below governs the whole fetch; these catch a host that stops sending before it.
+    headersTimeout: stallTimeoutMs,
+    bodyTimeout: stallTimeoutMs,
     keepAliveTimeout: 10_000,
   });
   // Two pools, chosen per hop: connections to allow-listed hosts never serve a vetted host, nor the reverse.
@@ -282,7 +289,9 @@ export function createMediaFetcher(options: MediaFetcherOptions): MediaFetcher {
     if (dnsCode !== undefined) return `DNS lookup of the media host ${url.hostname} failed (${dnsCode})`;
     if (codes.includes('UND_ERR_CONNECT_TIMEOUT')) return `connecting to the media host ${host} timed out after ${connectTimeoutMs} ms`;
     if (codes.includes('UND_ERR_HEADERS_TIMEOUT') || codes.includes('UND_ERR_BODY_TIMEOUT')) {
-      return `fetching the media URL timed out after ${timeoutMs} ms`;
+      return stallTimeoutMs < timeoutMs
+        ? `the media host sent nothing for ${stallTimeoutMs} ms`
+        : `fetching the media URL timed out after ${timeoutMs} ms`;
     }
     const code = codes[0];
     return `fetching the media URL from ${host} failed${code === undefined ? '' : ` (${code})`}`;

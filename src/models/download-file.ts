@@ -2,6 +2,9 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+// Not the global fetch: Node's bundled undici (7.x in Node 24) asserts from a socket handler, taking the process
+// down, when a peer sends FIN while a body is paused by backpressure (undici #5360, fixed in undici 8).
+import { fetch, type Response } from 'undici';
 import { isAbortError } from '../spec/errors.ts';
 import { readHubChecksum } from './hub.ts';
 
@@ -278,17 +281,26 @@ export async function downloadFile(options: DownloadFileOptions): Promise<Downlo
         }
         const handle = await open(part, 'a');
         const reader = response.body?.getReader();
+        let finished = false;
         try {
           for (let next = await reader?.read(); next && !next.done; next = await reader?.read()) {
             // Written before hashed: the hash only ever covers bytes that are in the part file.
             await handle.write(next.value);
             hash.update(next.value);
             received += next.value.length;
+            if (total !== undefined && received > total) {
+              // More than announced: a server that never stops sending would otherwise fill the disk.
+              await rm(part, { force: true });
+              throw new ModelDownloadError('size_mismatch', `${url}: the server sent more than the ${total} bytes announced; the download was removed`);
+            }
             resetStall();
             options.onProgress?.({ received, total, bytesPerSecond: meter.sample(received) });
           }
+          finished = true;
         } finally {
-          reader?.releaseLock();
+          // A body left unread keeps its connection (and the server's sending) alive: cancel it.
+          if (finished) reader?.releaseLock();
+          else await reader?.cancel().catch(() => undefined);
           await handle.close();
         }
         if (total === undefined || received >= total) break;

@@ -14,7 +14,7 @@ const SHA256 = /^[0-9a-f]{64}$/;
  * sha256 when it serves the bytes itself. Small git-stored files carry a git blob sha1 instead (40 hex digits),
  * which is not a content checksum and is ignored.
  */
-export function readHubChecksum(headers: Headers): { sha256: string | undefined; size: number | undefined } {
+export function readHubChecksum(headers: Pick<Headers, 'get'>): { sha256: string | undefined; size: number | undefined } {
   const unquote = (value: string | null) => value?.replace(/^W\//, '').replace(/^"|"$/g, '').toLowerCase();
   const etag = unquote(headers.get('x-linked-etag')) ?? unquote(headers.get('etag'));
   const sizeText = headers.get('x-linked-size');

@@ -16,11 +16,17 @@ export interface HttpClientOptions {
   timeoutMs?: number | undefined;
   /** Retries on 408/409/429/5xx and network errors, before any response byte is used. @default 2 */
   maxRetries?: number | undefined;
-  /** Upper bound of connections kept open to the upstream. @default 256 */
+  /** Upper bound of connections kept open to the upstream (one per streamed answer in flight). @default 1024 */
   maxConnections?: number | undefined;
   /** Largest non-streamed response read from the upstream; a larger one fails as upstream_error. @default 64 MiB */
   maxResponseBytes?: number | undefined;
 }
+
+/**
+ * Enough that a normal load never queues: every streamed answer holds a connection for as long as it streams (256,
+ * the old fixed value, made the 1,000th of 1,000 concurrent 10 s streams wait 30 s for a free one).
+ */
+const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /** Of an upstream's error response, only this much is read: its message is cut to 500 characters anyway. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -61,7 +67,7 @@ export class HttpClient {
     const timeoutMs = options.timeoutMs ?? 600_000;
     // One upstream origin per client: a Pool skips the Agent's per-request origin parsing and lookup.
     this.#pool = new Pool(base.origin, {
-      connections: options.maxConnections ?? 256,
+      connections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
       keepAliveTimeout: 30_000,
@@ -219,6 +225,11 @@ function exchange(
 
 /** The longest event (or unfinished line) an upstream may send before its stream is cut: 16 MiB. */
 const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+/**
+ * Bytes an upstream may stream without completing one event. The parser drops lines that cannot be SSE fields
+ * without buffering them, so an upstream sending endless non-SSE bytes would otherwise hold the request forever.
+ */
+const MAX_BYTES_WITHOUT_EVENT = MAX_EVENT_CHARS + 64 * 1024;
 
 /**
  * One request whose 2xx response is read as server-sent events, parsed as the bytes arrive into a stream that
@@ -241,15 +252,21 @@ function openEventStream(
     let events: ReadableStreamDefaultController<EventSourceMessage> | undefined;
     let failure: { statusCode: number; headers: IncomingHttpHeaders; body: ErrorBody } | undefined;
     const decoder = new TextDecoder();
+    let bytesWithoutEvent = 0;
+    /** Ends the stream with `error`; the rest of the response is not read. */
+    const cut = (error: OcularError): void => {
+      events?.error(error);
+      events = undefined;
+      dispatch?.abort(error);
+    };
     const parser = createParser({
-      onEvent: (event) => events?.enqueue(event),
+      onEvent: (event) => {
+        bytesWithoutEvent = 0;
+        events?.enqueue(event);
+      },
       onError: (error) => {
         if (error.type !== 'max-buffer-size-exceeded') return;
-        // The stream ends here with the error; the rest of the response is not read.
-        const cut = new OcularError('upstream_error', `the upstream sent an event longer than ${MAX_EVENT_CHARS} characters`);
-        events?.error(cut);
-        events = undefined;
-        dispatch?.abort(cut);
+        cut(new OcularError('upstream_error', `the upstream sent an event longer than ${MAX_EVENT_CHARS} characters`));
       },
       maxBufferSize: MAX_EVENT_CHARS,
     });
@@ -281,6 +298,11 @@ function openEventStream(
         if (failure) return failure.body.push(chunk);
         if (!events) return;
         parser.feed(decoder.decode(chunk, { stream: true }));
+        bytesWithoutEvent += chunk.length;
+        if (bytesWithoutEvent > MAX_BYTES_WITHOUT_EVENT) {
+          cut(new OcularError('upstream_error', `the upstream sent ${MAX_BYTES_WITHOUT_EVENT} bytes without a server-sent event`));
+          return;
+        }
         if (events && (events.desiredSize ?? 1) <= 0) controller.pause();
       },
       onResponseEnd() {
@@ -308,6 +330,30 @@ function openEventStream(
     });
   });
 }
+
+/**
+ * Reads a streamed response body into memory, at most `maxBytes` of it: past that the body is destroyed (its
+ * connection dropped) and `complete` is false. For callers on undici's `request()`, whose `text()` and `json()`
+ * read whatever an upstream sends, without end.
+ */
+export async function readBodyUpTo(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<{ bytes: Buffer; complete: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const buffer = chunk as Buffer;
+    if (size + buffer.length > maxBytes) {
+      chunks.push(buffer.subarray(0, maxBytes - size));
+      body.on('error', () => undefined).destroy();
+      return { bytes: Buffer.concat(chunks), complete: false };
+    }
+    size += buffer.length;
+    chunks.push(buffer);
+  }
+  return { bytes: Buffer.concat(chunks), complete: true };
+}
+
+/** Of an error response read with {@link readBodyUpTo}, this much is enough for its message. */
+export const ERROR_BODY_LIMIT = MAX_ERROR_BODY_BYTES;
 
 /** Parses one SSE `data` payload as JSON; a malformed event is an upstream error, not a crash. */
 export function parseEventJson(provider: string, event: EventSourceMessage): unknown {

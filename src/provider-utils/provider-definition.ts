@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { SamplingOptions } from '../spec/messages.ts';
+import type { HttpClientOptions } from './http-client.ts';
 import type { Capabilities, LanguageModel } from '../spec/provider.ts';
 
 export const capabilitiesSchema = z.strictObject({
@@ -26,9 +27,19 @@ export const baseModelSettingsSchema = z.strictObject({
   timeoutMs: z.int().min(100).max(3_600_000).optional(),
   /** Retries on 408/429/5xx before the first streamed byte. @default 2 */
   maxRetries: z.int().min(0).max(10).optional(),
+  /**
+   * Connections kept open to the upstream at most; requests beyond them wait for a free one. Each streamed answer
+   * holds one for its whole length, so this bounds the concurrent streams to the upstream. @default 1024
+   */
+  maxConnections: z.int().min(1).max(65_536).optional(),
 });
 
 export type BaseModelSettings = z.infer<typeof baseModelSettingsSchema>;
+
+/** The connection settings of a model entry, as every HTTP provider hands them to its `HttpClient`. */
+export function upstreamConnectionOptions(settings: BaseModelSettings): Pick<HttpClientOptions, 'timeoutMs' | 'maxRetries' | 'maxConnections'> {
+  return { timeoutMs: settings.timeoutMs, maxRetries: settings.maxRetries, maxConnections: settings.maxConnections };
+}
 
 /** What each `providers/<name>/index.ts` exports. */
 export interface ProviderDefinition<Settings extends BaseModelSettings = BaseModelSettings> {

@@ -178,6 +178,8 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxBytes: config.limits.maxUploadBytes,
     connectTimeoutMs: media.connectTimeoutMs,
     timeoutMs: UPLOAD_FETCH_TIMEOUT_MS,
+    // A large video may take long in all, but a host that stops sending is given up on like any media host.
+    stallTimeoutMs: media.timeoutMs,
     allowHosts: media.allowHosts,
   });
   const webhookFetcher = createMediaFetcher({

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, FormData, request, type Dispatcher } from 'undici';
 import { z } from 'zod';
 import { isAbortError, OcularError } from '../../spec/errors.ts';
-import { computeBackoffMs } from '../../provider-utils/http-client.ts';
+import { computeBackoffMs, ERROR_BODY_LIMIT, readBodyUpTo } from '../../provider-utils/http-client.ts';
 import { mapNetworkError, mapUpstreamStatus } from '../../provider-utils/map-upstream-error.ts';
 import type { Transcriber, TranscriberAudio, Transcript } from './transcriber.ts';
 
@@ -122,7 +122,7 @@ export class OpenAiCompatibleTranscriber implements Transcriber {
           signal,
         });
         if (response.statusCode >= 200 && response.statusCode < 300) return { ok: true, body: await readJson(response, signal) };
-        const text = await response.body.text();
+        const text = (await readBodyUpTo(response.body, ERROR_BODY_LIMIT)).bytes.toString('utf8');
         const retryAfter = response.headers['retry-after'];
         failure = mapUpstreamStatus(ERROR_PROVIDER, response.statusCode, text, Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
         if (format === 'verbose_json' && FORMAT_REJECTED_STATUSES.has(response.statusCode)) return { ok: false, error: failure };
@@ -136,9 +136,14 @@ export class OpenAiCompatibleTranscriber implements Transcriber {
   }
 }
 
+/** A transcript with segments is a few kilobytes a minute of audio: this is hours of it. */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
 async function readJson(response: Dispatcher.ResponseData, signal: AbortSignal): Promise<unknown> {
+  const { bytes, complete } = await readBodyUpTo(response.body, MAX_RESPONSE_BYTES);
+  if (!complete) throw new OcularError('upstream_error', `${ERROR_PROVIDER} upstream sent more than ${MAX_RESPONSE_BYTES} bytes`);
   try {
-    return await response.body.json();
+    return JSON.parse(bytes.toString('utf8'));
   } catch (error) {
     if (isAbortError(error) || signal.aborted) throw error;
     throw new OcularError('upstream_error', `${ERROR_PROVIDER} upstream sent a body that is not JSON`, { cause: error });

@@ -2,7 +2,12 @@ import { z } from 'zod';
 import type { Capabilities, GenerateResult, LanguageModel, ProviderRequest } from '../../spec/provider.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import { HttpClient } from '../../provider-utils/http-client.ts';
-import { baseModelSettingsSchema, resolveCapabilities, type ProviderDefinition } from '../../provider-utils/provider-definition.ts';
+import {
+  baseModelSettingsSchema,
+  resolveCapabilities,
+  upstreamConnectionOptions,
+  type ProviderDefinition,
+} from '../../provider-utils/provider-definition.ts';
 import { convertRequest } from './convert-request.ts';
 import { convertResponse } from './convert-response.ts';
 import { createStreamConverter } from './convert-stream.ts';
@@ -33,8 +38,7 @@ class AnthropicModel implements LanguageModel {
       provider: this.provider,
       baseUrl: settings.baseUrl,
       headers: { 'x-api-key': settings.apiKey, 'anthropic-version': ANTHROPIC_VERSION, ...settings.headers },
-      timeoutMs: settings.timeoutMs,
-      maxRetries: settings.maxRetries,
+      ...upstreamConnectionOptions(settings),
     });
   }
 

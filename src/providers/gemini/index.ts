@@ -7,6 +7,7 @@ import {
   resolveCapabilities,
   type ProviderDefinition,
   createToolCallId,
+  upstreamConnectionOptions,
 } from '../../provider-utils/provider-definition.ts';
 import { convertRequest } from './convert-request.ts';
 import { convertResponse } from './convert-response.ts';
@@ -46,8 +47,7 @@ class GeminiModel implements LanguageModel {
       provider: this.provider,
       baseUrl: settings.baseUrl ?? DEFAULT_BASE_URL,
       headers: { 'x-goog-api-key': settings.apiKey, ...settings.headers },
-      timeoutMs: settings.timeoutMs,
-      maxRetries: settings.maxRetries,
+      ...upstreamConnectionOptions(settings),
     });
   }
 

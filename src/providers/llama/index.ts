@@ -54,7 +54,7 @@ import {
 } from './errors.ts';
 
 export const settingsSchema = baseModelSettingsSchema
-  .omit({ apiKey: true, baseUrl: true, headers: true, timeoutMs: true, maxRetries: true })
+  .omit({ apiKey: true, baseUrl: true, headers: true, timeoutMs: true, maxRetries: true, maxConnections: true })
   .extend({
     provider: z.literal('llama'),
     /** A display and catalog name (what `ocular models pull` takes); the file is `modelPath`. @default the file name */

@@ -7,6 +7,7 @@ import {
   resolveCapabilities,
   type ProviderDefinition,
   createToolCallId,
+  upstreamConnectionOptions,
 } from '../../provider-utils/provider-definition.ts';
 import { convertRequest } from './convert-request.ts';
 import { convertResponse } from './convert-response.ts';
@@ -40,8 +41,7 @@ class OpenAiCompatibleModel implements LanguageModel {
       provider: this.provider,
       baseUrl: settings.baseUrl,
       headers: { ...(settings.apiKey ? { authorization: `Bearer ${settings.apiKey}` } : {}), ...settings.headers },
-      timeoutMs: settings.timeoutMs,
-      maxRetries: settings.maxRetries,
+      ...upstreamConnectionOptions(settings),
     });
   }
 

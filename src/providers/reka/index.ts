@@ -7,6 +7,7 @@ import {
   resolveCapabilities,
   type ProviderDefinition,
   createToolCallId,
+  upstreamConnectionOptions,
 } from '../../provider-utils/provider-definition.ts';
 import { convertRequest } from './convert-request.ts';
 import { convertResponse } from './convert-response.ts';
@@ -36,8 +37,7 @@ class RekaModel implements LanguageModel {
       provider: this.provider,
       baseUrl: settings.baseUrl,
       headers: { 'x-api-key': settings.apiKey, ...settings.headers },
-      timeoutMs: settings.timeoutMs,
-      maxRetries: settings.maxRetries,
+      ...upstreamConnectionOptions(settings),
     });
   }
 
