@@ -13,7 +13,7 @@ afterEach(async () => {
   upstream = undefined;
 });
 
-async function clientFor(handler: UpstreamHandler, options: { maxResponseBytes?: number } = {}): Promise<HttpClient> {
+async function clientFor(handler: UpstreamHandler, options: { maxResponseBytes?: number; maxConnections?: number } = {}): Promise<HttpClient> {
   upstream = await startFakeUpstream(handler);
   client = new HttpClient({ provider: 'test', baseUrl: `${upstream.url}/v1`, maxRetries: 0, ...options });
   return client;
@@ -151,5 +151,49 @@ describe('HttpClient.postEventStream', () => {
       caught = error;
     }
     expect(caught).toBe(reason);
+  });
+});
+
+describe('HttpClient connections', () => {
+  /** An upstream that holds every stream open until released, counting the connections it has at once. */
+  async function holdingUpstream(): Promise<{ http: (maxConnections?: number) => Promise<HttpClient>; open: () => number; release: () => void }> {
+    const held: Array<() => void> = [];
+    let open = 0;
+    const handler: UpstreamHandler = (_request, response, raw) => {
+      open += 1;
+      raw.socket.once('close', () => (open -= 1));
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.write('data: {"n":1}\n\n');
+      held.push(() => response.end());
+    };
+    return {
+      http: (maxConnections) => clientFor(handler, maxConnections === undefined ? {} : { maxConnections }),
+      open: () => open,
+      release: () => held.splice(0).forEach((end) => end()),
+    };
+  }
+
+  it('opens one connection per concurrent stream by default, well past the 256 it once stopped at', async () => {
+    const upstream = await holdingUpstream();
+    const http = await upstream.http();
+    const streams = await Promise.all(Array.from({ length: 300 }, () => http.postEventStream('/chat', {}, never)));
+    expect(upstream.open()).toBe(300);
+    upstream.release();
+    await Promise.all(streams.map(readAll));
+  });
+
+  it('queues streams beyond maxConnections until one ends', async () => {
+    const upstream = await holdingUpstream();
+    const http = await upstream.http(2);
+    const first = await Promise.all([http.postEventStream('/chat', {}, never), http.postEventStream('/chat', {}, never)]);
+    let thirdOpened = false;
+    const third = http.postEventStream('/chat', {}, never).then((stream) => ((thirdOpened = true), stream));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(thirdOpened).toBe(false);
+    upstream.release();
+    await Promise.all(first.map(readAll));
+    const stream = await third;
+    upstream.release();
+    expect(await readAll(stream)).toHaveLength(1);
   });
 });
