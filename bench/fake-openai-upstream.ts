@@ -2,8 +2,14 @@
 // event loop with Ocular or the load generator. Every response body is built once at start; a request costs one
 // JSON.parse of its (small) body and a few socket writes. Prints `{"url":"http://127.0.0.1:PORT"}` on stdout
 // once listening, and exits when its stdin closes (the parent is gone) or on SIGTERM/SIGINT.
+// `--stream-seconds N` spreads a streamed answer's events evenly over N seconds, as a slow model would.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+
+const { values: argv } = parseArgs({ options: { 'stream-seconds': { type: 'string', default: '0' } } });
+const STREAM_SECONDS = Number(argv['stream-seconds']);
+if (!(STREAM_SECONDS >= 0 && STREAM_SECONDS <= 600)) throw new Error('--stream-seconds takes a number of seconds from 0 to 600');
 
 /** The text of every answer: 20 deltas when streamed, joined when not. */
 const BENCH_DELTAS: readonly string[] = Array.from({ length: 20 }, (_, index) => `token${index} `);
@@ -72,10 +78,32 @@ function handle(request: IncomingMessage, response: ServerResponse): void {
       return;
     }
     response.writeHead(200, SSE_HEADERS);
-    // Separate writes, as a model server flushes each event; no delay between them.
-    for (const event of STREAM_CHUNKS) response.write(event);
-    response.end();
+    if (STREAM_SECONDS === 0) {
+      // Separate writes, as a model server flushes each event; no delay between them.
+      for (const event of STREAM_CHUNKS) response.write(event);
+      response.end();
+      return;
+    }
+    writePaced(response);
   });
+}
+
+/** Writes the first event now and the rest at equal intervals, the last one STREAM_SECONDS from now. */
+function writePaced(response: ServerResponse): void {
+  const intervalMs = (STREAM_SECONDS * 1000) / (STREAM_CHUNKS.length - 1);
+  const started = performance.now();
+  let next = 0;
+  const writeDue = (): void => {
+    if (response.destroyed) return;
+    response.write(STREAM_CHUNKS[next++]);
+    if (next === STREAM_CHUNKS.length) {
+      response.end();
+      return;
+    }
+    // Scheduled against the start, so timer lateness does not add up over the answer.
+    setTimeout(writeDue, Math.max(0, started + next * intervalMs - performance.now()));
+  };
+  writeDue();
 }
 
 const server = createServer({ keepAliveTimeout: 60_000 }, handle);

@@ -1,17 +1,13 @@
 // What Ocular adds on top of an OpenAI-compatible upstream: the same requests sent straight to a fake upstream
 // and through Ocular's /openai/v1/chat/completions (auth, validation, canonical conversion, provider call,
 // re-encoding). The upstream and Ocular each run in their own process; the load generator runs in this one.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { createParser } from 'eventsource-parser';
 import { Client } from 'undici';
 import { z } from 'zod';
-import { readEnvironment } from '../src/config/settings.ts';
-import { formatRate, printTable, verdict } from './report.ts';
+import { startChild, type ChildHandle } from './child-process.ts';
+import { formatRate, percentile, printTable, verdict } from './report.ts';
 
 export interface GatewayOverheadOptions {
   /** Runs the Ocular process under `node --cpu-prof` and leaves the profile in this directory. */
@@ -41,11 +37,8 @@ const PLAN = {
   throughputSeconds: 3,
   throughputConnections: 32,
   firstByteSamples: 400,
-  childStartMs: 30_000,
-  childStopMs: 5_000,
 };
 
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const UPSTREAM_PATH = '/v1/chat/completions';
 const OCULAR_PATH = '/openai/v1/chat/completions';
 
@@ -59,89 +52,7 @@ const STREAM_BODY = JSON.stringify({
   stream_options: { include_usage: true },
 });
 
-// ---- child processes ----
-
-interface ChildHandle {
-  url: string;
-  stop(): Promise<void>;
-}
-
-const readySchema = z.object({ url: z.url() });
-const liveChildren = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-/** Last resort when this process dies without running its `finally` blocks; children also exit when their stdin closes. */
-function killChildrenOnExit(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const child of liveChildren) child.kill('SIGKILL');
-  });
-}
-
-/** Spawns `node [nodeArgs] script args`, and waits for the `{"url":...}` line it prints when ready. */
-async function startChild(
-  name: string,
-  script: string,
-  args: string[],
-  options: { nodeArgs?: string[]; env?: Record<string, string> } = {},
-): Promise<ChildHandle> {
-  killChildrenOnExit();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(REPO_ROOT, script), ...args], {
-    cwd: REPO_ROOT,
-    env: { ...readEnvironment(), ...options.env },
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  liveChildren.add(child);
-  const exited = new Promise<void>((resolve) => {
-    const done = (): void => {
-      liveChildren.delete(child);
-      resolve();
-    };
-    child.once('exit', done);
-    child.once('error', done); // failed to spawn: there will be no 'exit'
-  });
-
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), PLAN.childStopMs);
-    await exited;
-    clearTimeout(timer);
-  };
-
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${name} did not start within ${PLAN.childStartMs} ms`)), PLAN.childStartMs);
-      child.once('error', reject);
-      child.once('exit', (code, signal) => reject(new Error(`${name} exited before it was ready (code ${code}, signal ${signal})`)));
-      createInterface({ input: child.stdout! }).once('line', (line) => {
-        clearTimeout(timer);
-        let json: unknown;
-        try {
-          json = JSON.parse(line);
-        } catch {
-          json = undefined;
-        }
-        const parsed = readySchema.safeParse(json);
-        if (parsed.success) resolve(parsed.data.url);
-        else reject(new Error(`${name} printed an unexpected first line: ${line}`));
-      });
-    });
-    return { url, stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-}
-
 // ---- statistics ----
-
-/** Nearest-rank percentile of an ascending array. */
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 const ascending = (values: number[]): number[] => values.sort((a, b) => a - b);
 

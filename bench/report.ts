@@ -18,3 +18,9 @@ export function printTable(rows: string[][], leftColumns = 1): void {
     process.stdout.write(`  ${cells.join('   ')}\n`);
   }
 }
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
