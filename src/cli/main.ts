@@ -99,15 +99,28 @@ program
         `\nYour API key (shown once, also saved to ${resolve(settings.dataDir, 'bootstrap-key')}):\n\n  ${server.bootstrapKey}\n\n`,
       );
     }
-    const stop = (signal: string) => {
-      logger.info('signal received', { signal });
+    const stop = (reason: string) => {
+      logger.info('stopping', { reason });
       server.close().then(
         () => process.exit(0),
         () => process.exit(1),
       );
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    // `on`, not `once`: Ctrl+C under `npm start` delivers SIGINT twice (from the terminal and forwarded by npm), and a
+    // second one with no listener left would kill the process mid-shutdown.
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    // Under npm, a server that outlives npm (killed with SIGKILL, or a shell between them that died) is an orphan
+    // nobody stops, so follow npm out. Elsewhere the parent is left alone: `ocular serve &` may outlive its shell.
+    if (env.npm_lifecycle_event !== undefined) {
+      const parent = process.ppid;
+      const watch = setInterval(() => {
+        if (process.ppid === parent) return;
+        clearInterval(watch);
+        stop('parent process exited');
+      }, 1_000);
+      watch.unref();
+    }
   });
 
 const keys = program.command('keys').description('manage stored API keys');
