@@ -253,10 +253,11 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
           error: current.error,
         };
         await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireEvent(last)) });
-        // A video that is not being indexed (and is not queued for it) has nothing more to say.
+        // A video that is not being indexed (and is not queued for it) has nothing more to say: `done` follows at
+        // once, so a client that waits for it (an already indexed video) is not left hanging.
         const queued = current.status === 'pending' && current.indexRequested;
-        if (finished(current.status) && !queued) return;
-        while (!closed) {
+        const following = !finished(current.status) || queued;
+        while (following && !closed) {
           const next = queue.shift();
           if (next === undefined) {
             await new Promise<void>((resolve) => {
