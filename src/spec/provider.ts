@@ -36,6 +36,20 @@ export interface LanguageModel {
   generate(request: ProviderRequest, signal: AbortSignal): Promise<GenerateResult>;
   /** Resolves once the upstream accepted the request (retries happen before this); errors later arrive as parts. */
   stream(request: ProviderRequest, signal: AbortSignal): Promise<ReadableStream<StreamPart>>;
+  /**
+   * Present on models that turn text into vectors (for semantic search): one vector per input, in order, each of
+   * unit length so that a dot product is the cosine similarity. Rejects like `generate`.
+   */
+  embed?(inputs: readonly string[], signal: AbortSignal): Promise<Float32Array[]>;
   /** Releases pooled connections or loaded weights. */
   close?(): Promise<void>;
+}
+
+/** Scales `vector` to unit length in place (a zero vector stays zero) and returns it. */
+export function normalizeVector(vector: Float32Array): Float32Array {
+  let sum = 0;
+  for (const value of vector) sum += value * value;
+  const norm = Math.sqrt(sum);
+  if (norm > 0) for (let index = 0; index < vector.length; index++) vector[index]! /= norm;
+  return vector;
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { OcularError } from '../../spec/errors.ts';
 import type { FinishReason, ToolCall } from '../../spec/messages.ts';
-import type { GenerateResult } from '../../spec/provider.ts';
+import { normalizeVector, type GenerateResult } from '../../spec/provider.ts';
 import { parseToolArguments } from '../../provider-utils/provider-definition.ts';
 
 // Lenient: upstreams differ in the fields they add; only what Ocular reads is required.
@@ -60,4 +60,28 @@ export function convertResponse(json: unknown, createId: () => string): Generate
     finishReason: mapFinishReason(choice.finish_reason, toolCalls.length > 0),
     usage: convertUsage(parsed.data.usage),
   };
+}
+
+const embeddingsSchema = z.object({
+  data: z.array(z.object({ index: z.number().int().min(0), embedding: z.array(z.number()) })),
+});
+
+/** An `/embeddings` answer as one unit vector per input, in input order. */
+export function convertEmbeddingsResponse(body: unknown, inputCount: number): Float32Array[] {
+  const parsed = embeddingsSchema.safeParse(body);
+  if (!parsed.success) {
+    throw new OcularError('upstream_error', 'openai-compatible upstream sent an unexpected embeddings body', { cause: parsed.error });
+  }
+  const vectors: Float32Array[] = new Array(inputCount);
+  for (const item of parsed.data.data) {
+    if (item.index < inputCount) vectors[item.index] = normalizeVector(Float32Array.from(item.embedding));
+  }
+  const dimensions = vectors[0]?.length;
+  for (let index = 0; index < inputCount; index++) {
+    const vector = vectors[index];
+    if (vector === undefined || vector.length === 0 || vector.length !== dimensions) {
+      throw new OcularError('upstream_error', `openai-compatible upstream sent no usable embedding for input ${index}`);
+    }
+  }
+  return vectors;
 }

@@ -10,7 +10,7 @@ import {
   upstreamConnectionOptions,
 } from '../../provider-utils/provider-definition.ts';
 import { convertRequest } from './convert-request.ts';
-import { convertResponse } from './convert-response.ts';
+import { convertEmbeddingsResponse, convertResponse } from './convert-response.ts';
 import { createStreamConverter } from './convert-stream.ts';
 
 export const settingsSchema = baseModelSettingsSchema.extend({
@@ -64,10 +64,24 @@ class OpenAiCompatibleModel implements LanguageModel {
     return events.pipeThrough(createStreamConverter(createToolCallId));
   }
 
+  async embed(inputs: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
+    const vectors: Float32Array[] = [];
+    // In batches: servers cap the inputs of one call (OpenAI: 2,048; TEI and vLLM: their batch size).
+    for (let start = 0; start < inputs.length; start += EMBEDDING_BATCH) {
+      const batch = inputs.slice(start, start + EMBEDDING_BATCH);
+      const body = { model: this.upstreamModel, input: batch, encoding_format: 'float' };
+      vectors.push(...convertEmbeddingsResponse(await this.#client.postJson('/embeddings', body, signal), batch.length));
+    }
+    return vectors;
+  }
+
   close(): Promise<void> {
     return this.#client.close();
   }
 }
+
+/** Inputs sent in one `/embeddings` call. */
+const EMBEDDING_BATCH = 64;
 
 export const openAiCompatible: ProviderDefinition<OpenAiCompatibleSettings> = {
   name: 'openai-compatible',
