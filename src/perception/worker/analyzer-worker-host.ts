@@ -48,6 +48,8 @@ export class AnalyzerWorkerHost<K extends AnalyzerKind> {
   #session: Session<K> | undefined;
   #closing: Promise<void> | undefined;
   #nextId = 1;
+  /** The calls waiting on each signal, and the one listener that aborts them. */
+  readonly #watches = new WeakMap<AbortSignal, { calls: Map<number, () => void>; listener: () => void }>();
 
   constructor(kind: K, options: AnalyzerKinds[K]['options']) {
     this.#kind = kind;
@@ -75,18 +77,46 @@ export class AnalyzerWorkerHost<K extends AnalyzerKind> {
       };
       session.pending.set(id, {
         resolve: (output) => {
-          signal?.removeEventListener('abort', onAbort);
+          if (signal) this.#unwatch(signal, id);
           resolve(output);
         },
         reject: (error) => {
-          signal?.removeEventListener('abort', onAbort);
+          if (signal) this.#unwatch(signal, id);
           reject(error);
         },
       });
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal) this.#watch(signal, id, onAbort);
       this.#post(session, { type: 'call', id, input: wire }, transfer);
       this.#updateRef(session);
     });
+  }
+
+  /**
+   * One abort listener per signal for all the calls waiting on it: an indexing job sends dozens of frames on one
+   * signal at once, and a listener each would pass the limit of 10 after which Node warns of a leak (Node 20 gives
+   * every signal that limit, and a caller may set one with `events.setMaxListeners`).
+   */
+  #watch(signal: AbortSignal, id: number, onAbort: () => void): void {
+    let watch = this.#watches.get(signal);
+    if (watch === undefined) {
+      const calls = new Map<number, () => void>();
+      const listener = (): void => {
+        this.#watches.delete(signal);
+        for (const abort of calls.values()) abort();
+      };
+      watch = { calls, listener };
+      this.#watches.set(signal, watch);
+      signal.addEventListener('abort', listener, { once: true });
+    }
+    watch.calls.set(id, onAbort);
+  }
+
+  /** The call has settled: it stops waiting on the signal, and the last one removes the listener. */
+  #unwatch(signal: AbortSignal, id: number): void {
+    const watch = this.#watches.get(signal);
+    if (watch === undefined || !watch.calls.delete(id) || watch.calls.size > 0) return;
+    this.#watches.delete(signal);
+    signal.removeEventListener('abort', watch.listener);
   }
 
   /**
