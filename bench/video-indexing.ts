@@ -5,7 +5,7 @@
 // bare ffmpeg decode of the same file in the same run as the baseline. The video is cached in the temp dir.
 import { execFile, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openAsBlob, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createParser } from 'eventsource-parser';
 import { createFfmpegContext, type FfmpegContext } from '../src/media/binaries.ts';
-import { printTable, verdict } from './report.ts';
+import { BENCH_CACHE_DIR, printTable, verdict } from './report.ts';
 
 const run = promisify(execFile);
 
@@ -75,12 +75,14 @@ function reelArgs(output: string, font: string): string[] {
 
 /** The cached 10-minute video: the reel repeated, joined without re-encoding (about 30 s to generate once). */
 async function benchVideo(context: FfmpegContext): Promise<string> {
-  const path = join(tmpdir(), `ocular-bench-indexing-reel-${PLAN.width}x${PLAN.height}-${PLAN.fps}fps-${PLAN.seconds}s.mp4`);
+  const path = join(BENCH_CACHE_DIR, `ocular-bench-indexing-reel-${PLAN.width}x${PLAN.height}-${PLAN.fps}fps-${PLAN.seconds}s.mp4`);
   if (existsSync(path)) return path;
   const font = FONTS.find((candidate) => existsSync(candidate));
   if (font === undefined) throw new Error(`no TrueType font for drawtext (looked for ${FONTS.join(', ')}); install fonts-dejavu-core`);
   process.stdout.write(`video-indexing: generating ${path} (once)...\n`);
-  const work = await mkdtemp(join(tmpdir(), 'ocular-bench-reel-'));
+  await mkdir(BENCH_CACHE_DIR, { recursive: true });
+  // Next to the cache, so the finished file is renamed into it rather than copied across file systems.
+  const work = await mkdtemp(join(BENCH_CACHE_DIR, 'generating-'));
   try {
     const reel = join(work, 'reel.mp4');
     await run(context.binaries.ffmpeg, reelArgs(reel, font), { maxBuffer: 16 * 1024 * 1024 });

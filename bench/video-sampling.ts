@@ -4,7 +4,7 @@
 // and so skip the probe. The video is generated once and cached in the OS temp directory.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,7 +13,7 @@ import { readEnvironment } from '../src/config/settings.ts';
 import { createFfmpegContext, type FfmpegContext } from '../src/media/binaries.ts';
 import { buildFitFilter, formatSeconds } from '../src/media/ffmpeg-commands.ts';
 import { planFrameTimestamps, sampleFrames } from '../src/media/video.ts';
-import { median, printTable, verdict } from './report.ts';
+import { BENCH_CACHE_DIR, median, printTable, verdict } from './report.ts';
 
 const run = promisify(execFile);
 
@@ -48,10 +48,12 @@ async function ffmpeg(context: FfmpegContext, args: string[], timeout = 600_000)
 /** The cached 10-minute 720p test video; generated (about 10 s) when missing. */
 async function benchVideo(context: FfmpegContext): Promise<string> {
   const name = `ocular-bench-testsrc2-${PLAN.width}x${PLAN.height}-${PLAN.fps}fps-${PLAN.seconds}s-seg${PLAN.segmentSeconds}-x264ultrafast-crf${PLAN.crf}.mp4`;
-  const path = join(tmpdir(), name);
+  const path = join(BENCH_CACHE_DIR, name);
   if (existsSync(path)) return path;
   process.stdout.write(`video-sampling: generating ${path} (once)...\n`);
-  const work = await mkdtemp(join(tmpdir(), 'ocular-bench-video-'));
+  await mkdir(BENCH_CACHE_DIR, { recursive: true });
+  // Next to the cache, so the finished file is renamed into it rather than copied across file systems.
+  const work = await mkdtemp(join(BENCH_CACHE_DIR, 'generating-'));
   try {
     const segment = join(work, 'segment.mp4');
     await ffmpeg(context, [
