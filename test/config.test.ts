@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,9 @@ import { ModelRegistry } from '../src/chat/model-registry.ts';
 import { ConfigError, loadConfigFile, parseConfig, substituteEnvironment } from '../src/config/load-config.ts';
 import { resolveServerSettings, type ServeFlags } from '../src/config/settings.ts';
 import { PROVIDERS } from '../src/providers/index.ts';
+import { createLogger } from '../src/server/logger.ts';
+import { startServer } from '../src/server/serve.ts';
+import { OFFLINE_ANALYZER_CATALOG } from './helpers/ocular.ts';
 
 /** Runs `action`, asserts it throws a ConfigError and returns its message (field paths are the contract). */
 function configErrorOf(action: () => unknown): string {
@@ -325,5 +329,48 @@ describe('resolveServerSettings', () => {
     expect(configErrorOf(() => resolveServerSettings({ config: configPath() }, { OCULAR_LOG_LEVEL: 'verbose' }))).toContain(
       'OCULAR_LOG_LEVEL',
     );
+  });
+});
+
+describe('a config file without models keeps the default model', () => {
+  /** A loopback port nothing listens on: the default model's background download fails at once, offline. */
+  async function closedPort(): Promise<number> {
+    const probe = createServer();
+    await new Promise<void>((done) => probe.listen(0, '127.0.0.1', done));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise<void>((done) => probe.close(() => done()));
+    return port;
+  }
+
+  it('serves `local` when the file only sets media; a `models` list of its own (even empty) replaces it', () => {
+    const mediaOnly = writeConfig('media-only.json', JSON.stringify({ media: { allowHosts: ['minio.internal:9000'] } }));
+    expect(resolveServerSettings({ config: mediaOnly }, {}).localModels?.useDefaultModel).toBe(true);
+    expect(resolveServerSettings({ config: writeConfig('no-models.json', '{}') }, {}).localModels?.useDefaultModel).toBe(true);
+    const own = writeConfig('own-models.json', JSON.stringify({ models: [localModel] }));
+    expect(resolveServerSettings({ config: own }, {}).localModels?.useDefaultModel).toBe(false);
+    const none = writeConfig('empty-models.json', JSON.stringify({ models: [] }));
+    expect(resolveServerSettings({ config: none }, {}).localModels?.useDefaultModel).toBe(false);
+  });
+
+  it('answers chat for the default model over HTTP (503 while its weights download), not 404', async () => {
+    const mediaOnly = writeConfig('media-only-http.json', JSON.stringify({ media: { allowHosts: ['minio.internal:9000'] } }));
+    const dataDir = mkdtempSync(join(dir, 'data-'));
+    const env = { HF_ENDPOINT: `http://127.0.0.1:${await closedPort()}`, OCULAR_API_KEYS: 'ocu_config_test_key_0123456789' };
+    const settings = resolveServerSettings({ config: mediaOnly, port: '0', data: dataDir, logLevel: 'silent' }, env);
+    const server = await startServer(settings, createLogger('silent'), { pullRetryDelaysMs: [], analyzerCatalog: OFFLINE_ANALYZER_CATALOG });
+    try {
+      const headers = { 'content-type': 'application/json', 'x-api-key': 'ocu_config_test_key_0123456789' };
+      const models = (await (await fetch(`${server.url}/v1/models`, { headers })).json()) as Array<{ id: string }>;
+      expect(models.map((model) => model.id)).toEqual(['local']);
+      const response = await fetch(`${server.url}/v1/chat`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(response.status).toBe(503);
+      expect(((await response.json()) as { error: { type: string } }).error.type).toBe('unavailable_error');
+    } finally {
+      await server.close(1_000);
+    }
   });
 });

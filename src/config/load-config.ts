@@ -73,24 +73,40 @@ export function parseConfig(raw: unknown, env: Readonly<Record<string, string | 
   return deepFreeze(config);
 }
 
-/** Reads a JSON config file. A missing file is an error here: callers decide whether a file is optional. */
-export function loadConfigFile(path: string, env: Readonly<Record<string, string | undefined>>): Readonly<ConfigFile> {
+/**
+ * Whether a config document names its own `models` (even an empty list). Only such a config replaces the default
+ * model: a file that only sets `media` or `limits` must not leave the server with no model at all.
+ */
+export function declaresModels(raw: unknown): boolean {
+  return raw !== null && typeof raw === 'object' && Object.hasOwn(raw, 'models');
+}
+
+/** Reads a JSON config file as written, before validation. A missing file is an error here: callers decide whether a file is optional. */
+export function readConfigFile(path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
     throw new ConfigError(`cannot read config file ${path}: ${(error as Error).message}`);
   }
-  let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    return JSON.parse(text) as unknown;
   } catch (error) {
     throw new ConfigError(`config file ${path} is not valid JSON: ${(error as Error).message}`);
   }
+}
+
+/** Validates a document read from the config file at `path`; errors name the file. */
+export function parseConfigFile(path: string, raw: unknown, env: Readonly<Record<string, string | undefined>>): Readonly<ConfigFile> {
   try {
     return parseConfig(raw, env);
   } catch (error) {
     if (error instanceof ConfigError) throw new ConfigError(`${path}: ${error.message}`);
     throw error;
   }
+}
+
+/** Reads and validates a JSON config file. */
+export function loadConfigFile(path: string, env: Readonly<Record<string, string | undefined>>): Readonly<ConfigFile> {
+  return parseConfigFile(path, readConfigFile(path), env);
 }

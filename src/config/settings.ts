@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, describeZodError, loadConfigFile, parseConfig } from './load-config.ts';
+import { ConfigError, declaresModels, describeZodError, parseConfig, parseConfigFile, readConfigFile } from './load-config.ts';
 import type { ConfigFile } from './schema.ts';
 
 /** The process environment, read here and nowhere else. */
@@ -43,7 +43,7 @@ export interface LocalModelSettings {
   mmprojPath: string | undefined;
   /** Load embedded models at boot instead of on the first request. @default false (--preload, env OCULAR_PRELOAD) */
   preload: boolean;
-  /** No config file was found: serve the catalog's default model as `local`, pulling it when missing. */
+  /** No config file names `models`: serve the catalog's default model as `local`, pulling it when missing. */
   useDefaultModel: boolean;
   hub: HubSettings;
 }
@@ -103,11 +103,14 @@ function resolveLocalFile(path: string, setting: string): string {
   return absolute;
 }
 
-/** The embedded engine's settings from flags, then environment; the GGUF paths must exist. */
+/**
+ * The embedded engine's settings from flags, then environment; the GGUF paths must exist. `configNamesModels`:
+ * the config file has a `models` list of its own, which replaces the default model.
+ */
 export function resolveLocalModelSettings(
   flags: Pick<ServeFlags, 'modelPath' | 'mmprojPath' | 'preload'>,
   env: Readonly<Record<string, string | undefined>>,
-  hasConfigFile: boolean,
+  configNamesModels: boolean,
 ): LocalModelSettings {
   const modelPath = flags.modelPath || env.OCULAR_MODEL_PATH || undefined;
   const mmprojPath = flags.mmprojPath || env.OCULAR_MMPROJ_PATH || undefined;
@@ -118,7 +121,7 @@ export function resolveLocalModelSettings(
     modelPath: modelPath === undefined ? undefined : resolveLocalFile(modelPath, '--model-path / OCULAR_MODEL_PATH'),
     mmprojPath: mmprojPath === undefined ? undefined : resolveLocalFile(mmprojPath, '--mmproj-path / OCULAR_MMPROJ_PATH'),
     preload: flags.preload ?? isTrue(env.OCULAR_PRELOAD),
-    useDefaultModel: !hasConfigFile,
+    useDefaultModel: !configNamesModels,
     hub: resolveHubSettings(env),
   };
 }
@@ -144,7 +147,8 @@ export function resolveServerSettings(flags: ServeFlags, env: Readonly<Record<st
   const dataDir = resolveDataDir(flags.data, env);
   const explicitConfig = flags.config ?? fromEnv('OCULAR_CONFIG');
   const configPath = explicitConfig ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
-  const config = configPath === undefined ? parseConfig({}, env) : loadConfigFile(configPath, env);
+  const document = configPath === undefined ? {} : readConfigFile(configPath);
+  const config = configPath === undefined ? parseConfig(document, env) : parseConfigFile(configPath, document, env);
   const envApiKeys = (env.OCULAR_API_KEYS ?? '')
     .split(',')
     .map((key) => key.trim())
@@ -155,7 +159,7 @@ export function resolveServerSettings(flags: ServeFlags, env: Readonly<Record<st
   if (!auth && !isLoopbackHost(host)) {
     throw new ConfigError(`--no-auth is refused when binding to ${host}: it is only allowed on loopback (127.0.0.1, ::1)`);
   }
-  const localModels = resolveLocalModelSettings(flags, env, configPath !== undefined);
+  const localModels = resolveLocalModelSettings(flags, env, declaresModels(document));
   return {
     host,
     port: port.data,
