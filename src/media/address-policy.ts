@@ -95,6 +95,14 @@ export function describeBlockedAddress(ip: string): string | undefined {
   return `${/^(?:[aeio]|u(?!ni))/i.test(words) ? 'an' : 'a'} ${words} address ${ip}`;
 }
 
+/**
+ * The refusal of a blocked host, saying how to reach it anyway: on-prem storage (MinIO on a private address) is
+ * the common, legitimate case, and `media.allowHosts` is the one setting that exempts a host.
+ */
+export function blockedHostMessage(url: URL, reason: string): string {
+  return `${reason}, which is not fetched; to allow this host, add "${url.host}" to media.allowHosts in the config file`;
+}
+
 /** Hosts exempt from the address check, parsed once from `allowHosts` configuration. */
 export interface AllowHosts {
   /** Hostnames (as the URL parser writes them: lower case, IPv6 in brackets) allowed on any port. */

@@ -6,7 +6,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { OcularError } from '../spec/errors.ts';
-import { describeBlockedAddress, isAllowedHost, parseAllowHosts, type AllowHosts } from './address-policy.ts';
+import { blockedHostMessage, describeBlockedAddress, isAllowedHost, parseAllowHosts, type AllowHosts } from './address-policy.ts';
 import type { Scratch } from './scratch.ts';
 
 /** Sent on every media request, so site owners can tell what is fetching and why. */
@@ -274,7 +274,7 @@ export function createMediaFetcher(options: MediaFetcherOptions): MediaFetcher {
     const hostname = bareHostname(url);
     if (isIP(hostname) !== 0) {
       const blocked = describeBlockedAddress(hostname);
-      if (blocked !== undefined) throw fail(`the media host is ${blocked}, which is not fetched`);
+      if (blocked !== undefined) throw fail(blockedHostMessage(url, `the media host is ${blocked}`));
     }
     return vetted;
   }
@@ -283,7 +283,7 @@ export function createMediaFetcher(options: MediaFetcherOptions): MediaFetcher {
     const host = url.host;
     const chain = causeChain(error);
     const blocked = chain.find((entry): entry is BlockedAddressError => entry instanceof BlockedAddressError);
-    if (blocked !== undefined) return `the media host ${blocked.hostname} resolves to ${blocked.description}, which is not fetched`;
+    if (blocked !== undefined) return blockedHostMessage(url, `the media host ${blocked.hostname} resolves to ${blocked.description}`);
     const codes = chain.map(errorCode).filter((code): code is string => code !== undefined);
     const dnsCode = codes.find((code) => DNS_FAILURE_CODES.has(code));
     if (dnsCode !== undefined) return `DNS lookup of the media host ${url.hostname} failed (${dnsCode})`;

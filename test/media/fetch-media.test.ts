@@ -122,6 +122,17 @@ describe('fetchMedia: address policy', () => {
     expect(upstream.requests).toHaveLength(0);
   });
 
+  it.each([
+    ['an address', (p: number) => `http://127.0.0.1:${p}/media.bin`],
+    ['a name resolving to one', (p: number) => `http://localhost:${p}/media.bin`],
+  ])('says how to allow a blocked host (%s): the host it names in media.allowHosts lets the same URL through', async (_, url) => {
+    const error = await expectRejection(fetchMedia(url(port), options(), scratch, signal));
+    const named = /add "([^"]+)" to media\.allowHosts/.exec(error.message)?.[1];
+    expect(named).toBe(new URL(url(port)).host);
+    const fetched = await fetchMedia(url(port), options({ allowHosts: [named!] }), scratch, signal);
+    expect(await readFile(fetched.path)).toEqual(BODY);
+  });
+
   it('blocks localhost: the name resolves to loopback', async () => {
     const error = await expectRejection(fetchMedia(`http://localhost:${port}/media.bin`, options(), scratch, signal));
     expect(error.message).toMatch(/localhost resolves to an? (?:IPv4-mapped )?loopback address/);
