@@ -53,7 +53,12 @@ describe('analyzer calls that share one abort signal', () => {
 
         const aborted = new AbortController();
         setMaxListeners(NODE_LISTENER_LIMIT, aborted.signal);
-        const cancelled = frames.map((frame) => reader.read(frame, aborted.signal).then(() => 'read', (error: unknown) => error));
+        const cancelled = frames.map((frame) =>
+          reader.read(frame, aborted.signal).then(
+            () => 'read',
+            (error: unknown) => error,
+          ),
+        );
         expect(getEventListeners(aborted.signal, 'abort')).toHaveLength(1);
         const reason = new Error('stop');
         aborted.abort(reason);
@@ -72,7 +77,18 @@ describe('indexing a 30 s clip', () => {
     const path = fixturePath('.mp4');
     const source = 'color=c=gray:size=320x240:rate=25:duration=30,noise=alls=100:allf=t';
     const video = ['-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50'];
-    await promisify(execFile)(ffmpegContext.binaries.ffmpeg, ['-nostdin', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', source, ...video, path]);
+    await promisify(execFile)(ffmpegContext.binaries.ffmpeg, [
+      '-nostdin',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      source,
+      ...video,
+      path,
+    ]);
     // OCR on every keyframe and objects on many: dozens of calls on the job's signal, two segments at once.
     const ocular = await startOcular({
       indexing: { ocrIntervalSeconds: 0.1, objectFramesPerSegment: 20, vad: { enabled: false }, labels: { enabled: false } },
@@ -82,7 +98,8 @@ describe('indexing a 30 s clip', () => {
     const addEventListener = EventTarget.prototype.addEventListener;
     EventTarget.prototype.addEventListener = function (this: EventTarget, ...args: Parameters<EventTarget['addEventListener']>) {
       addEventListener.apply(this, args);
-      if (this instanceof AbortSignal && args[0] === 'abort') mostOnOneSignal = Math.max(mostOnOneSignal, getEventListeners(this, 'abort').length);
+      if (this instanceof AbortSignal && args[0] === 'abort')
+        mostOnOneSignal = Math.max(mostOnOneSignal, getEventListeners(this, 'abort').length);
     };
     try {
       const warnings = await warningsDuring(async () => {

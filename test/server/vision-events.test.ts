@@ -71,7 +71,8 @@ describe('GET /v1/videos/{id}/events on a video that is not being indexed', () =
     const events = await readEvents(video.video_id);
 
     expect(events.map((event) => event.event)).toEqual(['progress', 'done']);
-    for (const event of events) expect(event.data).toMatchObject({ video_id: video.video_id, indexing_status: 'indexed', indexing_progress: 1 });
+    for (const event of events)
+      expect(event.data).toMatchObject({ video_id: video.video_id, indexing_status: 'indexed', indexing_progress: 1 });
   }, 90_000);
 
   it('sends `done` with the failed state for a video whose indexing failed', async () => {
