@@ -3,11 +3,10 @@
 // interleaved. The model is `--model PATH` (or OCULAR_BENCH_LLAMA_MODEL), else llama2.c's stories260K from
 // ../shared/models when present, else a tiny random-weight model written to the OS temp directory.
 //
-// Ocular runs in this process (startServer), not in a child like gateway-overhead: llama.cpp decodes on its own
-// native threads and the JS thread only relays tokens, so what matters is whether that relay (provider, stream
-// guard, SSE encoding, a real loopback HTTP hop) keeps pace with decoding. A child would load a second copy of
-// the weights and compete for the same cores as the direct context; in one process "same model, same run" is
-// literal and the two paths simply take turns.
+// Ocular runs in this process (startServer), not in a child like gateway-overhead; its llama model runs in the
+// provider's engine process, as it does in the server. llama.cpp decodes on its own native threads and JS only
+// relays tokens, so what matters is whether that relay (the engine's IPC channel, provider, stream guard, SSE
+// encoding, a real loopback HTTP hop) keeps pace with decoding. The two paths take turns, same model, same run.
 //
 // Run alone with `node bench/llama-throughput.ts [--model PATH]`.
 import { createRequire } from 'node:module';

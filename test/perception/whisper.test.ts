@@ -36,6 +36,8 @@ interface BindingStats {
 function countingBinding(): { binding: WhisperBinding; stats: BindingStats } {
   const stats: BindingStats = { loads: 0, releases: 0, runs: 0, running: 0, maxRunning: 0, results: [] };
   const binding: WhisperBinding = {
+    toggleNativeLog: (enable) => realBinding.toggleNativeLog!(enable),
+    addNativeLogListener: (listener) => realBinding.addNativeLogListener!(listener),
     async initWhisper(options, variant) {
       stats.loads++;
       const context = await realBinding.initWhisper(options, variant);

@@ -45,6 +45,8 @@ export const whisperTranscriberSettingsSchema = z.strictObject({
   gpu: z.boolean().optional(),
   /** Milliseconds without a transcription after which the model is unloaded; 0 keeps it loaded. @default 600000 */
   idleUnloadMs: z.int().min(0).max(2_147_483_647).optional(),
+  /** Write whisper.cpp's own log lines to stderr, as JSON lines at level debug; off, they are dropped. @default false */
+  nativeLog: z.boolean().optional(),
 });
 
 export type WhisperTranscriberSettings = z.infer<typeof whisperTranscriberSettingsSchema>;
@@ -89,6 +91,9 @@ export interface WhisperBindingContext {
 
 export interface WhisperBinding {
   initWhisper(options: { filePath: string; useGpu?: boolean }, variant?: 'default' | 'cuda' | 'vulkan'): Promise<WhisperBindingContext>;
+  /** On: whisper.cpp's log goes to the listeners instead of stderr. Absent on a test's stand-in. */
+  toggleNativeLog?(enable: boolean): Promise<void>;
+  addNativeLogListener?(listener: (level: string, text: string) => void): { remove(): void };
 }
 
 // The binding is CommonJS and ships TypeScript sources rather than declarations: `require` keeps tsc from
@@ -97,6 +102,63 @@ export interface WhisperBinding {
 const require = createRequire(import.meta.url);
 const BINDING_MODULE = '@fugood/whisper.node';
 const requireBinding = (): WhisperBinding => require(BINDING_MODULE) as WhisperBinding;
+
+// ---- whisper.cpp's log ----
+
+/**
+ * whisper.cpp writes its log (dozens of lines per load, more per run) to stderr, among the server's JSON log lines, unless the
+ * binding's log callback is on; then the lines come here instead. The callback keeps the event loop alive, so it is
+ * on only while some model is loaded: each load holds it, and the release of the last model turns it off.
+ */
+const nativeLog = {
+  holders: 0,
+  /** Holders that asked for the lines on stderr (`nativeLog`). */
+  forwarding: 0,
+  listener: undefined as { remove(): void } | undefined,
+  /** The latest lines, for the reason a load failed. */
+  recent: [] as string[],
+};
+const NATIVE_LOG_RECENT_LINES = 20;
+
+/** Turns the callback on for one load; the returned function (idempotent) lets go of it. */
+async function holdNativeLog(binding: WhisperBinding, forward: boolean): Promise<() => Promise<void>> {
+  if (binding.toggleNativeLog === undefined || binding.addNativeLogListener === undefined) return async () => {};
+  nativeLog.holders++;
+  if (forward) nativeLog.forwarding++;
+  nativeLog.recent.length = 0;
+  if (nativeLog.listener === undefined) {
+    nativeLog.listener = binding.addNativeLogListener((level, text) => {
+      const line = text.trimEnd();
+      if (line === '') return;
+      nativeLog.recent.push(line);
+      if (nativeLog.recent.length > NATIVE_LOG_RECENT_LINES) nativeLog.recent.shift();
+      if (nativeLog.forwarding > 0) {
+        process.stderr.write(
+          `${JSON.stringify({ time: new Date().toISOString(), level: 'debug', message: 'whisper.cpp', text: line, nativeLevel: level })}\n`,
+        );
+      }
+    });
+  }
+  await binding.toggleNativeLog(true);
+  let held = true;
+  return async () => {
+    if (!held) return;
+    held = false;
+    if (forward) nativeLog.forwarding--;
+    if (--nativeLog.holders > 0) return;
+    nativeLog.listener?.remove();
+    nativeLog.listener = undefined;
+    await binding.toggleNativeLog?.(false);
+  };
+}
+
+/** whisper.cpp's latest complaints (lines that say error or failed), for the reason a load failed. */
+function recentNativeErrors(): string {
+  return nativeLog.recent
+    .filter((line) => /error|fail/i.test(line))
+    .slice(-3)
+    .join('; ');
+}
 
 // ---- the model file ----
 
@@ -234,6 +296,7 @@ const DEFAULT_IDLE_UNLOAD_MS = 600_000;
 const DEFAULT_STALL_TIMEOUT_MS = 600_000;
 
 interface LoadedModel {
+  /** Its `release` also lets go of whisper.cpp's log callback. */
   context: WhisperBindingContext;
   /** English-only models get `en`: language detection on them only costs an encoder pass and guesses wrong. */
   language: string;
@@ -291,6 +354,7 @@ export class WhisperTranscriber implements Transcriber {
   readonly #threads: number | undefined;
   readonly #gpu: boolean;
   readonly #idleUnloadMs: number;
+  readonly #nativeLog: boolean;
   readonly #stallTimeoutMs: number;
   readonly #loadBinding: () => WhisperBinding;
   readonly #closing = new AbortController();
@@ -307,6 +371,7 @@ export class WhisperTranscriber implements Transcriber {
     this.#threads = settings.threads;
     this.#gpu = settings.gpu ?? false;
     this.#idleUnloadMs = settings.idleUnloadMs ?? DEFAULT_IDLE_UNLOAD_MS;
+    this.#nativeLog = settings.nativeLog ?? false;
     this.#stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     this.#loadBinding = options.loadBinding ?? requireBinding;
   }
@@ -383,18 +448,34 @@ export class WhisperTranscriber implements Transcriber {
         error,
       );
     }
-    let context: WhisperBindingContext;
+    const letGoOfLog = await holdNativeLog(binding, this.#nativeLog);
+    let loaded: WhisperBindingContext;
     try {
       // The binding's default build is CPU-only except on macOS, where it has Metal.
       const variant = this.#gpu && process.platform !== 'darwin' ? 'cuda' : 'default';
-      context = await binding.initWhisper({ filePath: this.#modelPath, useGpu: this.#gpu }, variant);
+      loaded = await binding.initWhisper({ filePath: this.#modelPath, useGpu: this.#gpu }, variant);
     } catch (error) {
+      // The log lines reach the callback a little after the failure does (not within one turn of the event loop,
+      // measured); a failed load can wait for them.
+      await new Promise((resolveLater) => setTimeout(resolveLater, 50));
+      const said = recentNativeErrors();
+      await letGoOfLog();
       throw unavailable(
-        `whisper.cpp could not load ${this.#modelPath} (${(error as Error).message}); the file may be truncated or not a whisper model ` +
-          `(whisper.cpp's log on stderr says which part it rejected): ${downloadHint}`,
+        `whisper.cpp could not load ${this.#modelPath} (${(error as Error).message}${said === '' ? '' : `; whisper.cpp said: ${said}`}); ` +
+          `the file may be truncated or not a whisper model: ${downloadHint}`,
         error,
       );
     }
+    const context: WhisperBindingContext = {
+      transcribeData: (pcm, options) => loaded.transcribeData(pcm, options),
+      release: async () => {
+        try {
+          await loaded.release();
+        } finally {
+          await letGoOfLog();
+        }
+      },
+    };
     if (this.#closing.signal.aborted) {
       await context.release();
       throw closedError();

@@ -1,17 +1,18 @@
 /**
- * The embedded `llama` provider: GGUF models run in this process by llama.cpp through `@fugood/llama.node`.
+ * The embedded `llama` provider: GGUF models run by llama.cpp through `@fugood/llama.node`, in a child process.
  *
  * - Loading is lazy (the first request loads; concurrent first requests share that load), eager with
- *   `preload`, and undone after `idleUnloadMs` without requests. Before the first in-process load of a file,
- *   a child process loads it once: the binding dereferences a null context when llama.cpp rejects a file, and
- *   llama.cpp aborts on some malformed ones, so a bad download must crash a throwaway process, not the server.
+ *   `preload`, and undone after `idleUnloadMs` without requests. Each loaded model runs in an engine process of
+ *   its own (see {@link EngineProcess}): llama.cpp writes its log straight to stderr, which would break the
+ *   server's JSON log lines, and the binding dereferences a null context when llama.cpp rejects a file (and
+ *   llama.cpp aborts on some malformed ones), so a bad download must crash that process, not the server.
  * - Requests run as parallel sequences of one context (the binding's `parallel` API), `parallel` at a time;
  *   `queueSize` more may wait, and the next is refused with a 429.
  * - Prompts use the GGUF's own chat template (Jinja, with llama.cpp's tool-call grammars and parser). A GGUF
  *   without one (base models) gets the plain format of {@link formatPlainPrompt}; templates without tool
  *   support get a JSON tool-call fallback (see `convert-request.ts`).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { basename } from 'node:path';
@@ -77,7 +78,7 @@ export const settingsSchema = baseModelSettingsSchema
     idleUnloadMs: z.int().min(0).max(2_147_483_647).optional(),
     /** Load when the server starts instead of on the first request. @default false */
     preload: z.boolean().optional(),
-    /** Forward llama.cpp's log lines to stderr through the binding's log callback. @default false */
+    /** Write llama.cpp's own log lines to stderr, as JSON lines at level debug; off, they are dropped (a failed load still quotes the reason). @default false */
     nativeLog: z.boolean().optional(),
     /** Which build of the binding to load: the default one (CPU on Linux, Metal on macOS), CUDA or Vulkan. @default 'default' */
     libVariant: z.enum(['default', 'cuda', 'vulkan']).optional(),
@@ -93,11 +94,11 @@ export const DEFAULTS = {
   parallelOnCpu: 1,
   /** Layers to offload for "all of them": llama.cpp clamps it to the model's count. */
   allGpuLayers: 999,
-  /** Longest a first load may take in the probe process (large models on slow disks). */
-  probeTimeoutMs: 600_000,
+  /** Longest a load may take in the engine process (large models on slow disks). */
+  loadTimeoutMs: 600_000,
 } as const;
 
-// ---- the binding ----
+// ---- the engine process ----
 
 /** Formatting result of the binding's chat formatter (Jinja templates). */
 interface FormattedChat {
@@ -115,180 +116,342 @@ interface FormattedChat {
   chat_parser?: string;
 }
 
-interface CompletionHandle {
-  requestId: number;
-  promise: Promise<unknown>;
-  stop(): void;
-}
-
-/** The part of a loaded binding context Ocular uses (`LlamaContextWrapper` in `@fugood/llama.node`). */
-interface BindingContext {
-  /** The native context: its formatter takes an explicit template and reports template errors as exceptions. */
-  ctx: { getFormattedChat(messages: unknown[], template: string | undefined, params: Record<string, unknown>): FormattedChat | string };
-  getModelInfo(): {
-    metadata: Record<string, unknown>;
-    chatTemplates?: {
-      jinja?: { default?: boolean; toolUse?: boolean; defaultCaps?: { tools?: boolean }; toolUseCaps?: { tools?: boolean } };
-    };
-  };
-  tokenize(text: string, options?: { media_paths?: string[] }): Promise<{ tokens: ArrayLike<number> }>;
-  initMultimodal(options: { path: string; use_gpu?: boolean }): boolean;
-  getMultimodalSupport(): { vision: boolean; audio: boolean };
-  parallel: {
-    enable(config: { n_parallel: number; n_batch?: number }): Promise<boolean>;
-    disable(): void;
-    completion(options: Record<string, unknown>, onToken?: (requestId: number, token: CompletionToken) => void): Promise<CompletionHandle>;
-  };
-  release(): Promise<void>;
-}
-
-interface Binding {
-  loadModel(options: Record<string, unknown>): Promise<BindingContext>;
-  toggleNativeLog(enable: boolean): Promise<void>;
-  addNativeLogListener(listener: (level: string, text: string) => void): { remove(): void };
-  getBackendDevicesInfo(variant?: string): Promise<Array<{ type: string; deviceName?: string }>>;
-}
-
-// The binding is CommonJS and ships TypeScript sources rather than declarations: `require` keeps tsc from
-// type-checking those under this project's stricter options, and defers loading native code until a llama
-// model is actually used.
-const require = createRequire(import.meta.url);
-const BINDING_MODULE = '@fugood/llama.node';
-let binding: Binding | undefined;
-const loadBinding = (): Binding => (binding ??= require(BINDING_MODULE) as Binding);
-
-let logListener: { remove(): void } | undefined;
-
-/** llama.cpp prints its load messages to stderr whatever this says; the callback adds the rest of its log. */
-async function configureNativeLog(enabled: boolean): Promise<void> {
-  const llama = loadBinding();
-  await llama.toggleNativeLog(enabled);
-  if (enabled && logListener === undefined) {
-    logListener = llama.addNativeLogListener((level, text) =>
-      process.stderr.write(`llama.cpp ${level}: ${text.endsWith('\n') ? text : `${text}\n`}`),
-    );
-  } else if (!enabled && logListener !== undefined) {
-    logListener.remove();
-    logListener = undefined;
-  }
-}
-
-// ---- the load probe ----
-
-/**
- * Loads the model (and projector) once in a child process with the options the server will use, and reports
- * what it found. CommonJS, so it runs with `node -e` and no loader.
- */
-const PROBE_SCRIPT = `
-const [bindingPath, optionsJson, projectorJson] = process.argv.slice(1);
-const report = (value) => process.stdout.write('\\n@@ocular-probe ' + JSON.stringify(value) + '\\n');
-(async () => {
-  const binding = require(bindingPath);
-  await binding.toggleNativeLog(false);
-  const context = await binding.loadModel(JSON.parse(optionsJson));
-  const metadata = context.getModelInfo().metadata;
-  report({ stage: 'model', trainedContext: Number(metadata[metadata['general.architecture'] + '.context_length']) || null });
-  const projector = JSON.parse(projectorJson);
-  if (projector) {
-    try {
-      context.initMultimodal(projector);
-      const support = context.getMultimodalSupport();
-      report({ stage: 'projector', vision: !!support.vision, audio: !!support.audio });
-    } catch (error) {
-      report({ stage: 'projector-error', message: String((error && error.message) || error) });
-    }
-  }
-  await context.release();
-  process.exit(0);
-})().catch((error) => {
-  report({ stage: 'error', message: String((error && error.message) || error) });
-  process.exit(1);
+/** What the engine process learned while loading. */
+const loadedSchema = z.object({
+  /** Tokens per sequence: `contextSize` capped by the GGUF's `<arch>.context_length`. */
+  contextSize: z.number().int().positive(),
+  metadata: z.record(z.string(), z.unknown()),
+  jinja: z
+    .object({
+      default: z.boolean().optional(),
+      toolUse: z.boolean().optional(),
+      defaultCaps: z.object({ tools: z.boolean().optional() }).optional(),
+      toolUseCaps: z.object({ tools: z.boolean().optional() }).optional(),
+    })
+    .optional(),
+  vision: z.boolean(),
+  audio: z.boolean(),
 });
-`;
 
-const probeLineSchema = z.discriminatedUnion('stage', [
-  z.object({ stage: z.literal('model'), trainedContext: z.number().int().positive().nullable() }),
-  z.object({ stage: z.literal('projector'), vision: z.boolean(), audio: z.boolean() }),
-  z.object({ stage: z.literal('projector-error'), message: z.string() }),
-  z.object({ stage: z.literal('error'), message: z.string() }),
+type LoadedEngine = z.infer<typeof loadedSchema>;
+
+/** Messages from the engine process (see ENGINE_SCRIPT). */
+const engineMessageSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('result'), id: z.number(), value: z.unknown() }),
+  z.object({ type: z.literal('error'), id: z.number(), message: z.string(), stage: z.enum(['model', 'projector']).optional() }),
+  z.object({
+    type: z.literal('tokens'),
+    tokens: z.array(z.tuple([z.number(), z.object({ token: z.string(), content: z.string().optional() })])),
+  }),
+  z.object({ type: z.literal('stage'), stage: z.enum(['model', 'projector']) }),
 ]);
 
-interface ProbeReport {
-  trainedContext: number | undefined;
-  vision: boolean;
-  audio: boolean;
+/**
+ * The engine process: loads the binding and one model, and runs what the parent asks (`call` messages) over the
+ * IPC channel. CommonJS, so it runs with `node -e` and no loader. Tokens go back in one message per turn of its
+ * event loop rather than one per token: a small model generates faster than single messages are worth sending.
+ */
+const ENGINE_SCRIPT = `
+const binding = require(process.argv[1]);
+let context;
+const completions = new Map();
+const send = (message) => { if (process.connected) process.send(message); };
+let tokens = [];
+const flush = () => { if (tokens.length > 0) { send({ type: 'tokens', tokens }); tokens = []; } };
+const fail = (stage, message) => Object.assign(new Error(message), { stage });
+const methods = {
+  devices: (variant) => binding.getBackendDevicesInfo(variant),
+  async load(options, projector, nParallel) {
+    send({ type: 'stage', stage: 'model' });
+    const info = await binding.loadLlamaModelInfo(options.model);
+    const trained = Number(info[info['general.architecture'] + '.context_length']) || null;
+    const contextSize = Math.min(options.n_ctx, trained || options.n_ctx);
+    try { context = await binding.loadModel({ ...options, n_ctx: contextSize }); }
+    catch (error) { throw fail('model', String((error && error.message) || error)); }
+    let support = { vision: false, audio: false };
+    if (projector) {
+      send({ type: 'stage', stage: 'projector' });
+      let ok = false;
+      try { ok = context.initMultimodal(projector); support = context.getMultimodalSupport(); }
+      catch (error) { throw fail('projector', String((error && error.message) || error)); }
+      if (!ok) throw fail('projector', 'the projector could not be initialised');
+    }
+    await context.parallel.enable({ n_parallel: nParallel });
+    const { metadata, chatTemplates } = context.getModelInfo();
+    return { contextSize, metadata, jinja: chatTemplates && chatTemplates.jinja, vision: !!support.vision, audio: !!support.audio };
+  },
+  // JSON over the channel turns an absent template into null; the binding wants undefined for the GGUF's own.
+  format: (messages, template, params) => context.ctx.getFormattedChat(messages, template === null ? undefined : template, params),
+  async countTokens(text, options) { return (await context.tokenize(text, options)).tokens.length; },
+  async complete(id, options, streaming) {
+    const entry = { stopped: false, handle: undefined };
+    completions.set(id, entry);
+    try {
+      const onToken = streaming ? (_request, token) => {
+        if (tokens.length === 0) setImmediate(flush);
+        tokens.push([id, { token: token.token, content: token.content }]);
+      } : undefined;
+      entry.handle = await context.parallel.completion(options, onToken);
+      if (entry.stopped) entry.handle.stop();
+      const result = await entry.handle.promise;
+      flush();
+      return result;
+    } finally {
+      completions.delete(id);
+    }
+  },
+  async release() {
+    context.parallel.disable();
+    await context.release();
+    setImmediate(() => process.exit(0));
+  },
+};
+process.on('message', async (message) => {
+  if (message.type === 'stop') {
+    const entry = completions.get(message.id);
+    if (!entry) return;
+    entry.stopped = true;
+    if (entry.handle) entry.handle.stop();
+    return;
+  }
+  try {
+    send({ type: 'result', id: message.id, value: await methods[message.method](...message.args) });
+  } catch (error) {
+    send({ type: 'error', id: message.id, message: String((error && error.message) || error), stage: error && error.stage });
+  }
+});
+// The server is gone (or let go of this engine): the model goes with it.
+process.on('disconnect', () => process.exit(0));
+`;
+
+/** Keeps the end of the engine's output: the reason for a failed load or a crash is printed last. */
+const ENGINE_LOG_LIMIT = 64 * 1024;
+/** How long a released engine may take to exit before it is killed. */
+const ENGINE_EXIT_TIMEOUT_MS = 10_000;
+
+/** A call that failed in the engine: its message, and the load stage it failed in. */
+class EngineCallError extends Error {
+  readonly stage: 'model' | 'projector' | undefined;
+  constructor(message: string, stage: 'model' | 'projector' | undefined) {
+    super(message);
+    this.stage = stage;
+  }
 }
 
-type ProbeOutcome = { ok: true; report: ProbeReport } | { ok: false; what: 'model' | 'projector'; detail: string };
+/** The engine process ended before answering: how it ended, and what it printed last. */
+class EngineExitError extends Error {
+  readonly detail: string;
+  /** The load stage it was in, if it was loading. */
+  readonly stage: 'model' | 'projector' | undefined;
+  constructor(detail: string, stage: 'model' | 'projector' | undefined) {
+    super(`the llama.cpp engine process ended: ${detail}`);
+    this.detail = detail;
+    this.stage = stage;
+  }
+}
 
-/** Keeps the end of a child's output: the reason for a failure is printed last. */
-const PROBE_LOG_LIMIT = 64 * 1024;
+interface PendingCall {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
 
-function runProbe(loadOptions: Record<string, unknown>, projector: { path: string; use_gpu: boolean } | undefined): Promise<ProbeOutcome> {
-  return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      ['-e', PROBE_SCRIPT, require.resolve(BINDING_MODULE), JSON.stringify(loadOptions), JSON.stringify(projector ?? null)],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let log = '';
-    const lines: Array<z.infer<typeof probeLineSchema>> = [];
-    let pending = '';
-    const keep = (text: string): void => {
-      log = (log + text).slice(-PROBE_LOG_LIMIT);
-    };
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      keep(text);
-      pending += text;
-      const parts = pending.split('\n');
-      pending = parts.pop()!;
-      for (const line of parts) {
-        if (!line.startsWith('@@ocular-probe ')) continue;
-        let json: unknown;
-        try {
-          json = JSON.parse(line.slice('@@ocular-probe '.length));
-        } catch {
-          continue;
-        }
-        const parsed = probeLineSchema.safeParse(json);
-        if (parsed.success) lines.push(parsed.data);
-      }
+/**
+ * One model loaded by llama.cpp in a process of its own. llama.cpp writes its log to the process's stderr
+ * whatever the binding's log switch says (the switch only adds a copy for JS), and some malformed files abort
+ * or crash it; in a child, its output is read here (and only shown with `nativeLog`) and a crash ends that
+ * process, not the server. Calls and tokens cross the IPC channel; generation itself is untouched.
+ */
+class EngineProcess {
+  readonly #child: ChildProcess;
+  readonly #pending = new Map<number, PendingCall>();
+  readonly #onToken = new Map<number, (token: CompletionToken) => void>();
+  readonly #exitListeners: Array<() => void> = [];
+  #nextId = 1;
+  #log = '';
+  #stage: 'model' | 'projector' | undefined;
+  #exit: EngineExitError | undefined;
+  #released = false;
+  #loaded = false;
+  readonly #exited: Promise<void>;
+
+  constructor(nativeLog: boolean) {
+    this.#child = spawn(process.execPath, ['-e', ENGINE_SCRIPT, require.resolve(BINDING_MODULE)], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
-    child.stderr.setEncoding('utf8').on('data', keep);
-    const timer = setTimeout(() => child.kill('SIGKILL'), DEFAULTS.probeTimeoutMs);
-    const finish = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void => {
-      clearTimeout(timer);
-      const model = lines.find((line) => line.stage === 'model');
-      if (!model || model.stage !== 'model') {
-        const failure = lines.find((line) => line.stage === 'error');
-        const detail = spawnError
-          ? `the loader process could not start: ${spawnError.message}`
-          : signal === 'SIGKILL' && code === null
-            ? `loading did not finish within ${DEFAULTS.probeTimeoutMs / 1000} s`
-            : describeLoadFailure(log, { code, signal }) + (failure && failure.stage === 'error' ? ` (${failure.message})` : '');
-        resolve({ ok: false, what: 'model', detail });
-        return;
-      }
-      const report: ProbeReport = { trainedContext: model.trainedContext ?? undefined, vision: false, audio: false };
-      if (projector) {
-        const result = lines.find((line) => line.stage === 'projector' || line.stage === 'projector-error');
-        if (!result || result.stage !== 'projector') {
-          const detail = result?.stage === 'projector-error' ? result.message : describeLoadFailure(log, { code, signal });
-          resolve({ ok: false, what: 'projector', detail });
-          return;
-        }
-        report.vision = result.vision;
-        report.audio = result.audio;
-      }
-      resolve({ ok: true, report });
+    const lines = createLineReader((line) => {
+      if (nativeLog) writeNativeLogLine(line);
+    });
+    for (const output of [this.#child.stdout!, this.#child.stderr!]) {
+      output.setEncoding('utf8').on('data', (text: string) => {
+        this.#log = (this.#log + text).slice(-ENGINE_LOG_LIMIT);
+        lines(text);
+      });
+    }
+    this.#child.on('message', (message: unknown) => this.#receive(message));
+    this.#exited = new Promise((resolve) => {
+      // Only a failed start reaches here: sends pass their errors to a callback.
+      this.#child.on('error', (error) => this.#ended(`it could not start: ${error.message}`, resolve));
+      this.#child.once('close', (code, signal) => {
+        const loading = describeLoadFailure(this.#log, { code, signal });
+        this.#ended(this.#loaded ? (signal === null ? `it exited with code ${code}` : `it crashed (${signal})`) : loading, resolve);
+      });
+    });
+    // Idle, it does not keep the server's process alive; a call in flight does (see #ref).
+    this.#unref();
+  }
+
+  /** Runs `method` in the engine. Rejects with EngineCallError when it throws there, EngineExitError when the process ends. */
+  call(method: string, ...args: unknown[]): Promise<unknown> {
+    return this.#call(this.#nextId++, method, args);
+  }
+
+  /** Queues a completion; `onToken`, when given, gets each token as it is generated. */
+  complete(
+    options: Record<string, unknown>,
+    onToken: ((token: CompletionToken) => void) | undefined,
+  ): { promise: Promise<unknown>; stop(): void } {
+    // The call's id names the completion too: tokens and `stop` carry it.
+    const id = this.#nextId++;
+    if (onToken) this.#onToken.set(id, onToken);
+    const promise = this.#call(id, 'complete', [id, options, onToken !== undefined]);
+    return {
+      promise,
+      // Settles at once, as the binding's own stop does: an aborted stream fails its next read, whatever tokens
+      // are still on their way. A closed channel means the process has ended, and with it the completion.
+      stop: () => {
+        const call = this.#pending.get(id);
+        if (call === undefined) return;
+        this.#settled(id);
+        if (this.#child.connected) this.#child.send({ type: 'stop', id }, () => {});
+        call.reject(new Error('Request cancelled'));
+      },
     };
-    child.once('error', (error) => finish(null, null, error));
-    child.once('close', (code, signal) => finish(code, signal));
-  });
+  }
+
+  /** Called once, when the process has ended for whatever reason (at once if it has). */
+  onExit(listener: () => void): void {
+    if (this.#exit) listener();
+    else this.#exitListeners.push(listener);
+  }
+
+  /** The model is loaded: an end from now on is a crash while serving, not a failed load. */
+  markLoaded(): void {
+    this.#stage = undefined;
+    this.#loaded = true;
+  }
+
+  /** Frees the model and ends the process; kills it if it does not end in time. */
+  async release(): Promise<void> {
+    if (!this.#released && !this.#exit) {
+      this.#released = true;
+      await this.call('release').catch(() => {});
+    }
+    const timer = setTimeout(() => this.#child.kill('SIGKILL'), ENGINE_EXIT_TIMEOUT_MS);
+    await this.#exited;
+    clearTimeout(timer);
+  }
+
+  /** Ends the process at once (a load that takes too long). */
+  kill(): void {
+    this.#child.kill('SIGKILL');
+  }
+
+  #call(id: number, method: string, args: unknown[]): Promise<unknown> {
+    if (this.#exit) return Promise.reject(this.#exit);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#ref();
+      this.#child.send({ type: 'call', id, method, args }, (error) => {
+        // A closed channel means the process is ending, and its end rejects the call (see #ended).
+        if (!error || !this.#child.connected || !this.#pending.has(id)) return;
+        this.#settled(id);
+        reject(error);
+      });
+    });
+  }
+
+  #receive(raw: unknown): void {
+    const parsed = engineMessageSchema.safeParse(raw);
+    if (!parsed.success) return;
+    const message = parsed.data;
+    switch (message.type) {
+      case 'tokens':
+        for (const [id, token] of message.tokens) this.#onToken.get(id)?.(token);
+        return;
+      case 'stage':
+        this.#stage = message.stage;
+        return;
+      case 'result':
+      case 'error': {
+        const call = this.#pending.get(message.id);
+        if (!call) return;
+        this.#settled(message.id);
+        if (message.type === 'result') call.resolve(message.value);
+        else call.reject(new EngineCallError(message.message, message.stage));
+      }
+    }
+  }
+
+  #settled(id: number): void {
+    this.#pending.delete(id);
+    this.#onToken.delete(id);
+    if (this.#pending.size === 0) this.#unref();
+  }
+
+  #ended(detail: string, resolve: () => void): void {
+    if (this.#exit) return;
+    this.#exit = new EngineExitError(detail, this.#stage);
+    const calls = [...this.#pending.values()];
+    this.#pending.clear();
+    this.#onToken.clear();
+    for (const call of calls) call.reject(this.#exit);
+    for (const listener of this.#exitListeners) listener();
+    resolve();
+  }
+
+  // The channel and the pipes keep the event loop alive; only a call in flight should.
+  #ref(): void {
+    this.#child.ref();
+    this.#child.channel?.ref();
+  }
+
+  #unref(): void {
+    this.#child.unref();
+    this.#child.channel?.unref();
+    for (const output of [this.#child.stdout, this.#child.stderr]) (output as unknown as { unref?(): void } | null)?.unref?.();
+  }
 }
 
-/** Successful probes, by the files' identity and the load options: a reload after an idle unload skips the child. */
-const probeCache = new Map<string, ProbeReport>();
+/** Calls `onLine` with each complete line of text fed in pieces. */
+function createLineReader(onLine: (line: string) => void): (text: string) => void {
+  let pending = '';
+  return (text) => {
+    pending += text;
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) if (line.trim() !== '') onLine(line);
+  };
+}
+
+/** A llama.cpp log line as a JSON line on stderr, as the server's own log is written. */
+function writeNativeLogLine(text: string): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'debug', message: 'llama.cpp', text })}\n`);
+}
+
+// The binding is CommonJS and ships TypeScript sources rather than declarations; only its path is needed here,
+// as the engine process loads it.
+const require = createRequire(import.meta.url);
+const BINDING_MODULE = '@fugood/llama.node';
+
+/** Whether the binding build has a GPU to offload to (no CUDA/Vulkan device in the default Linux build). */
+async function detectGpu(engine: EngineProcess, variant: LlamaSettings['libVariant']): Promise<boolean> {
+  try {
+    const devices = z.array(z.object({ type: z.string() }).loose()).parse(await engine.call('devices', variant ?? 'default'));
+    return devices.some((device) => /gpu/i.test(device.type));
+  } catch {
+    return false;
+  }
+}
 
 // ---- the model ----
 
@@ -305,9 +468,9 @@ export interface LlamaLanguageModel extends LanguageModel {
   close(): Promise<void>;
 }
 
-/** A loaded context and what Ocular learned about it. */
+/** A loaded engine process and what Ocular learned about its model. */
 interface Engine {
-  context: BindingContext;
+  process: EngineProcess;
   /** Tokens one request may use. */
   contextSize: number;
   /** `jinja`: the GGUF's chat template; `plain`: no template, the plain prompt format. */
@@ -337,11 +500,6 @@ async function hasGgufMagic(path: string): Promise<boolean> {
   } finally {
     await file.close();
   }
-}
-
-async function fileIdentity(path: string): Promise<string> {
-  const info = await stat(path);
-  return `${path}:${info.size}:${info.mtimeMs}`;
 }
 
 /** An aborted signal's reason as the error to throw (what an aborted fetch would throw). */
@@ -518,8 +676,14 @@ class LlamaModel implements LlamaLanguageModel {
       const loading = this.#loadEngine();
       this.#engine = loading;
       loading.then(
-        () => {
+        (engine) => {
           if (this.#engine === loading) this.#loaded = true;
+          // A crashed engine is forgotten: the next request loads the model again.
+          engine.process.onExit(() => {
+            if (this.#engine !== loading) return;
+            this.#engine = undefined;
+            this.#loaded = false;
+          });
         },
         () => {
           // Forget a failed load so the next request tries again (the file may have been fixed meanwhile).
@@ -543,85 +707,63 @@ class LlamaModel implements LlamaLanguageModel {
       if (!(await hasGgufMagic(path))) throw loadFailedError(what, path, this.#label, 'it does not start with the GGUF magic bytes');
     }
 
-    const llama = loadBinding();
-    await configureNativeLog(settings.nativeLog ?? false);
-    const hasGpu = await detectGpu(settings.libVariant);
-    const gpuLayers =
-      settings.gpuLayers === undefined || settings.gpuLayers === 'auto' ? (hasGpu ? DEFAULTS.allGpuLayers : 0) : settings.gpuLayers;
-    const requestedContext = settings.contextSize ?? DEFAULTS.contextSize;
-    const loadOptions: Record<string, unknown> = {
-      model: settings.modelPath,
-      n_ctx: requestedContext,
-      n_gpu_layers: gpuLayers,
-      // The binding gives each of the n_parallel sequences its own n_ctx (unified KV would split one n_ctx).
-      n_parallel: parallelFor(settings, hasGpu),
-      kv_unified: false,
-      ...(settings.threads === undefined ? {} : { n_threads: settings.threads }),
-      ...(settings.libVariant === undefined || settings.libVariant === 'default' ? {} : { lib_variant: settings.libVariant }),
-    };
-    const projector = projectorPath === undefined ? undefined : { path: projectorPath, use_gpu: gpuLayers > 0 };
-
-    const key = JSON.stringify([
-      await fileIdentity(settings.modelPath),
-      projectorPath === undefined ? null : await fileIdentity(projectorPath),
-      loadOptions,
-      projector ?? null,
-    ]);
-    let report = probeCache.get(key);
-    if (report === undefined) {
-      const outcome = await runProbe(loadOptions, projector);
-      if (!outcome.ok) {
-        throw loadFailedError(outcome.what, outcome.what === 'model' ? settings.modelPath : projectorPath!, this.#label, outcome.detail);
-      }
-      report = outcome.report;
-      probeCache.set(key, report);
-    }
-
-    const contextSize = Math.min(requestedContext, report.trainedContext ?? requestedContext);
-    let context: BindingContext;
+    const engine = new EngineProcess(settings.nativeLog ?? false);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      engine.kill();
+    }, DEFAULTS.loadTimeoutMs);
+    let loaded: LoadedEngine;
+    let parallel: number;
     try {
-      context = await llama.loadModel({ ...loadOptions, n_ctx: contextSize });
-    } catch (error) {
-      throw loadFailedError('model', settings.modelPath, this.#label, (error as Error).message);
-    }
-    this.#loadCount++;
-    let vision = false;
-    let audio = false;
-    if (projector) {
-      try {
-        if (!context.initMultimodal(projector)) throw new Error('the projector could not be initialised');
-        ({ vision, audio } = context.getMultimodalSupport());
-      } catch (error) {
-        await context.release().catch(() => {});
-        throw loadFailedError('projector', projector.path, this.#label, (error as Error).message);
-      }
-    }
-    try {
-      const parallel = loadOptions.n_parallel as number;
-      await context.parallel.enable({ n_parallel: parallel });
-      this.#queue.concurrency = parallel;
-      const info = context.getModelInfo();
-      const jinja = info.chatTemplates?.jinja;
-      const hasTemplate =
-        typeof info.metadata['tokenizer.chat_template'] === 'string' && (jinja?.default === true || jinja?.toolUse === true);
-      const engine: Engine = {
-        context,
-        contextSize,
-        template: hasTemplate ? 'jinja' : 'plain',
-        nativeTools: hasTemplate && (jinja?.defaultCaps?.tools === true || jinja?.toolUseCaps?.tools === true),
-        vision,
-        audio,
+      const hasGpu = await detectGpu(engine, settings.libVariant);
+      const gpuLayers =
+        settings.gpuLayers === undefined || settings.gpuLayers === 'auto' ? (hasGpu ? DEFAULTS.allGpuLayers : 0) : settings.gpuLayers;
+      parallel = parallelFor(settings, hasGpu);
+      const loadOptions: Record<string, unknown> = {
+        model: settings.modelPath,
+        // Capped by the model's trained context in the engine, before the context is made.
+        n_ctx: settings.contextSize ?? DEFAULTS.contextSize,
+        n_gpu_layers: gpuLayers,
+        // The binding gives each of the n_parallel sequences its own n_ctx (unified KV would split one n_ctx).
+        n_parallel: parallel,
+        kv_unified: false,
+        ...(settings.threads === undefined ? {} : { n_threads: settings.threads }),
+        ...(settings.libVariant === undefined || settings.libVariant === 'default' ? {} : { lib_variant: settings.libVariant }),
       };
-      if (this.#closed) {
-        await releaseEngine(engine);
-        throw closedError(this.#label.id);
-      }
-      return engine;
+      const projector = projectorPath === undefined ? null : { path: projectorPath, use_gpu: gpuLayers > 0 };
+      loaded = loadedSchema.parse(await engine.call('load', loadOptions, projector, parallel));
     } catch (error) {
-      if (error instanceof OcularError) throw error;
-      await context.release().catch(() => {});
-      throw loadFailedError('model', settings.modelPath, this.#label, (error as Error).message);
+      engine.kill();
+      const stage = error instanceof EngineCallError || error instanceof EngineExitError ? (error.stage ?? 'model') : 'model';
+      const detail = timedOut
+        ? `loading did not finish within ${DEFAULTS.loadTimeoutMs / 1000} s`
+        : error instanceof EngineExitError
+          ? error.detail
+          : (error as Error).message;
+      throw loadFailedError(stage, stage === 'model' ? settings.modelPath : projectorPath!, this.#label, detail);
+    } finally {
+      clearTimeout(timer);
     }
+    engine.markLoaded();
+    this.#loadCount++;
+    this.#queue.concurrency = parallel;
+    const jinja = loaded.jinja;
+    const hasTemplate =
+      typeof loaded.metadata['tokenizer.chat_template'] === 'string' && (jinja?.default === true || jinja?.toolUse === true);
+    const result: Engine = {
+      process: engine,
+      contextSize: loaded.contextSize,
+      template: hasTemplate ? 'jinja' : 'plain',
+      nativeTools: hasTemplate && (jinja?.defaultCaps?.tools === true || jinja?.toolUseCaps?.tools === true),
+      vision: loaded.vision,
+      audio: loaded.audio,
+    };
+    if (this.#closed) {
+      await releaseEngine(result);
+      throw closedError(this.#label.id);
+    }
+    return result;
   }
 
   #scheduleIdleUnload(): void {
@@ -691,7 +833,7 @@ class LlamaModel implements LlamaLanguageModel {
     let source: OutputPlan['source'] = 'text';
     let trimStart = false;
     if (engine.template === 'jinja') {
-      const formatted = this.#format(
+      const formatted = await this.#format(
         engine,
         converted.messages,
         undefined,
@@ -731,7 +873,7 @@ class LlamaModel implements LlamaLanguageModel {
     }
     if (tools === 'json-required') {
       const schema = buildToolCallSchema(toolChoice!.tools);
-      const formatted = this.#format(
+      const formatted = await this.#format(
         engine,
         [{ role: 'user', content: '' }],
         SCHEMA_ONLY_TEMPLATE,
@@ -747,8 +889,9 @@ class LlamaModel implements LlamaLanguageModel {
     const prompt = options.prompt as string;
     const mediaPaths = converted.mediaPaths;
     this.#assertOpen();
-    const tokenized = await engine.context.tokenize(prompt, mediaPaths.length > 0 ? { media_paths: mediaPaths } : {});
-    const promptTokens = tokenized.tokens.length;
+    const promptTokens = z
+      .number()
+      .parse(await engine.process.call('countTokens', prompt, mediaPaths.length > 0 ? { media_paths: mediaPaths } : {}));
     if (promptTokens >= engine.contextSize) throw contextOverflowError(id, promptTokens, engine.contextSize);
 
     return {
@@ -771,24 +914,25 @@ class LlamaModel implements LlamaLanguageModel {
   }
 
   /** Runs llama.cpp's chat formatter; a template's `raise_exception` or an unsupported tool schema becomes a 400. */
-  #format(
+  async #format(
     engine: Engine,
     messages: TemplateMessage[] | Array<{ role: string; content: string }>,
     template: string | undefined,
     params: Record<string, unknown>,
     param: 'messages' | 'tools',
-  ): FormattedChat {
+  ): Promise<FormattedChat> {
     let formatted: FormattedChat | string;
     this.#assertOpen();
     try {
-      formatted = engine.context.ctx.getFormattedChat(messages, template, {
+      formatted = (await engine.process.call('format', messages, template, {
         jinja: true,
         enable_thinking: true,
         reasoning_format: 'none',
         ...params,
-      });
+      })) as FormattedChat | string;
     } catch (error) {
-      throw promptFormatError(this.#label.id, (error as Error).message, param);
+      if (error instanceof EngineCallError) throw promptFormatError(this.#label.id, error.message, param);
+      throw generationError(this.#label.id, error);
     }
     return typeof formatted === 'string' ? { prompt: formatted } : formatted;
   }
@@ -802,12 +946,7 @@ class LlamaModel implements LlamaLanguageModel {
   ): Promise<SubmittedCompletion> {
     if (signal.aborted) throw abortReason(signal);
     this.#assertOpen();
-    let handle: CompletionHandle;
-    try {
-      handle = await engine.context.parallel.completion(options, onToken === undefined ? undefined : (_requestId, token) => onToken(token));
-    } catch (error) {
-      throw generationError(this.#label.id, error);
-    }
+    const handle = engine.process.complete(options, onToken);
     let stopped = false;
     const stop = (): void => {
       if (stopped) return;
@@ -848,19 +987,7 @@ interface SubmittedCompletion {
 }
 
 async function releaseEngine(engine: Engine | undefined): Promise<void> {
-  if (!engine) return;
-  engine.context.parallel.disable();
-  await engine.context.release();
-}
-
-/** Whether the binding build has a GPU to offload to (no CUDA/Vulkan device in the default Linux build). */
-async function detectGpu(variant: LlamaSettings['libVariant']): Promise<boolean> {
-  try {
-    const devices = await loadBinding().getBackendDevicesInfo(variant ?? 'default');
-    return devices.some((device) => /gpu/i.test(device.type));
-  } catch {
-    return false;
-  }
+  await engine?.process.release();
 }
 
 function parallelFor(settings: LlamaSettings, hasGpu: boolean): number {
