@@ -141,6 +141,15 @@ describe('POST /v1/videos/upload', () => {
     );
   });
 
+  it('indexes an upload that leaves out `index`, as Reka does', async () => {
+    const response = await upload(form({ video_name: 'no index field' }, { bytes: videoBytes }));
+    expect(response.status).toBe(200);
+    const video = (await response.json()) as WireVideo & { indexing_type: string | null };
+    expect(video.indexing_type).toBe('segments');
+    expect((await call('DELETE', `/v1/videos/${video.video_id}`)).status).toBe(200);
+    expect(((await uploadVideo()) as WireVideo & { indexing_type: string | null }).indexing_type).toBeNull();
+  });
+
   it('needs exactly one of file and video_url', async () => {
     const both = form({ video_name: 'x', index: 'false', video_url: `${mediaUrl}/clip.mp4` }, { bytes: videoBytes });
     await expectError(await upload(both), 400, 'validation_error');
@@ -150,7 +159,6 @@ describe('POST /v1/videos/upload', () => {
   it('validates the form fields', async () => {
     const file = { bytes: videoBytes };
     expect((await expectError(await upload(form({ index: 'false' }, file)), 400, 'validation_error')).param).toBe('video_name');
-    expect((await expectError(await upload(form({ video_name: 'x' }, file)), 400, 'validation_error')).param).toBe('index');
     expect((await expectError(await upload(form({ video_name: 'x', index: 'maybe' }, file)), 400, 'validation_error')).param).toBe('index');
     const badTime = form({ video_name: 'x', index: 'false', video_start_absolute_timestamp: 'yesterday' }, file);
     expect((await expectError(await upload(badTime), 400, 'validation_error')).param).toBe('video_start_absolute_timestamp');

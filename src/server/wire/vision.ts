@@ -37,7 +37,8 @@ const webhookSecret = z.string().min(16, 'use at least 16 characters').max(256);
 export const uploadFieldsSchema = z
   .strictObject({
     video_name: z.string().trim().min(1, 'video_name is required').max(512),
-    index: booleanField,
+    /** Reka's API treats it as optional; an upload is indexed unless told otherwise. */
+    index: booleanField.default(true),
     enable_thumbnails: booleanField.optional(),
     group_id: z.string().trim().min(1).max(128).optional(),
     video_url: z.string().trim().min(1).max(8192).optional(),
