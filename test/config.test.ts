@@ -357,7 +357,10 @@ describe('a config file without models keeps the default model', () => {
     const dataDir = mkdtempSync(join(dir, 'data-'));
     const env = { HF_ENDPOINT: `http://127.0.0.1:${await closedPort()}`, OCULAR_API_KEYS: 'ocu_config_test_key_0123456789' };
     const settings = resolveServerSettings({ config: mediaOnly, port: '0', data: dataDir, logLevel: 'silent' }, env);
-    const server = await startServer(settings, createLogger('silent'), { pullRetryDelaysMs: [], analyzerCatalog: OFFLINE_ANALYZER_CATALOG });
+    const server = await startServer(settings, createLogger('silent'), {
+      pullRetryDelaysMs: [],
+      analyzerCatalog: OFFLINE_ANALYZER_CATALOG,
+    });
     try {
       const headers = { 'content-type': 'application/json', 'x-api-key': 'ocu_config_test_key_0123456789' };
       const models = (await (await fetch(`${server.url}/v1/models`, { headers })).json()) as Array<{ id: string }>;

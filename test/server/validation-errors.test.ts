@@ -26,7 +26,12 @@ const cases: Array<[string, string, unknown, string]> = [
   ['/v1/chat', 'content neither string nor parts', user(5), 'messages.0.content'],
   ['/v1/chat', 'a value not among the options', { ...user('hi'), tool_choice: 'always' }, 'tool_choice'],
   ['/openai/v1/chat/completions', 'a fraction where an integer goes', { ...user('hi'), max_tokens: 1.5 }, 'max_tokens'],
-  ['/openai/v1/chat/completions', 'a nested enum', user([{ type: 'input_audio', input_audio: { data: 'x', format: 'aac' } }]), 'messages.0.content.0.input_audio.format'],
+  [
+    '/openai/v1/chat/completions',
+    'a nested enum',
+    user([{ type: 'input_audio', input_audio: { data: 'x', format: 'aac' } }]),
+    'messages.0.content.0.input_audio.format',
+  ],
   ['/v1/videos/groups', 'an empty string', { name: '' }, 'name'],
   ['/v1/videos/groups', 'an unknown field of a strict body', { name: 'launch', colour: 'red' }, 'colour'],
 ];
