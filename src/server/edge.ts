@@ -21,12 +21,29 @@ export function requestIdFrom(header: string | undefined): string {
 /** Reads one request header by its lower-case name. */
 export type HeaderReader = (name: string) => string | undefined;
 
+const HOW_TO_SEND_KEY = 'send "Authorization: Bearer KEY" or "X-Api-Key: KEY"';
+
+/**
+ * The key the request presents. An Authorization header without the Bearer scheme is refused saying so: a bare
+ * `Authorization: KEY` is a common slip that "missing API key" would make puzzling. Neither answer quotes the
+ * header back, since what came may well be the key itself.
+ */
 function presentedKey(header: HeaderReader): string | undefined {
   const apiKey = header('x-api-key');
   if (apiKey) return apiKey.trim();
-  const authorization = header('authorization');
-  if (authorization?.toLowerCase().startsWith('bearer ')) return authorization.slice(7).trim();
-  return undefined;
+  const authorization = header('authorization')?.trim();
+  if (!authorization) return undefined;
+  const space = authorization.search(/\s/);
+  if (space === -1) {
+    throw new OcularError('authentication_error', `the Authorization header has no scheme: ${HOW_TO_SEND_KEY}`);
+  }
+  if (authorization.slice(0, space).toLowerCase() !== 'bearer') {
+    throw new OcularError(
+      'authentication_error',
+      `the Authorization header's scheme is not Bearer, the only one accepted: ${HOW_TO_SEND_KEY}`,
+    );
+  }
+  return authorization.slice(space + 1).trim();
 }
 
 /** The owner of the request's API key; 401 `authentication_error` when it has none or a wrong one. */
@@ -34,7 +51,7 @@ export function authenticate(verifier: ApiKeyVerifier | undefined, header: Heade
   if (!verifier) return NO_AUTH_OWNER;
   const key = presentedKey(header);
   if (key === undefined || key === '') {
-    throw new OcularError('authentication_error', 'missing API key: send it as "X-Api-Key: KEY" or "Authorization: Bearer KEY"');
+    throw new OcularError('authentication_error', `missing API key: ${HOW_TO_SEND_KEY}`);
   }
   const owner = verifier.verify(key);
   if (owner === undefined) throw new OcularError('authentication_error', 'invalid API key');

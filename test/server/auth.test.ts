@@ -60,6 +60,28 @@ describe('authentication over a real listener', () => {
     await expectError(await getWith(server, path, { 'x-api-key': '' }), 401, 'authentication_error');
   });
 
+  it.each(['/v1/models', '/v1/chat'])(
+    'tells an Authorization header without the Bearer scheme from a missing key on %s (401)',
+    async (path) => {
+      const server = await start();
+      const send = (authorization: string) =>
+        fetch(server.url + path, {
+          method: path === '/v1/chat' ? 'POST' : 'GET',
+          headers: { authorization, 'content-type': 'application/json' },
+          ...(path === '/v1/chat' ? { body: '{}' } : {}),
+        });
+      for (const authorization of [TEST_KEY, `Basic ${TEST_KEY}`, `Token ${TEST_KEY}`]) {
+        const response = await send(authorization);
+        expect(response.status).toBe(401);
+        const { error } = (await response.json()) as { error: { type: string; message: string } };
+        expect(error.type).toBe('authentication_error');
+        // The point of this answer: it names the scheme, and never echoes what came (it may be the key).
+        expect(error.message).toMatch(/scheme/);
+        expect(error.message).not.toContain(TEST_KEY);
+      }
+    },
+  );
+
   it('rejects chat requests without a key before reading the body', async () => {
     const server = await start();
     const response = await fetch(`${server.url}/v1/chat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
