@@ -6,8 +6,7 @@ import type { Limits } from '../config/schema.ts';
 import { OcularError } from '../spec/errors.ts';
 import type { ApiKeyVerifier } from '../store/api-keys.ts';
 import { routePath } from './chat-routes.ts';
-import { authenticate, errorReply, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
-import { errorEnvelope } from './errors.ts';
+import { authenticate, errorReply, MethodNotAllowedError, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
 import { requestHeader } from './read-body.ts';
 import type { Logger } from './logger.ts';
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
@@ -28,6 +27,15 @@ export interface AppDependencies {
 type NodeBindings = { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;
 
 type Env = { Variables: { requestId: string; owner: string } };
+
+/** Methods a 405 may list; HEAD goes with GET (Hono answers HEAD with the GET route). */
+const ROUTE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/** The methods some route (not a middleware, which Hono files under ALL) takes at `path`. */
+function allowedMethods(app: Hono<Env>, path: string): string[] {
+  const allowed = ROUTE_METHODS.filter((method) => app.router.match(method, path)[0].some(([[, route]]) => route.method !== 'ALL'));
+  return allowed.includes('GET') ? [...allowed, 'HEAD'] : allowed;
+}
 
 /**
  * Every route but the chat ones, which are served ahead of this app on Node's request and response
@@ -61,7 +69,15 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     return c.json(body, status as 400, headers);
   });
 
-  app.notFound((c) => c.json(errorEnvelope(new OcularError('not_found_error', `no route for ${c.req.method} ${c.req.path}`)), 404));
+  app.notFound((c) => {
+    const allowed = allowedMethods(app, c.req.path);
+    const error =
+      allowed.length > 0
+        ? new MethodNotAllowedError(c.req.method, c.req.path, allowed)
+        : new OcularError('not_found_error', `no route for ${c.req.method} ${c.req.path}`);
+    const { status, headers, body } = errorReply(error, logger, c.get('requestId'));
+    return c.json(body, status as 404, headers);
+  });
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   if (deps.vision) registerVisionBlobRoutes(app, deps.vision);

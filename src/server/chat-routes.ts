@@ -8,7 +8,7 @@ import type { ChatService } from '../chat/chat-service.ts';
 import type { Limits } from '../config/schema.ts';
 import type { StreamPart } from '../spec/stream-parts.ts';
 import type { ApiKeyVerifier } from '../store/api-keys.ts';
-import { authenticate, errorReply, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
+import { authenticate, errorReply, MethodNotAllowedError, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
 import { parseBody } from './errors.ts';
 import type { Logger } from './logger.ts';
 import type { EventEncoder } from './wire/common.ts';
@@ -117,8 +117,8 @@ async function sendEvents(outgoing: ServerResponse, parts: ReadableStream<Stream
 }
 
 /**
- * A request listener for the chat routes: answers and returns true for `POST` to one of them, returns false for
- * anything else (the caller hands that to the app).
+ * A request listener for the chat routes: answers and returns true for a request to one of them (405 for any
+ * method but `POST`), returns false for anything else (the caller hands that to the app).
  */
 export function createChatRoutes(deps: ChatRouteDependencies): (incoming: IncomingMessage, outgoing: ServerResponse) => boolean {
   const { verifier, limits, logger, signals } = deps;
@@ -132,7 +132,7 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
     outgoing.once('close', () =>
       logger.info('request', {
         requestId,
-        method: 'POST',
+        method: incoming.method,
         path,
         status: outgoing.statusCode,
         ms: Math.round((performance.now() - started) * 100) / 100,
@@ -141,6 +141,7 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
     );
     try {
       authenticate(verifier, (name) => nodeHeader(incoming, name));
+      if (incoming.method !== 'POST') throw new MethodNotAllowedError(incoming.method ?? '', path, ['POST']);
       const reply = await route(await readJsonBody(incoming, limits), signals.forResponse(outgoing));
       if ('json' in reply) sendJson(outgoing, 200, reply.json);
       else await sendEvents(outgoing, reply.parts, reply.encoder);
@@ -157,7 +158,6 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
   };
 
   return (incoming, outgoing) => {
-    if (incoming.method !== 'POST') return false;
     const path = routePath(incoming.url ?? '/');
     const route = table.get(path);
     if (!route) return false;

@@ -58,6 +58,16 @@ export function authenticate(verifier: ApiKeyVerifier | undefined, header: Heade
   return owner;
 }
 
+/** A request whose path exists with other methods only: 405 with an `Allow` header listing them. */
+export class MethodNotAllowedError extends OcularError {
+  readonly allow: readonly string[];
+
+  constructor(method: string, path: string, allow: readonly string[]) {
+    super('method_not_allowed', `${path} does not take ${method}; it takes ${allow.join(', ')}`);
+    this.allow = allow;
+  }
+}
+
 export interface ErrorReply {
   status: number;
   headers: Record<string, string>;
@@ -69,6 +79,7 @@ export function errorReply(error: unknown, logger: Logger, requestId: string): E
   const mapped = error instanceof OcularError ? error : new OcularError('server_error', 'internal server error', { cause: error });
   if (mapped.type === 'server_error') logger.error('unhandled error', { requestId, error: String(error), stack: (error as Error).stack });
   const headers: Record<string, string> = {};
+  if (mapped instanceof MethodNotAllowedError) headers.Allow = mapped.allow.join(', ');
   // A body left unread (too large, too slow): the connection cannot carry another request after it.
   if (mapped.type === 'payload_too_large' || mapped.closeConnection) headers.Connection = 'close';
   if ((mapped.type === 'rate_limit_error' || mapped.type === 'unavailable_error') && mapped.retryAfterSeconds !== undefined) {

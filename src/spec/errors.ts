@@ -7,6 +7,8 @@ export const ERROR_STATUS = {
   authentication_error: 401,
   permission_error: 403,
   not_found_error: 404,
+  /** The path exists but not with this method; the answer's `Allow` header lists the ones it takes. */
+  method_not_allowed: 405,
   /** The request conflicts with the current state (a group that still holds videos, without `force`). */
   conflict_error: 409,
   payload_too_large: 413,
