@@ -582,9 +582,13 @@ class LlamaModel implements LlamaLanguageModel {
     let controller!: ReadableStreamDefaultController<StreamPart>;
     let done = false;
     let handle: SubmittedCompletion | undefined;
+    // An abort errors the stream at once, dropping parts still queued in it (the engine's tokens arrive in
+    // batches, so some usually are), as an aborted fetch body fails its next read.
+    const onAbort = (): void => end({ error: abortReason(signal) });
     const end = (last: StreamPart[] | { error: unknown }): void => {
       if (done) return;
       done = true;
+      signal.removeEventListener('abort', onAbort);
       release();
       if (Array.isArray(last)) {
         for (const part of last) controller.enqueue(part);
@@ -600,6 +604,7 @@ class LlamaModel implements LlamaLanguageModel {
       cancel: () => {
         handle?.stop();
         done = true;
+        signal.removeEventListener('abort', onAbort);
         release();
       },
     });
@@ -620,6 +625,7 @@ class LlamaModel implements LlamaLanguageModel {
       release();
       throw error;
     }
+    signal.addEventListener('abort', onAbort, { once: true });
     handle.result.then(
       (result) => end(converter.finish(result)),
       (error: unknown) => {
