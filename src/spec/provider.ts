@@ -40,7 +40,7 @@ export interface LanguageModel {
    * Present on models that turn text into vectors (for semantic search): one vector per input, in order, each of
    * unit length so that a dot product is the cosine similarity. Rejects like `generate`.
    */
-  embed?(inputs: readonly string[], signal: AbortSignal): Promise<Float32Array[]>;
+  readonly embed?: ((inputs: readonly string[], signal: AbortSignal) => Promise<Float32Array[]>) | undefined;
   /** Releases pooled connections or loaded weights. */
   close?(): Promise<void>;
 }

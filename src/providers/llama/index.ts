@@ -19,7 +19,7 @@ import { basename } from 'node:path';
 import { z } from 'zod';
 import { OcularError, validationError } from '../../spec/errors.ts';
 import type { PromptMessage } from '../../spec/messages.ts';
-import type { Capabilities, GenerateResult, LanguageModel, ProviderRequest } from '../../spec/provider.ts';
+import { normalizeVector, type Capabilities, type GenerateResult, type LanguageModel, type ProviderRequest } from '../../spec/provider.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import {
   baseModelSettingsSchema,
@@ -80,6 +80,13 @@ export const settingsSchema = baseModelSettingsSchema
     preload: z.boolean().optional(),
     /** Write llama.cpp's own log lines to stderr, as JSON lines at level debug; off, they are dropped (a failed load still quotes the reason). @default false */
     nativeLog: z.boolean().optional(),
+    /**
+     * The GGUF is an embedding model (bge, nomic-embed, e5...): it turns text into vectors for `indexing.embeddingModel`
+     * and does not chat (chat requests to it get 400). @default false
+     */
+    embedding: z.boolean().optional(),
+    /** How an embedding model pools its token vectors into one. @default the GGUF's own `pooling_type` */
+    pooling: z.enum(['mean', 'cls', 'last']).optional(),
     /** Which build of the binding to load: the default one (CPU on Linux, Metal on macOS), CUDA or Vulkan. @default 'default' */
     libVariant: z.enum(['default', 'cuda', 'vulkan']).optional(),
   });
@@ -154,6 +161,7 @@ const engineMessageSchema = z.discriminatedUnion('type', [
 const ENGINE_SCRIPT = `
 const binding = require(process.argv[1]);
 let context;
+let parallelEnabled = false;
 const completions = new Map();
 const send = (message) => { if (process.connected) process.send(message); };
 let tokens = [];
@@ -176,13 +184,28 @@ const methods = {
       catch (error) { throw fail('projector', String((error && error.message) || error)); }
       if (!ok) throw fail('projector', 'the projector could not be initialised');
     }
-    await context.parallel.enable({ n_parallel: nParallel });
+    // An embedding context answers embedding() calls; the parallel completion slots are for generation.
+    if (!options.embedding) {
+      await context.parallel.enable({ n_parallel: nParallel });
+      parallelEnabled = true;
+    }
     const { metadata, chatTemplates } = context.getModelInfo();
     return { contextSize, metadata, jinja: chatTemplates && chatTemplates.jinja, vision: !!support.vision, audio: !!support.audio };
   },
   // JSON over the channel turns an absent template into null; the binding wants undefined for the GGUF's own.
   format: (messages, template, params) => context.ctx.getFormattedChat(messages, template === null ? undefined : template, params),
   async countTokens(text, options) { return (await context.tokenize(text, options)).tokens.length; },
+  // embd_normalize 2: each vector scaled to unit length (Euclidean norm). The cache is cleared before each text:
+  // the binding reuses the previous prompt's cached prefix, and a pooled vector of only the new tokens differs
+  // (the same text measured 0.37 cosine against itself after another one, on a trained model).
+  async embed(texts) {
+    const vectors = [];
+    for (const text of texts) {
+      context.clearCache();
+      vectors.push(Array.from((await context.embedding(text, { embd_normalize: 2 })).embedding));
+    }
+    return vectors;
+  },
   async complete(id, options, streaming) {
     const entry = { stopped: false, handle: undefined };
     completions.set(id, entry);
@@ -201,7 +224,7 @@ const methods = {
     }
   },
   async release() {
-    context.parallel.disable();
+    if (parallelEnabled) context.parallel.disable();
     await context.release();
     setImmediate(() => process.exit(0));
   },
@@ -533,6 +556,7 @@ class LlamaModel implements LlamaLanguageModel {
       settings.capabilities,
     );
     this.#idleUnloadMs = settings.idleUnloadMs ?? DEFAULTS.idleUnloadMs;
+    this.embed = settings.embedding === true ? (inputs, signal) => this.#embed(inputs, signal) : undefined;
     // Until the first load finds out whether there is a GPU, an unset `parallel` queues as on CPU.
     this.#queue = new RequestQueue({
       concurrency: settings.parallel ?? DEFAULTS.parallelOnCpu,
@@ -556,6 +580,22 @@ class LlamaModel implements LlamaLanguageModel {
   async load(): Promise<void> {
     await this.#ensureLoaded();
     this.#scheduleIdleUnload();
+  }
+
+  /** Only on embedding models (`embedding: true`). */
+  readonly embed: LanguageModel['embed'];
+
+  async #embed(inputs: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
+    const { engine, release } = await this.#acquire(signal);
+    try {
+      const vectors = z.array(z.array(z.number()).min(1)).length(inputs.length).parse(await engine.process.call('embed', inputs));
+      return vectors.map((vector) => normalizeVector(Float32Array.from(vector)));
+    } catch (error) {
+      if (error instanceof OcularError) throw error;
+      throw generationError(this.#label.id, error);
+    } finally {
+      release();
+    }
   }
 
   async generate(request: ProviderRequest, signal: AbortSignal): Promise<GenerateResult> {
@@ -652,10 +692,19 @@ class LlamaModel implements LlamaLanguageModel {
 
   // ---- lifecycle ----
 
-  /** A queue slot and a loaded engine; the release also restarts the idle countdown. */
+  /** A queue slot and a loaded engine for a chat request; the release also restarts the idle countdown. */
   async #begin(request: ProviderRequest, signal: AbortSignal): Promise<{ engine: Engine; release: ReleaseSlot }> {
     if (this.#closed) throw closedError(this.#label.id);
+    if (this.#settings.embedding === true) {
+      throw validationError(`model "${this.#label.id}" is an embedding model: it turns text into vectors and does not chat`, 'model');
+    }
     this.#checkMedia(request.messages, undefined);
+    return this.#acquire(signal, (engine) => this.#checkMedia(request.messages, engine));
+  }
+
+  /** A queue slot and a loaded engine, checked by `check` once loaded; the release restarts the idle countdown. */
+  async #acquire(signal: AbortSignal, check?: (engine: Engine) => void): Promise<{ engine: Engine; release: ReleaseSlot }> {
+    if (this.#closed) throw closedError(this.#label.id);
     const releaseSlot = await this.#queue.acquire(signal);
     clearTimeout(this.#idleTimer);
     let released = false;
@@ -668,7 +717,7 @@ class LlamaModel implements LlamaLanguageModel {
     try {
       const engine = await this.#ensureLoaded();
       if (signal.aborted) throw abortReason(signal);
-      this.#checkMedia(request.messages, engine);
+      check?.(engine);
       return { engine, release };
     } catch (error) {
       release();
@@ -736,6 +785,7 @@ class LlamaModel implements LlamaLanguageModel {
         kv_unified: false,
         ...(settings.threads === undefined ? {} : { n_threads: settings.threads }),
         ...(settings.libVariant === undefined || settings.libVariant === 'default' ? {} : { lib_variant: settings.libVariant }),
+        ...(settings.embedding === true ? { embedding: true, ...(settings.pooling ? { pooling_type: settings.pooling } : {}) } : {}),
       };
       const projector = projectorPath === undefined ? null : { path: projectorPath, use_gpu: gpuLayers > 0 };
       loaded = loadedSchema.parse(await engine.call('load', loadOptions, projector, parallel));
