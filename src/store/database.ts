@@ -111,6 +111,28 @@ const MIGRATIONS: readonly string[] = [
      INSERT INTO video_segments_fts (rowid, caption, ocr_text, object_names, label_names, transcript)
      VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names, new.transcript);
    END;`,
+  // Typo-tolerant search (segment-search.ts): the same segment text indexed as character trigrams, so a query
+  // with an OCR slip or a typo still shares most of its trigrams with the text. Filled from the rows already
+  // indexed ('rebuild' reads the content table) and kept in step by triggers like the word index.
+  `CREATE VIRTUAL TABLE video_segments_trigram USING fts5(
+     caption, ocr_text, object_names, label_names, transcript,
+     content = 'video_segments', content_rowid = 'rowid', tokenize = 'trigram remove_diacritics 1'
+   );
+   INSERT INTO video_segments_trigram (video_segments_trigram) VALUES ('rebuild');
+   CREATE TRIGGER video_segments_trigram_ai AFTER INSERT ON video_segments BEGIN
+     INSERT INTO video_segments_trigram (rowid, caption, ocr_text, object_names, label_names, transcript)
+     VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names, new.transcript);
+   END;
+   CREATE TRIGGER video_segments_trigram_ad AFTER DELETE ON video_segments BEGIN
+     INSERT INTO video_segments_trigram (video_segments_trigram, rowid, caption, ocr_text, object_names, label_names, transcript)
+     VALUES ('delete', old.rowid, old.caption, old.ocr_text, old.object_names, old.label_names, old.transcript);
+   END;
+   CREATE TRIGGER video_segments_trigram_au AFTER UPDATE ON video_segments BEGIN
+     INSERT INTO video_segments_trigram (video_segments_trigram, rowid, caption, ocr_text, object_names, label_names, transcript)
+     VALUES ('delete', old.rowid, old.caption, old.ocr_text, old.object_names, old.label_names, old.transcript);
+     INSERT INTO video_segments_trigram (rowid, caption, ocr_text, object_names, label_names, transcript)
+     VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names, new.transcript);
+   END;`,
 ];
 
 export function migrate(db: Db): void {
