@@ -20,6 +20,7 @@ import { PROVIDERS } from '../providers/index.ts';
 import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
 import { openDatabase, type Db } from '../store/database.ts';
 import { BlobStore } from '../store/blob-store.ts';
+import { SegmentSearchStore } from '../store/segment-search.ts';
 import { VideoStore } from '../store/video-store.ts';
 import { SqliteJobQueue } from '../jobs/job-queue.ts';
 import { JobRunner } from '../jobs/job-runner.ts';
@@ -27,6 +28,8 @@ import { createIndexingAnalyzers, type Captioner } from '../vision/indexing/anal
 import type { AnalyzerModel } from '../models/analyzer-catalog.ts';
 import { createChatCaptioner } from '../vision/indexing/chat-captioner.ts';
 import { createIndexVideoHandler } from '../vision/indexing/index-video.ts';
+import { createLexicalRetriever, createTrigramRetriever } from '../vision/lexical-retrievers.ts';
+import { VideoSearch } from '../vision/video-search.ts';
 import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
 import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
@@ -210,8 +213,16 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     createIndexVideoHandler({ store, blobs, library, webhooks, ffmpeg, analyzers, settings: indexing, log: logger }),
   );
   const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
+  // Exact words first; the trigram retriever steps in for what they miss (typos, OCR slips, words cut short).
+  const segments = new SegmentSearchStore(db);
+  const search = new VideoSearch({
+    segments,
+    videos: store,
+    retrievers: [createLexicalRetriever(segments), createTrigramRetriever(segments)],
+  });
   const routes: VisionRouteDependencies = {
     library,
+    search,
     blobs,
     signer: createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) }),
     urlTtlSeconds: vision.urlTtlSeconds,

@@ -1,4 +1,5 @@
 import { mkdir, rm } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type { Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
@@ -7,6 +8,8 @@ import { isVideoId, type BlobStore } from '../store/blob-store.ts';
 import type { VideoRecord } from '../store/video-store.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
 import type { IndexingEvent, UploadSource, VideoLibrary } from '../vision/video-library.ts';
+import type { VideoSearch } from '../vision/video-search.ts';
+import { KEYFRAMES_DIR } from '../vision/indexing/index-video.ts';
 import { parseBody } from './errors.ts';
 import { readJson, type BodyLimits } from './read-body.ts';
 import { fileResponse } from './file-response.ts';
@@ -15,9 +18,13 @@ import {
   createGroupSchema,
   deleteGroupQuerySchema,
   listGroupsQuerySchema,
+  listSegmentsQuerySchema,
   listVideosQuerySchema,
+  searchVideosSchema,
   toWireEvent,
   toWireGroup,
+  toWireSearchHit,
+  toWireSegment,
   toWireVideo,
   updateGroupSchema,
   UPLOAD_FIELD_NAMES,
@@ -26,6 +33,7 @@ import {
 
 export interface VisionRouteDependencies {
   library: VideoLibrary;
+  search: VideoSearch;
   blobs: BlobStore;
   signer: UrlSigner;
   /** Seconds a signed URL stays valid. */
@@ -51,6 +59,9 @@ export interface RequestEdge {
 
 /** What a client turned away by `limits.maxConcurrentUploads` is told to wait. */
 const UPLOAD_RETRY_AFTER_SECONDS = 5;
+
+/** Names the retrievers a search ran (`lexical`, `lexical, trigram`), so a client can tell how it was answered. */
+export const RETRIEVERS_HEADER = 'X-Ocular-Retrievers';
 
 /** How often an idle event stream sends a comment, so proxies keep it open. */
 const SSE_KEEPALIVE_MS = 15_000;
@@ -78,12 +89,15 @@ function parseQuery<Schema extends Parameters<typeof parseBody>[0]>(schema: Sche
  */
 export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRouteDependencies): void {
   const { signer, blobs } = deps;
-  const serveSigned = (file: 'source' | 'thumbnail') => async (c: Context) => {
+  const verifySignature = (c: Context): void => {
     const path = new URL(c.req.url).pathname;
     const verdict = signer.verify(path, { expires: c.req.query('expires'), signature: c.req.query('signature') });
     if (verdict === 'expired')
       throw new OcularError('permission_error', 'this signed URL has expired; fetch the video again for a fresh one');
     if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
+  };
+  const serveSigned = (file: 'source' | 'thumbnail') => async (c: Context) => {
+    verifySignature(c);
     const id = videoId(c);
     const contentType = file === 'source' ? deps.library.sourceMediaType(id) : 'image/jpeg';
     if (contentType === undefined) throw new OcularError('not_found_error', `no video with id "${id}"`);
@@ -92,12 +106,31 @@ export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRoute
   };
   app.on(['GET', 'HEAD'], '/v1/videos/:id/file', serveSigned('source'));
   app.on(['GET', 'HEAD'], '/v1/videos/:id/thumbnail', serveSigned('thumbnail'));
+  // A segment's picture and its keyframes, which indexing wrote into the video's folder.
+  const servePicture = (c: Context, file: string | undefined): Promise<Response> => {
+    if (file === undefined) throw new OcularError('not_found_error', 'no such segment');
+    return fileResponse(blobs.filePath(c.req.param('id')!, file), c.req.raw, {
+      contentType: 'image/jpeg',
+      cacheControl: 'private, max-age=3600',
+    });
+  };
+  app.on(['GET', 'HEAD'], '/v1/videos/:id/segments/:seq{[0-9]{1,9}}/thumbnail', (c) => {
+    verifySignature(c);
+    return servePicture(c, deps.library.segmentPicture(videoId(c), Number(c.req.param('seq'))));
+  });
+  app.on(['GET', 'HEAD'], `/v1/videos/:id/keyframes/:name{keyframe-[0-9]{1,12}\\.jpg}`, (c) => {
+    verifySignature(c);
+    videoId(c);
+    return servePicture(c, `${KEYFRAMES_DIR}/${c.req.param('name')}`);
+  });
 }
 
 /** The video library API: uploads, videos, groups and indexing events, each scoped to the caller's owner. */
 export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDependencies, edge: RequestEdge): void {
   const { library } = deps;
   const readBody = (c: Context): Promise<unknown> => readJson(c, edge.bodyLimits);
+
+  const { search } = deps;
 
   const wireVideo = (c: Context, video: VideoRecord) =>
     toWireVideo(video, {
@@ -208,6 +241,26 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
     }
   };
 
+  app.post('/v1/videos/search', async (c) => {
+    const body = parseBody(searchVideosSchema, await readBody(c));
+    const outcome = await search.search({ owner: c.get('owner'), ...body }, edge.requestSignal(c));
+    // One signature per video, however many of its ranges are listed; the fragment is outside the signature.
+    const videoUrls = new Map<string, string>();
+    const results = outcome.hits.map((hit) => {
+      let video = videoUrls.get(hit.videoId);
+      if (video === undefined) {
+        video = signedUrl(c, deps, `/v1/videos/${hit.videoId}/file`);
+        videoUrls.set(hit.videoId, video);
+      }
+      return toWireSearchHit(hit, {
+        video: `${video}#t=${hit.startSeconds.toFixed(3)},${hit.endSeconds.toFixed(3)}`,
+        thumbnail: signedUrl(c, deps, `/v1/videos/${hit.videoId}/segments/${hit.bestSeq}/thumbnail`),
+      });
+    });
+    c.header(RETRIEVERS_HEADER, outcome.retrievers.join(', '));
+    return c.json({ results, total_results: outcome.total });
+  });
+
   app.get('/v1/videos', (c) => {
     const query = parseQuery(listVideosQuerySchema, c);
     const page = library.listVideos(c.get('owner'), {
@@ -220,6 +273,19 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
   });
 
   app.get('/v1/videos/:id', (c) => c.json(wireVideo(c, library.getVideo(c.get('owner'), videoId(c)))));
+
+  app.get('/v1/videos/:id/segments', (c) => {
+    const id = videoId(c);
+    const query = parseQuery(listSegmentsQuerySchema, c);
+    const page = library.listSegments(c.get('owner'), id, query.limit, query.offset);
+    const results = page.items.map((segment) =>
+      toWireSegment(segment, {
+        thumbnail: signedUrl(c, deps, `/v1/videos/${id}/segments/${segment.seq}/thumbnail`),
+        keyframes: segment.keyframes.map((frame) => signedUrl(c, deps, `/v1/videos/${id}/keyframes/${basename(frame.file)}`)),
+      }),
+    );
+    return c.json({ results, total: page.total, limit: query.limit, offset: query.offset });
+  });
 
   app.delete('/v1/videos/:id', async (c) => {
     const id = videoId(c);

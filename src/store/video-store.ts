@@ -314,6 +314,11 @@ export class VideoStore {
            caption = excluded.caption, thumbnail = excluded.thumbnail`,
       ),
       listSegments: db.prepare<[string], SegmentRow>('SELECT * FROM video_segments WHERE video_id = ? ORDER BY seq'),
+      pageSegments: db.prepare<[string, number, number], SegmentRow>(
+        'SELECT * FROM video_segments WHERE video_id = ? ORDER BY seq LIMIT ? OFFSET ?',
+      ),
+      countSegments: db.prepare<[string], number>('SELECT count(*) FROM video_segments WHERE video_id = ?').pluck(),
+      getSegment: db.prepare<[string, number], SegmentRow>('SELECT * FROM video_segments WHERE video_id = ? AND seq = ?'),
       segmentSeqs: db.prepare<[string], number>('SELECT seq FROM video_segments WHERE video_id = ?').pluck(),
       deleteSegments: db.prepare('DELETE FROM video_segments WHERE video_id = ?'),
       search: db.prepare<[string, string, number], SegmentRow & { video_name: string; group_id: string; rank: number }>(
@@ -483,6 +488,19 @@ export class VideoStore {
 
   listSegments(videoId: string): SegmentRecord[] {
     return this.#statements.listSegments.all(videoId).map(toSegment);
+  }
+
+  /** One page of the video's segments in plan order (the caller has checked the video is the owner's). */
+  pageSegments(videoId: string, limit: number, offset: number): Page<SegmentRecord> {
+    return {
+      items: this.#statements.pageSegments.all(videoId, limit, offset).map(toSegment),
+      total: this.#statements.countSegments.get(videoId)!,
+    };
+  }
+
+  getSegment(videoId: string, seq: number): SegmentRecord | undefined {
+    const row = this.#statements.getSegment.get(videoId, seq);
+    return row && toSegment(row);
   }
 
   savedSegmentSeqs(videoId: string): Set<number> {

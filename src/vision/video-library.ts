@@ -16,6 +16,7 @@ import {
   type IndexingStatus,
   type ListVideosFilter,
   type Page,
+  type SegmentRecord,
   type VideoMetadata,
   type VideoRecord,
   type VideoStore,
@@ -280,6 +281,23 @@ export class VideoLibrary {
     while (this.#jobs.get(jobId)?.status === 'running' && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
+  }
+
+  /** One page of the owner's video's indexed segments, in time order (404 for a video that is not theirs). */
+  listSegments(owner: string, videoId: string, limit: number, offset: number): Page<SegmentRecord> {
+    this.getVideo(owner, videoId);
+    return this.#store.pageSegments(videoId, limit, offset);
+  }
+
+  /**
+   * The blob file that pictures a segment, for its signed thumbnail URL: the segment thumbnail indexing cut
+   * (with `enable_thumbnails`), else its middle keyframe, the frame that thumbnail is cut from. Undefined when
+   * there is no such segment.
+   */
+  segmentPicture(videoId: string, seq: number): string | undefined {
+    const segment = this.#store.getSegment(videoId, seq);
+    if (!segment) return undefined;
+    return segment.thumbnail ?? segment.keyframes[Math.floor(segment.keyframes.length / 2)]?.file;
   }
 
   /** The uploaded file's media type, for serving it; undefined when there is no such video. */

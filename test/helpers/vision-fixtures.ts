@@ -34,16 +34,36 @@ export interface CaptionedVideoOptions {
   withAudio?: boolean;
 }
 
+/** Text drawn on screen for a while. */
+export interface Caption {
+  text: string;
+  fromSeconds: number;
+  toSeconds: number;
+}
+
 /** An H.264 MP4 with `text` on screen between the given times only. */
-export async function makeCaptionedVideo(options: CaptionedVideoOptions): Promise<string> {
+export function makeCaptionedVideo(options: CaptionedVideoOptions): Promise<string> {
+  const { text, fromSeconds, toSeconds, ...rest } = options;
+  return makeTitledVideo({ ...rest, captions: [{ text, fromSeconds, toSeconds }] });
+}
+
+/** An H.264 MP4 showing each caption (large, white on black, centred) between its times only. */
+export async function makeTitledVideo(
+  options: Omit<CaptionedVideoOptions, 'text' | 'fromSeconds' | 'toSeconds'> & { captions: readonly Caption[] },
+): Promise<string> {
   if (FONT_PATH === undefined) throw new Error('no TrueType font found for drawtext; install fonts-dejavu-core');
-  const { seconds, text, fromSeconds, toSeconds, width = 640, height = 360, withAudio = false } = options;
+  const { seconds, width = 640, height = 360, withAudio = false } = options;
   const background = options.background ?? 'color=c=0x303030';
   const path = fixturePath('.mp4');
-  const escaped = text.replace(/[\\':]/g, (character) => `\\${character}`);
-  const draw =
-    `drawtext=fontfile=${FONT_PATH}:text='${escaped}':fontsize=${Math.round(height / 7)}:fontcolor=white:box=1:boxcolor=black:` +
-    `boxborderw=12:x=(w-tw)/2:y=(h-th)/2:enable='between(t,${fromSeconds},${toSeconds})'`;
+  const draw = options.captions
+    .map(({ text, fromSeconds, toSeconds }) => {
+      const escaped = text.replace(/[\\':]/g, (character) => `\\${character}`);
+      return (
+        `drawtext=fontfile=${FONT_PATH}:text='${escaped}':fontsize=${Math.round(height / 7)}:fontcolor=white:box=1:boxcolor=black:` +
+        `boxborderw=12:x=(w-tw)/2:y=(h-th)/2:enable='between(t,${fromSeconds},${toSeconds})'`
+      );
+    })
+    .join(',');
   await run(
     ffmpegContext.binaries.ffmpeg,
     [

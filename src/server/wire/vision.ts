@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { INDEXING_STATUSES, type GroupRecord, type VideoRecord } from '../../store/video-store.ts';
+import { INDEXING_STATUSES, type GroupRecord, type SegmentRecord, type VideoRecord } from '../../store/video-store.ts';
 import type { IndexingEvent } from '../../vision/video-library.ts';
+import type { VideoSearchHit } from '../../vision/video-search.ts';
 
 // ---- requests ----
 
@@ -102,6 +103,55 @@ export const listGroupsQuerySchema = z.strictObject(pageSchema);
 
 export const deleteGroupQuerySchema = z.strictObject({ force: booleanField.optional() });
 
+export const listSegmentsQuerySchema = z.strictObject(pageSchema);
+
+/** Instant of an ISO 8601 value the way SQLite reads it (segment-search.ts): a time without an offset is UTC. */
+function toEpochMs(value: string): number {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(value)) return Date.parse(`${value}T00:00:00Z`);
+  return Date.parse(/(?:[zZ]|[+-]\d{2}:?\d{2})$/.test(value) ? value : `${value}Z`);
+}
+
+const idList = (most: number) => z.array(z.string().trim().min(1).max(128)).max(most);
+
+/**
+ * `POST /v1/videos/search` (Reka Vision). Optional fields may be null, as Python clients send unset ones; an
+ * empty id list is the same as none (search everything the caller has).
+ */
+export const searchVideosSchema = z
+  .strictObject({
+    query: z.string().trim().min(1, 'expected a non-empty query').max(2_000),
+    /** @default 10 */
+    max_results: z.number().int().min(1).max(100).nullish(),
+    /** Alias of max_results. */
+    limit: z.number().int().min(1).max(100).nullish(),
+    /** Results scoring below it (0..1) are left out. @default 0 */
+    threshold: z.number().min(0).max(1).nullish(),
+    /** Results to skip, for paging. @default 0 */
+    offset: z.number().int().min(0).max(100_000).nullish(),
+    video_ids: idList(1_000).nullish(),
+    group_ids: idList(100).nullish(),
+    start_time: isoTimestamp.nullish(),
+    end_time: isoTimestamp.nullish(),
+  })
+  .refine((body) => body.max_results == null || body.limit == null, {
+    message: 'send max_results or its alias limit, not both',
+    path: ['limit'],
+  })
+  .refine((body) => body.start_time == null || body.end_time == null || toEpochMs(body.start_time) <= toEpochMs(body.end_time), {
+    message: 'start_time is after end_time',
+    path: ['end_time'],
+  })
+  .transform((body) => ({
+    query: body.query,
+    maxResults: body.max_results ?? body.limit ?? 10,
+    threshold: body.threshold ?? undefined,
+    offset: body.offset ?? 0,
+    videoIds: body.video_ids?.length ? body.video_ids : undefined,
+    groupIds: body.group_ids?.length ? body.group_ids : undefined,
+    startTime: body.start_time ?? undefined,
+    endTime: body.end_time ?? undefined,
+  }));
+
 // ---- responses ----
 
 /** Group metadata goes back as it came: a JSON object when one was sent, else the string. */
@@ -160,6 +210,57 @@ export function toWireVideo(video: VideoRecord, urls: VideoUrls) {
     updated_at: video.updatedAt.toISOString(),
   };
 }
+
+/** Signed URLs of one search result, built by the route. */
+export interface SearchHitUrls {
+  /** The video file with a `#t=start,end` media fragment. */
+  video: string;
+  /** The picture of the range's best segment. */
+  thumbnail: string;
+}
+
+/** A Reka Vision search result, plus `thumbnail_url` (Ocular's own). Times are seconds from the video's start. */
+export function toWireSearchHit(hit: VideoSearchHit, urls: SearchHitUrls) {
+  return {
+    video_chunk_id: hit.chunkId,
+    video_id: hit.videoId,
+    video_title: hit.videoName,
+    score: Math.round(hit.score * 10_000) / 10_000,
+    start_timestamp: roundSeconds(hit.startSeconds),
+    end_timestamp: roundSeconds(hit.endSeconds),
+    plain_text_caption: hit.caption,
+    plain_text_transcript: hit.transcript,
+    s3_presigned_url: urls.video,
+    thumbnail_url: urls.thumbnail,
+  };
+}
+
+/** Signed URLs of one segment's pictures, built by the route. */
+export interface SegmentUrls {
+  thumbnail: string;
+  /** One per keyframe, in the segment's order. */
+  keyframes: string[];
+}
+
+/** A segment of an indexed video, as `GET /v1/videos/{id}/segments` lists it. */
+export function toWireSegment(segment: SegmentRecord, urls: SegmentUrls) {
+  return {
+    segment_index: segment.seq,
+    start_timestamp: roundSeconds(segment.startSeconds),
+    end_timestamp: roundSeconds(segment.endSeconds),
+    plain_text_caption: segment.caption,
+    plain_text_transcript: segment.transcript,
+    ocr_text: segment.ocrText,
+    objects: segment.objects.map((object) => ({ class_name: object.label, count: object.count, confidence: object.score })),
+    labels: segment.labels.map((label) => ({ label: label.label, confidence: label.score })),
+    has_speech: segment.hasSpeech,
+    thumbnail_url: urls.thumbnail,
+    keyframes: segment.keyframes.map((frame, index) => ({ timestamp: roundSeconds(frame.timeSeconds), url: urls.keyframes[index]! })),
+  };
+}
+
+/** Milliseconds are as fine as a player seeks; more digits are float noise from the segment plan. */
+const roundSeconds = (seconds: number): number => Math.round(seconds * 1000) / 1000;
 
 export function toWireEvent(event: IndexingEvent) {
   return {

@@ -94,7 +94,8 @@ export interface VideoIndexerOptions {
   log: JobLog;
 }
 
-const KEYFRAMES_DIR = 'keyframes';
+/** The folder inside a video's blob folder that holds its keyframes and segment thumbnails. */
+export const KEYFRAMES_DIR = 'keyframes';
 
 function readPlan(video: VideoRecord): IndexPlan | undefined {
   if (video.plan === null) return undefined;

@@ -1,0 +1,241 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openDatabase, type Db } from '../../src/store/database.ts';
+import { SegmentSearchStore } from '../../src/store/segment-search.ts';
+import { VideoStore } from '../../src/store/video-store.ts';
+import { createLexicalRetriever, createTrigramRetriever } from '../../src/vision/lexical-retrievers.ts';
+import { editDistanceWithin, fuzzyRelevance, queryWords, toTrigramQuery, toWordQuery, wordCoverage } from '../../src/vision/text-match.ts';
+import { CANDIDATES, fuseRankings, mergeNeighbours, VideoSearch, type SegmentRetriever } from '../../src/vision/video-search.ts';
+
+describe('text matching', () => {
+  it('counts edits to a prefix or to any run of the text, giving up past the limit', () => {
+    expect(editDistanceWithin('falc', 'falcon', true, 0)).toBe(0);
+    expect(editDistanceWithin('falcn', 'falcon', true, 1)).toBe(1);
+    expect(editDistanceWithin('qaurtz', 'quartz', true, 1)).toBe(1); // a swap is one edit
+    expect(editDistanceWithin('falcon', 'quartzfalcon', true, 1)).toBeUndefined();
+    expect(editDistanceWithin('falcon', 'quartzfalcon', false, 0)).toBe(0);
+    expect(editDistanceWithin('falcon', 'otter', false, 2)).toBeUndefined();
+  });
+
+  it('judges a segment by the share of the query it holds', () => {
+    const text = 'On-screen text: QUARTZ FALCON\nperson';
+    expect(wordCoverage(queryWords('Quartz Falcon'), text)).toBe(1);
+    expect(wordCoverage(queryWords('quartz falc'), text)).toBe(1);
+    expect(wordCoverage(queryWords('falc quartz'), text)).toBe(0.5); // only the last word may be cut short
+    expect(wordCoverage(queryWords('quartz falcn'), text)).toBe(0.5);
+    expect(fuzzyRelevance(queryWords('quartz falcon'), text)).toBe(1);
+    expect(fuzzyRelevance(queryWords('quartz falcn'), text)).toBeCloseTo(0.9, 5);
+    expect(fuzzyRelevance(queryWords('falcn'), text)).toBeCloseTo(0.8, 5);
+    expect(fuzzyRelevance(queryWords('quartzfalcon'), text)).toBeGreaterThan(0.7); // OCR ran the words together
+    expect(fuzzyRelevance(queryWords('falcon'), 'FAL CON')).toBeGreaterThan(0.7); // or split one
+    expect(fuzzyRelevance(queryWords('cat'), 'a cut')).toBe(0); // short words must match exactly
+    expect(fuzzyRelevance(queryWords('hello world'), text)).toBe(0);
+    expect(fuzzyRelevance(queryWords('Café'), 'CAFE')).toBe(1);
+  });
+
+  it('builds FTS queries of quoted words only, bounded in size', () => {
+    expect(toWordQuery(queryWords('"quartz" NEAR(falc*'))).toBe('"quartz" OR "near" OR "falc"*');
+    expect(toWordQuery(queryWords('?!'))).toBeUndefined();
+    expect(toTrigramQuery(queryWords('a falcn'))).toBe('"fal" OR "alc" OR "lcn"');
+    expect(toTrigramQuery(queryWords('ab'))).toBeUndefined();
+    expect(queryWords('word '.repeat(10) + Array.from({ length: 40 }, (_, index) => `w${index}`).join(' '))).toHaveLength(32);
+    expect(toTrigramQuery(queryWords(Array.from({ length: 40 }, (_, index) => `word${index}x`).join(' ')))!.split(' OR ')).toHaveLength(48);
+  });
+});
+
+describe('fusion and merging', () => {
+  it('scores 1 for first and complete in every ranking that found anything', () => {
+    const fused = fuseRankings([
+      {
+        weight: 1,
+        hits: [
+          { segmentId: 1, score: 9, relevance: 1 },
+          { segmentId: 2, score: 8, relevance: 0.5 },
+        ],
+      },
+      { weight: 1, hits: [] },
+    ]);
+    expect(fused.get(1)).toBe(1);
+    expect(fused.get(2)).toBeCloseTo((0.5 * 61) / 62, 10);
+
+    const both = fuseRankings([
+      { weight: 1, hits: [{ segmentId: 1, score: 1, relevance: 1 }] },
+      {
+        weight: 3,
+        hits: [
+          { segmentId: 2, score: 1, relevance: 1 },
+          { segmentId: 1, score: 1, relevance: 1 },
+        ],
+      },
+    ]);
+    // Segment 2 is first in the heavier ranking only; segment 1 is in both.
+    expect(both.get(2)).toBeCloseTo(3 / 4, 10);
+    expect(both.get(1)).toBeCloseTo((1 / 61 + 3 / 62) / (4 / 61), 10);
+    expect(fuseRankings([])).toEqual(new Map());
+  });
+
+  it('merges touching and overlapping segments of one video, keeping the best score and its segment', () => {
+    const span = (segmentId: number, videoId: string, seq: number, startSeconds: number, endSeconds: number) => ({
+      segmentId,
+      videoId,
+      seq,
+      startSeconds,
+      endSeconds,
+    });
+    const runs = mergeNeighbours(
+      [span(1, 'a', 0, 0, 5), span(2, 'a', 1, 5, 10), span(3, 'a', 3, 15, 20), span(4, 'b', 1, 5, 10), span(5, 'a', 2, 9, 12)],
+      new Map([
+        [1, 0.2],
+        [2, 0.9],
+        [3, 0.95],
+        [4, 0.5],
+        [5, 0.1],
+      ]),
+    );
+    expect(runs.map((run) => [run.videoId, run.startSeconds, run.endSeconds, run.score, run.bestSeq])).toEqual([
+      ['a', 15, 20, 0.95, 3],
+      ['a', 0, 12, 0.9, 1],
+      ['b', 5, 10, 0.5, 1],
+    ]);
+  });
+});
+
+describe('segment search in SQLite', () => {
+  let dir: string;
+  let db: Db;
+  let videos: VideoStore;
+  let segments: SegmentSearchStore;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ocular-search-'));
+    db = openDatabase(dir);
+    videos = new VideoStore(db);
+    segments = new SegmentSearchStore(db);
+  });
+
+  afterEach(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function addVideo(owner: string, texts: readonly string[]): string {
+    const id = randomUUID();
+    videos.ensureDefaultGroup(owner);
+    videos.insertVideo({
+      id,
+      owner,
+      groupId: 'default',
+      name: 'v',
+      status: 'indexed',
+      indexRequested: true,
+      thumbnails: false,
+      metadata: null,
+      startTimestamp: null,
+      webhookUrl: null,
+      webhookSecret: null,
+    });
+    db.transaction(() => {
+      for (const [seq, text] of texts.entries()) {
+        videos.saveSegment({
+          videoId: id,
+          seq,
+          startSeconds: seq * 5,
+          endSeconds: seq * 5 + 5,
+          keyframes: [],
+          ocrText: text,
+          objects: [],
+          labels: [],
+          transcript: '',
+          speech: [],
+          hasSpeech: null,
+          caption: '',
+          thumbnail: null,
+        });
+      }
+    })();
+    return id;
+  }
+
+  it('applies the owner inside the query, so other owners’ matches never use up the candidate cap', () => {
+    addVideo(
+      'crowd',
+      Array.from({ length: CANDIDATES + 100 }, () => 'AMBER FALCON'),
+    );
+    const mine = addVideo('me', ['AMBER FALCON']);
+    for (const match of [segments.matchWords({ owner: 'me' }, '"amber"', 5), segments.matchTrigrams({ owner: 'me' }, '"amb"', 5)]) {
+      expect(match).toHaveLength(1);
+      expect(
+        segments.spans(
+          'me',
+          match.map((hit) => hit.segmentId),
+        )[0]!.videoId,
+      ).toBe(mine);
+    }
+    expect(segments.matchWords({ owner: 'nobody' }, '"amber"', 5)).toEqual([]);
+    // Lookups by id are owner-checked too.
+    const theirs = segments.matchWords({ owner: 'crowd' }, '"amber"', 1)[0]!.segmentId;
+    expect(segments.spans('me', [theirs])).toEqual([]);
+    expect(segments.details('me', [theirs])).toEqual([]);
+  });
+
+  it('keeps the trigram index in step with segments written, rewritten and deleted', () => {
+    const id = addVideo('me', ['COBALT HERON']);
+    expect(segments.matchTrigrams({ owner: 'me' }, '"balt"', 10)).toHaveLength(1);
+    videos.saveSegment({ ...videos.listSegments(id)[0]!, ocrText: 'SCARLET IBIS' });
+    expect(segments.matchTrigrams({ owner: 'me' }, '"balt"', 10)).toEqual([]);
+    expect(segments.matchTrigrams({ owner: 'me' }, '"rlet"', 10)).toHaveLength(1);
+    videos.deleteVideo('me', id);
+    expect(segments.matchTrigrams({ owner: 'me' }, '"rlet"', 10)).toEqual([]);
+  });
+
+  it('fills the trigram index from segments indexed before it existed', () => {
+    addVideo('me', ['VIOLET CONDOR']);
+    // Back to the schema before the trigram index, with its rows still in the word index.
+    db.exec(`DROP TRIGGER video_segments_trigram_ai; DROP TRIGGER video_segments_trigram_ad; DROP TRIGGER video_segments_trigram_au;
+             DROP TABLE video_segments_trigram;`);
+    db.pragma('user_version = 3');
+    db.close();
+    db = openDatabase(dir);
+    segments = new SegmentSearchStore(db);
+    expect(db.pragma('user_version', { simple: true })).toBe(4);
+    expect(segments.matchTrigrams({ owner: 'me' }, '"ondo"', 10)).toHaveLength(1);
+  });
+
+  it('runs one more retriever as one more ranking in the fusion (the slot semantic search plugs into)', async () => {
+    const id = addVideo('me', ['GRANITE LYNX', 'nothing', 'nothing', 'a picture of a cat']);
+    const picture = segments.matchWords({ owner: 'me' }, '"cat"', 1)[0]!.segmentId;
+    const calls: string[] = [];
+    const semantic: SegmentRetriever = {
+      name: 'semantic',
+      async retrieve({ scope }) {
+        calls.push(scope.owner);
+        return [{ segmentId: picture, score: 0.8, relevance: 0.8 }];
+      },
+    };
+    const search = new VideoSearch({
+      segments,
+      videos,
+      retrievers: [createLexicalRetriever(segments), createTrigramRetriever(segments), semantic],
+    });
+    const request = { owner: 'me', maxResults: 10, offset: 0 };
+    const exact = await search.search({ ...request, query: 'granite lynx' }, new AbortController().signal);
+    expect(exact.retrievers).toEqual(['lexical', 'semantic']);
+    expect(exact.hits.map((hit) => [hit.videoId, hit.startSeconds])).toEqual([
+      [id, 0],
+      [id, 15],
+    ]);
+    // Found by the word index only, or by the other ranking only: each half of the best possible.
+    expect(exact.hits[0]!.score).toBeCloseTo(0.5, 10);
+    expect(exact.hits[1]!.score).toBeCloseTo(0.4, 10);
+    const typo = await search.search({ ...request, query: 'granit lynx' }, new AbortController().signal);
+    expect(typo.retrievers).toEqual(['lexical', 'trigram', 'semantic']);
+    expect(calls).toEqual(['me', 'me']);
+
+    const aborted = new AbortController();
+    aborted.abort(new Error('gone'));
+    await expect(search.search({ ...request, query: 'granite' }, aborted.signal)).rejects.toThrow('gone');
+  });
+});
