@@ -135,13 +135,17 @@ const MIGRATIONS: readonly string[] = [
    END;`,
 ];
 
-export function migrate(db: Db): void {
+/**
+ * Applies the schema steps the database has not had yet, up to `target` (tests stop early to build a database
+ * as an older Ocular left it). @default every step
+ */
+export function migrate(db: Db, target = MIGRATIONS.length): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > MIGRATIONS.length) {
     throw new Error(`the database schema (version ${current}) is newer than this Ocular (version ${MIGRATIONS.length}); upgrade Ocular`);
   }
   const apply = db.transaction(() => {
-    for (let version = current; version < MIGRATIONS.length; version++) {
+    for (let version = current; version < Math.min(target, MIGRATIONS.length); version++) {
       db.exec(MIGRATIONS[version]!);
       db.pragma(`user_version = ${version + 1}`);
     }

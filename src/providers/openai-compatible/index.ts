@@ -64,7 +64,10 @@ class OpenAiCompatibleModel implements LanguageModel {
     return events.pipeThrough(createStreamConverter(createToolCallId));
   }
 
-  async embed(inputs: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
+  /** A property, not a method: callers hand it on as a plain function (`Embed`). */
+  readonly embed = (inputs: readonly string[], signal: AbortSignal): Promise<Float32Array[]> => this.#embed(inputs, signal);
+
+  async #embed(inputs: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
     const vectors: Float32Array[] = [];
     // In batches: servers cap the inputs of one call (OpenAI: 2,048; TEI and vLLM: their batch size).
     for (let start = 0; start < inputs.length; start += EMBEDDING_BATCH) {
