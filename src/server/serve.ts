@@ -28,7 +28,7 @@ import { createIndexingAnalyzers, type Captioner } from '../vision/indexing/anal
 import type { AnalyzerModel } from '../models/analyzer-catalog.ts';
 import { createChatCaptioner } from '../vision/indexing/chat-captioner.ts';
 import { createIndexVideoHandler } from '../vision/indexing/index-video.ts';
-import { createLexicalRetriever, createTrigramRetriever } from '../vision/lexical-retrievers.ts';
+import { createLexicalRetriever } from '../vision/lexical-retrievers.ts';
 import { VideoSearch } from '../vision/video-search.ts';
 import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
 import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
@@ -213,13 +213,8 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     createIndexVideoHandler({ store, blobs, library, webhooks, ffmpeg, analyzers, settings: indexing, log: logger }),
   );
   const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
-  // Exact words first; the trigram retriever steps in for what they miss (typos, OCR slips, words cut short).
   const segments = new SegmentSearchStore(db);
-  const search = new VideoSearch({
-    segments,
-    videos: store,
-    retrievers: [createLexicalRetriever(segments), createTrigramRetriever(segments)],
-  });
+  const search = new VideoSearch({ segments, videos: store, retrievers: [createLexicalRetriever(segments)] });
   const routes: VisionRouteDependencies = {
     library,
     search,

@@ -60,7 +60,7 @@ export interface RequestEdge {
 /** What a client turned away by `limits.maxConcurrentUploads` is told to wait. */
 const UPLOAD_RETRY_AFTER_SECONDS = 5;
 
-/** Names the retrievers a search ran (`lexical`, `lexical, trigram`), so a client can tell how it was answered. */
+/** Names the retrievers a search ran (`lexical`; `lexical, semantic` once embeddings are configured). */
 export const RETRIEVERS_HEADER = 'X-Ocular-Retrievers';
 
 /** How often an idle event stream sends a comment, so proxies keep it open. */

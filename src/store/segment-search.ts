@@ -53,6 +53,15 @@ export interface SegmentDetail extends SegmentSpan {
  */
 const BM25_WEIGHTS = '1.0, 2.0, 1.0, 1.0, 1.5';
 
+/**
+ * Matches ranked per query at most: the newest this many of the caller's segments that match. A query of words
+ * found everywhere ("the", "person") would otherwise rank the whole library; this keeps its cost flat at any
+ * size, and every query whose words are rarer than that is ranked over all its matches.
+ */
+export const MAX_RANKED_MATCHES = 20_000;
+
+const SEGMENT_COUNT_TTL_MS = 60_000;
+
 const SEARCHABLE_TEXT = `s.caption || char(10) || s.ocr_text || char(10) || s.object_names || char(10) || s.label_names || char(10) || s.transcript`;
 
 type FtsTable = 'video_segments_fts' | 'video_segments_trigram';
@@ -118,6 +127,9 @@ export class SegmentSearchStore {
   readonly #matchStatements = new Map<string, Statement<unknown[], MatchRow>>();
   readonly #spansStatement: Statement<[string, string], SpanRow>;
   readonly #detailsStatement: Statement<[string, string], DetailRow>;
+  readonly #countWordMatches: Statement<[string, number], number>;
+  readonly #countSegments: Statement<[], number>;
+  #segmentCount: { value: number; at: number } | undefined;
 
   constructor(db: Db) {
     this.#db = db;
@@ -126,6 +138,10 @@ export class SegmentSearchStore {
        FROM video_segments s JOIN videos v ON v.id = s.video_id
        WHERE s.rowid IN (SELECT value FROM json_each(?)) AND v.owner = ?`,
     );
+    this.#countWordMatches = db
+      .prepare<[string, number], number>('SELECT count(*) FROM (SELECT 1 FROM video_segments_fts WHERE video_segments_fts MATCH ? LIMIT ?)')
+      .pluck();
+    this.#countSegments = db.prepare<[], number>('SELECT count(*) FROM video_segments').pluck();
     this.#detailsStatement = db.prepare(
       `SELECT s.rowid AS segment_id, s.video_id, s.seq, s.start_seconds, s.end_seconds, s.caption, s.transcript, v.name AS video_name
        FROM video_segments s JOIN videos v ON v.id = s.video_id
@@ -133,28 +149,57 @@ export class SegmentSearchStore {
     );
   }
 
-  /** Segments matching an FTS5 query over the word index, best bm25 first, at most `limit`. */
-  matchWords(scope: SegmentScope, ftsQuery: string, limit: number): TextMatch[] {
-    return this.#match('video_segments_fts', scope, ftsQuery, limit);
+  /**
+   * Segments matching an FTS5 query over the word index, best bm25 first, at most `limit`; without their text
+   * (`''`) when the caller has no use for it.
+   */
+  matchWords(scope: SegmentScope, ftsQuery: string, limit: number, withText = true): TextMatch[] {
+    return this.#match('video_segments_fts', scope, ftsQuery, limit, withText);
+  }
+
+  /**
+   * How many segments of the whole library (every owner: it is the same statistic bm25's IDF uses, and never
+   * leaves the server) match an FTS5 query over the word index, counting no further than `cap`.
+   */
+  countWordMatches(ftsQuery: string, cap: number): number {
+    return this.#countWordMatches.get(ftsQuery, cap)!;
+  }
+
+  /** Segments in the library, recounted at most once a minute (a count walks an index). */
+  segmentCount(): number {
+    const now = Date.now();
+    if (this.#segmentCount === undefined || now - this.#segmentCount.at > SEGMENT_COUNT_TTL_MS) {
+      this.#segmentCount = { value: this.#countSegments.get()!, at: now };
+    }
+    return this.#segmentCount.value;
   }
 
   /** Segments matching an FTS5 query over the trigram index (each phrase a substring), best bm25 first. */
   matchTrigrams(scope: SegmentScope, ftsQuery: string, limit: number): TextMatch[] {
-    return this.#match('video_segments_trigram', scope, ftsQuery, limit);
+    return this.#match('video_segments_trigram', scope, ftsQuery, limit, true);
   }
 
-  #match(table: FtsTable, scope: SegmentScope, ftsQuery: string, limit: number): TextMatch[] {
+  #match(table: FtsTable, scope: SegmentScope, ftsQuery: string, limit: number, withText: boolean): TextMatch[] {
     const clauses = scopeClauses(scope);
-    const key = `${table}:${clauses.shape}`;
+    const key = `${table}:${clauses.shape}:${withText}`;
     let statement = this.#matchStatements.get(key);
     if (statement === undefined) {
+      // FTS5 walks the matches newest first (its rowid order, no sort), the owner and filters are checked on the
+      // way, and the walk stops after MAX_RANKED_MATCHES of them. They are ranked first and their text read
+      // after, so the sorter holds an id and a number per match, not every matching segment's text.
       statement = this.#db.prepare<unknown[], MatchRow>(
-        `SELECT f.rowid AS segment_id, bm25(${table}, ${BM25_WEIGHTS}) AS bm25, ${SEARCHABLE_TEXT} AS text
-         FROM ${table} f
-         JOIN video_segments s ON s.rowid = f.rowid
-         JOIN videos v ON v.id = s.video_id
-         WHERE ${table} MATCH ? AND v.owner = ?${clauses.sql.map((clause) => ` AND ${clause}`).join('')}
-         ORDER BY bm25 LIMIT ?`,
+        `WITH scanned AS (
+           SELECT f.rowid AS segment_id, bm25(${table}, ${BM25_WEIGHTS}) AS bm25
+           FROM ${table} f
+           JOIN video_segments s ON s.rowid = f.rowid
+           JOIN videos v ON v.id = s.video_id
+           WHERE ${table} MATCH ? AND v.owner = ?${clauses.sql.map((clause) => ` AND ${clause}`).join('')}
+           ORDER BY f.rowid DESC LIMIT ${MAX_RANKED_MATCHES}
+         ),
+         ranked AS (SELECT segment_id, bm25 FROM scanned ORDER BY bm25 LIMIT ?)
+         SELECT r.segment_id, r.bm25, ${withText ? SEARCHABLE_TEXT : "''"} AS text
+         FROM ranked r JOIN video_segments s ON s.rowid = r.segment_id
+         ORDER BY r.bm25`,
       );
       this.#matchStatements.set(key, statement);
     }

@@ -1,76 +1,125 @@
 import type { SegmentSearchStore } from '../store/segment-search.ts';
-import { fuzzyRelevance, queryWords, toTrigramQuery, toWordQuery, wordCoverage } from './text-match.ts';
-import type { RetrievedSegment, SegmentRetriever } from './video-search.ts';
+import { createFuzzyJudge, prepareWords, queryWords, toTrigramQuery, toWordPhrase, wordCoverage, type Words } from './text-match.ts';
+import type { SegmentRetriever } from './video-search.ts';
 
-/** Name of the exact-word retriever, as the `X-Ocular-Retrievers` header lists it. */
+/** The lexical retriever's name, as the `X-Ocular-Retrievers` header lists it. */
 export const LEXICAL_RETRIEVER = 'lexical';
-/** Name of the typo-tolerant retriever. */
-export const TRIGRAM_RETRIEVER = 'trigram';
 
 /**
- * Trigram candidates judged word by word. Fewer than the word index's: each is checked with an edit-distance
- * pass, and a typo rarely leaves the right segment far down a trigram ranking.
+ * Candidates judged word by word with edit distances when the exact words fall short: those of the trigram
+ * index, and the best of the word index's. A typo rarely leaves the right segment far down either ranking.
  */
-const TRIGRAM_CANDIDATES = 200;
-/** A trigram candidate must hold at least this share of the query (fuzzily) to be listed at all. */
+const FUZZY_CANDIDATES = 200;
+/** A segment only the trigram index found must hold at least this share of the query (fuzzily) to be listed. */
 const MIN_FUZZY_RELEVANCE = 0.5;
+/**
+ * Longer queries are not looked up in the trigram index: they are prose, whose other words find the segment
+ * (and its misspelt word is then judged fuzzily), and their pieces would match most of the library.
+ */
+const MAX_TRIGRAM_WORDS = 4;
 
-/** Higher relevance first, then better bm25 (lower), then older rows, so equal inputs always rank the same. */
-function byRelevance(a: RetrievedSegment & { bm25: number }, b: RetrievedSegment & { bm25: number }): number {
-  return b.relevance - a.relevance || a.bm25 - b.bm25 || a.segmentId - b.segmentId;
+/**
+ * A word in at least this share of the library's segments (and in at least COMMON_MIN_SEGMENTS) is common: like
+ * a stopword, it does not bring in candidates by itself when the query has rarer words, though it still counts
+ * in every candidate's relevance. Its bm25 weight is near nothing anyway, and ranking every segment holding
+ * "the" is most of what such a query would cost.
+ */
+const COMMON_SHARE = 0.05;
+const COMMON_MIN_SEGMENTS = 200;
+
+/** The FTS5 query for the word index: the query's words that occur but are not common, else all of them. */
+function anchoredWordQuery(store: SegmentSearchStore, words: readonly string[]): string | undefined {
+  const phrases = words.map((word, index) => toWordPhrase(word, index === words.length - 1));
+  if (phrases.length === 0) return undefined;
+  if (phrases.length > 1) {
+    const common = Math.max(COMMON_MIN_SEGMENTS, Math.ceil(store.segmentCount() * COMMON_SHARE));
+    const anchors = phrases.filter((phrase) => {
+      const matches = store.countWordMatches(phrase, common);
+      return matches > 0 && matches < common;
+    });
+    if (anchors.length > 0) return anchors.join(' OR ');
+  }
+  return phrases.join(' OR ');
+}
+
+interface Candidate {
+  segmentId: number;
+  relevance: number;
+  /** bm25 in the word index; undefined for a segment only the trigram index found. */
+  wordBm25: number | undefined;
+  /** bm25 in the trigram index, for a segment only it found (0 otherwise). */
+  trigramBm25: number;
+  words: Words;
+}
+
+/** Higher relevance first; among equals, word-index matches by bm25, then trigram-only ones, then older rows. */
+function byRelevance(a: Candidate, b: Candidate): number {
+  return (
+    b.relevance - a.relevance ||
+    (a.wordBm25 ?? Number.POSITIVE_INFINITY) - (b.wordBm25 ?? Number.POSITIVE_INFINITY) ||
+    a.trigramBm25 - b.trigramBm25 ||
+    a.segmentId - b.segmentId
+  );
 }
 
 /**
- * BM25 over the word index (caption, on-screen text, object and label names, transcript): segments holding
- * more of the query's words first (the last word may be cut short), bm25 among equals. Relevance is the share
- * of the query's words found.
+ * Lexical search over segment text (caption, on-screen text, object and label names, transcript), tolerant of
+ * typos and OCR noise. First BM25 over the word index (segments holding any of the query's words, its common
+ * ones aside when it has others): relevance is the share of the query's words a segment holds (the last word
+ * may be cut short: `quartz falc`). When no segment holds them all (a typo, or OCR that
+ * misread, merged or split the words on screen), the best word matches, and for a short query the segments
+ * the trigram index finds for its words (text-match.ts, toTrigramQuery), are judged word by word with an edit
+ * allowance (`falcn` and `qaurtz` find QUARTZ FALCON, `quartz falcon` finds QUARTZFALC0N); a segment's
+ * relevance is then the better of the two judgments. Exact queries never pay for that pass.
  */
 export function createLexicalRetriever(store: SegmentSearchStore): SegmentRetriever {
   return {
     name: LEXICAL_RETRIEVER,
     async retrieve({ text, scope, limit }) {
       const words = queryWords(text);
-      const query = toWordQuery(words);
-      if (query === undefined) return [];
-      return store
-        .matchWords(scope, query, limit)
-        .map((match) => ({
+      const wordQuery = anchoredWordQuery(store, words);
+      if (wordQuery === undefined) return [];
+      const candidates = new Map<number, Candidate>();
+      // Every match of a one-word query holds that word (or begins with it): no text to read and judge.
+      const single = words.length === 1;
+      for (const match of store.matchWords(scope, wordQuery, limit, !single)) {
+        const matched = prepareWords(match.text);
+        candidates.set(match.segmentId, {
           segmentId: match.segmentId,
-          score: -match.bm25,
-          bm25: match.bm25,
-          relevance: wordCoverage(words, match.text),
-        }))
+          relevance: single ? 1 : wordCoverage(words, matched),
+          wordBm25: match.bm25,
+          trigramBm25: 0,
+          words: matched,
+        });
+      }
+      const complete = [...candidates.values()].some((candidate) => candidate.relevance >= 1);
+      if (!complete) {
+        const judge = createFuzzyJudge(words);
+        for (const candidate of [...candidates.values()].sort(byRelevance).slice(0, FUZZY_CANDIDATES)) {
+          candidate.relevance = Math.max(candidate.relevance, judge(candidate.words));
+        }
+        const trigramQuery = words.length > MAX_TRIGRAM_WORDS ? undefined : toTrigramQuery(words);
+        const trigramMatches =
+          trigramQuery === undefined ? [] : store.matchTrigrams(scope, trigramQuery, Math.min(limit, FUZZY_CANDIDATES));
+        for (const match of trigramMatches) {
+          if (candidates.has(match.segmentId)) continue;
+          const matched = prepareWords(match.text);
+          const relevance = judge(matched);
+          if (relevance < MIN_FUZZY_RELEVANCE) continue;
+          candidates.set(match.segmentId, {
+            segmentId: match.segmentId,
+            relevance,
+            wordBm25: undefined,
+            trigramBm25: match.bm25,
+            words: matched,
+          });
+        }
+      }
+      return [...candidates.values()]
+        .filter((candidate) => candidate.relevance > 0)
         .sort(byRelevance)
-        .map(({ bm25: _bm25, ...hit }) => hit);
-    },
-  };
-}
-
-/**
- * Typo- and OCR-noise-tolerant matching: the query's character trigrams against the trigram index, then each
- * candidate judged word by word with an edit-distance allowance (`falcn` finds FALCON, `quartz falc` finds
- * QUARTZ FALCON, `QUARTZFALC0N` read off the screen is still found). It runs only when the word index found no
- * segment holding the whole query, so exact queries do not pay for it.
- */
-export function createTrigramRetriever(store: SegmentSearchStore): SegmentRetriever {
-  return {
-    name: TRIGRAM_RETRIEVER,
-    shouldRun: (earlier) => !(earlier.get(LEXICAL_RETRIEVER) ?? []).some((hit) => hit.relevance >= 1),
-    async retrieve({ text, scope, limit }) {
-      const words = queryWords(text);
-      const query = toTrigramQuery(words);
-      if (query === undefined) return [];
-      return store
-        .matchTrigrams(scope, query, Math.min(limit, TRIGRAM_CANDIDATES))
-        .map((match) => ({
-          segmentId: match.segmentId,
-          score: -match.bm25,
-          bm25: match.bm25,
-          relevance: fuzzyRelevance(words, match.text),
-        }))
-        .filter((hit) => hit.relevance >= MIN_FUZZY_RELEVANCE)
-        .sort(byRelevance)
-        .map(({ bm25: _bm25, ...hit }) => hit);
+        .slice(0, limit)
+        .map((candidate) => ({ segmentId: candidate.segmentId, score: candidate.relevance, relevance: candidate.relevance }));
     },
   };
 }

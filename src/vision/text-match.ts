@@ -6,22 +6,31 @@
 export const MAX_QUERY_WORDS = 32;
 /** Characters of a word that count (a longer run is noise or a URL). */
 const MAX_WORD_LENGTH = 32;
-/** Trigrams sent to the trigram index, so a long query stays one bounded FTS lookup. */
-export const MAX_QUERY_TRIGRAMS = 48;
-/** A word found only inside a longer run of text (OCR merged it with its neighbour) counts this much. */
-const INFIX_CREDIT = 0.8;
+/** Substrings sent to the trigram index, so a query stays one bounded FTS lookup. */
+export const MAX_QUERY_PIECES = 48;
+/** A word found only inside a longer word, or split in two (OCR merged or split the text), counts this much. */
+const JOINED_CREDIT = 0.8;
+
+/** A text cut into words: in order (to see words OCR split in two), and as a set. */
+export interface Words {
+  list: readonly string[];
+  set: ReadonlySet<string>;
+}
 
 /**
  * Lower-cased words with diacritics removed: runs of letters and digits, as the FTS5 unicode61 tokenizer
  * (`remove_diacritics 2`) cuts them, so what the word index matched and what is judged here agree.
  */
 export function toWords(text: string): string[] {
-  const words = text
-    .normalize('NFKD')
-    .replace(/\p{M}/gu, '')
-    .toLowerCase()
-    .match(/[\p{L}\p{N}]+/gu);
+  // Decomposing is only needed for text with accents, and costs more than the rest on long ASCII text.
+  const plain = /[^\x00-\x7f]/.test(text) ? text.normalize('NFKD').replace(/\p{M}/gu, '') : text;
+  const words = plain.toLowerCase().match(/[\p{L}\p{N}]+/gu);
   return words === null ? [] : words.map((word) => (word.length > MAX_WORD_LENGTH ? word.slice(0, MAX_WORD_LENGTH) : word));
+}
+
+export function prepareWords(text: string): Words {
+  const list = toWords(text);
+  return { list, set: new Set(list) };
 }
 
 /** The query's distinct words, in order, at most MAX_QUERY_WORDS. */
@@ -36,41 +45,63 @@ export function queryWords(text: string): string[] {
  */
 export function toWordQuery(words: readonly string[]): string | undefined {
   if (words.length === 0) return undefined;
-  return words.map((word, index) => (index === words.length - 1 ? `"${word}"*` : `"${word}"`)).join(' OR ');
+  return words.map((word, index) => toWordPhrase(word, index === words.length - 1)).join(' OR ');
 }
 
-/** An FTS5 query for the trigram index: any trigram of the query's words of three or more characters. */
+/** One query word as an FTS5 phrase: quoted, and as a prefix when it is the query's last word. */
+export function toWordPhrase(word: string, last: boolean): string {
+  return last ? `"${word}"*` : `"${word}"`;
+}
+
+/** Edits a word of this length may differ by and still count as found (the usual fuzzy-search steps). */
+function allowedEdits(length: number): number {
+  return length <= 3 ? 0 : length <= 7 ? 1 : 2;
+}
+
+/**
+ * An FTS5 query for the trigram index that finds every segment holding a query word within its edit
+ * allowance: each word is cut into pieces of at least three characters, one more piece than edits allowed
+ * (two more where the word is long enough, so a swap of two letters is covered too), and a text within the
+ * allowance holds at least one piece unchanged. Words of four or five letters are too short to cut and send
+ * their trigrams instead; words of two letters or fewer cannot be looked up by trigram at all.
+ */
 export function toTrigramQuery(words: readonly string[]): string | undefined {
-  const trigrams = new Set<string>();
+  const pieces = new Set<string>();
   for (const word of words) {
     const characters = Array.from(word);
-    for (let index = 0; index + 3 <= characters.length && trigrams.size < MAX_QUERY_TRIGRAMS; index++) {
-      trigrams.add(characters.slice(index, index + 3).join(''));
+    const length = characters.length;
+    if (length < 3) continue;
+    const count = Math.min(allowedEdits(length) + 2, Math.floor(length / 3));
+    if (allowedEdits(length) === 0) {
+      pieces.add(word);
+    } else if (count < 2) {
+      for (let index = 0; index + 3 <= length; index++) pieces.add(characters.slice(index, index + 3).join(''));
+    } else {
+      for (let piece = 0; piece < count; piece++) {
+        pieces.add(characters.slice(Math.round((piece * length) / count), Math.round(((piece + 1) * length) / count)).join(''));
+      }
     }
   }
-  if (trigrams.size === 0) return undefined;
-  return [...trigrams].map((trigram) => `"${trigram}"`).join(' OR ');
+  if (pieces.size === 0) return undefined;
+  return [...pieces]
+    .slice(0, MAX_QUERY_PIECES)
+    .map((piece) => `"${piece}"`)
+    .join(' OR ');
 }
 
 /**
  * The share of the query's words that the text holds exactly (the last word may also begin a longer word), in
  * 0..1: the relevance of a word-index match.
  */
-export function wordCoverage(words: readonly string[], text: string): number {
+export function wordCoverage(words: readonly string[], text: Words): number {
   if (words.length === 0) return 0;
-  const tokens = new Set(toWords(text));
   const last = words.length - 1;
   let found = 0;
   for (const [index, word] of words.entries()) {
-    if (tokens.has(word)) found += 1;
-    else if (index === last && [...tokens].some((token) => token.startsWith(word))) found += 1;
+    if (text.set.has(word)) found += 1;
+    else if (index === last && text.list.some((token) => token.startsWith(word))) found += 1;
   }
   return found / words.length;
-}
-
-/** Edits a word of this length may differ by and still count as found (the usual fuzzy-search steps). */
-function allowedEdits(length: number): number {
-  return length <= 3 ? 0 : length <= 7 ? 1 : 2;
 }
 
 /**
@@ -106,36 +137,64 @@ export function editDistanceWithin(pattern: string, text: string, anchored: bool
   return best <= limit ? best : undefined;
 }
 
-/** How well one query word is found in the text: 1 exact or as the start of a word, less per edit, 0 not found. */
-function wordSimilarity(word: string, tokens: ReadonlySet<string>, joined: string): number {
-  if (tokens.has(word)) return 1;
-  const limit = allowedEdits(word.length);
-  let best = 0;
-  for (const token of tokens) {
-    if (token.length < word.length - limit) continue;
-    const edits = editDistanceWithin(word, token, true, limit);
-    if (edits !== undefined) best = Math.max(best, 1 - edits / word.length);
-    if (best === 1) return 1;
-  }
-  // OCR splits and merges words ("QUARTZFALCON", "FAL CON"): look for the word anywhere in the text run together.
-  if (best < INFIX_CREDIT) {
-    const edits = editDistanceWithin(word, joined, false, limit);
-    if (edits !== undefined) best = Math.max(best, INFIX_CREDIT * (1 - edits / word.length));
-  }
-  return best;
+/** How well `word` matches one token: 1 exact or as its start, less per edit; inside a longer token, less again. */
+function tokenSimilarity(word: string, token: string, limit: number): number {
+  if (limit === 0) return token.startsWith(word) ? 1 : token.includes(word) ? JOINED_CREDIT : 0;
+  if (token.length < word.length - limit) return 0;
+  const anchored = editDistanceWithin(word, token, true, limit);
+  if (anchored !== undefined) return 1 - anchored / word.length;
+  if (token.length <= word.length) return 0;
+  const inside = editDistanceWithin(word, token, false, limit);
+  return inside === undefined ? 0 : JOINED_CREDIT * (1 - inside / word.length);
 }
 
 /**
- * The mean over the query's words of how well each is found in the text, tolerating a typo or an OCR slip per
- * few letters (one edit up to 7 letters, two beyond; none in words of three or fewer): the relevance of a
- * trigram-index match, in 0..1.
+ * A judge of how well texts match one query: the mean over the query's words of how well each is found,
+ * tolerating a typo or an OCR slip per few letters (one edit up to 7 letters, two beyond; none in words of
+ * three or fewer), and words OCR ran together or split in two, for less. Returns 0..1, the relevance of a
+ * trigram-index match. Token results are remembered across the texts judged, since segments of one library
+ * share most of their words.
  */
+export function createFuzzyJudge(words: readonly string[]): (text: Words) => number {
+  const memo = words.map(() => new Map<string, number>());
+  const limits = words.map((word) => allowedEdits(word.length));
+  return (text) => {
+    if (words.length === 0) return 0;
+    let total = 0;
+    for (const [index, word] of words.entries()) {
+      if (text.set.has(word)) {
+        total += 1;
+        continue;
+      }
+      const limit = limits[index]!;
+      const known = memo[index]!;
+      let best = 0;
+      for (const token of text.set) {
+        let similarity = known.get(token);
+        if (similarity === undefined) {
+          similarity = tokenSimilarity(word, token, limit);
+          known.set(token, similarity);
+        }
+        if (similarity > best) best = similarity;
+      }
+      // A word OCR split in two: two neighbours, each shorter than the word, about as long as it together.
+      if (best < JOINED_CREDIT) {
+        for (let position = 0; position + 1 < text.list.length; position++) {
+          const first = text.list[position]!;
+          const second = text.list[position + 1]!;
+          if (first.length >= word.length || second.length >= word.length) continue;
+          if (Math.abs(first.length + second.length - word.length) > limit) continue;
+          const edits = editDistanceWithin(word, first + second, true, limit);
+          if (edits !== undefined) best = Math.max(best, JOINED_CREDIT * (1 - edits / word.length));
+        }
+      }
+      total += best;
+    }
+    return total / words.length;
+  };
+}
+
+/** One-off `createFuzzyJudge(words)(prepareWords(text))`. */
 export function fuzzyRelevance(words: readonly string[], text: string): number {
-  if (words.length === 0) return 0;
-  const tokenList = toWords(text);
-  const tokens = new Set(tokenList);
-  const joined = tokenList.join('');
-  let total = 0;
-  for (const word of words) total += wordSimilarity(word, tokens, joined);
-  return total / words.length;
+  return createFuzzyJudge(words)(prepareWords(text));
 }

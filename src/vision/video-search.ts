@@ -27,19 +27,14 @@ export interface RetrievedSegment {
 }
 
 /**
- * One way of finding segments for a query: the word index, the trigram index, and later text or image
- * embeddings in a vector index. Each returns its own ranking, best first; the search fuses them.
+ * One way of finding segments for a query: the full-text indexes (lexical-retrievers.ts), and later text or
+ * image embeddings in a vector index. Each returns its own ranking, best first; the search fuses them.
  */
 export interface SegmentRetriever {
-  /** Listed in the `X-Ocular-Retrievers` response header when it ran. */
+  /** Listed in the `X-Ocular-Retrievers` response header. */
   readonly name: string;
   /** Its share in the fusion, relative to the others. @default 1 */
   readonly weight?: number;
-  /**
-   * Whether to run, given the rankings of the retrievers listed before it (by name). A fallback retriever
-   * uses this to stay out of queries the others already answer well. @default always runs
-   */
-  shouldRun?(earlier: ReadonlyMap<string, readonly RetrievedSegment[]>): boolean;
   retrieve(request: RetrievalRequest): Promise<RetrievedSegment[]>;
 }
 
@@ -86,7 +81,7 @@ export interface VideoSearchOutcome {
 export interface VideoSearchOptions {
   segments: SegmentSearchStore;
   videos: VideoStore;
-  /** Run in order; a retriever with `shouldRun` sees the rankings of those before it. */
+  /** Each runs for every query, in order. */
   retrievers: readonly SegmentRetriever[];
 }
 
@@ -101,6 +96,13 @@ const RRF_K = 60;
 
 /** Segments whose ranges touch within this many seconds are neighbours (plans are cut on float seconds). */
 const ADJACENT_SECONDS = 1e-3;
+
+/**
+ * A neighbour joins a range only when it matches about as well as the range's best segment: the text shown
+ * across a cut is one match, while a segment that holds one word of the query next to one that holds all of
+ * it is not, and merging it would stretch the range over time the query is not about.
+ */
+const MERGE_RATIO = 0.8;
 
 /**
  * Reciprocal rank fusion with each entry weighted by its relevance: a segment's score is
@@ -131,14 +133,19 @@ interface Run {
   endSeconds: number;
 }
 
-/** Merges each video's touching or overlapping segments into runs, best run first. */
+/** Merges each video's touching or overlapping segments that score alike (MERGE_RATIO) into runs, best run first. */
 export function mergeNeighbours(spans: readonly SegmentSpan[], scores: ReadonlyMap<number, number>): Run[] {
   const ordered = [...spans].sort((a, b) => (a.videoId < b.videoId ? -1 : a.videoId > b.videoId ? 1 : a.startSeconds - b.startSeconds));
   const runs: Run[] = [];
   let run: Run | undefined;
   for (const span of ordered) {
     const score = scores.get(span.segmentId) ?? 0;
-    if (run !== undefined && run.videoId === span.videoId && span.startSeconds <= run.endSeconds + ADJACENT_SECONDS) {
+    if (
+      run !== undefined &&
+      run.videoId === span.videoId &&
+      span.startSeconds <= run.endSeconds + ADJACENT_SECONDS &&
+      Math.min(score, run.score) >= MERGE_RATIO * Math.max(score, run.score)
+    ) {
       run.members.push(span);
       run.endSeconds = Math.max(run.endSeconds, span.endSeconds);
       if (score > run.score) {
@@ -197,13 +204,10 @@ export class VideoSearch {
       to: request.endTime,
     };
 
-    const rankings = new Map<string, RetrievedSegment[]>();
     const ran: Array<{ weight: number; hits: readonly RetrievedSegment[] }> = [];
     for (const retriever of this.#retrievers) {
       signal.throwIfAborted();
-      if (retriever.shouldRun && !retriever.shouldRun(rankings)) continue;
       const hits = await retriever.retrieve({ text: request.query, scope, limit: CANDIDATES, signal });
-      rankings.set(retriever.name, hits);
       ran.push({ weight: retriever.weight ?? 1, hits });
     }
 
@@ -236,6 +240,6 @@ export class VideoSearch {
         bestSeq: run.bestSeq,
       };
     });
-    return { hits, total: runs.length, retrievers: [...rankings.keys()] };
+    return { hits, total: runs.length, retrievers: this.#retrievers.map((retriever) => retriever.name) };
   }
 }
