@@ -133,6 +133,27 @@ const MIGRATIONS: readonly string[] = [
      INSERT INTO video_segments_trigram (rowid, caption, ocr_text, object_names, label_names, transcript)
      VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names, new.transcript);
    END;`,
+  // Semantic search (segment-embeddings.ts): one text embedding per segment, the truth the vector index is
+  // rebuilt from. `id` is never reused (AUTOINCREMENT) and keys the vector index; a segment whose text changes
+  // loses its embedding (re-indexing upserts the row), and the embedding job makes a new one with a new id.
+  `CREATE TABLE segment_embeddings (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     segment_id INTEGER NOT NULL UNIQUE,
+     owner TEXT NOT NULL,
+     video_id TEXT NOT NULL,
+     model TEXT NOT NULL,
+     vector BLOB NOT NULL
+   ) STRICT;
+   CREATE INDEX segment_embeddings_owner ON segment_embeddings (owner, id);
+   CREATE TRIGGER video_segments_embeddings_ad AFTER DELETE ON video_segments BEGIN
+     DELETE FROM segment_embeddings WHERE segment_id = old.rowid;
+   END;
+   CREATE TRIGGER video_segments_embeddings_au AFTER UPDATE OF caption, ocr_text, object_names, label_names, transcript ON video_segments
+   WHEN old.caption IS NOT new.caption OR old.ocr_text IS NOT new.ocr_text OR old.object_names IS NOT new.object_names
+     OR old.label_names IS NOT new.label_names OR old.transcript IS NOT new.transcript
+   BEGIN
+     DELETE FROM segment_embeddings WHERE segment_id = old.rowid;
+   END;`,
 ];
 
 /**

@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Job } from '../../src/jobs/job-queue.ts';
+import { openAiCompatible, settingsSchema } from '../../src/providers/openai-compatible/index.ts';
+import type { LanguageModel } from '../../src/spec/provider.ts';
+import { openDatabase, type Db } from '../../src/store/database.ts';
+import { SegmentEmbeddingStore } from '../../src/store/segment-embeddings.ts';
+import { VideoStore } from '../../src/store/video-store.ts';
+import {
+  createEmbedSegmentsHandler,
+  createSemanticRetriever,
+  embeddingText,
+  EMBED_SEGMENTS_JOB,
+  SegmentVectors,
+  type Embed,
+} from '../../src/vision/semantic-search.ts';
+import { sendJson, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
+
+/** Words an embedding server here knows, one dimension each (a tiny bag-of-words model, served over HTTP). */
+const VOCABULARY = ['car', 'road', 'red', 'fruit', 'bowl', 'table', 'dog', 'park', 'note'];
+
+function bagOfWords(text: string): number[] {
+  const words = text.toLowerCase().match(/[a-z]+/g) ?? [];
+  const vector = VOCABULARY.map((word) => words.filter((candidate) => candidate === word).length);
+  // A last dimension keeps texts without known words from being the zero vector.
+  return [...vector, 0.01];
+}
+
+let dir: string;
+let db: Db;
+let videos: VideoStore;
+let upstream: FakeUpstream;
+let model: LanguageModel;
+let embed: Embed;
+let embeddings: SegmentEmbeddingStore;
+let vectors: SegmentVectors;
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'ocular-semantic-'));
+  db = openDatabase(dir);
+  videos = new VideoStore(db);
+  upstream = await startFakeUpstream((request, response) => {
+    const { input } = request.body as { input: string[] };
+    sendJson(response, 200, { data: input.map((text, index) => ({ index, embedding: bagOfWords(text) })) });
+  });
+  model = openAiCompatible.create(
+    settingsSchema.parse({ id: 'bow', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'bow', maxRetries: 0 }),
+  );
+  embed = model.embed!;
+  embeddings = new SegmentEmbeddingStore(db, 'bow');
+  vectors = new SegmentVectors(dir, embeddings);
+});
+
+afterEach(async () => {
+  await vectors.close();
+  await model.close?.();
+  await upstream.close();
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function addVideo(owner: string, texts: readonly string[], status: 'indexed' | 'indexing' = 'indexed'): string {
+  const id = randomUUID();
+  videos.ensureDefaultGroup(owner);
+  videos.insertVideo({
+    id,
+    owner,
+    groupId: 'default',
+    name: 'v',
+    status,
+    indexRequested: true,
+    thumbnails: false,
+    metadata: null,
+    startTimestamp: null,
+    webhookUrl: null,
+    webhookSecret: null,
+  });
+  for (const [seq, text] of texts.entries()) {
+    videos.saveSegment({
+      videoId: id,
+      seq,
+      startSeconds: seq * 5,
+      endSeconds: seq * 5 + 5,
+      keyframes: [],
+      ocrText: '',
+      objects: [],
+      labels: [],
+      transcript: '',
+      speech: [],
+      hasSpeech: null,
+      caption: text,
+      thumbnail: null,
+    });
+  }
+  return id;
+}
+
+const segmentIdsOf = (videoId: string): number[] =>
+  db.prepare<[string], number>('SELECT rowid FROM video_segments WHERE video_id = ? ORDER BY seq').pluck().all(videoId);
+
+async function runEmbedJob(): Promise<void> {
+  const now = new Date();
+  const job: Job = {
+    id: 'embed',
+    kind: EMBED_SEGMENTS_JOB,
+    key: null,
+    payload: {},
+    status: 'running',
+    attempts: 1,
+    maxAttempts: 3,
+    progress: 0,
+    runAt: now,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const handler = createEmbedSegmentsHandler({ embeddings, vectors, embed });
+  await handler(job, { signal: new AbortController().signal, reportProgress: () => undefined, heartbeat: () => undefined });
+}
+
+function retriever() {
+  return createSemanticRetriever({ embeddings, vectors, embed, inScope: (_scope, ids) => new Set(ids) });
+}
+
+const retrieve = (owner: string, text: string, videoIds?: string[]) =>
+  retriever().retrieve({ text, scope: { owner, videoIds }, limit: 5, signal: new AbortController().signal });
+
+describe('semantic video search', () => {
+  it('embeds the segments of indexed videos only, and finds the nearest in meaning for the owner', async () => {
+    const cars = addVideo('alice', ['a red car on the road', 'a bowl of fruit on a table']);
+    addVideo('bob', ['red car red car']);
+    const unfinished = addVideo('alice', ['a car'], 'indexing');
+    await runEmbedJob();
+    // The video still being indexed waits; once indexed, it is what is left to embed.
+    expect(embeddings.missing(10)).toEqual([]);
+    videos.updateVideo(unfinished, { status: 'indexed' });
+    expect(embeddings.missing(10).map((segment) => segment.videoId)).toEqual([unfinished]);
+
+    const hits = await retrieve('alice', 'car road');
+    expect(hits[0]!.segmentId).toBe(segmentIdsOf(cars)[0]);
+    expect(hits[0]!.relevance).toBeGreaterThan(0.7);
+    // Bob's segment is as near, but never Alice's to see.
+    const own = new Set([...segmentIdsOf(cars)]);
+    for (const hit of hits) expect(own.has(hit.segmentId)).toBe(true);
+    expect((await retrieve('alice', 'fruit bowl'))[0]!.segmentId).toBe(segmentIdsOf(cars)[1]);
+  });
+
+  it('narrows to video_ids inside the index', async () => {
+    addVideo('alice', ['a red car']);
+    const other = addVideo('alice', ['a dog in the park']);
+    await runEmbedJob();
+    const hits = await retrieve('alice', 'red car', [other]);
+    expect(hits.map((hit) => hit.segmentId)).toEqual(segmentIdsOf(other));
+  });
+
+  it('finds nothing, without calling the model, before anything is embedded', async () => {
+    addVideo('alice', ['a red car']);
+    expect(await retrieve('alice', 'car')).toEqual([]);
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('re-embeds a segment whose text changed, and drops the embeddings of a deleted video', async () => {
+    const id = addVideo('alice', ['a red car']);
+    await runEmbedJob();
+    const [segmentId] = segmentIdsOf(id);
+    videos.saveSegment({ ...videos.getSegment(id, 0)!, caption: 'a dog in the park' });
+    expect(embeddings.missing(10).map((segment) => segment.segmentId)).toEqual([segmentId]);
+    await runEmbedJob();
+    expect((await retrieve('alice', 'dog park'))[0]!.segmentId).toBe(segmentId);
+
+    videos.deleteVideo('alice', id);
+    expect(embeddings.summary('alice').count).toBe(0);
+    expect(await retrieve('alice', 'dog park')).toEqual([]);
+  });
+
+  it('rebuilds the vector index from the database when its files are gone', async () => {
+    const id = addVideo('alice', ['a red car', 'a bowl of fruit']);
+    await runEmbedJob();
+    await vectors.close();
+    rmSync(join(dir, 'vectors'), { recursive: true, force: true });
+    vectors = new SegmentVectors(dir, embeddings);
+    expect((await retrieve('alice', 'fruit'))[0]!.segmentId).toBe(segmentIdsOf(id)[1]);
+    expect(existsSync(join(dir, 'vectors', 'segment-text'))).toBe(true);
+  });
+
+  it('embeds a segment with no text as a placeholder, never as an empty input', () => {
+    expect(embeddingText(' \n \n ')).toBe('(no text)');
+    expect(embeddingText('a\n\n\nb')).toBe('a\nb');
+    expect(embeddingText('x'.repeat(5_000))).toHaveLength(2_000);
+  });
+});
