@@ -1,9 +1,11 @@
-// Run with `npm run bench` from the repository root (about three minutes; loopback only, nothing leaves the machine).
+// Run with `npm run bench` from the repository root (about fifteen minutes, most of it the 1M-vector ANN build;
+// loopback only, nothing leaves the machine).
 // Runs every benchmark below in sequence and prints its table. The exit status is non-zero when a bench errors, and
 // with `--strict` also when any printed target is MISSED. `npm run bench -- --cpu-prof-dir DIR` profiles the Ocular
 // process. Generated videos are kept in .cache/bench/ (see report.ts).
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runAnn } from './ann.ts';
 import { runGatewayOverhead } from './gateway-overhead.ts';
 import { runLlamaThroughput } from './llama-throughput.ts';
 import { runManyStreams } from './many-streams.ts';
@@ -21,6 +23,7 @@ const benches: ReadonlyArray<{ name: string; run: () => Promise<unknown> }> = [
   { name: 'video-sampling', run: () => runVideoSampling() },
   { name: 'llama-throughput', run: () => runLlamaThroughput() },
   { name: 'video-indexing', run: () => runVideoIndexing() },
+  { name: 'ann', run: () => runAnn() },
 ];
 
 const missedBy: string[] = [];
