@@ -121,6 +121,13 @@ export const indexingSchema = z
      * segment's keyframes. Without one, the caption is a sentence built from the other analyzers' findings.
      */
     captionModel: z.string().min(1).optional(),
+    /**
+     * Semantic video search: a model id (or alias) from `models` that embeds text (an `openai-compatible` server's
+     * `/v1/embeddings`, or a `llama` entry with `embedding: true`). Each indexed segment's text is embedded (videos
+     * indexed earlier are embedded by a background job) and searches fuse its nearest segments with the word
+     * matches. @default none: search is lexical only
+     */
+    embeddingModel: z.string().min(1).optional(),
   })
   .refine((settings) => settings.maxSegmentSeconds >= 2 * settings.minSegmentSeconds, {
     message: 'maxSegmentSeconds must be at least twice minSegmentSeconds, so that long scenes split into segments within both bounds',

@@ -16,6 +16,7 @@ import { PendingModel } from '../models/pending-model.ts';
 import { createTranscriber, transcriberSettingsSchema, type Transcriber } from '../perception/speech/transcriber.ts';
 import type { ProviderDefinition } from '../provider-utils/provider-definition.ts';
 import { OcularError } from '../spec/errors.ts';
+import type { LanguageModel } from '../spec/provider.ts';
 import { PROVIDERS } from '../providers/index.ts';
 import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
 import { openDatabase, type Db } from '../store/database.ts';
@@ -30,6 +31,8 @@ import { createChatCaptioner } from '../vision/indexing/chat-captioner.ts';
 import { createIndexVideoHandler } from '../vision/indexing/index-video.ts';
 import { createLexicalRetriever } from '../vision/lexical-retrievers.ts';
 import { VideoSearch } from '../vision/video-search.ts';
+import { createEmbedSegmentsHandler, createSemanticRetriever, EMBED_SEGMENTS_JOB, SegmentVectors } from '../vision/semantic-search.ts';
+import { SegmentEmbeddingStore } from '../store/segment-embeddings.ts';
 import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
 import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
@@ -151,6 +154,59 @@ const SETTLE_INTERVAL_MS = 60_000;
 /** A webhook receiver gets this long to answer. */
 const WEBHOOK_TIMEOUT_MS = 10_000;
 
+/**
+ * Semantic video search, when `indexing.embeddingModel` names a model that embeds: the embedding job (queued at
+ * start for segments indexed before, and after each video is indexed) and the retriever. Undefined without one.
+ */
+function createSemanticSearch(options: {
+  db: Db;
+  dataDir: string;
+  models: ModelRegistry;
+  embeddingModel: string | undefined;
+  jobs: SqliteJobQueue;
+  segments: SegmentSearchStore;
+  logger: Logger;
+}) {
+  const { db, dataDir, models, embeddingModel, jobs, segments, logger } = options;
+  if (embeddingModel === undefined) return undefined;
+  let model: LanguageModel;
+  try {
+    model = models.resolve(embeddingModel).model;
+  } catch (error) {
+    throw new ConfigError(`invalid config: indexing.embeddingModel: ${(error as Error).message}`);
+  }
+  const embed = model.embed;
+  if (embed === undefined) {
+    throw new ConfigError(
+      `invalid config: indexing.embeddingModel: model "${embeddingModel}" does not embed text (use an openai-compatible ` +
+        'model served by an embeddings endpoint, or a llama entry with "embedding": true)',
+    );
+  }
+  // Vectors of another model (the setting or the model behind it changed) cannot be compared with this one's.
+  const embeddings = new SegmentEmbeddingStore(db, `${model.provider}:${model.upstreamModel}`);
+  const dropped = embeddings.dropOtherModels();
+  if (dropped > 0) logger.warn('the embedding model changed: segments are embedded again', { dropped });
+  const vectors = new SegmentVectors(dataDir, embeddings);
+  const runner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
+    EMBED_SEGMENTS_JOB,
+    createEmbedSegmentsHandler({ embeddings, vectors, embed }),
+  );
+  // One live job at a time: it runs until no indexed segment lacks an embedding.
+  const queue = (): void => void jobs.enqueue(EMBED_SEGMENTS_JOB, {}, { key: EMBED_SEGMENTS_JOB, maxAttempts: 5 });
+  return {
+    retriever: createSemanticRetriever({ embeddings, vectors, embed, inScope: (scope, ids) => segments.inScope(scope, ids) }),
+    queue,
+    start(): void {
+      runner.start();
+      queue();
+    },
+    async stop(): Promise<void> {
+      await runner.stop();
+      await vectors.close();
+    },
+  };
+}
+
 interface VisionSetup {
   settings: ServerSettings;
   db: Db;
@@ -210,11 +266,26 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
   const { analyzers } = analyzerSet;
   const indexer = new JobRunner({ queue: jobs, log: logger, concurrency: indexing.concurrency }).handle(
     INDEX_VIDEO_JOB,
-    createIndexVideoHandler({ store, blobs, library, webhooks, ffmpeg, analyzers, settings: indexing, log: logger }),
+    createIndexVideoHandler({
+      store,
+      blobs,
+      library,
+      webhooks,
+      ffmpeg,
+      analyzers,
+      settings: indexing,
+      log: logger,
+      onIndexed: () => semantic?.queue(),
+    }),
   );
   const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
   const segments = new SegmentSearchStore(db);
-  const search = new VideoSearch({ segments, videos: store, retrievers: [createLexicalRetriever(segments)] });
+  const semantic = createSemanticSearch({ db, dataDir, models, embeddingModel: indexing.embeddingModel, jobs, segments, logger });
+  const search = new VideoSearch({
+    segments,
+    videos: store,
+    retrievers: [createLexicalRetriever(segments), ...(semantic ? [semantic.retriever] : [])],
+  });
   const routes: VisionRouteDependencies = {
     library,
     search,
@@ -236,6 +307,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     async start(): Promise<void> {
       indexer.start();
       deliverer.start();
+      semantic?.start();
       analyzerSet.startPulls();
       const { removedFolders, settledVideos } = await library.recover();
       if (removedFolders + settledVideos > 0) {
@@ -250,7 +322,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
       clearInterval(settler);
-      await Promise.all([indexer.stop(), deliverer.stop()]);
+      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop()]);
       await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close()]);
     },
   };

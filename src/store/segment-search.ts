@@ -125,6 +125,7 @@ export class SegmentSearchStore {
   readonly #db: Db;
   /** Statements by (table, scope shape): a handful of shapes, each prepared once. */
   readonly #matchStatements = new Map<string, Statement<unknown[], MatchRow>>();
+  readonly #scopeStatements = new Map<string, Statement<unknown[], number>>();
   readonly #spansStatement: Statement<[string, string], SpanRow>;
   readonly #detailsStatement: Statement<[string, string], DetailRow>;
   readonly #countWordMatches: Statement<[string, number], number>;
@@ -206,6 +207,24 @@ export class SegmentSearchStore {
     return statement
       .all(ftsQuery, scope.owner, ...clauses.values, limit)
       .map((row) => ({ segmentId: row.segment_id, bm25: row.bm25, text: row.text }));
+  }
+
+  /** Which of these segments are inside `scope` (owner and every filter); for retrievers that rank outside SQL. */
+  inScope(scope: SegmentScope, segmentIds: readonly number[]): Set<number> {
+    if (segmentIds.length === 0) return new Set();
+    const clauses = scopeClauses(scope);
+    const key = `scope:${clauses.shape}`;
+    let statement = this.#scopeStatements.get(key);
+    if (statement === undefined) {
+      statement = this.#db
+        .prepare<unknown[], number>(
+          `SELECT s.rowid FROM video_segments s JOIN videos v ON v.id = s.video_id
+           WHERE s.rowid IN (SELECT value FROM json_each(?)) AND v.owner = ?${clauses.sql.map((clause) => ` AND ${clause}`).join('')}`,
+        )
+        .pluck();
+      this.#scopeStatements.set(key, statement);
+    }
+    return new Set(statement.all(JSON.stringify(segmentIds), scope.owner, ...clauses.values));
   }
 
   /** Where each of these segments sits; ids of other owners' (or deleted) segments are left out. */

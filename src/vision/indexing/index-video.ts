@@ -92,6 +92,8 @@ export interface VideoIndexerOptions {
   analyzers: IndexingAnalyzers;
   settings: IndexingSettings;
   log: JobLog;
+  /** Called once a video is indexed (semantic search queues the embedding of its segments). */
+  onIndexed?: ((videoId: string) => void) | undefined;
 }
 
 /** The folder inside a video's blob folder that holds its keyframes and segment thumbnails. */
@@ -181,6 +183,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
       library.report(videoId, { status: 'indexed', stage: 'done', progress: 1 });
       context.reportProgress(1);
       notify(videoId, 'video.indexed');
+      options.onIndexed?.(videoId);
     } catch (error) {
       if (context.signal.aborted || isAbortError(error)) throw error;
       if (isOcularError(error) && error.type === 'not_found_error') return; // deleted mid-way: nothing left to index
