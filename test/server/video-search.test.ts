@@ -233,6 +233,23 @@ describe.skipIf(FONT_PATH === undefined)('searching indexed videos', () => {
     await expectError(await call('GET', `/v1/videos/${titled}/segments`, KEY_B), 404, 'not_found_error');
   });
 
+  it('pictures a segment by its middle keyframe when no segment thumbnails were asked for', async () => {
+    const path = await makeTitledVideo({
+      seconds: 8,
+      width: 320,
+      height: 180,
+      captions: [{ text: 'PLAIN', fromSeconds: 1, toSeconds: 6 }],
+    });
+    const id = await uploadAndIndex(path, { video_name: 'no thumbnails' });
+    const listed = (await (await call('GET', `/v1/videos/${id}/segments`)).json()) as {
+      results: Array<{ thumbnail_url: string; keyframes: Array<{ url: string }> }>;
+    };
+    const [segment] = listed.results;
+    const middle = segment!.keyframes[Math.floor(segment!.keyframes.length / 2)]!;
+    const picture = Buffer.from(await (await fetch(segment!.thumbnail_url)).arrayBuffer());
+    expect(picture.equals(Buffer.from(await (await fetch(middle.url)).arrayBuffer()))).toBe(true);
+  }, 150_000);
+
   it('refuses picture URLs that are unsigned, tampered with or expired, and 404s pictures that do not exist', async () => {
     const [top] = (await search({ query: 'quartz falcon' })).results;
     const url = new URL(top!.thumbnail_url);
