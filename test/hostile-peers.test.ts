@@ -7,13 +7,13 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Job } from '../src/jobs/job-queue.ts';
 import { createMediaFetcher } from '../src/media/fetch-media.ts';
 import { downloadFile, ModelDownloadError } from '../src/models/download-file.ts';
 import { OpenAiCompatibleTranscriber } from '../src/perception/speech/openai-compatible.ts';
 import { isOcularError } from '../src/spec/errors.ts';
 import { createWebhookHandler } from '../src/vision/webhooks.ts';
 import { HOSTILE_BEHAVIOURS, startHostilePeer, type HostileBehaviour, type HostilePeer } from './helpers/hostile-peer.ts';
+import { runJobOnce } from './helpers/library-fixtures.ts';
 import { startOcular, type TestOcular } from './helpers/ocular.ts';
 import { startOpenAiUpstream } from './helpers/openai-upstream.ts';
 
@@ -139,7 +139,9 @@ describe.each(HOSTILE_BEHAVIOURS)('a peer that answers %s', (behaviour) => {
     form.set('video_name', `hostile ${behaviour}`);
     form.set('index', 'false');
     form.set('video_url', peer.url(behaviour, 'clip.mp4'));
-    const outcome = await bounded(fetch(`${ocular.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': ocular.key }, body: form }));
+    const outcome = await bounded(
+      fetch(`${ocular.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': ocular.key }, body: form }),
+    );
     expect(outcome.error).toBeUndefined();
     await expectClearError(outcome.value!);
     const list = (await (await ocular.get('/v1/videos')).json()) as { total: number };
@@ -156,7 +158,9 @@ describe.each(HOSTILE_BEHAVIOURS)('a peer that answers %s', (behaviour) => {
     const messages = [{ role: 'user', content: 'Hello' }];
     const [json, streamed] = await Promise.all([
       bounded(ocular.post('/v1/chat', { model, messages })),
-      bounded(ocular.post('/v1/chat', { model, messages, stream: true }).then(async (response) => ({ response, text: await response.text() }))),
+      bounded(
+        ocular.post('/v1/chat', { model, messages, stream: true }).then(async (response) => ({ response, text: await response.text() })),
+      ),
     ]);
     expect(json.error).toBeUndefined();
     const error = await expectClearError(json.value!);
@@ -176,26 +180,15 @@ describe.each(HOSTILE_BEHAVIOURS)('a peer that answers %s', (behaviour) => {
   });
 
   it('fails a webhook delivery (the job retries it) without hanging', async () => {
-    const fetcher = createMediaFetcher({ maxBytes: 1024 * 1024, connectTimeoutMs: TIMEOUT_MS, timeoutMs: TIMEOUT_MS, allowHosts: [peer.host] });
+    const fetcher = createMediaFetcher({
+      maxBytes: 1024 * 1024,
+      connectTimeoutMs: TIMEOUT_MS,
+      timeoutMs: TIMEOUT_MS,
+      allowHosts: [peer.host],
+    });
     try {
-      const deliver = createWebhookHandler(fetcher);
-      const now = new Date();
-      const job: Job = {
-        id: `hostile-${behaviour}`,
-        kind: 'webhook.deliver',
-        key: null,
-        payload: { url: peer.url(behaviour, 'hook'), secret: 's', event: 'video.indexed', body: '{}' },
-        status: 'running',
-        attempts: 1,
-        maxAttempts: 3,
-        progress: 0,
-        runAt: now,
-        createdAt: now,
-        updatedAt: now,
-      };
-      const outcome = await bounded(
-        deliver(job, { signal: new AbortController().signal, reportProgress: () => undefined, heartbeat: () => undefined }),
-      );
+      const payload = { url: peer.url(behaviour, 'hook'), secret: 's', event: 'video.indexed', body: '{}' };
+      const outcome = await bounded(runJobOnce(createWebhookHandler(fetcher), 'webhook.deliver', payload));
       // A receiver that answered 200 has the call, whatever it does with the rest of its answer; one whose
       // answer is not HTTP has not, and the job is tried again.
       if (behaviour === 'malformed') expect(outcome.error).toBeInstanceOf(Error);
@@ -212,7 +205,14 @@ describe.each(HOSTILE_BEHAVIOURS)('a peer that answers %s', (behaviour) => {
     const body = await (await fetch(peer.url('fin-length', 'weights.onnx'))).arrayBuffer();
     const sha256 = createHash('sha256').update(Buffer.from(body)).digest('hex');
     const outcome = await bounded(
-      downloadFile({ url: peer.url(behaviour, 'weights.onnx'), destination, size: body.byteLength, sha256, maxResumes: 1, stallTimeoutMs: TIMEOUT_MS }),
+      downloadFile({
+        url: peer.url(behaviour, 'weights.onnx'),
+        destination,
+        size: body.byteLength,
+        sha256,
+        maxResumes: 1,
+        stallTimeoutMs: TIMEOUT_MS,
+      }),
     );
     if (COMPLETE_BODY.has(behaviour)) {
       expect(outcome.error).toBeUndefined();

@@ -92,7 +92,13 @@ export class SegmentEmbeddingStore implements VectorSource {
     const bytes = Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
     const row = this.#db.transaction(() => {
       this.#statements.deleteForSegment.run(segment.segmentId);
-      return this.#statements.insert.get({ segmentId: segment.segmentId, owner: segment.owner, videoId: segment.videoId, model: this.#model, vector: bytes });
+      return this.#statements.insert.get({
+        segmentId: segment.segmentId,
+        owner: segment.owner,
+        videoId: segment.videoId,
+        model: this.#model,
+        vector: bytes,
+      });
     })();
     return row?.id;
   }

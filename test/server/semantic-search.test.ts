@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { environmentKeyOwner } from '../../src/store/api-keys.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { sendJson, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
+import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
 import { startOcular, TEST_KEY, type TestOcular } from '../helpers/ocular.ts';
 
 /** An embeddings server that knows a few concepts, each with several words: synonyms land on the same axis. */
@@ -37,41 +37,11 @@ const config = (embeddingModel: string) => ({
 function insertVideo(captions: readonly string[]): string {
   const db = openDatabase(dataDir);
   try {
-    const store = new VideoStore(db);
-    const owner = environmentKeyOwner(TEST_KEY);
-    const id = randomUUID();
-    store.ensureDefaultGroup(owner);
-    store.insertVideo({
-      id,
-      owner,
-      groupId: 'default',
-      name: 'synthetic',
-      status: 'indexed',
-      indexRequested: true,
-      thumbnails: false,
-      metadata: null,
-      startTimestamp: null,
-      webhookUrl: null,
-      webhookSecret: null,
-    });
-    for (const [seq, caption] of captions.entries()) {
-      store.saveSegment({
-        videoId: id,
-        seq,
-        startSeconds: seq * 10,
-        endSeconds: seq * 10 + 10,
-        keyframes: [],
-        ocrText: '',
-        objects: [],
-        labels: [],
-        transcript: '',
-        speech: [],
-        hasSpeech: null,
-        caption,
-        thumbnail: null,
-      });
-    }
-    return id;
+    return insertIndexedVideo(
+      new VideoStore(db),
+      environmentKeyOwner(TEST_KEY),
+      captions.map((caption) => ({ caption, seconds: 10 })),
+    );
   } finally {
     db.close();
   }
@@ -97,7 +67,9 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function search(query: string): Promise<{ retrievers: string | null; results: Array<{ video_id: string; start_timestamp: number }> }> {
+async function search(
+  query: string,
+): Promise<{ retrievers: string | null; results: Array<{ video_id: string; start_timestamp: number }> }> {
   const response = await ocular!.post('/v1/videos/search', { query });
   expect(response.status).toBe(200);
   const body = (await response.json()) as { results: Array<{ video_id: string; start_timestamp: number }> };

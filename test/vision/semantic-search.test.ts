@@ -1,9 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Job } from '../../src/jobs/job-queue.ts';
 import { openAiCompatible, settingsSchema } from '../../src/providers/openai-compatible/index.ts';
 import type { LanguageModel } from '../../src/spec/provider.ts';
 import { openDatabase, type Db } from '../../src/store/database.ts';
@@ -18,6 +16,7 @@ import {
   type Embed,
 } from '../../src/vision/semantic-search.ts';
 import { sendJson, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
+import { insertIndexedVideo, runJobOnce } from '../helpers/library-fixtures.ts';
 
 /** Words an embedding server here knows, one dimension each (a tiny bag-of-words model, served over HTTP). */
 const VOCABULARY = ['car', 'road', 'red', 'fruit', 'bowl', 'table', 'dog', 'park', 'note'];
@@ -63,61 +62,19 @@ afterEach(async () => {
 });
 
 function addVideo(owner: string, texts: readonly string[], status: 'indexed' | 'indexing' = 'indexed'): string {
-  const id = randomUUID();
-  videos.ensureDefaultGroup(owner);
-  videos.insertVideo({
-    id,
+  return insertIndexedVideo(
+    videos,
     owner,
-    groupId: 'default',
-    name: 'v',
-    status,
-    indexRequested: true,
-    thumbnails: false,
-    metadata: null,
-    startTimestamp: null,
-    webhookUrl: null,
-    webhookSecret: null,
-  });
-  for (const [seq, text] of texts.entries()) {
-    videos.saveSegment({
-      videoId: id,
-      seq,
-      startSeconds: seq * 5,
-      endSeconds: seq * 5 + 5,
-      keyframes: [],
-      ocrText: '',
-      objects: [],
-      labels: [],
-      transcript: '',
-      speech: [],
-      hasSpeech: null,
-      caption: text,
-      thumbnail: null,
-    });
-  }
-  return id;
+    texts.map((caption) => ({ caption })),
+    { status },
+  );
 }
 
 const segmentIdsOf = (videoId: string): number[] =>
   db.prepare<[string], number>('SELECT rowid FROM video_segments WHERE video_id = ? ORDER BY seq').pluck().all(videoId);
 
 async function runEmbedJob(): Promise<void> {
-  const now = new Date();
-  const job: Job = {
-    id: 'embed',
-    kind: EMBED_SEGMENTS_JOB,
-    key: null,
-    payload: {},
-    status: 'running',
-    attempts: 1,
-    maxAttempts: 3,
-    progress: 0,
-    runAt: now,
-    createdAt: now,
-    updatedAt: now,
-  };
-  const handler = createEmbedSegmentsHandler({ embeddings, vectors, embed });
-  await handler(job, { signal: new AbortController().signal, reportProgress: () => undefined, heartbeat: () => undefined });
+  await runJobOnce(createEmbedSegmentsHandler({ embeddings, vectors, embed }), EMBED_SEGMENTS_JOB, {});
 }
 
 function retriever() {

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import {
   wordCoverage,
 } from '../../src/vision/text-match.ts';
 import { CANDIDATES, fuseRankings, mergeNeighbours, VideoSearch, type SegmentRetriever } from '../../src/vision/video-search.ts';
+import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
 
 describe('text matching', () => {
   it('counts edits to a prefix or to any run of the text, giving up past the limit', () => {
@@ -145,41 +145,14 @@ describe('segment search in SQLite', () => {
   });
 
   function addVideo(owner: string, texts: readonly string[]): string {
-    const id = randomUUID();
-    videos.ensureDefaultGroup(owner);
-    videos.insertVideo({
-      id,
-      owner,
-      groupId: 'default',
-      name: 'v',
-      status: 'indexed',
-      indexRequested: true,
-      thumbnails: false,
-      metadata: null,
-      startTimestamp: null,
-      webhookUrl: null,
-      webhookSecret: null,
-    });
-    db.transaction(() => {
-      for (const [seq, text] of texts.entries()) {
-        videos.saveSegment({
-          videoId: id,
-          seq,
-          startSeconds: seq * 5,
-          endSeconds: seq * 5 + 5,
-          keyframes: [],
-          ocrText: text,
-          objects: [],
-          labels: [],
-          transcript: '',
-          speech: [],
-          hasSpeech: null,
-          caption: '',
-          thumbnail: null,
-        });
-      }
-    })();
-    return id;
+    return db.transaction(() =>
+      insertIndexedVideo(
+        videos,
+        owner,
+        texts.map((ocrText) => ({ ocrText })),
+        { name: 'v' },
+      ),
+    )();
   }
 
   it('applies the owner inside the query, so other owners’ matches never use up the candidate cap', () => {
