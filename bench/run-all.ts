@@ -12,6 +12,8 @@ import { runManyStreams } from './many-streams.ts';
 import { missedTargets } from './report.ts';
 import { runVideoIndexing } from './video-indexing.ts';
 import { runVideoSampling } from './video-sampling.ts';
+import { runVideoSearchLatency } from './video-search-latency.ts';
+import { runVideoSearchQuality } from './video-search-quality.ts';
 
 const { values } = parseArgs({ options: { 'cpu-prof-dir': { type: 'string' }, strict: { type: 'boolean', default: false } } });
 const profileDir = values['cpu-prof-dir'] === undefined ? undefined : resolve(values['cpu-prof-dir']);
@@ -23,6 +25,8 @@ const benches: ReadonlyArray<{ name: string; run: () => Promise<unknown> }> = [
   { name: 'video-sampling', run: () => runVideoSampling() },
   { name: 'llama-throughput', run: () => runLlamaThroughput() },
   { name: 'video-indexing', run: () => runVideoIndexing() },
+  { name: 'video-search-quality', run: () => runVideoSearchQuality() },
+  { name: 'video-search-latency', run: () => runVideoSearchLatency() },
   { name: 'ann', run: () => runAnn() },
 ];
 
