@@ -9,6 +9,7 @@ import { routePath } from './chat-routes.ts';
 import { authenticate, errorReply, MethodNotAllowedError, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
 import { requestHeader } from './read-body.ts';
 import type { Logger } from './logger.ts';
+import { registerImageBlobRoutes, registerImageRoutes, type ImageRouteDependencies } from './image-routes.ts';
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
 
 export interface AppDependencies {
@@ -21,6 +22,8 @@ export interface AppDependencies {
   signals: RequestSignals;
   /** The video library; its routes are absent without it. */
   vision?: VisionRouteDependencies | undefined;
+  /** The image library; its routes are absent without it. */
+  images?: ImageRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -81,6 +84,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   if (deps.vision) registerVisionBlobRoutes(app, deps.vision);
+  if (deps.images) registerImageBlobRoutes(app, deps.images);
 
   app.use(async (c, next) => {
     c.set(
@@ -111,6 +115,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   });
 
   if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, bodyLimits: limits });
+  if (deps.images) registerImageRoutes(app, deps.images, { requestSignal, bodyLimits: limits });
 
   return app;
 }

@@ -14,7 +14,12 @@ export interface MultipartUploadOptions {
   fileField: string;
   /** Largest file accepted, enforced while the part streams to disk. */
   maxFileBytes: number;
-  /** Name of the written file inside `directory` (no directories, not hidden). @default a random UUID plus `.upload` */
+  /** File parts accepted, all under `fileField`; each is capped at `maxFileBytes`. @default 1 */
+  maxFiles?: number | undefined;
+  /**
+   * Name of the written file inside `directory` (no directories, not hidden); only with one file.
+   * @default a random UUID plus `.upload`
+   */
   fileName?: string | undefined;
   /** Most text fields accepted. @default 32 */
   maxFields?: number | undefined;
@@ -40,8 +45,10 @@ export interface UploadedFile {
 
 export interface MultipartUpload {
   fields: Record<string, string>;
-  /** Absent when the form had no file part; an empty file (`size` 0) is returned as is. */
+  /** Absent when the form had no file part; an empty file (`size` 0) is returned as is. The first of `files`. */
   file?: UploadedFile;
+  /** Every file part, in the order sent. */
+  files: UploadedFile[];
 }
 
 const DEFAULT_MAX_FIELDS = 32;
@@ -69,6 +76,9 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
   if (options.fileName !== undefined && (options.fileName !== basename(options.fileName) || options.fileName.startsWith('.'))) {
     return Promise.reject(new TypeError(`fileName must be a plain file name inside the directory, not "${options.fileName}"`));
   }
+  const maxFiles = options.maxFiles ?? 1;
+  if (!Number.isInteger(maxFiles) || maxFiles < 1) return Promise.reject(new RangeError(`maxFiles must be a positive integer, got ${maxFiles}`));
+  if (options.fileName !== undefined && maxFiles > 1) return Promise.reject(new TypeError('fileName names one file; it cannot go with maxFiles > 1'));
   const type = incoming.headers['content-type'];
   if (type === undefined || !MULTIPART_FORM.test(type)) {
     return Promise.reject(
@@ -77,7 +87,7 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
   }
   const maxFields = options.maxFields ?? DEFAULT_MAX_FIELDS;
   const maxFieldBytes = options.maxFieldBytes ?? DEFAULT_MAX_FIELD_BYTES;
-  const maxBodyBytes = options.maxFileBytes + maxFields * maxFieldBytes + (maxFields + 2) * PART_OVERHEAD_BYTES;
+  const maxBodyBytes = options.maxFileBytes * maxFiles + maxFields * maxFieldBytes + (maxFields + maxFiles + 1) * PART_OVERHEAD_BYTES;
   const limitNote = options.limitName === undefined ? '' : ` (${options.limitName})`;
   const fileTooLarge = (): OcularError =>
     new OcularError('payload_too_large', `the uploaded file is larger than ${options.maxFileBytes} bytes${limitNote}`, {
@@ -103,7 +113,7 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
       // Browsers and undici send file names as raw UTF-8, not the latin1 busboy assumes by default.
       defParamCharset: 'utf8',
       // One more than allowed, so that busboy's truncation flags mean "over the limit" and not "at it".
-      limits: { fileSize: options.maxFileBytes + 1, files: 1, fields: maxFields, fieldSize: maxFieldBytes + 1 },
+      limits: { fileSize: options.maxFileBytes + 1, files: maxFiles, fields: maxFields, fieldSize: maxFieldBytes + 1 },
     });
   } catch (error) {
     return Promise.reject(validationError(`malformed multipart request: ${(error as Error).message}`));
@@ -111,9 +121,15 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
 
   return new Promise<MultipartUpload>((resolve, reject) => {
     const fields: Record<string, string> = Object.create(null) as Record<string, string>;
-    let file:
-      | { path: string; filename: string | undefined; declaredType: string; output: WriteStream; created: boolean; closed: Promise<void> }
-      | undefined;
+    type WrittenFile = {
+      path: string;
+      filename: string | undefined;
+      declaredType: string;
+      output: WriteStream;
+      created: boolean;
+      closed: Promise<void>;
+    };
+    const written: WrittenFile[] = [];
     let received = 0;
     let parsed = false;
     let settled = false;
@@ -142,37 +158,29 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
       // Destroying the parser ends the file stream with an error; its 'error' events land on the listeners
       // below, which stay attached and now ignore them. Deferred: `fail` may run inside busboy's own write.
       process.nextTick(() => parser.destroy());
-      const written = file;
-      if (!written) {
-        reject(error);
-        return;
-      }
-      written.output.destroy();
-      // Settle only once the partial file is gone, so a caller (or test) never sees it.
-      written.closed
-        .catch(() => undefined)
-        // Only a file this call created: with `wx`, a failed open means someone else's file is at that path.
-        .then(() => (written.created ? unlink(written.path) : undefined))
-        .catch(() => undefined)
-        .finally(() => reject(error));
+      // Settle only once the partial files are gone, so a caller (or test) never sees one.
+      const removals = written.map((file) => {
+        file.output.destroy();
+        return (
+          file.closed
+            .catch(() => undefined)
+            // Only a file this call created: with `wx`, a failed open means someone else's file is at that path.
+            .then(() => (file.created ? unlink(file.path) : undefined))
+            .catch(() => undefined)
+        );
+      });
+      void Promise.all(removals).finally(() => reject(error));
     };
 
     const succeed = (): void => {
       if (settled || !parsed) return;
-      const written = file;
-      if (!written) {
-        settled = true;
-        stopReading();
-        resolve({ fields: { ...fields } });
-        return;
-      }
-      written.closed.then(
+      Promise.all(written.map((file) => file.closed)).then(
         () => {
           if (settled) return;
           settled = true;
           stopReading();
-          const { path, filename, declaredType } = written;
-          resolve({ fields: { ...fields }, file: { path, size: written.output.bytesWritten, filename, declaredType } });
+          const files = written.map(({ path, filename, declaredType, output }) => ({ path, size: output.bytesWritten, filename, declaredType }));
+          resolve(files[0] === undefined ? { fields: { ...fields }, files } : { fields: { ...fields }, file: files[0], files });
         },
         () => undefined, // the write stream's own 'error' listener has failed the upload
       );
@@ -198,10 +206,10 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
         );
       });
       closed.catch(() => undefined);
-      const written = { path, filename: info.filename, declaredType: info.mimeType, output, created: false, closed };
-      file = written;
+      const file: WrittenFile = { path, filename: info.filename, declaredType: info.mimeType, output, created: false, closed };
+      written.push(file);
       output.once('open', () => {
-        written.created = true;
+        file.created = true;
       });
       output.on('error', (error) => {
         fail(new OcularError('server_error', `could not store the upload: ${error.message}`, { cause: error }));
@@ -226,7 +234,16 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
       }
     });
 
-    parser.on('filesLimit', () => fail(validationError(`send one file part ("${options.fileField}"), not several`, options.fileField)));
+    parser.on('filesLimit', () =>
+      fail(
+        validationError(
+          maxFiles === 1
+            ? `send one file part ("${options.fileField}"), not several`
+            : `send at most ${maxFiles} file parts ("${options.fileField}")`,
+          options.fileField,
+        ),
+      ),
+    );
     parser.on('fieldsLimit', () => fail(validationError(`the form has more than ${maxFields} fields`)));
     parser.on('error', (error: Error) => fail(validationError(`malformed multipart body: ${error.message}`)));
     parser.on('finish', () => {

@@ -23,12 +23,16 @@ import { openDatabase, type Db } from '../store/database.ts';
 import { BlobStore } from '../store/blob-store.ts';
 import { SegmentSearchStore } from '../store/segment-search.ts';
 import { VideoStore } from '../store/video-store.ts';
+import { ImageBlobStore } from '../store/image-blob-store.ts';
+import { ImageStore } from '../store/image-store.ts';
 import { SqliteJobQueue } from '../jobs/job-queue.ts';
 import { JobRunner } from '../jobs/job-runner.ts';
 import { createIndexingAnalyzers, type Captioner } from '../vision/indexing/analyzers.ts';
 import type { AnalyzerModel } from '../models/analyzer-catalog.ts';
 import { createChatCaptioner } from '../vision/indexing/chat-captioner.ts';
 import { createIndexVideoHandler } from '../vision/indexing/index-video.ts';
+import { createIndexImageHandler } from '../vision/indexing/index-image.ts';
+import { ImageLibrary, INDEX_IMAGE_JOB } from '../vision/image-library.ts';
 import { createLexicalRetriever } from '../vision/lexical-retrievers.ts';
 import { VideoSearch } from '../vision/video-search.ts';
 import { createEmbedSegmentsHandler, createSemanticRetriever, EMBED_SEGMENTS_JOB, SegmentVectors } from '../vision/semantic-search.ts';
@@ -37,6 +41,7 @@ import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-url
 import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
 import type { VisionRouteDependencies } from './vision-routes.ts';
+import type { ImageRouteDependencies } from './image-routes.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
 import { RequestSignals } from './edge.ts';
@@ -264,20 +269,33 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     logger,
   );
   const { analyzers } = analyzerSet;
-  const indexer = new JobRunner({ queue: jobs, log: logger, concurrency: indexing.concurrency }).handle(
-    INDEX_VIDEO_JOB,
-    createIndexVideoHandler({
-      store,
-      blobs,
-      library,
-      webhooks,
-      ffmpeg,
-      analyzers,
-      settings: indexing,
-      log: logger,
-      onIndexed: () => semantic?.queue(),
-    }),
-  );
+  // Images are indexed with the analyzers keyframes get, by the same workers.
+  const imageBlobs = new ImageBlobStore(join(dataDir, 'images'));
+  const imageStore = new ImageStore(db);
+  const images = new ImageLibrary({
+    store: imageStore,
+    blobs: imageBlobs,
+    jobs,
+    maxAttempts: indexing.maxAttempts,
+    maxSide: media.maxImageSide,
+    maxPixels: media.maxImagePixels,
+  });
+  const indexer = new JobRunner({ queue: jobs, log: logger, concurrency: indexing.concurrency })
+    .handle(
+      INDEX_VIDEO_JOB,
+      createIndexVideoHandler({
+        store,
+        blobs,
+        library,
+        webhooks,
+        ffmpeg,
+        analyzers,
+        settings: indexing,
+        log: logger,
+        onIndexed: () => semantic?.queue(),
+      }),
+    )
+    .handle(INDEX_IMAGE_JOB, createIndexImageHandler({ store: imageStore, blobs: imageBlobs, analyzers, log: logger }));
   const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
   const segments = new SegmentSearchStore(db);
   const semantic = createSemanticSearch({ db, dataDir, models, embeddingModel: indexing.embeddingModel, jobs, segments, logger });
@@ -286,20 +304,31 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     videos: store,
     retrievers: [createLexicalRetriever(segments), ...(semantic ? [semantic.retriever] : [])],
   });
+  const signer = createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) });
   const routes: VisionRouteDependencies = {
     library,
     search,
     blobs,
-    signer: createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) }),
+    signer,
     urlTtlSeconds: vision.urlTtlSeconds,
     publicBaseUrl: vision.publicBaseUrl,
     maxUploadBytes: config.limits.maxUploadBytes,
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: join(blobs.root, INCOMING_DIR),
   };
+  const imageRoutes: ImageRouteDependencies = {
+    library: images,
+    signer,
+    urlTtlSeconds: vision.urlTtlSeconds,
+    publicBaseUrl: vision.publicBaseUrl,
+    maxImageBytes: media.maxBytes,
+    maxConcurrentUploads: config.limits.maxConcurrentUploads,
+    incomingDir: imageBlobs.incomingDir,
+  };
   let settler: NodeJS.Timeout | undefined;
   return {
     routes,
+    imageRoutes,
     /**
      * Starts the workers (which take back jobs a dead process held), then settles what a crash left behind.
      * Runs before the server listens: the sweep removes half-received uploads.
@@ -313,6 +342,8 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
       if (removedFolders + settledVideos > 0) {
         logger.warn('recovered the video library after an unclean stop', { removedFolders, settledVideos });
       }
+      const { removedBlobs, requeued } = await images.recover();
+      if (removedBlobs + requeued > 0) logger.warn('recovered the image library after an unclean stop', { removedBlobs, requeued });
       settler = setInterval(() => {
         const settled = library.settleVideos();
         if (settled > 0) logger.warn('settled videos whose indexing job ended without them', { videos: settled });
@@ -363,7 +394,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
   const limits = settings.config.limits;
-  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes });
+  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);
 

@@ -154,6 +154,50 @@ const MIGRATIONS: readonly string[] = [
    BEGIN
      DELETE FROM segment_embeddings WHERE segment_id = old.rowid;
    END;`,
+  // The image library (image-store.ts). Like videos, every row belongs to an owner. The analyzers' findings are
+  // written when the image's indexing job ends; the trigram index over their text (as for segments, so OCR
+  // slips and typos still match) is kept in step by triggers.
+  `CREATE TABLE images (
+     id TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     name TEXT NOT NULL,
+     media_type TEXT NOT NULL,
+     width INTEGER NOT NULL,
+     height INTEGER NOT NULL,
+     size_bytes INTEGER NOT NULL,
+     metadata TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('pending', 'indexing', 'indexed', 'failed')),
+     index_requested INTEGER NOT NULL,
+     error TEXT,
+     job_id TEXT,
+     caption TEXT NOT NULL DEFAULT '',
+     ocr_text TEXT NOT NULL DEFAULT '',
+     detections TEXT NOT NULL DEFAULT '[]',
+     object_names TEXT NOT NULL DEFAULT '',
+     labels TEXT NOT NULL DEFAULT '[]',
+     label_names TEXT NOT NULL DEFAULT '',
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX images_owner_created ON images (owner, created_at);
+   CREATE VIRTUAL TABLE images_trigram USING fts5(
+     caption, ocr_text, object_names, label_names,
+     content = 'images', content_rowid = 'rowid', tokenize = 'trigram remove_diacritics 1'
+   );
+   CREATE TRIGGER images_trigram_ai AFTER INSERT ON images BEGIN
+     INSERT INTO images_trigram (rowid, caption, ocr_text, object_names, label_names)
+     VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names);
+   END;
+   CREATE TRIGGER images_trigram_ad AFTER DELETE ON images BEGIN
+     INSERT INTO images_trigram (images_trigram, rowid, caption, ocr_text, object_names, label_names)
+     VALUES ('delete', old.rowid, old.caption, old.ocr_text, old.object_names, old.label_names);
+   END;
+   CREATE TRIGGER images_trigram_au AFTER UPDATE OF caption, ocr_text, object_names, label_names ON images BEGIN
+     INSERT INTO images_trigram (images_trigram, rowid, caption, ocr_text, object_names, label_names)
+     VALUES ('delete', old.rowid, old.caption, old.ocr_text, old.object_names, old.label_names);
+     INSERT INTO images_trigram (rowid, caption, ocr_text, object_names, label_names)
+     VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names);
+   END;`,
 ];
 
 /**

@@ -159,7 +159,7 @@ describe('receiveMultipartUpload', () => {
     const fieldsOnly = new FormData();
     fieldsOnly.append('url', 'https://example.com/v.mp4');
     const upload = (await (await post(fieldsOnly)).json()) as MultipartUpload;
-    expect(upload).toEqual({ fields: { url: 'https://example.com/v.mp4' } });
+    expect(upload).toEqual({ fields: { url: 'https://example.com/v.mp4' }, files: [] });
   });
 
   it('writes under the given file name and never over an existing file', async () => {
