@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -8,6 +10,7 @@ import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegContext, fixturePath, removeMediaFixtures } from '../helpers/media-fixtures.ts';
+import { openDatabase } from '../../src/store/database.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 import { FONT_PATH } from '../helpers/vision-fixtures.ts';
 
@@ -143,6 +146,14 @@ async function waitIndexed(id: string, timeoutMs = 60_000): Promise<WireImage> {
     const image = (await (await call('GET', `/v1/images/${id}`)).json()) as WireImage;
     if (image.status === 'indexed' || image.status === 'failed') return image;
     if (Date.now() > deadline) throw new Error(`image ${id} stayed ${image.status}`);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+  }
+}
+
+async function waitIndexedOn(server: TestOcular, id: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (((await (await server.get(`/v1/images/${id}`)).json()) as WireImage).status !== 'indexed') {
+    if (Date.now() > deadline) throw new Error(`image ${id} was not indexed`);
     await new Promise((resolve) => setTimeout(resolve, 150));
   }
 }
@@ -333,4 +344,50 @@ describe('GET /v1/images, DELETE /v1/images/{id} and owners', () => {
     expect((await search('delete me')).map((hit) => hit.image_id)).not.toContain(image!.image_id);
     await expectError(await call('GET', '/v1/images/not-an-id'), 404, 'not_found_error');
   }, 90_000);
+});
+
+describe('durability', () => {
+  it('indexes an image whose job was lost after the restart, and sweeps what a crash left behind', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ocular-images-'));
+    const config = { indexing: { vad: { enabled: false }, labels: { enabled: false }, objects: { enabled: false } } };
+    try {
+      const first = await startOcular(config, { dataDir });
+      const body = form([{ data: await textImage('RESUMED LATER'), name: 'later.png' }]);
+      const response = await fetch(`${first.url}/v1/images/upload`, { method: 'POST', headers: { 'x-api-key': first.key }, body });
+      expect(response.status).toBe(200);
+      const [image] = ((await response.json()) as { results: WireImage[] }).results;
+      await waitIndexedOn(first, image!.image_id);
+      await first.close();
+
+      // As a crash can leave it: the row unfinished, its job gone.
+      const db = openDatabase(dataDir);
+      db.prepare(`UPDATE images SET status = 'pending', job_id = NULL, caption = '', ocr_text = '' WHERE id = ?`).run(image!.image_id);
+      db.close();
+
+      // What a crash between writing a blob and its row, or mid-upload, leaves behind.
+      const orphan = join(dataDir, 'images', randomUUID());
+      writeFileSync(orphan, 'orphan');
+      mkdirSync(join(dataDir, 'images', '.incoming'), { recursive: true });
+      writeFileSync(join(dataDir, 'images', '.incoming', 'half.upload'), 'half');
+
+      const second = await startOcular(config, { dataDir });
+      try {
+        expect(existsSync(orphan)).toBe(false);
+        expect(existsSync(join(dataDir, 'images', '.incoming'))).toBe(false);
+        const deadline = Date.now() + 60_000;
+        let current: WireImage;
+        for (;;) {
+          current = (await (await second.get(`/v1/images/${image!.image_id}`)).json()) as WireImage;
+          if (current.status === 'indexed' || Date.now() > deadline) break;
+          await new Promise((resolve) => setTimeout(resolve, 150));
+        }
+        expect(current.status).toBe('indexed');
+        expect(current.image_metadata.ocr_text.toUpperCase()).toContain('RESUMED');
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
