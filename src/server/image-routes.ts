@@ -56,7 +56,10 @@ function uploadRequests(field: string | undefined, count: number): ImageUploadRe
   try {
     parsed = JSON.parse(field);
   } catch {
-    throw validationError('metadata: expected a JSON object such as {"requests":[{"indexing_config":{"index":true},"metadata":{}}]}', 'metadata');
+    throw validationError(
+      'metadata: expected a JSON object such as {"requests":[{"indexing_config":{"index":true},"metadata":{}}]}',
+      'metadata',
+    );
   }
   const { requests } = parseBody(imageUploadMetadataSchema, parsed);
   if (requests.length !== count) {
@@ -68,8 +71,12 @@ function uploadRequests(field: string | undefined, count: number): ImageUploadRe
 /** The signed image file route: the signature is the credential, so it is registered before the API-key middleware. */
 export function registerImageBlobRoutes(app: Hono<ImageEnv>, deps: ImageRouteDependencies): void {
   app.on(['GET', 'HEAD'], '/v1/images/:id/file', (c) => {
-    const verdict = deps.signer.verify(new URL(c.req.url).pathname, { expires: c.req.query('expires'), signature: c.req.query('signature') });
-    if (verdict === 'expired') throw new OcularError('permission_error', 'this signed URL has expired; fetch the image again for a fresh one');
+    const verdict = deps.signer.verify(new URL(c.req.url).pathname, {
+      expires: c.req.query('expires'),
+      signature: c.req.query('signature'),
+    });
+    if (verdict === 'expired')
+      throw new OcularError('permission_error', 'this signed URL has expired; fetch the image again for a fresh one');
     if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
     const id = imageId(c);
     const contentType = deps.library.mediaType(id);

@@ -77,8 +77,10 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
     return Promise.reject(new TypeError(`fileName must be a plain file name inside the directory, not "${options.fileName}"`));
   }
   const maxFiles = options.maxFiles ?? 1;
-  if (!Number.isInteger(maxFiles) || maxFiles < 1) return Promise.reject(new RangeError(`maxFiles must be a positive integer, got ${maxFiles}`));
-  if (options.fileName !== undefined && maxFiles > 1) return Promise.reject(new TypeError('fileName names one file; it cannot go with maxFiles > 1'));
+  if (!Number.isInteger(maxFiles) || maxFiles < 1)
+    return Promise.reject(new RangeError(`maxFiles must be a positive integer, got ${maxFiles}`));
+  if (options.fileName !== undefined && maxFiles > 1)
+    return Promise.reject(new TypeError('fileName names one file; it cannot go with maxFiles > 1'));
   const type = incoming.headers['content-type'];
   if (type === undefined || !MULTIPART_FORM.test(type)) {
     return Promise.reject(
@@ -179,7 +181,12 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
           if (settled) return;
           settled = true;
           stopReading();
-          const files = written.map(({ path, filename, declaredType, output }) => ({ path, size: output.bytesWritten, filename, declaredType }));
+          const files = written.map(({ path, filename, declaredType, output }) => ({
+            path,
+            size: output.bytesWritten,
+            filename,
+            declaredType,
+          }));
           resolve(files[0] === undefined ? { fields: { ...fields }, files } : { fields: { ...fields }, file: files[0], files });
         },
         () => undefined, // the write stream's own 'error' listener has failed the upload

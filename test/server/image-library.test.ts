@@ -11,7 +11,9 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegContext, fixturePath, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { openDatabase } from '../../src/store/database.ts';
+import { sendJson } from '../helpers/fake-upstream.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
+import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
 import { FONT_PATH } from '../helpers/vision-fixtures.ts';
 
 const run = promisify(execFile);
@@ -88,7 +90,11 @@ function solidJpeg(width: number, height: number, colour = '#3080c0'): Promise<B
  * like to a decoder before it allocates. The header's CRC is fixed, so only the pixel limit can refuse it.
  */
 async function bombPng(): Promise<Buffer> {
-  const png = Buffer.from(await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000000' } }).png().toBuffer());
+  const png = Buffer.from(
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000000' } })
+      .png()
+      .toBuffer(),
+  );
   // IHDR: 8-byte signature, 4-byte length, "IHDR" at 12, width at 16, height at 20, CRC after the 13 data bytes.
   png.writeUInt32BE(50_000, 16);
   png.writeUInt32BE(50_000, 20);
@@ -105,7 +111,10 @@ async function personPhoto(): Promise<Buffer> {
     .toBuffer();
 }
 
-function form(files: Array<{ data: Buffer | string; name?: string; field?: string; type?: string }>, fields: Record<string, string> = {}): FormData {
+function form(
+  files: Array<{ data: Buffer | string; name?: string; field?: string; type?: string }>,
+  fields: Record<string, string> = {},
+): FormData {
   const body = new FormData();
   for (const file of files) {
     const bytes = typeof file.data === 'string' ? new TextEncoder().encode(file.data) : new Uint8Array(file.data);
@@ -234,7 +243,12 @@ describe('bad uploads', () => {
   });
 
   it('refuses empty files, missing files, too many files and files over the size cap', async () => {
-    await expectError(await upload(form([{ data: await solidJpeg(32, 32) }, { data: Buffer.alloc(0) }])), 400, 'validation_error', 'images.1');
+    await expectError(
+      await upload(form([{ data: await solidJpeg(32, 32) }, { data: Buffer.alloc(0) }])),
+      400,
+      'validation_error',
+      'images.1',
+    );
     await expectError(await upload(form([], { metadata: '{"requests":[]}' })), 400, 'validation_error', 'images');
     const tiny = await solidJpeg(16, 16);
     await expectError(await upload(form(Array.from({ length: 17 }, () => ({ data: tiny })))), 400, 'validation_error', 'images');
@@ -246,7 +260,11 @@ describe('bad uploads', () => {
     const tiny = await solidJpeg(16, 16);
     await expectError(await upload(form([{ data: tiny }], { metadata: '{not json' })), 400, 'validation_error', 'metadata');
     await expectError(await upload(form([{ data: tiny }], { metadata: '{"requests":[{},{}]}' })), 400, 'validation_error', 'metadata');
-    await expectError(await upload(form([{ data: tiny }], { metadata: '{"requests":[{"indexing_config":{"index":"yes"}}]}' })), 400, 'validation_error');
+    await expectError(
+      await upload(form([{ data: tiny }], { metadata: '{"requests":[{"indexing_config":{"index":"yes"}}]}' })),
+      400,
+      'validation_error',
+    );
     await expectError(await upload(form([{ data: tiny }], { other: 'x' })), 400, 'validation_error', 'other');
   });
 
@@ -295,7 +313,12 @@ describe('indexing and search', () => {
 
   it('validates the search body', async () => {
     await expectError(await call('POST', '/v1/images/search', KEY_A, { query: '' }), 400, 'validation_error', 'query');
-    await expectError(await call('POST', '/v1/images/search', KEY_A, { query: 'x', max_results: 0 }), 400, 'validation_error', 'max_results');
+    await expectError(
+      await call('POST', '/v1/images/search', KEY_A, { query: 'x', max_results: 0 }),
+      400,
+      'validation_error',
+      'max_results',
+    );
     await expectError(await call('POST', '/v1/images/search', KEY_A, { query: 'x', threshold: 2 }), 400, 'validation_error', 'threshold');
   });
 });
@@ -390,4 +413,36 @@ describe('durability', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe('caption model', () => {
+  it('captions an image with indexing.captionModel, given the picture and the findings, and searches the caption', async () => {
+    const upstream = await startOpenAiUpstream();
+    upstream.behave((_request, response) => sendJson(response, 200, completion('A brass telescope on a wooden tripod.')));
+    const server = await startOcular({
+      models: [{ id: 'captioner', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'vl' }],
+      indexing: { captionModel: 'captioner', vad: { enabled: false }, labels: { enabled: false }, objects: { enabled: false } },
+    });
+    try {
+      const body = form([{ data: await textImage('STARGAZER'), name: 'scope.png' }]);
+      const response = await fetch(`${server.url}/v1/images/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body });
+      expect(response.status).toBe(200);
+      const [image] = ((await response.json()) as { results: WireImage[] }).results;
+      await waitIndexedOn(server, image!.image_id);
+      const indexed = (await (await server.get(`/v1/images/${image!.image_id}`)).json()) as WireImage;
+      expect(indexed.image_metadata.caption).toBe('A brass telescope on a wooden tripod.');
+
+      const sent = JSON.stringify(upstream.requests.at(-1)?.body);
+      expect(sent).toContain('data:image/');
+      expect(sent).toContain('in this image');
+      expect(sent).toContain('STARGAZER'); // the OCR findings ground the caption
+
+      const found = await server.post('/v1/images/search', { query: 'telescope tripod' });
+      const results = ((await found.json()) as { results: SearchResult[] }).results;
+      expect(results.map((hit) => hit.image_id)).toEqual([image!.image_id]);
+    } finally {
+      await server.close();
+      await upstream.close();
+    }
+  }, 90_000);
 });

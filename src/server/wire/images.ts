@@ -12,7 +12,10 @@ const MAX_IMAGE_METADATA_CHARS = 4_000;
 
 const imageMetadata = z
   .record(z.string(), z.unknown())
-  .refine((value) => JSON.stringify(value).length <= MAX_IMAGE_METADATA_CHARS, `metadata is limited to ${MAX_IMAGE_METADATA_CHARS} characters`);
+  .refine(
+    (value) => JSON.stringify(value).length <= MAX_IMAGE_METADATA_CHARS,
+    `metadata is limited to ${MAX_IMAGE_METADATA_CHARS} characters`,
+  );
 
 /**
  * The `metadata` form field of an upload (Reka Vision): one request per image, in the order of the `images`

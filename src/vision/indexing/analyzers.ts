@@ -17,6 +17,8 @@ export interface CaptionContext {
   findings: string;
   startSeconds: number;
   endSeconds: number;
+  /** What the images are: the keyframes of a video segment, or one uploaded image. @default 'segment' */
+  subject?: 'segment' | 'image' | undefined;
 }
 
 /** Writes a short factual caption of a segment from its keyframes (a vision chat model). */

@@ -6,10 +6,14 @@ import type { CaptionContext, Captioner } from './analyzers.ts';
 const MAX_IMAGES = 4;
 const MAX_CAPTION_TOKENS = 120;
 
-const INSTRUCTION =
-  'These are frames from one segment of a video, in order. Write one or two short, factual sentences describing ' +
-  'what is visible and happening. Do not guess names, places or intentions; mention on-screen text only if it is legible. ' +
-  'Automatic detectors reported: ';
+const RULES = 'Do not guess names, places or intentions; mention on-screen text only if it is legible. Automatic detectors reported: ';
+const INSTRUCTIONS = {
+  segment:
+    'These are frames from one segment of a video, in order. Write one or two short, factual sentences describing ' +
+    'what is visible and happening. ' +
+    RULES,
+  image: 'Write one or two short, factual sentences describing what is visible in this image. ' + RULES,
+} as const;
 
 function pickFrames(images: readonly AnalyzerImage[]): AnalyzerImage[] {
   if (images.length <= MAX_IMAGES) return [...images];
@@ -35,7 +39,7 @@ export function createChatCaptioner(chat: ChatService, model: string): Captioner
                   kind: 'image' as const,
                   url: `data:image/jpeg;base64,${image.data.toString('base64')}`,
                 })),
-                { type: 'text' as const, text: INSTRUCTION + context.findings },
+                { type: 'text' as const, text: INSTRUCTIONS[context.subject ?? 'segment'] + context.findings },
               ],
             },
           ],

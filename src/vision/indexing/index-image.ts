@@ -51,7 +51,12 @@ export function createIndexImageHandler(options: ImageIndexerOptions): JobHandle
         hasSpeech: null,
       };
       let caption = buildFactualCaption(findings);
-      if (analyzers.captioner) caption = await analyzers.captioner.caption([input], { findings: caption, startSeconds: 0, endSeconds: 0 }, signal);
+      if (analyzers.captioner)
+        caption = await analyzers.captioner.caption(
+          [input],
+          { findings: caption, startSeconds: 0, endSeconds: 0, subject: 'image' },
+          signal,
+        );
       signal.throwIfAborted();
       store.saveFindings(imageId, {
         caption,
