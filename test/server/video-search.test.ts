@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
 import { openDatabase } from '../../src/store/database.ts';
-import { VideoStore, type SegmentRecord } from '../../src/store/video-store.ts';
+import { VideoStore } from '../../src/store/video-store.ts';
 import { createUrlSigner, SIGNING_KEY_FILE } from '../../src/vision/signed-urls.ts';
 import { removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 import { FONT_PATH, makeTitledVideo } from '../helpers/vision-fixtures.ts';
+import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
 
 const KEY_A = 'ocu_search_owner_a_0123456789ab';
 const KEY_B = 'ocu_search_owner_b_0123456789ab';
@@ -65,45 +66,20 @@ function insertVideo(
 ): string {
   const db = openDatabase(ocular.dataDir);
   try {
-    const store = new VideoStore(db);
-    const id = randomUUID();
-    const owner = environmentKeyOwner(key);
-    store.ensureDefaultGroup(owner);
-    store.insertVideo({
-      id,
-      owner,
-      groupId: options.groupId ?? 'default',
-      name: options.name ?? 'synthetic',
-      status: 'indexed',
-      indexRequested: true,
-      thumbnails: false,
-      metadata: null,
-      startTimestamp: options.startTimestamp ?? null,
-      webhookUrl: null,
-      webhookSecret: null,
-    });
-    let start = 0;
-    for (const [seq, segment] of segments.entries()) {
-      const end = start + (segment.seconds ?? 5);
-      const record: SegmentRecord = {
-        videoId: id,
-        seq,
-        startSeconds: start,
-        endSeconds: end,
-        keyframes: [],
-        ocrText: segment.ocr,
-        objects: [],
-        labels: [],
-        transcript: '',
-        speech: [],
-        hasSpeech: null,
-        caption: segment.ocr === '' ? '' : `On-screen text: ${segment.ocr}`,
-        thumbnail: null,
-      };
-      store.saveSegment(record);
-      start = end;
-    }
-    return id;
+    return insertIndexedVideo(
+      new VideoStore(db),
+      environmentKeyOwner(key),
+      segments.map(({ ocr, seconds }) => ({
+        ocrText: ocr,
+        caption: ocr === '' ? '' : `On-screen text: ${ocr}`,
+        ...(seconds === undefined ? {} : { seconds }),
+      })),
+      {
+        ...(options.groupId === undefined ? {} : { groupId: options.groupId }),
+        ...(options.name === undefined ? {} : { name: options.name }),
+        ...(options.startTimestamp === undefined ? {} : { startTimestamp: options.startTimestamp }),
+      },
+    );
   } finally {
     db.close();
   }
