@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openVectorIndex, type VectorEntry } from '../src/store/vector-index.ts';
-import { percentile, printTable, verdict } from './report.ts';
+import { percentile, printTable, seededRandom, verdict } from './report.ts';
 
 const DIMENSIONS = 384;
 const LATENT = 16;
@@ -26,26 +26,15 @@ const OWNER = 'bench';
 /** Segments per video, for the filtered search (10 videos of 1M rows: 1% of them). */
 const VIDEO_SIZE = 1000;
 
-/** mulberry32: a seeded generator, so every run indexes the same vectors. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(state ^ (state >>> 15), state | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function gaussian(next: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(next() || Number.MIN_VALUE)) * Math.cos(2 * Math.PI * next());
 }
 
 /** `count` unit vectors, row after row in one array. */
 function generate(count: number, seed: number): Float32Array {
-  const mapNormal = gaussian(random(12_345)); // the same map for data and queries
+  const mapNormal = gaussian(seededRandom(12_345)); // the same map for data and queries
   const map = Float32Array.from({ length: DIMENSIONS * LATENT }, () => mapNormal() / Math.sqrt(LATENT));
-  const normal = gaussian(random(seed));
+  const normal = gaussian(seededRandom(seed));
   const out = new Float32Array(count * DIMENSIONS);
   const factors = new Float32Array(LATENT);
   for (let row = 0; row < count; row++) {

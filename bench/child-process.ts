@@ -12,7 +12,6 @@ const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHILD_START_MS = 30_000;
 const CHILD_STOP_MS = 5_000;
 
-
 export interface ChildHandle {
   url: string;
   /** The child's process id (for reading its memory use from /proc). */

@@ -71,9 +71,7 @@ async function runStreams(url: string, headers: Record<string, string>): Promise
   try {
     const settled = await Promise.allSettled(Array.from({ length: PLAN.streams }, () => timeStream(dispatcher, url, headers)));
     const totalMs = performance.now() - started;
-    const firstByte = settled
-      .flatMap((result) => (result.status === 'fulfilled' ? [result.value.firstByteMs] : []))
-      .sort((a, b) => a - b);
+    const firstByte = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value.firstByteMs] : [])).sort((a, b) => a - b);
     const failures = settled.flatMap((result) => (result.status === 'rejected' ? [String(result.reason)] : []));
     return { totalMs, firstByte, failures };
   } finally {

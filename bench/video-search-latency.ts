@@ -13,7 +13,7 @@ import { environmentKeyOwner } from '../src/store/api-keys.ts';
 import { openDatabase } from '../src/store/database.ts';
 import { VideoStore } from '../src/store/video-store.ts';
 import { startOcularServe } from './ocular-serve.ts';
-import { percentile, printTable, verdict } from './report.ts';
+import { percentile, printTable, seededRandom, verdict } from './report.ts';
 
 const KEY = 'ocu_bench_search_latency_0123456789';
 const VIDEOS = 200;
@@ -24,18 +24,7 @@ const ROUNDS = 120;
 const TARGET_P95_MS = 50;
 const OBJECTS = ['person', 'car', 'dog', 'bicycle', 'chair', 'laptop', 'bottle', 'truck', 'bird', 'boat'];
 
-/** A small deterministic generator (mulberry32), so every run measures the same library and queries. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const next = random(7);
+const next = seededRandom(7);
 const ONSETS = [
   'b',
   'c',

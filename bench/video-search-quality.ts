@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { z } from 'zod';
 import { createFfmpegContext, type FfmpegContext } from '../src/media/binaries.ts';
 import { startOcularServe } from './ocular-serve.ts';
-import { BENCH_CACHE_DIR, printTable, verdict } from './report.ts';
+import { BENCH_CACHE_DIR, printTable, seededRandom, verdict } from './report.ts';
 
 const run = promisify(execFile);
 
@@ -42,20 +42,9 @@ interface Phrase {
   toSeconds: number;
 }
 
-/** A small deterministic generator (mulberry32), so every run builds the same set. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Two phrases per video, every phrase distinct and every (material, animal) pair too, shown in the two halves. */
 function buildPhrases(): Phrase[] {
-  const next = random(11);
+  const next = seededRandom(11);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(next() * list.length)]!;
   const phrases: Phrase[] = [];
   const pairs = new Set<string>();
