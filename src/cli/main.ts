@@ -6,7 +6,9 @@ import {
   readEnvironment,
   resolveDataDir,
   resolveHubSettings,
+  resolveClientSettings,
   resolveServerSettings,
+  type ClientFlags,
   type HubSettings,
   type ServeFlags,
 } from '../config/settings.ts';
@@ -26,6 +28,7 @@ import { analyzerHandPlacementHint, listAnalyzerModels, pullAnalyzerModel, remov
 import { handPlacementHint, pullModel } from '../models/pull-model.ts';
 import { createLogger } from '../server/logger.ts';
 import { startServer } from '../server/serve.ts';
+import { runStdioBridge } from '../mcp/stdio-bridge.ts';
 import { ApiKeyStore, isValidOwner } from '../store/api-keys.ts';
 import { openDatabase } from '../store/database.ts';
 
@@ -327,6 +330,29 @@ models
     }
     if (removed.length === 0) fail(`nothing to remove: "${reference}" is not under ${modelsDir}`);
     for (const path of removed) process.stdout.write(`removed ${path}\n`);
+  });
+
+program
+  .command('mcp')
+  .description('serve the MCP tools on stdio, for MCP clients that start their servers as processes (talks to a running Ocular)')
+  .option('--url <url>', 'the Ocular server (env OCULAR_BASE_URL; default http://127.0.0.1:8080)')
+  .option('--api-key <key>', "the key to call it with (env OCULAR_API_KEY; default a local server's bootstrap key)")
+  .option('--data <dir>', "the local server's data directory, for its bootstrap key (env OCULAR_DATA_DIR)")
+  .action(async (flags: ClientFlags) => {
+    // stdout carries the protocol: nothing else may be written there.
+    onStdoutClosed = () => process.exit(0);
+    let settings;
+    try {
+      settings = resolveClientSettings(flags, env);
+    } catch (error) {
+      if (error instanceof ConfigError) fail(error.message);
+      throw error;
+    }
+    try {
+      await runStdioBridge(settings);
+    } catch (error) {
+      fail(`cannot serve MCP for ${settings.baseUrl}: ${(error as Error).message}`);
+    }
   });
 
 await program.parseAsync(process.argv);

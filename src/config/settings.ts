@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, declaresModels, describeZodError, parseConfig, parseConfigFile, readConfigFile } from './load-config.ts';
 import type { ConfigFile } from './schema.ts';
@@ -77,6 +77,45 @@ const logLevelSchema = z.enum(LOG_LEVELS);
 /** The data directory from `--data`, else OCULAR_DATA_DIR, else ./data; absolute. */
 export function resolveDataDir(flag: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
   return resolve(flag || env.OCULAR_DATA_DIR || './data');
+}
+
+/** The first key a server creates, written into its data directory (`ocular serve` prints it too). */
+export const BOOTSTRAP_KEY_FILE = 'bootstrap-key';
+
+export interface ClientFlags {
+  url?: string | undefined;
+  apiKey?: string | undefined;
+  data?: string | undefined;
+}
+
+/** Where a client command (`ocular mcp`) finds the server, and the key it sends. */
+export interface ClientSettings {
+  /** `http(s)://host:port`, no trailing slash. */
+  baseUrl: string;
+  apiKey: string | undefined;
+}
+
+/**
+ * `--url`, else OCULAR_BASE_URL, else the local server's default address (OCULAR_PORT or 8080 on 127.0.0.1);
+ * `--api-key`, else OCULAR_API_KEY, else the bootstrap key a local server left in its data directory.
+ */
+export function resolveClientSettings(flags: ClientFlags, env: Readonly<Record<string, string | undefined>>): ClientSettings {
+  const url = flags.url || env.OCULAR_BASE_URL || `http://127.0.0.1:${env.OCULAR_PORT || '8080'}`;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`--url / OCULAR_BASE_URL: "${url}" is not a URL (e.g. http://127.0.0.1:8080)`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ConfigError(`--url / OCULAR_BASE_URL: use an http or https URL, not "${url}"`);
+  }
+  let apiKey = flags.apiKey || env.OCULAR_API_KEY || undefined;
+  if (apiKey === undefined) {
+    const bootstrap = join(resolveDataDir(flags.data, env), BOOTSTRAP_KEY_FILE);
+    if (existsSync(bootstrap)) apiKey = readFileSync(bootstrap, 'utf8').trim() || undefined;
+  }
+  return { baseUrl: parsed.origin + parsed.pathname.replace(/\/+$/, ''), apiKey };
 }
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';

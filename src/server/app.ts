@@ -11,6 +11,8 @@ import { requestHeader } from './read-body.ts';
 import type { Logger } from './logger.ts';
 import { registerImageBlobRoutes, registerImageRoutes, type ImageRouteDependencies } from './image-routes.ts';
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
+import { registerMcpRoute } from '../mcp/http-route.ts';
+import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
 
 export interface AppDependencies {
   chat: ChatService;
@@ -116,6 +118,12 @@ export function createApp(deps: AppDependencies): Hono<Env> {
 
   if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, bodyLimits: limits });
   if (deps.images) registerImageRoutes(app, deps.images, { requestSignal, bodyLimits: limits });
+  registerMcpRoute(
+    app,
+    { chat, vision: deps.vision, images: deps.images, defaultMaxTokens: DEFAULT_MAX_TOKENS },
+    { requestSignal, bodyLimits: limits },
+    { logger, publicBaseUrl: deps.vision?.publicBaseUrl },
+  );
 
   return app;
 }

@@ -7,7 +7,7 @@ import { ChatService } from '../chat/chat-service.ts';
 import { ModelRegistry } from '../chat/model-registry.ts';
 import { MediaResolver } from '../chat/media-resolver.ts';
 import { ConfigError, describeZodError } from '../config/load-config.ts';
-import { DEFAULT_HUB_ENDPOINT, type ServerSettings } from '../config/settings.ts';
+import { BOOTSTRAP_KEY_FILE, DEFAULT_HUB_ENDPOINT, type ServerSettings } from '../config/settings.ts';
 import { createFfmpegContext, type FfmpegContext } from '../media/binaries.ts';
 import { createMediaFetcher, type MediaFetcher } from '../media/fetch-media.ts';
 import { BackgroundPull } from '../models/background-pull.ts';
@@ -57,7 +57,7 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export const BOOTSTRAP_KEY_FILE = 'bootstrap-key';
+export { BOOTSTRAP_KEY_FILE } from '../config/settings.ts';
 
 /** The provider that runs GGUF files in-process: its entries get their weights from the model manager. */
 const LOCAL_PROVIDER = 'llama';
