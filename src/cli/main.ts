@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { ConfigError } from '../config/load-config.ts';
 import {
   LOG_LEVELS,
+  OCULAR_VERSION,
   readEnvironment,
   resolveDataDir,
   resolveHubSettings,
@@ -63,7 +64,7 @@ function fail(message: string): never {
 const program = new Command('ocular')
   .description('Self-hosted multimodal AI API server (Reka and OpenAI wire formats)')
   .showHelpAfterError()
-  .version('0.1.0');
+  .version(OCULAR_VERSION);
 
 program
   .command('serve')

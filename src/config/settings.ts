@@ -79,6 +79,9 @@ export function resolveDataDir(flag: string | undefined, env: Readonly<Record<st
   return resolve(flag || env.OCULAR_DATA_DIR || './data');
 }
 
+/** Ocular's version, as the CLI, the API reference and the MCP server report it. */
+export const OCULAR_VERSION = '0.1.0';
+
 /** The first key a server creates, written into its data directory (`ocular serve` prints it too). */
 export const BOOTSTRAP_KEY_FILE = 'bootstrap-key';
 

@@ -7,11 +7,12 @@ import {
   type CallToolResult,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
+import { OCULAR_VERSION } from '../config/settings.ts';
 import type { Logger } from '../server/logger.ts';
 import { OcularError } from '../spec/errors.ts';
 import { toolInputJsonSchema, type OcularTool, type ToolContext } from './tools.ts';
 
-export const MCP_SERVER_INFO = { name: 'ocular', version: '0.1.0' } as const;
+export const MCP_SERVER_INFO = { name: 'ocular', version: OCULAR_VERSION } as const;
 
 /** A tool's answer: the JSON as text (for clients that only show text) and as structured content. */
 export function toolResult(value: Record<string, unknown>): CallToolResult {

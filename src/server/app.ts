@@ -5,7 +5,10 @@ import type { ChatService } from '../chat/chat-service.ts';
 import type { Limits } from '../config/schema.ts';
 import { OcularError } from '../spec/errors.ts';
 import type { ApiKeyVerifier } from '../store/api-keys.ts';
-import { routePath } from './chat-routes.ts';
+import { CHAT_PATHS, routePath } from './chat-routes.ts';
+import { OCULAR_VERSION } from '../config/settings.ts';
+import { renderDocsPage, DOCS_PAGE_CSP } from './docs-page.ts';
+import { buildOpenApiDocument } from './openapi.ts';
 import { authenticate, errorReply, MethodNotAllowedError, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
 import { requestHeader } from './read-body.ts';
 import type { Logger } from './logger.ts';
@@ -85,6 +88,16 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   });
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
+
+  // The API reference: built on first use from the routes registered by then (all of them: registration ends
+  // before the server listens), so a route without an entry in OPERATIONS shows up as undocumented.
+  let reference: Record<string, unknown> | undefined;
+  const openApiDocument = () =>
+    (reference ??= buildOpenApiDocument([...Object.values(CHAT_PATHS).map((path) => ({ method: 'POST', path })), ...app.routes], {
+      version: OCULAR_VERSION,
+    }));
+  app.get('/openapi.json', (c) => c.json(openApiDocument()));
+  app.get('/docs', (c) => c.html(renderDocsPage(openApiDocument()), 200, { 'Content-Security-Policy': DOCS_PAGE_CSP }));
   if (deps.vision) registerVisionBlobRoutes(app, deps.vision);
   if (deps.images) registerImageBlobRoutes(app, deps.images);
 

@@ -35,6 +35,14 @@ type ChatRoute = (body: unknown, signal: AbortSignal) => Promise<ChatReply>;
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
+/** The chat routes (POST), served on Node's request and response ahead of the Hono app. */
+export const CHAT_PATHS = {
+  reka: '/v1/chat',
+  openAi: '/v1/chat/completions',
+  /** For the `openai` SDK with `baseURL: …/openai/v1`. */
+  openAiPrefixed: '/openai/v1/chat/completions',
+} as const;
+
 function routes(chat: ChatService): ReadonlyMap<string, ChatRoute> {
   const reka: ChatRoute = async (json, signal) => {
     const body = parseBody(rekaChatRequestSchema, json);
@@ -51,9 +59,9 @@ function routes(chat: ChatService): ReadonlyMap<string, ChatRoute> {
     return { parts, encoder: createOpenAiStreamEncoder(id, modelName, body.stream_options?.include_usage ?? false) };
   };
   return new Map([
-    ['/v1/chat', reka],
-    ['/v1/chat/completions', openAi],
-    ['/openai/v1/chat/completions', openAi],
+    [CHAT_PATHS.reka, reka],
+    [CHAT_PATHS.openAi, openAi],
+    [CHAT_PATHS.openAiPrefixed, openAi],
   ]);
 }
 
