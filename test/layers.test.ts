@@ -21,6 +21,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   chat: 3,
   vision: 3,
   conversations: 3,
+  speech: 3,
   server: 4,
   cli: 4,
   mcp: 4,

@@ -25,6 +25,10 @@ const CURL_MAX_SECONDS = 120;
 /** Examples that cannot run here, each with the reason. A skip that matches no example any more fails the test. */
 const SKIPPED: ReadonlyArray<{ argument: string; reason: string }> = [
   { argument: 'video_url=https://example.com/talk.mp4', reason: 'fetches a video from the internet; the tests use no network' },
+  {
+    argument: '{"audio_url": "https://example.com/talk.mp3", "target_language": "french", "return_translation_audio": true}',
+    reason: 'fetches audio from the internet, and the defaults have no transcriber (test/server/speech-api.test.ts runs it)',
+  },
 ];
 
 interface Example {

@@ -159,6 +159,37 @@ export class MediaResolver {
     }
   }
 
+  /**
+   * The sound of an audio URL (http(s) through the safe fetcher, or a data: URL) or of a local file, as 16 kHz
+   * mono WAV for speech-to-text. Anything whose bytes are not audio (or a container that may hold it) is 415.
+   */
+  async audioAsWav(source: { url: string } | { path: string }, label: string, signal: AbortSignal): Promise<Buffer> {
+    const scratch = await Scratch.create();
+    try {
+      let acquired: Acquired;
+      if ('path' in source) acquired = { path: source.path };
+      else if (isDataUrl(source.url)) {
+        const decoded = decodeDataUrl(source.url, { maxBytes: this.#settings.maxBytes, label });
+        if (decoded.type === 'frames') throw validationError(`${label}: expected audio, not image frames`, label);
+        acquired = { data: decoded.data };
+      } else {
+        acquired = { path: (await this.#fetcher.fetch(source.url, label, scratch, signal)).path };
+      }
+      const sniffed = acquired.data ? await sniffBuffer(acquired.data) : await sniffFile(acquired.path);
+      const { mediaType } = assertKind(sniffed, 'audio', label);
+      try {
+        return await toWav16kMono(await this.#toFile(acquired, mediaType, scratch), this.#ffmpeg, signal);
+      } catch (error) {
+        if (error instanceof OcularError && error.param === undefined) {
+          throw new OcularError(error.type, `${label}: ${error.message}`, { param: label, cause: error });
+        }
+        throw error;
+      }
+    } finally {
+      await scratch.dispose();
+    }
+  }
+
   #checkCapability(part: MediaReference, label: string, target: MediaTarget): void {
     const { capabilities } = target;
     if (part.kind === 'image' && !capabilities.image) {

@@ -170,6 +170,8 @@ export const configFileSchema = z.strictObject({
   limits: limitsSchema.prefault({}),
   media: mediaSchema.prefault({}),
   transcriber: transcriberEntrySchema.prefault({ provider: 'none' }),
+  /** Speech output (the Speech API's `return_translation_audio`); the backend validates the rest. @default auto */
+  textToSpeech: z.looseObject({ provider: z.string().min(1) }).prefault({ provider: 'auto' }),
   indexing: indexingSchema.prefault({}),
   vision: visionSchema.prefault({}),
 });

@@ -15,6 +15,7 @@ import type { Logger } from './logger.ts';
 import { registerImageBlobRoutes, registerImageRoutes, type ImageRouteDependencies } from './image-routes.ts';
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
 import { registerMcpRoute } from '../mcp/http-route.ts';
+import { registerSpeechRoutes, type SpeechRouteDependencies } from './speech-routes.ts';
 import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
 
 export interface AppDependencies {
@@ -29,6 +30,8 @@ export interface AppDependencies {
   vision?: VisionRouteDependencies | undefined;
   /** The image library; its routes are absent without it. */
   images?: ImageRouteDependencies | undefined;
+  /** The Speech API (transcription, translation, speech). */
+  speech?: SpeechRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -131,6 +134,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
 
   if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, bodyLimits: limits });
   if (deps.images) registerImageRoutes(app, deps.images, { requestSignal, bodyLimits: limits });
+  if (deps.speech) registerSpeechRoutes(app, deps.speech, { requestSignal, bodyLimits: limits });
   registerMcpRoute(
     app,
     { chat, vision: deps.vision, images: deps.images, defaultMaxTokens: DEFAULT_MAX_TOKENS },

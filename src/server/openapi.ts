@@ -4,6 +4,7 @@ import { MCP_PATH } from '../mcp/http-route.ts';
 import { listImagesQuerySchema, searchImagesSchema } from './wire/images.ts';
 import { openAiChatRequestSchema } from './wire/openai-chat.ts';
 import { rekaChatRequestSchema } from './wire/reka-chat.ts';
+import { openAiAudioFieldsSchema, speechRequestSchema } from './wire/speech.ts';
 import {
   createGroupSchema,
   deleteGroupQuerySchema,
@@ -275,6 +276,29 @@ export const OPERATIONS: Readonly<Record<string, OperationSpec>> = {
     success: file('image/*', 'The bytes'),
     errors: [403, 404],
   },
+
+  // ---- speech ----
+  'POST /v1/transcription_or_translation': {
+    summary: 'Transcribe speech, optionally translate it and speak the translation (Reka Speech)',
+    tag: 'Speech',
+    body: speechRequestSchema,
+    success: json('`{"transcript","transcript_translation_with_timestamp":[{"start","end","transcript"}],"translation"?,"audio_base64"?}`'),
+    errors: [413, 415, 502],
+  },
+  ...Object.fromEntries(
+    (
+      ['/v1/audio/transcriptions', '/openai/v1/audio/transcriptions', '/v1/audio/translations', '/openai/v1/audio/translations'] as const
+    ).map((path) => [
+      `POST ${path}`,
+      {
+        summary: path.endsWith('translations') ? 'Translate speech into English (OpenAI format)' : 'Transcribe speech (OpenAI format)',
+        tag: 'Speech',
+        multipart: { fields: openAiAudioFieldsSchema, files: ['file'] },
+        success: json('`{"text"}`, or text, srt, vtt or verbose_json per `response_format`'),
+        errors: [413, 415, 502],
+      } satisfies OperationSpec,
+    ]),
+  ),
 
   // ---- MCP ----
   [`POST ${MCP_PATH}`]: {

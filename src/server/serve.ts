@@ -14,6 +14,8 @@ import { BackgroundPull } from '../models/background-pull.ts';
 import { planLocalModels } from '../models/local-models.ts';
 import { PendingModel } from '../models/pending-model.ts';
 import { createTranscriber, transcriberSettingsSchema, type Transcriber } from '../perception/speech/transcriber.ts';
+import { createSynthesizer, synthesizerSettingsSchema, type Synthesizer } from '../perception/speech/synthesizer.ts';
+import { SpeechService } from '../speech/speech-service.ts';
 import type { ProviderDefinition } from '../provider-utils/provider-definition.ts';
 import { OcularError } from '../spec/errors.ts';
 import type { LanguageModel } from '../spec/provider.ts';
@@ -124,6 +126,7 @@ function ensureBootstrapKey(store: ApiKeyStore, verifier: ApiKeyVerifier, dataDi
 function createMediaResolver(settings: ServerSettings): {
   resolver: MediaResolver;
   transcriber: Transcriber | undefined;
+  synthesizer: Synthesizer | undefined;
   close(): Promise<void>;
 } {
   const { media, transcriber: transcriberEntry } = settings.config;
@@ -139,11 +142,21 @@ function createMediaResolver(settings: ServerSettings): {
     throw new ConfigError(`invalid media settings: ${(error as Error).message}`);
   }
   const transcriber = createTranscriber(transcriberSettings.data);
+  const synthesizerSettings = synthesizerSettingsSchema.safeParse(settings.config.textToSpeech);
+  if (!synthesizerSettings.success)
+    throw new ConfigError(`invalid config: ${describeZodError(synthesizerSettings.error, ['textToSpeech'])}`);
+  let synthesizer: Synthesizer | undefined;
+  try {
+    synthesizer = createSynthesizer(synthesizerSettings.data, settings.binaries.searchPath);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
   return {
     resolver: new MediaResolver({ settings: media, fetcher, ffmpeg, transcriber }),
     transcriber,
+    synthesizer,
     close: async () => {
-      await Promise.all([fetcher.close(), transcriber?.close?.()]);
+      await Promise.all([fetcher.close(), transcriber?.close?.(), synthesizer?.close?.()]);
     },
   };
 }
@@ -394,7 +407,11 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
   const limits = settings.config.limits;
-  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes });
+  const speech = {
+    speech: new SpeechService({ media: media.resolver, chat, transcriber: media.transcriber, synthesizer: media.synthesizer }),
+    maxAudioBytes: settings.config.media.maxBytes,
+  };
+  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes, speech });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);
 
