@@ -11,6 +11,7 @@ import { requestHeader } from './read-body.ts';
 import type { Logger } from './logger.ts';
 import { registerImageBlobRoutes, registerImageRoutes, type ImageRouteDependencies } from './image-routes.ts';
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
+import { registerConversationBlobRoutes, registerConversationRoutes, type ConversationRouteDependencies } from './conversation-routes.ts';
 
 export interface AppDependencies {
   chat: ChatService;
@@ -24,6 +25,8 @@ export interface AppDependencies {
   vision?: VisionRouteDependencies | undefined;
   /** The image library; its routes are absent without it. */
   images?: ImageRouteDependencies | undefined;
+  /** Conversations with image assets (`/api/...`); their routes are absent without them. */
+  conversations?: ConversationRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -85,6 +88,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   if (deps.vision) registerVisionBlobRoutes(app, deps.vision);
   if (deps.images) registerImageBlobRoutes(app, deps.images);
+  if (deps.conversations) registerConversationBlobRoutes(app, deps.conversations);
 
   app.use(async (c, next) => {
     c.set(
@@ -116,6 +120,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
 
   if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, bodyLimits: limits });
   if (deps.images) registerImageRoutes(app, deps.images, { requestSignal, bodyLimits: limits });
+  if (deps.conversations) registerConversationRoutes(app, deps.conversations, { requestSignal, bodyLimits: limits });
 
   return app;
 }

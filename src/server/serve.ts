@@ -44,6 +44,7 @@ import type { VisionRouteDependencies } from './vision-routes.ts';
 import type { ImageRouteDependencies } from './image-routes.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
+import { createConversations } from './conversation-routes.ts';
 import { RequestSignals } from './edge.ts';
 import type { Logger } from './logger.ts';
 
@@ -394,7 +395,18 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
   const limits = settings.config.limits;
-  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes });
+  const conversations = createConversations({ settings, db, chat, models });
+  await conversations.recover();
+  const app = createApp({
+    chat,
+    verifier,
+    limits,
+    logger,
+    signals,
+    vision: vision.routes,
+    images: vision.imageRoutes,
+    conversations: conversations.routes,
+  });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);
 
@@ -413,6 +425,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   } catch (error) {
     // Not listening (the port is taken): stop what already runs, so the process can exit.
     await vision.close();
+    await conversations.close();
     await Promise.all([models.close(), media.close()]);
     db.close();
     throw error;
@@ -456,6 +469,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       clearTimeout(timer);
       clearInterval(sweeper);
       await vision.close();
+      await conversations.close();
       await Promise.all(uniquePulls.map((pull) => pull.close()));
       await Promise.all([models.close(), media.close()]);
       db.close();
