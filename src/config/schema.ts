@@ -172,6 +172,8 @@ export const conversationsSchema = z.strictObject({
   maxTokens: z.int().min(1).max(1_000_000).default(1024),
   /** Longest prompt accepted, in characters. @default 32000 */
   maxPromptChars: z.int().min(1).max(1_000_000).default(32_000),
+  /** Turns a conversation may hold; a turn beyond is refused (start a new conversation). @default 1000 */
+  maxTurns: z.int().min(1).max(1_000_000).default(1000),
   /** Longest audio or video asset accepted, in seconds ("short videos"). @default 300 */
   maxAssetSeconds: z.number().min(1).max(86_400).default(300),
 });

@@ -291,6 +291,12 @@ export class ConversationService {
       );
     }
     const existing = request.conversationId == null ? undefined : this.get(request.owner, request.conversationId);
+    if (existing && existing.turnCount >= this.#settings.maxTurns) {
+      throw validationError(
+        `this conversation has reached ${this.#settings.maxTurns} turns (conversations.maxTurns); start a new one`,
+        'conversationId',
+      );
+    }
     const modelName = request.model ?? existing?.model ?? this.#models.defaultModel;
     const resolved = this.#models.resolve(modelName); // unknown model: 404 before anything is stored
     const assets = request.assetKeys.map((key, index) => this.#assets.get(request.owner, key, `promptObject.imageList.${index}`));
@@ -316,7 +322,7 @@ export class ConversationService {
     const maxHistory = Math.max(0, Math.floor((this.#limits.maxMessages - 2) / 2));
     const pastTurns = existing ? this.#store.turns(existing.id).slice(-maxHistory) : [];
     const fitted = fitHistory(
-      pastTurns.map((turn) => this.#historyTurn(request.owner, turn)),
+      pastTurns.map((turn) => this.#historyTurn(request.owner, turn, resolved.name, resolved.model.capabilities)),
       fixed,
       budget,
     );
@@ -359,16 +365,24 @@ export class ConversationService {
     return { type: 'media', kind: asset.kind, url: `asset:${asset.key}`, localPath: this.#assets.path(asset.key) };
   }
 
-  /** A stored turn as history: its assets that still exist (a deleted one is named in the text instead). */
-  #historyTurn(owner: string, turn: TurnRecord): HistoryTurn {
+  /**
+   * A stored turn as history: its assets that still exist and that this turn's model can see (after a switch to
+   * a model without image input, earlier images are left out rather than failing every later turn); what is
+   * left out is named in the text instead.
+   */
+  #historyTurn(owner: string, turn: TurnRecord, modelName: string, capabilities: Capabilities): HistoryTurn {
     const media: MediaReference[] = [];
     const gone: string[] = [];
+    const unseen: string[] = [];
     for (const key of turn.assetKeys) {
       const asset = this.#assets.find(owner, key);
-      if (asset) media.push(this.#mediaOf(asset));
-      else gone.push(key);
+      if (!asset) gone.push(key);
+      else if ((asset.kind === 'image' && !capabilities.image) || (asset.kind === 'video' && !capabilities.video && !capabilities.image)) {
+        unseen.push(key);
+      } else media.push(this.#mediaOf(asset));
     }
-    const note = gone.length > 0 ? `\n\n[attachment(s) since deleted: ${gone.join(', ')}]` : '';
+    let note = gone.length > 0 ? `\n\n[attachment(s) since deleted: ${gone.join(', ')}]` : '';
+    if (unseen.length > 0) note += `\n\n[${unseen.length} attachment(s) not shown: model "${modelName}" does not take them]`;
     return { prompt: turn.prompt + note, media, answer: turn.answer };
   }
 

@@ -220,7 +220,7 @@ beforeAll(async () => {
     { ...base, search: { provider: `http://127.0.0.1:${searchPort}/search?q={query}&format=json` }, memory: { enabled: true } },
     { envApiKeys: [KEY_A, KEY_B, KEY_C] },
   );
-  plain = await startOcular(base, { envApiKeys: [KEY_A] });
+  plain = await startOcular({ ...base, conversations: { ...base.conversations, maxTurns: 2 } }, { envApiKeys: [KEY_A] });
 }, 60_000);
 
 afterAll(async () => {
@@ -551,6 +551,49 @@ describe('POST /api/features', () => {
     expect(prompt).toContain('the snippet stands in');
     expect(prompt).toContain('Tides are caused by the Moon.');
     expect(prompt).toContain('Question: How long is a lunar orbit?');
+  });
+
+  it('sends a PDF asset as /v1/chat sends PDFs, and leaves earlier images out for a model that cannot see them', async () => {
+    const pdf = await uploadAsset(buildPdf([linesPage('Quarterly report: revenue rose 12 percent')]), KEY_A, 'report.pdf');
+    const photo = await uploadAsset(await jpeg(30, 30, '#aa5500'));
+    answerWith('Revenue rose.');
+    const first = await ask('Summarise these.', { imageList: [pdf.key, photo.key] });
+    const sent = lastUpstream().messages.at(-1)!;
+    expect(textOf(sent)).toContain('Quarterly report: revenue rose 12 percent'); // the model takes no PDFs: their text
+    expect(imagesOf(sent).length).toBeGreaterThanOrEqual(1);
+
+    answerWith('Text only.');
+    await ask('Again, briefly.', { conversationId: first.conversationId, model: 'text-only' });
+    const chat = lastUpstream().messages.filter((message) => message.role !== 'system');
+    expect(imagesOf(chat[0]!)).toEqual([]);
+    expect(textOf(chat[0]!)).toContain('Quarterly report'); // the PDF's text still goes
+    expect(textOf(chat[0]!)).toContain('not shown');
+  });
+
+  it('reports an upstream failure mid-stream as a last error event, and keeps the partial turn', async () => {
+    upstream.behave((_request, response) => streamCompletion(response, ['Half an ', 'answer'], { omitEnd: true }));
+    const response = await feature(turnBody('Tell me everything'), KEY_A, '?isStreaming=true', { accept: 'text/event-stream' });
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).toContain('event: error');
+    expect(text).not.toContain('event: done');
+    const shown = (await (await call('GET', `/api/conversations/${response.headers.get('x-conversation-id')!}`)).json()) as {
+      conversation: WireConversation;
+    };
+    expect(shown.conversation.messages![1]).toMatchObject({ content: 'Half an answer', finish_reason: 'error' });
+  });
+
+  it('refuses a turn past conversations.maxTurns', async () => {
+    answerWith('ok');
+    const post = (body: unknown) =>
+      fetch(`${plain.url}/api/features`, {
+        method: 'POST',
+        headers: { 'API-KEY': KEY_A, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const first = (await (await post(turnBody('one'))).json()) as { conversationId: string };
+    expect((await post(turnBody('two', { conversationId: first.conversationId }))).status).toBe(200);
+    await expectError(await post(turnBody('three', { conversationId: first.conversationId })), 400, 'validation_error', 'conversationId');
   });
 
   it('refuses web search without a backend, saying how to configure one', async () => {
