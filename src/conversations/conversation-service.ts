@@ -91,6 +91,18 @@ function notFound(id: string): OcularError {
   return new OcularError('not_found_error', `no conversation with id "${id}"`, { param: 'conversationId' });
 }
 
+/**
+ * An error the chat service raised about the turn's own media part (`messages.<last>.content.<n>`) names the
+ * request field the client sent instead: the turn's assets come first in that message, in `imageList` order.
+ */
+function toTurnError(error: unknown, lastMessage: number): unknown {
+  if (!(error instanceof OcularError) || error.param === undefined) return error;
+  const match = /^messages\.(\d+)\.content\.(\d+)/.exec(error.param);
+  if (!match || Number(match[1]) !== lastMessage) return error;
+  const param = `promptObject.imageList.${match[2]}`;
+  return new OcularError(error.type, error.message.replace(match[0], param), { param, cause: error });
+}
+
 const CONVERSATION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
@@ -192,10 +204,11 @@ export class ConversationService {
       let text = result.text;
       if (prepared.memory) text = prepared.memory.push(text) + prepared.memory.end();
       const turn = this.#saveTurn(prepared, request, { text, finishReason: result.finishReason, usage: result.usage });
+      if (!turn) throw notFound(prepared.conversation.id);
       return { conversation: this.get(request.owner, prepared.conversation.id), turn };
     } catch (error) {
       this.#discard(prepared);
-      throw error;
+      throw toTurnError(error, prepared.request.messages.length - 1);
     }
   }
 
@@ -207,7 +220,7 @@ export class ConversationService {
       ({ parts: source } = await this.#chat.stream(prepared.request, signal));
     } catch (error) {
       this.#discard(prepared);
-      throw error;
+      throw toTurnError(error, prepared.request.messages.length - 1);
     }
     const messageId = randomUUID();
     const reader = source.getReader();
@@ -391,7 +404,9 @@ export class ConversationService {
     request: TurnRequest,
     answer: { text: string; finishReason: string; usage: Usage },
     id: string = randomUUID(),
-  ): TurnRecord {
+  ): TurnRecord | undefined {
+    // Deleted while the model answered: the answer has nowhere to go (nor have its memory notes).
+    if (!this.#store.get(request.owner, prepared.conversation.id)) return undefined;
     const turn = this.#store.addTurn(
       {
         id,

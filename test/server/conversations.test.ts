@@ -583,6 +583,16 @@ describe('POST /api/features', () => {
     expect(shown.conversation.messages![1]).toMatchObject({ content: 'Half an answer', finish_reason: 'error' });
   });
 
+  it('finishes a stream whose conversation was deleted meanwhile without storing it', async () => {
+    upstream.behave((_request, response) => streamCompletion(response, ['slow ', 'answer'], { delayMs: 30, splitEvery: 20 }));
+    const response = await feature(turnBody('Take your time'), KEY_A, '?isStreaming=true', { accept: 'text/event-stream' });
+    const id = response.headers.get('x-conversation-id')!;
+    expect((await call('DELETE', `/api/conversations/${id}`)).status).toBe(200);
+    const text = await response.text();
+    expect(text).toContain('event: done');
+    await expectError(await call('GET', `/api/conversations/${id}`), 404, 'not_found_error');
+  });
+
   it('refuses a turn past conversations.maxTurns', async () => {
     answerWith('ok');
     const post = (body: unknown) =>
@@ -703,6 +713,7 @@ describe('POST /api/features', () => {
       async () => turnBody('hi', { model: 'text-only', imageList: [(await uploadAsset(await jpeg(16, 16, '#000000'))).key] }),
       400,
       'validation_error',
+      'promptObject.imageList.0',
     ],
   ];
 
