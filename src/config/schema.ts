@@ -185,8 +185,6 @@ export const conversationsSchema = z.strictObject({
 export const searchSchema = z.strictObject({
   /** `https://searx.example.org` or `https://search.example/api?q={query}&format=json`. @default none: web search is off */
   provider: z.url({ protocol: /^https?$/ }).optional(),
-  /** Extra headers sent to the search backend (an API key). @default {} */
-  headers: z.record(z.string(), z.string()).default({}),
   /** Milliseconds for the search call and for each result page. @default 10000 */
   timeoutMs: z.int().min(100).max(600_000).default(10_000),
   /** Largest result page read, in bytes. @default 2097152 */

@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -739,6 +742,19 @@ describe('POST /api/features', () => {
       'validation_error',
     );
     await expectError(await feature(turnBody('hi'), KEY_A, '?isStreaming=yes'), 400, 'validation_error');
+  });
+});
+
+describe('configuration', () => {
+  it('refuses conversations.modelContextTokens for a model that is not configured', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ocular-conv-config-'));
+    try {
+      await expect(
+        startOcular({ models: [], conversations: { modelContextTokens: { 'no-such-model': 4096 } } }, { envApiKeys: [KEY_A], dataDir }),
+      ).rejects.toThrow(/conversations\.modelContextTokens/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
 
