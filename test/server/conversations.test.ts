@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimateTextTokens } from '../../src/conversations/context-window.ts';
 import { memoryInstructions } from '../../src/conversations/memory.ts';
 import { sendJson } from '../helpers/fake-upstream.ts';
-import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
+import { makeAudio, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 import { completion, startOpenAiUpstream, streamCompletion } from '../helpers/openai-upstream.ts';
 import { buildPdf, linesPage } from '../helpers/pdf-writer.ts';
@@ -259,19 +260,11 @@ describe('assets', () => {
   it('takes PDFs and short videos, and refuses what is not media', async () => {
     const pdf = await uploadAsset(buildPdf([linesPage('Quarterly report')]), KEY_A, 'report.pdf');
     expect(pdf).toMatchObject({ kind: 'pdf', mime_type: 'application/pdf', width: null });
-    const clip = await uploadAsset(
-      Buffer.from(await (await import('node:fs/promises')).readFile(await makeVideo({ seconds: 1, width: 96, height: 64 }))),
-      KEY_A,
-      'clip.mp4',
-    );
+    const clip = await uploadAsset(await readFile(await makeVideo({ seconds: 1, width: 96, height: 64 })), KEY_A, 'clip.mp4');
     expect(clip).toMatchObject({ kind: 'video', width: 96, height: 64 });
     expect(clip.duration_seconds).toBeGreaterThan(0.5);
     const long = await makeVideo({ seconds: 12, width: 32, height: 32 });
-    await expectError(
-      await upload(uploadForm(Buffer.from(await (await import('node:fs/promises')).readFile(long)), 'asset', 'long.mp4')),
-      400,
-      'validation_error',
-    );
+    await expectError(await upload(uploadForm(await readFile(long), 'asset', 'long.mp4')), 400, 'validation_error');
   }, 30_000);
 
   it.each([
@@ -572,6 +565,24 @@ describe('POST /api/features', () => {
     expect(textOf(chat[0]!)).toContain('Quarterly report'); // the PDF's text still goes
     expect(textOf(chat[0]!)).toContain('not shown');
   });
+
+  it('sends a video asset as frames to a model without video input; refuses audio it cannot hear', async () => {
+    const clip = await uploadAsset(await readFile(await makeVideo({ seconds: 2, width: 64, height: 48 })), KEY_A, 'clip.mp4');
+    answerWith('A short clip.');
+    await ask('What happens in the clip?', { imageList: [clip.key] });
+    const sent = lastUpstream().messages.at(-1)!;
+    expect(imagesOf(sent).length).toBeGreaterThanOrEqual(2);
+    expect(textOf(sent)).toContain('frame at');
+
+    const tone = await uploadAsset(await readFile(await makeAudio({ seconds: 1, format: 'wav' })), KEY_A, 'tone.wav');
+    expect(tone).toMatchObject({ kind: 'audio', mime_type: 'audio/wav', width: null });
+    await expectError(
+      await feature(turnBody('What is this sound?', { imageList: [tone.key] })),
+      400,
+      'validation_error',
+      'promptObject.imageList.0',
+    );
+  }, 30_000);
 
   it('reports an upstream failure mid-stream as a last error event, and keeps the partial turn', async () => {
     upstream.behave((_request, response) => streamCompletion(response, ['Half an ', 'answer'], { omitEnd: true }));
