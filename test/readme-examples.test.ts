@@ -70,7 +70,7 @@ let server: ChildProcess | undefined;
 let origin: string;
 let cwd: string;
 let env: NodeJS.ProcessEnv;
-/** Ids the examples leave as VIDEO_ID, GROUP_ID and IMAGE_ID, taken from the answers of the calls that create them. */
+/** Ids the examples leave as VIDEO_ID, GROUP_ID, IMAGE_ID, ASSET_KEY and CONVERSATION_ID, taken from the answers of the calls that create them. */
 const placeholders = new Map<string, string>();
 const skipsUsed = new Set<string>();
 let responseCount = 0;
@@ -78,7 +78,7 @@ let responseCount = 0;
 /** Runs one curl call (placeholders filled in) and returns its status and body. */
 async function runCurl(args: string[]): Promise<{ status: number; body: string }> {
   const filled = args.map((arg) =>
-    arg.replace(/\b(VIDEO_ID|GROUP_ID|IMAGE_ID)\b/g, (name) => {
+    arg.replace(/\b(VIDEO_ID|GROUP_ID|IMAGE_ID|ASSET_KEY|CONVERSATION_ID)\b/g, (name) => {
       const value = placeholders.get(name);
       if (value === undefined) throw new Error(`${name} is used before an example created one: ${args.join(' ')}`);
       return value;
@@ -105,6 +105,11 @@ function remember(args: string[], body: string): void {
   if (url?.startsWith(`${origin}/v1/videos/upload`) && typeof record.video_id === 'string') placeholders.set('VIDEO_ID', record.video_id);
   const imageId = record.results?.[0]?.image_id;
   if (url?.startsWith(`${origin}/v1/images/upload`) && typeof imageId === 'string') placeholders.set('IMAGE_ID', imageId);
+  const conversation = parsed as { asset?: { key?: unknown }; conversationId?: unknown };
+  if (url === `${origin}/api/assets` && typeof conversation.asset?.key === 'string') placeholders.set('ASSET_KEY', conversation.asset.key);
+  if (url?.startsWith(`${origin}/api/features`) && typeof conversation.conversationId === 'string') {
+    placeholders.set('CONVERSATION_ID', conversation.conversationId);
+  }
   if (url === `${origin}/v1/videos/groups` && args.includes('-d') && typeof record.group_id === 'string') {
     placeholders.set('GROUP_ID', record.group_id);
   }

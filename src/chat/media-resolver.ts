@@ -132,7 +132,9 @@ export class MediaResolver {
   ): Promise<ResolvedPart[]> {
     this.#checkCapability(part, label, target);
     let acquired: Acquired;
-    if (isDataUrl(part.url)) {
+    if (part.localPath !== undefined) {
+      acquired = { path: part.localPath };
+    } else if (isDataUrl(part.url)) {
       const decoded = decodeDataUrl(part.url, { maxBytes: this.#settings.maxBytes, label });
       if (decoded.type === 'frames') {
         if (part.kind !== 'video') throw validationError(`${label}: only video parts may carry several frames`, label);

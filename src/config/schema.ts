@@ -160,6 +160,51 @@ export const visionSchema = z.strictObject({
   webhookMaxAttempts: z.int().min(1).max(50).default(6),
 });
 
+/** Conversations with image assets (`/api/assets`, `/api/conversations`, `/api/features`). */
+export const conversationsSchema = z.strictObject({
+  /** Tokens of context a model takes, for models not in `modelContextTokens`; history is trimmed to fit. @default 32768 */
+  contextTokens: z.int().min(512).max(10_000_000).default(32_768),
+  /** Context tokens per model id or alias, overriding `contextTokens`. @default {} */
+  modelContextTokens: z.record(z.string().min(1), z.int().min(512).max(10_000_000)).default({}),
+  /** Tokens an image (or other media item) is counted as when fitting history into the context. @default 1024 */
+  mediaTokens: z.int().min(1).max(1_000_000).default(1024),
+  /** Tokens each answer may use (kept free in the context). @default 1024 */
+  maxTokens: z.int().min(1).max(1_000_000).default(1024),
+  /** Longest prompt accepted, in characters. @default 32000 */
+  maxPromptChars: z.int().min(1).max(1_000_000).default(32_000),
+  /** Turns a conversation may hold; a turn beyond is refused (start a new conversation). @default 1000 */
+  maxTurns: z.int().min(1).max(1_000_000).default(1000),
+  /** Longest audio or video asset accepted, in seconds ("short videos"). @default 300 */
+  maxAssetSeconds: z.number().min(1).max(86_400).default(300),
+});
+
+/**
+ * The web search backend for `webSearch: true` (and the Research API): a SearXNG instance (its base URL; `/search`
+ * is called with `format=json`), or any URL template with `{query}` that answers SearXNG's JSON shape.
+ */
+export const searchSchema = z.strictObject({
+  /** `https://searx.example.org` or `https://search.example/api?q={query}&format=json`. @default none: web search is off */
+  provider: z.url({ protocol: /^https?$/ }).optional(),
+  /** Milliseconds for the search call and for each result page. @default 10000 */
+  timeoutMs: z.int().min(100).max(600_000).default(10_000),
+  /** Largest result page read, in bytes. @default 2097152 */
+  maxPageBytes: z
+    .int()
+    .min(1024)
+    .max(2 ** 28)
+    .default(2 * 1024 * 1024),
+});
+
+/** Long-term memory: notes a model saves about an owner, recalled into later conversations. */
+export const memorySchema = z.strictObject({
+  /** @default false */
+  enabled: z.boolean().default(false),
+  /** Notes recalled into a conversation's turn at most. @default 8 */
+  maxRecalled: z.int().min(1).max(100).default(8),
+  /** Notes kept per owner; the oldest go first. @default 1000 */
+  maxNotes: z.int().min(1).max(1_000_000).default(1000),
+});
+
 export const configFileSchema = z.strictObject({
   $schema: z.string().optional(),
   /** Model used when a request names none. @default the first entry of `models` */
@@ -174,6 +219,9 @@ export const configFileSchema = z.strictObject({
   textToSpeech: z.looseObject({ provider: z.string().min(1) }).prefault({ provider: 'auto' }),
   indexing: indexingSchema.prefault({}),
   vision: visionSchema.prefault({}),
+  conversations: conversationsSchema.prefault({}),
+  search: searchSchema.prefault({}),
+  memory: memorySchema.prefault({}),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;
@@ -182,3 +230,6 @@ export type Limits = z.infer<typeof limitsSchema>;
 export type MediaSettings = z.infer<typeof mediaSchema>;
 export type IndexingSettings = z.infer<typeof indexingSchema>;
 export type VisionSettings = z.infer<typeof visionSchema>;
+export type ConversationSettings = z.infer<typeof conversationsSchema>;
+export type SearchSettings = z.infer<typeof searchSchema>;
+export type MemorySettings = z.infer<typeof memorySchema>;

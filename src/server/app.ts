@@ -17,6 +17,7 @@ import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDepende
 import { registerMcpRoute } from '../mcp/http-route.ts';
 import { registerSpeechRoutes, type SpeechRouteDependencies } from './speech-routes.ts';
 import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
+import { registerConversationBlobRoutes, registerConversationRoutes, type ConversationRouteDependencies } from './conversation-routes.ts';
 
 export interface AppDependencies {
   chat: ChatService;
@@ -32,6 +33,8 @@ export interface AppDependencies {
   images?: ImageRouteDependencies | undefined;
   /** The Speech API (transcription, translation, speech). */
   speech?: SpeechRouteDependencies | undefined;
+  /** Conversations with image assets (`/api/...`); their routes are absent without them. */
+  conversations?: ConversationRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -103,6 +106,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   app.get('/docs', (c) => c.html(renderDocsPage(openApiDocument()), 200, { 'Content-Security-Policy': DOCS_PAGE_CSP }));
   if (deps.vision) registerVisionBlobRoutes(app, deps.vision);
   if (deps.images) registerImageBlobRoutes(app, deps.images);
+  if (deps.conversations) registerConversationBlobRoutes(app, deps.conversations);
 
   app.use(async (c, next) => {
     c.set(
@@ -141,6 +145,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     { requestSignal, bodyLimits: limits },
     { logger, publicBaseUrl: deps.vision?.publicBaseUrl },
   );
+  if (deps.conversations) registerConversationRoutes(app, deps.conversations, { requestSignal, bodyLimits: limits });
 
   return app;
 }

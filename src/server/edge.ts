@@ -29,7 +29,8 @@ const HOW_TO_SEND_KEY = 'send "Authorization: Bearer KEY" or "X-Api-Key: KEY"';
  * header back, since what came may well be the key itself.
  */
 function presentedKey(header: HeaderReader): string | undefined {
-  const apiKey = header('x-api-key');
+  // `API-KEY` is what "Chat with Image" API clients send (/api/features).
+  const apiKey = header('x-api-key') ?? header('api-key');
   if (apiKey) return apiKey.trim();
   const authorization = header('authorization')?.trim();
   if (!authorization) return undefined;

@@ -4,6 +4,13 @@ import { MCP_PATH } from '../mcp/http-route.ts';
 import { listImagesQuerySchema, searchImagesSchema } from './wire/images.ts';
 import { openAiChatRequestSchema } from './wire/openai-chat.ts';
 import { rekaChatRequestSchema } from './wire/reka-chat.ts';
+import {
+  createConversationSchema,
+  exportQuerySchema,
+  featuresQuerySchema,
+  featuresRequestSchema,
+  pageQuerySchema,
+} from './wire/conversations.ts';
 import { openAiAudioFieldsSchema, speechRequestSchema } from './wire/speech.ts';
 import {
   createGroupSchema,
@@ -276,6 +283,96 @@ export const OPERATIONS: Readonly<Record<string, OperationSpec>> = {
     success: file('image/*', 'The bytes'),
     errors: [403, 404],
   },
+
+  // ---- conversations (the "Chat with Image" format) ----
+  'POST /api/assets': {
+    summary: 'Upload an asset (image, PDF, audio or short video)',
+    tag: 'Conversations',
+    multipart: { fields: NO_INPUT, files: ['asset'] },
+    success: json('`{"asset":{"key","mime_type","size","width","height","created_at"}}`'),
+    errors: [413, 415, 429],
+  },
+  'GET /api/assets': { summary: 'List assets', tag: 'Conversations', query: pageQuerySchema, success: json('A page of assets') },
+  'GET /api/assets/:key': {
+    summary: 'Get an asset (metadata and signed URL)',
+    tag: 'Conversations',
+    query: NO_INPUT,
+    success: json('`{"asset"}`'),
+    errors: [404],
+  },
+  'DELETE /api/assets/:key': {
+    summary: 'Delete an asset',
+    tag: 'Conversations',
+    query: NO_INPUT,
+    success: json('`{"key","deleted":true}`'),
+    errors: [404],
+  },
+  'GET /api/assets/:key/file': {
+    summary: 'The asset file (signed URL)',
+    tag: 'Conversations',
+    access: 'signed',
+    query: signedQuery,
+    success: file('*/*', 'The bytes'),
+    errors: [403, 404],
+  },
+  'POST /api/conversations': {
+    summary: 'Start a conversation',
+    tag: 'Conversations',
+    body: createConversationSchema,
+    success: json('The conversation, with `uuid`', 201),
+    errors: [404],
+  },
+  'GET /api/conversations': {
+    summary: 'List conversations',
+    tag: 'Conversations',
+    query: pageQuerySchema,
+    success: json('A page of conversations'),
+  },
+  'GET /api/conversations/:uuid': {
+    summary: 'A conversation with its messages',
+    tag: 'Conversations',
+    query: NO_INPUT,
+    success: json('The conversation and `messages`'),
+    errors: [404],
+  },
+  'GET /api/conversations/:uuid/export': {
+    summary: 'Export a conversation (Markdown or JSON)',
+    tag: 'Conversations',
+    query: exportQuerySchema,
+    success: json('JSON, or text/markdown'),
+    errors: [404],
+  },
+  'DELETE /api/conversations/:uuid': {
+    summary: 'Delete a conversation',
+    tag: 'Conversations',
+    query: NO_INPUT,
+    success: json('`{"uuid","deleted":true}`'),
+    errors: [404],
+  },
+  'POST /api/features': {
+    summary: 'Send a prompt in a conversation (CHAT_WITH_IMAGE); `?isStreaming=true` streams',
+    tag: 'Conversations',
+    body: featuresRequestSchema,
+    query: featuresQuerySchema,
+    streams: true,
+    success: json('`{"conversationId","message"}`; streaming: plain text chunks, or SSE (`start`, `delta`, `done`) per Accept'),
+    errors: [404, 413, 415, 502, 503],
+  },
+  'GET /api/memory': {
+    summary: 'Long-term memory notes',
+    tag: 'Conversations',
+    query: pageQuerySchema,
+    success: json('`{"enabled","memories":[…],"total"}`'),
+  },
+  'DELETE /api/memory': { summary: 'Erase every memory note', tag: 'Conversations', query: NO_INPUT, success: json('`{"deleted"}`') },
+  'DELETE /api/memory/:id': {
+    summary: 'Erase one memory note',
+    tag: 'Conversations',
+    query: NO_INPUT,
+    success: json('`{"id","deleted":true}`'),
+    errors: [404],
+  },
+  'GET /api/models': { summary: 'Configured models with capabilities', tag: 'Conversations', query: NO_INPUT, success: json('The models') },
 
   // ---- speech ----
   'POST /v1/transcription_or_translation': {

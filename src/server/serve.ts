@@ -46,6 +46,7 @@ import type { VisionRouteDependencies } from './vision-routes.ts';
 import type { ImageRouteDependencies } from './image-routes.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
+import { createConversations } from './conversation-routes.ts';
 import { RequestSignals } from './edge.ts';
 import type { Logger } from './logger.ts';
 
@@ -411,7 +412,19 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     speech: new SpeechService({ media: media.resolver, chat, transcriber: media.transcriber, synthesizer: media.synthesizer }),
     maxAudioBytes: settings.config.media.maxBytes,
   };
-  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes, speech });
+  const conversations = createConversations({ settings, db, chat, models });
+  await conversations.recover();
+  const app = createApp({
+    chat,
+    verifier,
+    limits,
+    logger,
+    signals,
+    vision: vision.routes,
+    images: vision.imageRoutes,
+    speech,
+    conversations: conversations.routes,
+  });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);
 
@@ -430,6 +443,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   } catch (error) {
     // Not listening (the port is taken): stop what already runs, so the process can exit.
     await vision.close();
+    await conversations.close();
     await Promise.all([models.close(), media.close()]);
     db.close();
     throw error;
@@ -473,6 +487,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       clearTimeout(timer);
       clearInterval(sweeper);
       await vision.close();
+      await conversations.close();
       await Promise.all(uniquePulls.map((pull) => pull.close()));
       await Promise.all([models.close(), media.close()]);
       db.close();

@@ -16,6 +16,11 @@ export interface MediaReference {
   type: 'media';
   kind: MediaKind;
   url: string;
+  /**
+   * A file this server already holds (a conversation asset), read instead of fetching `url`. Never set from a
+   * request body: only services put it there.
+   */
+  localPath?: string | undefined;
 }
 
 /** Media resolved to bytes, ready for a provider: base64 so adapters can embed it without re-encoding. */

@@ -198,6 +198,56 @@ const MIGRATIONS: readonly string[] = [
      INSERT INTO images_trigram (rowid, caption, ocr_text, object_names, label_names)
      VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names);
    END;`,
+  // Conversations with image assets (conversation-store.ts, asset-store.ts): assets uploaded once and referred to
+  // by key, conversations of turns (a prompt with its asset keys and the answer, with model, usage and latency),
+  // and per-owner memory notes. Every row belongs to an owner.
+  `CREATE TABLE assets (
+     key TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('image', 'video', 'audio', 'pdf')),
+     media_type TEXT NOT NULL,
+     size_bytes INTEGER NOT NULL,
+     width INTEGER,
+     height INTEGER,
+     duration_seconds REAL,
+     filename TEXT,
+     created_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX assets_owner_created ON assets (owner, created_at);
+   CREATE TABLE conversations (
+     id TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     type TEXT NOT NULL,
+     title TEXT,
+     model TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX conversations_owner_updated ON conversations (owner, updated_at);
+   CREATE TABLE conversation_turns (
+     id TEXT PRIMARY KEY,
+     conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+     seq INTEGER NOT NULL,
+     prompt TEXT NOT NULL,
+     asset_keys TEXT NOT NULL,
+     answer TEXT NOT NULL,
+     model TEXT NOT NULL,
+     finish_reason TEXT NOT NULL,
+     input_tokens INTEGER NOT NULL,
+     output_tokens INTEGER NOT NULL,
+     latency_ms INTEGER NOT NULL,
+     sources TEXT NOT NULL DEFAULT '[]',
+     created_at INTEGER NOT NULL,
+     UNIQUE (conversation_id, seq)
+   ) STRICT;
+   CREATE TABLE memories (
+     id TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     text TEXT NOT NULL,
+     conversation_id TEXT,
+     created_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX memories_owner_created ON memories (owner, created_at);`,
 ];
 
 /**
