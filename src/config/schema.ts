@@ -160,6 +160,16 @@ export const visionSchema = z.strictObject({
   webhookMaxAttempts: z.int().min(1).max(50).default(6),
 });
 
+/** Video QA (`POST /v1/qa/chat`) and metadata tagging (`POST /qa/quicktag`). */
+export const qaSchema = z.strictObject({
+  /** Longest a QA request with `"wait": true` waits for its video's indexing, in seconds. @default 120 */
+  maxWaitSeconds: z.int().min(0).max(3600).default(120),
+  /** Video segments (excerpts, with one keyframe each for models with image input) sent per question. @default 8 */
+  maxSegments: z.int().min(1).max(64).default(8),
+  /** Frames sampled from a quicktag video. @default 8 */
+  quicktagFrames: z.int().min(1).max(64).default(8),
+});
+
 export const configFileSchema = z.strictObject({
   $schema: z.string().optional(),
   /** Model used when a request names none. @default the first entry of `models` */
@@ -172,6 +182,7 @@ export const configFileSchema = z.strictObject({
   transcriber: transcriberEntrySchema.prefault({ provider: 'none' }),
   indexing: indexingSchema.prefault({}),
   vision: visionSchema.prefault({}),
+  qa: qaSchema.prefault({}),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;
@@ -180,3 +191,4 @@ export type Limits = z.infer<typeof limitsSchema>;
 export type MediaSettings = z.infer<typeof mediaSchema>;
 export type IndexingSettings = z.infer<typeof indexingSchema>;
 export type VisionSettings = z.infer<typeof visionSchema>;
+export type QaSettings = z.infer<typeof qaSchema>;

@@ -11,6 +11,7 @@ import { requestHeader } from './read-body.ts';
 import type { Logger } from './logger.ts';
 import { registerImageBlobRoutes, registerImageRoutes, type ImageRouteDependencies } from './image-routes.ts';
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
+import { registerQaRoutes, type QaRouteDependencies } from './qa-routes.ts';
 
 export interface AppDependencies {
   chat: ChatService;
@@ -24,6 +25,8 @@ export interface AppDependencies {
   vision?: VisionRouteDependencies | undefined;
   /** The image library; its routes are absent without it. */
   images?: ImageRouteDependencies | undefined;
+  /** Video QA and quicktag; their routes are absent without them. */
+  qa?: QaRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -116,6 +119,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
 
   if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, bodyLimits: limits });
   if (deps.images) registerImageRoutes(app, deps.images, { requestSignal, bodyLimits: limits });
+  if (deps.qa) registerQaRoutes(app, deps.qa, { requestSignal, bodyLimits: limits });
 
   return app;
 }

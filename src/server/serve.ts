@@ -42,6 +42,11 @@ import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-lib
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
 import type { VisionRouteDependencies } from './vision-routes.ts';
 import type { ImageRouteDependencies } from './image-routes.ts';
+import type { QaRouteDependencies } from './qa-routes.ts';
+import { VideoSummaryStore } from '../store/video-summary-store.ts';
+import { createVideoSummarizer, type VideoSummarizer } from '../vision/indexing/video-summarizer.ts';
+import { Quicktagger } from '../vision/quicktag.ts';
+import { VideoQa } from '../vision/video-qa.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
 import { RequestSignals } from './edge.ts';
@@ -254,6 +259,10 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxRedirects: 0,
   });
   const store = new VideoStore(db);
+  const summaries = new VideoSummaryStore(db);
+  // QA's whole-video summaries are written by the caption model, once per video, as indexing ends.
+  const summarize: VideoSummarizer | undefined =
+    indexing.captionModel === undefined ? undefined : createVideoSummarizer(chat, indexing.captionModel, store, summaries);
   const blobs = new BlobStore(join(dataDir, 'videos'));
   const jobs = new SqliteJobQueue(db);
   const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts });
@@ -292,6 +301,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
         analyzers,
         settings: indexing,
         log: logger,
+        summarize,
         onIndexed: () => semantic?.queue(),
       }),
     )
@@ -325,10 +335,35 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: imageBlobs.incomingDir,
   };
+  const qaRoutes: QaRouteDependencies = {
+    qa: new VideoQa({
+      chat,
+      library,
+      search,
+      store,
+      summaries,
+      blobs,
+      settings: {
+        maxWaitSeconds: config.qa.maxWaitSeconds,
+        maxSegments: config.qa.maxSegments,
+        maxMediaPerTurn: config.limits.maxMediaPerTurn,
+      },
+    }),
+    quicktagger: new Quicktagger({
+      chat,
+      ffmpeg: createFfmpegContext({ ...binaries, timeoutMs: media.processTimeoutMs, maxOutputBytes: media.maxBytes }),
+      transcriber,
+      frames: config.qa.quicktagFrames,
+    }),
+    maxQuicktagBytes: media.maxBytes,
+    maxConcurrentUploads: config.limits.maxConcurrentUploads,
+    incomingDir: join(blobs.root, INCOMING_DIR),
+  };
   let settler: NodeJS.Timeout | undefined;
   return {
     routes,
     imageRoutes,
+    qaRoutes,
     /**
      * Starts the workers (which take back jobs a dead process held), then settles what a crash left behind.
      * Runs before the server listens: the sweep removes half-received uploads.
@@ -394,7 +429,16 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
   const limits = settings.config.limits;
-  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes });
+  const app = createApp({
+    chat,
+    verifier,
+    limits,
+    logger,
+    signals,
+    vision: vision.routes,
+    images: vision.imageRoutes,
+    qa: vision.qaRoutes,
+  });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);
 

@@ -198,6 +198,13 @@ const MIGRATIONS: readonly string[] = [
      INSERT INTO images_trigram (rowid, caption, ocr_text, object_names, label_names)
      VALUES (new.rowid, new.caption, new.ocr_text, new.object_names, new.label_names);
    END;`,
+  // Video QA: one whole-video summary per indexed video, written by indexing when a caption model is configured.
+  `CREATE TABLE video_summaries (
+     video_id TEXT PRIMARY KEY REFERENCES videos (id) ON DELETE CASCADE,
+     summary TEXT NOT NULL,
+     model TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   ) STRICT;`,
 ];
 
 /**
