@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -21,6 +22,9 @@ let ocular: TestOcular;
 /** What the fake model answers to a QA question (captions and summaries get their own answers). */
 let answer = 'It launches at [00:12].';
 let streamDeltas: string[] = [];
+let streamDelayMs = 0;
+/** The upstream's last streamed response, to see whether it was cut short. */
+let lastStream: ServerResponse | undefined;
 
 interface UpstreamMessage {
   role: string;
@@ -50,8 +54,8 @@ function insertVideo(segments: readonly FixtureSegment[], video: FixtureVideo = 
   return withStore((store) => insertIndexedVideo(store, environmentKeyOwner(key), segments, video));
 }
 
-function ask(body: unknown, key = TEST_KEY): Promise<Response> {
-  return ocular.post('/v1/qa/chat', body, { 'x-api-key': key });
+function ask(body: unknown, key = TEST_KEY, signal?: AbortSignal): Promise<Response> {
+  return ocular.post('/v1/qa/chat', body, { 'x-api-key': key }, signal);
 }
 
 async function expectError(response: Response, status: number, type: string): Promise<void> {
@@ -77,7 +81,10 @@ beforeAll(async () => {
     const all = body.messages.map(textOf).join('\n');
     if (all.includes('Write a summary of the whole video')) return sendJson(response, 200, completion(SUMMARY_TEXT));
     if (!all.includes('questions about one video')) return sendJson(response, 200, completion('A test pattern.'));
-    if (body.stream) return streamCompletion(response, streamDeltas, { splitEvery: 5 });
+    if (body.stream) {
+      lastStream = response;
+      return streamCompletion(response, streamDeltas, { splitEvery: 5, delayMs: streamDelayMs });
+    }
     return sendJson(response, 200, completion(answer));
   });
   const model = (id: string, extra: Record<string, unknown> = {}) => ({
@@ -157,6 +164,26 @@ describe('POST /v1/qa/chat', () => {
     for (const event of events.slice(0, -1)) {
       expect(event.status).toBeUndefined();
       expect(last.chat_response.startsWith(event.chat_response)).toBe(true);
+    }
+  });
+
+  it('stops the upstream stream when the client goes away', async () => {
+    const id = insertVideo(SEGMENTS);
+    streamDeltas = Array.from({ length: 200 }, (_, index) => `word${index} `);
+    streamDelayMs = 20;
+    try {
+      const abort = new AbortController();
+      const response = await ask({ video_id: id, stream: true, messages: [{ role: 'user', content: 'falcon?' }] }, TEST_KEY, abort.signal);
+      expect(response.status).toBe(200);
+      const reader = response.body!.getReader();
+      await reader.read();
+      const upstreamResponse = lastStream!;
+      const closed = new Promise<void>((resolve) => (upstreamResponse.destroyed ? resolve() : upstreamResponse.once('close', resolve)));
+      abort.abort();
+      await closed;
+      expect(upstreamResponse.writableFinished).toBe(false);
+    } finally {
+      streamDelayMs = 0;
     }
   });
 
