@@ -8,7 +8,7 @@ import { environmentKeyOwner } from '../../src/store/api-keys.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { VideoSummaryStore } from '../../src/store/video-summary-store.ts';
-import { sendJson, type RecordedRequest } from '../helpers/fake-upstream.ts';
+import { sendJson, startFakeUpstream, type FakeUpstream, type RecordedRequest } from '../helpers/fake-upstream.ts';
 import { insertIndexedVideo, type FixtureSegment, type FixtureVideo } from '../helpers/library-fixtures.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { readSseData, startOcular, TEST_KEY, type TestOcular } from '../helpers/ocular.ts';
@@ -18,6 +18,9 @@ const KEY_B = 'ocu_qa_owner_b_0123456789abcdef';
 const SUMMARY_TEXT = 'A synthetic test pattern with a moving clock.';
 
 let upstream: Awaited<ReturnType<typeof startOpenAiUpstream>>;
+/** Serves the generated video at /pattern.mp4: the "remote" host of `video_url` requests (allowed in media.allowHosts). */
+let mediaHost: FakeUpstream;
+let patternVideo: Buffer;
 let ocular: TestOcular;
 /** What the fake model answers to a QA question (captions and summaries get their own answers). */
 let answer = 'It launches at [00:12].';
@@ -87,6 +90,12 @@ beforeAll(async () => {
     }
     return sendJson(response, 200, completion(answer));
   });
+  patternVideo = await readFile(await makeVideo({ seconds: 2, width: 160, height: 120 }));
+  mediaHost = await startFakeUpstream((request, response) => {
+    if (request.url !== '/pattern.mp4') return sendJson(response, 404, {});
+    response.writeHead(200, { 'content-type': 'video/mp4', 'content-length': patternVideo.length });
+    response.end(patternVideo);
+  });
   const model = (id: string, extra: Record<string, unknown> = {}) => ({
     id,
     provider: 'openai-compatible',
@@ -107,6 +116,7 @@ beforeAll(async () => {
         speech: { enabled: false },
       },
       qa: { maxWaitSeconds: 1 },
+      media: { allowHosts: [new URL(mediaHost.url).host] },
       limits: { maxMediaPerTurn: 2 },
     },
     { envApiKeys: [TEST_KEY, KEY_B] },
@@ -115,7 +125,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await ocular?.close();
-  await upstream?.close();
+  await Promise.all([upstream?.close(), mediaHost?.close()]);
   removeMediaFixtures();
 });
 
@@ -295,6 +305,27 @@ describe('POST /v1/qa/chat', () => {
     const summary = withStore((_store, db) => new VideoSummaryStore(db).get(id));
     expect(summary?.summary).toBe(SUMMARY_TEXT);
     expect(textOf(qaRequests().at(-1)!.messages[0]!)).toContain(SUMMARY_TEXT);
+  }, 60_000);
+
+  it('stores, indexes and answers a video_url; a 409 names the new video so the client asks again by id', async () => {
+    const question = { messages: [{ role: 'user', content: 'What is this video about?' }] };
+    answer = 'A test pattern.';
+    const first = await ask({ ...question, video_url: `${mediaHost.url}/pattern.mp4` });
+    const id = first.headers.get('x-ocular-video-id');
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    // Indexing was only queued when the request looked: the answer is 409, and names the video.
+    await expectError(first, 409, 'conflict_error');
+    let response: Response | undefined;
+    for (let attempt = 0; attempt < 30; attempt++) {
+      response = await ask({ ...question, video_id: id, wait: true });
+      if (response.status !== 409) break;
+      await response.body?.cancel();
+    }
+    expect(response!.status).toBe(200);
+    expect(await response!.json()).toEqual({ chat_response: 'A test pattern.', status: 'success' });
+    const video = (await (await ocular.get(`/v1/videos/${id}`)).json()) as { video_name: string; indexing_status: string };
+    expect(video).toMatchObject({ video_name: 'pattern.mp4', indexing_status: 'indexed' });
+    expect((await ocular.get(`/v1/videos/${id}`, { 'x-api-key': KEY_B })).status).toBe(404);
   }, 60_000);
 
   it("answers 404 for another owner's video and for unknown ids", async () => {
