@@ -59,9 +59,32 @@ export interface TagSchema {
   validator: z.ZodType;
 }
 
+/** Nesting a client's schema may have (objects and arrays, counted together). */
+const MAX_SCHEMA_DEPTH = 32;
+
+/**
+ * Refuses what a client's schema must not bring: regular expressions (`pattern`, `patternProperties`), which
+ * would run the client's regex over the model's output on the event loop (catastrophic backtracking), and
+ * nesting deeper than MAX_SCHEMA_DEPTH.
+ */
+function checkSchemaSafety(value: unknown, depth = 0): void {
+  if (typeof value !== 'object' || value === null) return;
+  if (depth > MAX_SCHEMA_DEPTH) throw validationError(`schema is nested more than ${MAX_SCHEMA_DEPTH} levels deep`, 'schema');
+  if (Array.isArray(value)) {
+    for (const item of value) checkSchemaSafety(item, depth + 1);
+    return;
+  }
+  for (const [key, item] of Object.entries(value)) {
+    const regex = (key === 'pattern' && typeof item === 'string') || (key === 'patternProperties' && typeof item === 'object');
+    if (regex) throw validationError(`schema uses "${key}": regular expressions are not supported in quicktag schemas`, 'schema');
+    checkSchemaSafety(item, depth + 1);
+  }
+}
+
 /**
  * Compiles a client's JSON Schema for validating answers (zod's `fromJSONSchema`). It must describe an object;
- * what zod cannot compile (conditionals, unknown types, dangling `$ref`s) is a 400 naming the `schema` field.
+ * what zod cannot compile (conditionals, unknown types, dangling `$ref`s) and regular expressions are a 400
+ * naming the `schema` field.
  */
 export function compileTagSchema(schema: unknown): TagSchema {
   if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
@@ -69,8 +92,12 @@ export function compileTagSchema(schema: unknown): TagSchema {
   }
   const json = schema as Record<string, unknown>;
   if (json.type !== 'object') throw validationError('schema must describe an object ("type": "object")', 'schema');
+  checkSchemaSafety(json);
   try {
-    return { json, validator: z.fromJSONSchema(json as Parameters<typeof z.fromJSONSchema>[0]) };
+    const validator = z.fromJSONSchema(json as Parameters<typeof z.fromJSONSchema>[0]);
+    // References are resolved lazily: one trial run shows a schema that only refers to itself (endless recursion).
+    validator.safeParse({});
+    return { json, validator };
   } catch (error) {
     throw validationError(`schema is not a JSON Schema this server can validate: ${(error as Error).message}`, 'schema');
   }
@@ -93,7 +120,13 @@ function checkAnswer(text: string, schema: TagSchema): { value: unknown } | { pr
   } catch (error) {
     return { problem: `the answer is not valid JSON (${(error as Error).message})` };
   }
-  const result = schema.validator.safeParse(parsed);
+  let result: ReturnType<z.ZodType['safeParse']>;
+  try {
+    result = schema.validator.safeParse(parsed);
+  } catch (error) {
+    // A recursive schema that only some values send into endless recursion: the schema is at fault.
+    throw validationError(`schema could not be evaluated: ${(error as Error).message}`, 'schema');
+  }
   if (result.success) return { value: result.data };
   const issues = result.error.issues
     .slice(0, MAX_ISSUES)

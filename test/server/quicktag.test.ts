@@ -158,6 +158,13 @@ describe('POST /qa/quicktag', () => {
     ['a schema that is not an object schema', 'video', { schema: '{"type":"string"}' }],
     ['a schema zod cannot validate', 'video', { schema: '{"type":"object","if":{"type":"object"},"then":{}}' }],
     ['an unknown field', 'video', { colour: 'blue' }],
+    [
+      'a schema with a regular expression',
+      'video',
+      { schema: '{"type":"object","properties":{"x":{"type":"string","pattern":"(a+)+$"}}}' },
+    ],
+    ['a schema that refers to itself only', 'video', { schema: '{"type":"object","$ref":"#"}' }],
+    ['a schema nested too deep', 'video', { schema: '{"type":"object","properties":{"a":'.repeat(40) + '{}' + '}}'.repeat(40) }],
   ] as const)('answers 400 for %s', async (_, file, fields) => {
     const bytes = file === 'video' ? video : file;
     await expectError(await tag(bytes, fields as Record<string, string>), 400, 'validation_error');
