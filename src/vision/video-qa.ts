@@ -85,8 +85,8 @@ const INSTRUCTIONS =
 
 /** `[mm:ss]` or `[h:mm:ss]`, with an optional space before it (removed with it). */
 const CITATION = / ?\[(?:(\d{1,2}):)?(\d{1,3}):(\d{2})\]/g;
-/** A trailing fragment that may still become a citation: held back while streaming. */
-const PARTIAL_CITATION = / ?\[[\d:]{0,9}$/;
+/** A trailing fragment that may still become a citation (or the space before one): held back while streaming. */
+const PARTIAL_CITATION = / ?(?:\[[\d:]{0,9})?$/;
 
 /** Removes `[mm:ss]` citations past the end of the video (a model's invented moments). */
 export function removeCitationsOutside(text: string, durationSeconds: number): string {
