@@ -26,6 +26,7 @@ let ocular: TestOcular;
 let answer = 'It launches at [00:12].';
 let streamDeltas: string[] = [];
 let streamDelayMs = 0;
+let streamOmitEnd = false;
 /** The upstream's last streamed response, to see whether it was cut short. */
 let lastStream: ServerResponse | undefined;
 
@@ -86,7 +87,7 @@ beforeAll(async () => {
     if (!all.includes('questions about one video')) return sendJson(response, 200, completion('A test pattern.'));
     if (body.stream) {
       lastStream = response;
-      return streamCompletion(response, streamDeltas, { splitEvery: 5, delayMs: streamDelayMs });
+      return streamCompletion(response, streamDeltas, { splitEvery: 5, delayMs: streamDelayMs, omitEnd: streamOmitEnd });
     }
     return sendJson(response, 200, completion(answer));
   });
@@ -174,6 +175,22 @@ describe('POST /v1/qa/chat', () => {
     for (const event of events.slice(0, -1)) {
       expect(event.status).toBeUndefined();
       expect(last.chat_response.startsWith(event.chat_response)).toBe(true);
+    }
+  });
+
+  it('ends the stream with an error event, and no status, when the upstream breaks off', async () => {
+    const id = insertVideo(SEGMENTS);
+    streamDeltas = ['It launches ', 'at [00:12]'];
+    streamOmitEnd = true;
+    try {
+      const response = await ask({ video_id: id, stream: true, messages: [{ role: 'user', content: 'falcon?' }] });
+      expect(response.status).toBe(200);
+      const text = await response.text();
+      expect(text).toContain('event: error');
+      expect(text).toContain('It launches at [00:12]');
+      expect(text).not.toContain('"status"');
+    } finally {
+      streamOmitEnd = false;
     }
   });
 
