@@ -171,6 +171,13 @@ describe('POST /qa/quicktag', () => {
     expect(bodies()).toHaveLength(0);
   });
 
+  it('answers 401 without an API key, before reading the upload', async () => {
+    const form = new FormData();
+    form.set('video', new Blob([new Uint8Array(video)], { type: 'video/mp4' }), 'clip.mp4');
+    await expectError(await fetch(`${ocular.url}/qa/quicktag`, { method: 'POST', body: form }), 401, 'authentication_error');
+    expect(bodies()).toHaveLength(0);
+  });
+
   it('answers 404 for an unknown model', async () => {
     await expectError(await tag(video, { model: 'nope' }), 404, 'not_found_error');
   });

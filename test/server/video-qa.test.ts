@@ -393,6 +393,15 @@ describe('POST /v1/qa/chat', () => {
     await expectError(await ask('{"video_id":'), 400, 'validation_error');
   });
 
+  it('answers 401 without an API key', async () => {
+    const response = await fetch(`${ocular.url}/v1/qa/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ video_id: 'x', messages: [{ role: 'user', content: 'q' }] }),
+    });
+    await expectError(response, 401, 'authentication_error');
+  });
+
   it('answers 404 for an unknown model', async () => {
     const id = insertVideo(SEGMENTS);
     await expectError(await ask({ video_id: id, model: 'nope', messages: [{ role: 'user', content: 'q' }] }), 404, 'not_found_error');
