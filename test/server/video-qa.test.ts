@@ -322,6 +322,9 @@ describe('POST /v1/qa/chat', () => {
     const summary = withStore((_store, db) => new VideoSummaryStore(db).get(id));
     expect(summary?.summary).toBe(SUMMARY_TEXT);
     expect(textOf(qaRequests().at(-1)!.messages[0]!)).toContain(SUMMARY_TEXT);
+    // The summary goes with its video.
+    expect((await fetch(`${ocular.url}/v1/videos/${id}`, { method: 'DELETE', headers: { 'x-api-key': TEST_KEY } })).status).toBe(200);
+    expect(withStore((_store, db) => new VideoSummaryStore(db).get(id))).toBeUndefined();
   }, 60_000);
 
   it('stores, indexes and answers a video_url; a 409 names the new video so the client asks again by id', async () => {
