@@ -38,6 +38,12 @@ export class ChatService {
     return this.#models.names;
   }
 
+  /** The model a request naming `model` (the default when absent) would use, and what it accepts; 400 for an unknown one. */
+  describeModel(model: string | undefined): { name: string; capabilities: LanguageModel['capabilities'] } {
+    const resolved = this.#models.resolve(model);
+    return { name: resolved.name, capabilities: resolved.model.capabilities };
+  }
+
   /** Validates the request against the model and limits, and resolves its media. */
   async prepare(request: ChatRequest, signal: AbortSignal): Promise<PreparedChat> {
     const { name, model } = this.#models.resolve(request.model);

@@ -205,6 +205,16 @@ export const memorySchema = z.strictObject({
   maxNotes: z.int().min(1).max(1_000_000).default(1000),
 });
 
+/** Video QA (`POST /v1/qa/chat`) and metadata tagging (`POST /qa/quicktag`). */
+export const qaSchema = z.strictObject({
+  /** Longest a QA request with `"wait": true` waits for its video's indexing, in seconds. @default 120 */
+  maxWaitSeconds: z.int().min(0).max(3600).default(120),
+  /** Video segments (excerpts, with one keyframe each for models with image input) sent per question. @default 8 */
+  maxSegments: z.int().min(1).max(64).default(8),
+  /** Frames sampled from a quicktag video. @default 8 */
+  quicktagFrames: z.int().min(1).max(64).default(8),
+});
+
 export const configFileSchema = z.strictObject({
   $schema: z.string().optional(),
   /** Model used when a request names none. @default the first entry of `models` */
@@ -222,6 +232,7 @@ export const configFileSchema = z.strictObject({
   conversations: conversationsSchema.prefault({}),
   search: searchSchema.prefault({}),
   memory: memorySchema.prefault({}),
+  qa: qaSchema.prefault({}),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;
@@ -233,3 +244,4 @@ export type VisionSettings = z.infer<typeof visionSchema>;
 export type ConversationSettings = z.infer<typeof conversationsSchema>;
 export type SearchSettings = z.infer<typeof searchSchema>;
 export type MemorySettings = z.infer<typeof memorySchema>;
+export type QaSettings = z.infer<typeof qaSchema>;

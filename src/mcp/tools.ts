@@ -3,6 +3,8 @@ import type { ChatService } from '../chat/chat-service.ts';
 import { parseBody } from '../server/errors.ts';
 import type { ImageRouteDependencies } from '../server/image-routes.ts';
 import type { VisionRouteDependencies } from '../server/vision-routes.ts';
+import type { QaRouteDependencies } from '../server/qa-routes.ts';
+import { qaChatRequestSchema, toQaMessages, toQaResponse } from '../server/wire/qa.ts';
 import { toWireImage, toWireImageMetadata, searchImagesSchema } from '../server/wire/images.ts';
 import { fromRekaRequest, rekaChatRequestSchema, toRekaResponse } from '../server/wire/reka-chat.ts';
 import { listVideosQuerySchema, searchVideosSchema, toWireEvent, toWireSearchHit, toWireVideo } from '../server/wire/vision.ts';
@@ -18,6 +20,8 @@ export interface McpDependencies {
   vision?: VisionRouteDependencies | undefined;
   /** Absent when the image library is off. */
   images?: ImageRouteDependencies | undefined;
+  /** Video QA; its tool is not listed without it. */
+  qa?: QaRouteDependencies | undefined;
   /** The default `max_tokens` of a chat call that sets none. */
   defaultMaxTokens: number;
 }
@@ -212,6 +216,46 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
           });
         });
         return { results, total_results: outcome.total, retrievers: outcome.retrievers };
+      },
+    });
+  }
+
+  if (deps.qa) {
+    const { qa } = deps.qa;
+    // The HTTP body without `stream`: a tool answers once.
+    const askSchema = qaChatRequestSchema.refine((body) => body.stream !== true, {
+      message: 'ask_video answers once; leave stream unset',
+      path: ['stream'],
+    });
+    tools.push({
+      name: 'ask_video',
+      title: 'Ask about a video',
+      description:
+        'Answers questions about one video of the library (video_id) or one fetched from video_url (stored and indexed ' +
+        'first; use wait: true to wait for indexing). messages are Reka chat messages: [{"role":"user","content":"What happens at the start?"}]. ' +
+        'The answer cites times as [mm:ss].',
+      input: askSchema,
+      readOnly: false,
+      run: async (args, context) => {
+        const body = parseBody(askSchema, args);
+        const source =
+          body.video_id !== undefined
+            ? ({ kind: 'id', videoId: body.video_id } as const)
+            : ({ kind: 'url', url: body.video_url! } as const);
+        const video = await qa.resolveVideo(context.owner, source, context.signal);
+        const answer = await qa.answer(
+          {
+            owner: context.owner,
+            videoId: video.id,
+            messages: toQaMessages(body),
+            model: body.model,
+            wait: body.wait,
+            maxTokens: body.max_tokens,
+            temperature: body.temperature,
+          },
+          context.signal,
+        );
+        return { video_id: video.id, ...toQaResponse(answer.text) };
       },
     });
   }

@@ -18,6 +18,7 @@ import { registerMcpRoute } from '../mcp/http-route.ts';
 import { registerSpeechRoutes, type SpeechRouteDependencies } from './speech-routes.ts';
 import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
 import { registerConversationBlobRoutes, registerConversationRoutes, type ConversationRouteDependencies } from './conversation-routes.ts';
+import { registerQaRoutes, type QaRouteDependencies } from './qa-routes.ts';
 
 export interface AppDependencies {
   chat: ChatService;
@@ -35,6 +36,8 @@ export interface AppDependencies {
   speech?: SpeechRouteDependencies | undefined;
   /** Conversations with image assets (`/api/...`); their routes are absent without them. */
   conversations?: ConversationRouteDependencies | undefined;
+  /** Video QA and quicktag; their routes are absent without them. */
+  qa?: QaRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -141,11 +144,12 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   if (deps.speech) registerSpeechRoutes(app, deps.speech, { requestSignal, bodyLimits: limits });
   registerMcpRoute(
     app,
-    { chat, vision: deps.vision, images: deps.images, defaultMaxTokens: DEFAULT_MAX_TOKENS },
+    { chat, vision: deps.vision, images: deps.images, qa: deps.qa, defaultMaxTokens: DEFAULT_MAX_TOKENS },
     { requestSignal, bodyLimits: limits },
     { logger, publicBaseUrl: deps.vision?.publicBaseUrl },
   );
   if (deps.conversations) registerConversationRoutes(app, deps.conversations, { requestSignal, bodyLimits: limits });
+  if (deps.qa) registerQaRoutes(app, deps.qa, { requestSignal, bodyLimits: limits });
 
   return app;
 }

@@ -4,6 +4,7 @@ import { MCP_PATH } from '../mcp/http-route.ts';
 import { listImagesQuerySchema, searchImagesSchema } from './wire/images.ts';
 import { openAiChatRequestSchema } from './wire/openai-chat.ts';
 import { rekaChatRequestSchema } from './wire/reka-chat.ts';
+import { qaChatRequestSchema, quicktagFieldsSchema } from './wire/qa.ts';
 import {
   createConversationSchema,
   exportQuerySchema,
@@ -241,6 +242,28 @@ export const OPERATIONS: Readonly<Record<string, OperationSpec>> = {
     success: file('image/jpeg', 'The picture'),
     errors: [403, 404],
   },
+
+  // ---- video QA and tagging ----
+  'POST /v1/qa/chat': {
+    summary: 'Ask about a video (by `video_id`, or `video_url`, which is stored and indexed first)',
+    tag: 'Video QA',
+    body: qaChatRequestSchema,
+    streams: true,
+    success: json('`{"chat_response","status"}`; with `stream`, SSE events with the text so far, then one with `status`'),
+    errors: [404, 409, 413, 415, 502, 503],
+  },
+  ...Object.fromEntries(
+    (['/qa/quicktag', '/v1/qa/quicktag'] as const).map((path) => [
+      `POST ${path}`,
+      {
+        summary: 'Tag a short video (< 30 s) with metadata fields, or the fields of a JSON Schema you send',
+        tag: 'Video QA',
+        multipart: { fields: quicktagFieldsSchema, files: ['video'] },
+        success: json('The tags, valid against the schema'),
+        errors: [413, 415, 429, 502],
+      } satisfies OperationSpec,
+    ]),
+  ),
 
   // ---- images ----
   'POST /v1/images/upload': {

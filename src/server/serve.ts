@@ -44,6 +44,11 @@ import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-lib
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
 import type { VisionRouteDependencies } from './vision-routes.ts';
 import type { ImageRouteDependencies } from './image-routes.ts';
+import type { QaRouteDependencies } from './qa-routes.ts';
+import { VideoSummaryStore } from '../store/video-summary-store.ts';
+import { createVideoSummarizer, type VideoSummarizer } from '../vision/indexing/video-summarizer.ts';
+import { Quicktagger } from '../vision/quicktag.ts';
+import { VideoQa } from '../vision/video-qa.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
 import { createConversations } from './conversation-routes.ts';
@@ -268,6 +273,10 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxRedirects: 0,
   });
   const store = new VideoStore(db);
+  const summaries = new VideoSummaryStore(db);
+  // QA's whole-video summaries are written by the caption model, once per video, as indexing ends.
+  const summarize: VideoSummarizer | undefined =
+    indexing.captionModel === undefined ? undefined : createVideoSummarizer(chat, indexing.captionModel, store, summaries);
   const blobs = new BlobStore(join(dataDir, 'videos'));
   const jobs = new SqliteJobQueue(db);
   const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts });
@@ -306,6 +315,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
         analyzers,
         settings: indexing,
         log: logger,
+        summarize,
         onIndexed: () => semantic?.queue(),
       }),
     )
@@ -339,10 +349,35 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: imageBlobs.incomingDir,
   };
+  const qaRoutes: QaRouteDependencies = {
+    qa: new VideoQa({
+      chat,
+      library,
+      search,
+      store,
+      summaries,
+      blobs,
+      settings: {
+        maxWaitSeconds: config.qa.maxWaitSeconds,
+        maxSegments: config.qa.maxSegments,
+        maxMediaPerTurn: config.limits.maxMediaPerTurn,
+      },
+    }),
+    quicktagger: new Quicktagger({
+      chat,
+      ffmpeg: createFfmpegContext({ ...binaries, timeoutMs: media.processTimeoutMs, maxOutputBytes: media.maxBytes }),
+      transcriber,
+      frames: config.qa.quicktagFrames,
+    }),
+    maxQuicktagBytes: media.maxBytes,
+    maxConcurrentUploads: config.limits.maxConcurrentUploads,
+    incomingDir: join(blobs.root, INCOMING_DIR),
+  };
   let settler: NodeJS.Timeout | undefined;
   return {
     routes,
     imageRoutes,
+    qaRoutes,
     /**
      * Starts the workers (which take back jobs a dead process held), then settles what a crash left behind.
      * Runs before the server listens: the sweep removes half-received uploads.
@@ -424,6 +459,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     images: vision.imageRoutes,
     speech,
     conversations: conversations.routes,
+    qa: vision.qaRoutes,
   });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);

@@ -71,6 +71,19 @@ export interface SamplingOptions {
   stop?: string[] | undefined;
   frequencyPenalty?: number | undefined;
   presencePenalty?: number | undefined;
+  /**
+   * Asks for output that is one JSON value matching `schema`. Providers that can constrain decoding do
+   * (`response_format: json_schema`, a grammar); others ignore it, so the caller still validates the output.
+   */
+  responseFormat?: ResponseFormat | undefined;
+}
+
+/** Structured output: a JSON Schema the answer must match. */
+export interface ResponseFormat {
+  type: 'json_schema';
+  /** A short name for the schema (OpenAI requires one: letters, digits, `_` and `-`). */
+  name: string;
+  schema: Record<string, unknown>;
 }
 
 /** A validated chat request, independent of the wire format it arrived in. */

@@ -248,6 +248,13 @@ const MIGRATIONS: readonly string[] = [
      created_at INTEGER NOT NULL
    ) STRICT;
    CREATE INDEX memories_owner_created ON memories (owner, created_at);`,
+  // Video QA: one whole-video summary per indexed video, written by indexing when a caption model is configured.
+  `CREATE TABLE video_summaries (
+     video_id TEXT PRIMARY KEY REFERENCES videos (id) ON DELETE CASCADE,
+     summary TEXT NOT NULL,
+     model TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   ) STRICT;`,
 ];
 
 /**

@@ -88,6 +88,7 @@ describe('MCP over streamable HTTP', () => {
         'search_images',
         'search_videos',
         'upload_video',
+        'ask_video',
       ]),
     );
     const search = tools.find((tool) => tool.name === 'search_videos')!;
@@ -173,6 +174,24 @@ describe('MCP over streamable HTTP', () => {
     const sent = upstream.requests.at(-1)!.body as { messages: Array<{ content: unknown }> };
     expect(JSON.stringify(sent.messages)).toContain('six times seven');
     expect(errorType(await call(client, 'chat', { messages: [{ role: 'user', content: 'hi' }], stream: true }))).toBe('validation_error');
+  });
+
+  it("asks about one of the caller's videos", async () => {
+    const video = insertVideo(KEY_A, ['', 'the VIOLET KESTREL lands', ''], 'birds');
+    const theirs = insertVideo(KEY_B, ['VIOLET KESTREL'], 'theirs');
+    upstream.behave((_request, response) => sendJson(response, 200, completion('It lands at [00:05].')));
+    const client = await connect(KEY_A);
+    const result = await call(client, 'ask_video', {
+      video_id: video,
+      messages: [{ role: 'user', content: 'When does the violet kestrel land?' }],
+    });
+    expect(result.isError).toBeFalsy();
+    expect(result.structuredContent).toEqual({ video_id: video, chat_response: 'It lands at [00:05].', status: 'success' });
+    expect(JSON.stringify(upstream.requests.at(-1)!.body)).toContain('VIOLET KESTREL');
+    expect(errorType(await call(client, 'ask_video', { video_id: theirs, messages: [{ role: 'user', content: 'hi' }] }))).toBe(
+      'not_found_error',
+    );
+    expect(errorType(await call(client, 'ask_video', { video_id: video, messages: [] }))).toBe('validation_error');
   });
 
   it('lists the configured models', async () => {

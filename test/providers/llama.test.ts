@@ -361,6 +361,22 @@ describe('llama provider on a generated model', () => {
     await expect(model.generate(request({ maxTokens: 2 }), signal())).resolves.toBeDefined();
   });
 
+  it('holds the answer to a responseFormat JSON Schema through a grammar; a schema it cannot compile leaves it free', async () => {
+    const schema = {
+      type: 'object',
+      properties: { mood: { type: 'string', enum: ['calm', 'tense'] } },
+      required: ['mood'],
+      additionalProperties: false,
+    };
+    const responseFormat = { type: 'json_schema' as const, name: 'tags', schema };
+    for (const model of [create(), create({ modelPath: templatePath })]) {
+      const result = await model.generate(request({ responseFormat, maxTokens: 60 }), signal());
+      expect(['calm', 'tense']).toContain((JSON.parse(result.text) as { mood: string }).mood);
+    }
+    const broken = { type: 'json_schema' as const, name: 'broken', schema: { type: 'object', properties: { a: { $ref: '#/nope' } } } };
+    await expect(create().generate(request({ responseFormat: broken, maxTokens: 4 }), signal())).resolves.toBeDefined();
+  });
+
   it('refuses a tool_choice naming an unknown tool', async () => {
     const tools = [{ name: 'a', parameters: { type: 'object' } }];
     const error = await rejection(create().generate(request({ tools, toolChoice: { name: 'b' } }), signal()));

@@ -941,6 +941,22 @@ class LlamaModel implements LlamaLanguageModel {
       );
       options.grammar = formatted.grammar;
     }
+    if (request.responseFormat !== undefined && tools === 'none' && converted.prefix === undefined) {
+      // Structured output: llama.cpp turns the JSON Schema into a grammar. A schema it cannot convert leaves the
+      // answer unconstrained (the caller validates it anyway) rather than failing the request.
+      const formatted = await this.#format(
+        engine,
+        [{ role: 'user', content: '' }],
+        SCHEMA_ONLY_TEMPLATE,
+        { add_generation_prompt: false, response_format: { type: 'json_schema', json_schema: { schema: request.responseFormat.schema } } },
+        'messages',
+      ).catch(() => undefined);
+      if (formatted?.grammar) {
+        options.grammar = formatted.grammar;
+        delete options.grammar_lazy;
+        delete options.grammar_triggers;
+      }
+    }
 
     const prompt = options.prompt as string;
     const mediaPaths = converted.mediaPaths;

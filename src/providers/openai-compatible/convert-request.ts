@@ -95,6 +95,10 @@ export function convertRequest(request: ProviderRequest, options: ConvertOptions
     }
   }
   Object.assign(body, toSnakeCaseSampling(request));
+  if (request.responseFormat !== undefined) {
+    const { name, schema } = request.responseFormat;
+    body.response_format = { type: 'json_schema', json_schema: { name, schema } };
+  }
   if (request.tools !== undefined && request.tools.length > 0) {
     body.tools = request.tools.map((tool) => ({
       type: 'function',

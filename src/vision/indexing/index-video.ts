@@ -92,6 +92,11 @@ export interface VideoIndexerOptions {
   analyzers: IndexingAnalyzers;
   settings: IndexingSettings;
   log: JobLog;
+  /**
+   * Writes the whole-video summary video QA uses for global questions, after the segments and before the video
+   * counts as indexed (present when a caption model is configured).
+   */
+  summarize?: ((videoId: string, signal: AbortSignal) => Promise<void>) | undefined;
   /** Called once a video is indexed (semantic search queues the embedding of its segments). */
   onIndexed?: ((videoId: string) => void) | undefined;
 }
@@ -180,6 +185,10 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
       store.updateVideo(video.id, { plan: JSON.stringify(withAudio) });
       report('analyzing', AUDIO_END);
       await indexSegments(video, withAudio, context, report);
+      if (options.summarize) {
+        report('summarizing', SEGMENTS_END);
+        await options.summarize(videoId, context.signal);
+      }
       library.report(videoId, { status: 'indexed', stage: 'done', progress: 1 });
       context.reportProgress(1);
       notify(videoId, 'video.indexed');
