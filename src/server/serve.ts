@@ -42,6 +42,10 @@ import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-lib
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
 import type { VisionRouteDependencies } from './vision-routes.ts';
 import type { ImageRouteDependencies } from './image-routes.ts';
+import type { ClipRouteDependencies } from './clip-routes.ts';
+import { ClipBlobStore, ClipStore } from '../store/clip-store.ts';
+import { CLIP_JOB, ClipService } from '../vision/clips.ts';
+import { createClipJobHandler } from '../vision/clip-job.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
 import { RequestSignals } from './edge.ts';
@@ -156,6 +160,8 @@ const INDEXING_MAX_AUDIO_BYTES = 1024 * 1024 * 1024;
 const UPLOAD_FETCH_TIMEOUT_MS = 3_600_000;
 /** How often videos are checked against their indexing jobs (a job can end without its handler, see VideoLibrary.recover). */
 const SETTLE_INTERVAL_MS = 60_000;
+/** Longest single ffmpeg run while rendering a clip (a 10-minute compilation re-encoded at 1080p on a slow CPU). */
+const CLIP_PROCESS_TIMEOUT_MS = 3_600_000;
 /** A webhook receiver gets this long to answer. */
 const WEBHOOK_TIMEOUT_MS = 10_000;
 
@@ -325,10 +331,37 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: imageBlobs.incomingDir,
   };
+  if (vision.clipModel !== undefined) {
+    try {
+      models.resolve(vision.clipModel);
+    } catch (error) {
+      throw new ConfigError(`invalid config: vision.clipModel: ${(error as Error).message}`);
+    }
+  }
+  const clipStore = new ClipStore(db);
+  const clipBlobs = new ClipBlobStore(join(dataDir, 'clips'));
+  const clips = new ClipService({ store: clipStore, blobs: clipBlobs, jobs, library, maxAttempts: indexing.maxAttempts });
+  const clipRunner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
+    CLIP_JOB,
+    createClipJobHandler({
+      clips,
+      store: clipStore,
+      blobs: clipBlobs,
+      videos: store,
+      videoBlobs: blobs,
+      search,
+      ffmpeg: createFfmpegContext({ ...binaries, timeoutMs: CLIP_PROCESS_TIMEOUT_MS }),
+      chat,
+      model: vision.clipModel,
+      log: logger,
+    }),
+  );
+  const clipRoutes: ClipRouteDependencies = { clips, signer, urlTtlSeconds: vision.urlTtlSeconds, publicBaseUrl: vision.publicBaseUrl };
   let settler: NodeJS.Timeout | undefined;
   return {
     routes,
     imageRoutes,
+    clipRoutes,
     /**
      * Starts the workers (which take back jobs a dead process held), then settles what a crash left behind.
      * Runs before the server listens: the sweep removes half-received uploads.
@@ -344,7 +377,11 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
       }
       const { removedBlobs, requeued } = await images.recover();
       if (removedBlobs + requeued > 0) logger.warn('recovered the image library after an unclean stop', { removedBlobs, requeued });
+      clipRunner.start();
+      const { removedFolders: removedClipFolders, settledClips } = await clips.recover();
+      if (removedClipFolders + settledClips > 0) logger.warn('recovered clips after an unclean stop', { removedClipFolders, settledClips });
       settler = setInterval(() => {
+        clips.settle();
         const settled = library.settleVideos();
         if (settled > 0) logger.warn('settled videos whose indexing job ended without them', { videos: settled });
       }, SETTLE_INTERVAL_MS);
@@ -353,7 +390,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
       clearInterval(settler);
-      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop()]);
+      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop(), clipRunner.stop()]);
       await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close()]);
     },
   };
@@ -394,7 +431,16 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
   const limits = settings.config.limits;
-  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes });
+  const app = createApp({
+    chat,
+    verifier,
+    limits,
+    logger,
+    signals,
+    vision: vision.routes,
+    images: vision.imageRoutes,
+    clips: vision.clipRoutes,
+  });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);
 
