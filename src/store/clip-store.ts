@@ -141,11 +141,14 @@ export class ClipStore {
       get: db.prepare<[string, string], ClipRow>('SELECT * FROM clips WHERE owner = ? AND id = ?'),
       getById: db.prepare<[string], ClipRow>('SELECT * FROM clips WHERE id = ?'),
       list: db.prepare<[string, number, number], ClipRow>(
-        'SELECT * FROM clips WHERE owner = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?',
+        'SELECT * FROM clips WHERE owner = ? ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?',
       ),
       count: db.prepare<[string], number>('SELECT count(*) FROM clips WHERE owner = ?').pluck(),
       remove: db.prepare('DELETE FROM clips WHERE owner = ? AND id = ?'),
       unfinished: db.prepare<[], ClipRow>(`SELECT * FROM clips WHERE status IN ('queued', 'processing')`),
+      countUnfinished: db
+        .prepare<[string], number>(`SELECT count(*) FROM clips WHERE owner = ? AND status IN ('queued', 'processing')`)
+        .pluck(),
       exists: db.prepare<[string], number>('SELECT count(*) FROM clips WHERE id = ?').pluck(),
     };
   }
@@ -187,6 +190,11 @@ export class ClipStore {
 
   unfinished(): ClipRecord[] {
     return this.#statements.unfinished.all().map(toClip);
+  }
+
+  /** The owner's clips still queued or processing. */
+  countUnfinished(owner: string): number {
+    return this.#statements.countUnfinished.get(owner) ?? 0;
   }
 
   has(id: string): boolean {

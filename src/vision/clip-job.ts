@@ -108,6 +108,7 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
   const pollMs = options.indexingPollMs ?? 500;
 
   const waitForVideos = async (clip: ClipRecord, context: JobContext): Promise<Map<string, VideoRecord>> => {
+    let reported = false;
     for (;;) {
       const ready = new Map<string, VideoRecord>();
       let waiting = 0;
@@ -121,7 +122,8 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
         } else waiting += 1;
       }
       if (waiting === 0) return ready;
-      clips.report(clip.id, { status: 'processing', stage: 'waiting_for_indexing', progress: 0 });
+      if (!reported) clips.report(clip.id, { status: 'processing', stage: 'waiting_for_indexing', progress: 0 });
+      reported = true;
       await sleep(pollMs, context.signal);
     }
   };

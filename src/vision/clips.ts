@@ -36,7 +36,15 @@ export interface ClipServiceOptions {
   library: VideoLibrary;
   /** Attempts a clip job gets. */
   maxAttempts: number;
+  /** Clips one owner may have queued or processing at once; more are answered 429. @default MAX_UNFINISHED_PER_OWNER */
+  maxUnfinishedPerOwner?: number | undefined;
 }
+
+/** Rendering is one job at a time: a deep queue per owner only delays everyone else's clips. */
+export const MAX_UNFINISHED_PER_OWNER = 16;
+
+/** What a client turned away by the unfinished-clip bound is told to wait. */
+const RETRY_AFTER_SECONDS = 30;
 
 /** How long deleting a clip waits for its running job to notice the cancellation (ffmpeg is killed at once). */
 const JOB_STOP_WAIT_MS = 10_000;
@@ -67,6 +75,7 @@ export class ClipService {
   readonly #jobs: JobQueue;
   readonly #library: VideoLibrary;
   readonly #maxAttempts: number;
+  readonly #maxUnfinished: number;
   readonly #listeners = new Map<string, Set<ClipListener>>();
 
   constructor(options: ClipServiceOptions) {
@@ -75,6 +84,7 @@ export class ClipService {
     this.#jobs = options.jobs;
     this.#library = options.library;
     this.#maxAttempts = options.maxAttempts;
+    this.#maxUnfinished = options.maxUnfinishedPerOwner ?? MAX_UNFINISHED_PER_OWNER;
   }
 
   /**
@@ -83,6 +93,15 @@ export class ClipService {
    * queues the job. Returns at once; the job waits for the videos' indexing.
    */
   async create(owner: string, request: NewClipRequest, signal: AbortSignal): Promise<ClipRecord> {
+    if (this.#store.countUnfinished(owner) >= this.#maxUnfinished) {
+      throw new OcularError(
+        'rate_limit_error',
+        `${this.#maxUnfinished} of your clips are still queued or processing; wait for some to finish`,
+        {
+          retryAfterSeconds: RETRY_AFTER_SECONDS,
+        },
+      );
+    }
     const videoIds: string[] = [];
     const { sourceStartSeconds } = request.generation;
     for (const [index, id] of (request.videoIds ?? []).entries()) {

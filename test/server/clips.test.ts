@@ -585,3 +585,32 @@ describe('clip access and errors', () => {
     expect(clip.error_message).toBeTruthy();
   });
 });
+
+describe('clip limits', () => {
+  it('answers 429 past the unfinished clips an owner may have, and deleting them frees the slots', { timeout: 30_000 }, async () => {
+    const key = 'ocu_clips_owner_c_0123456789ab';
+    const limited = await startOcular({}, { envApiKeys: [key] });
+    const previous = ocular;
+    ocular = limited;
+    try {
+      const videoId = await addIndexedVideo(key, { seconds: 4 }, [{ seconds: 4, text: 'wait' }]);
+      // Still "indexing" with no job to finish it: every clip on it waits.
+      const db = openDatabase(limited.dataDir);
+      try {
+        new VideoStore(db).updateVideo(videoId, { status: 'indexing' });
+      } finally {
+        db.close();
+      }
+      const ids: string[] = [];
+      for (let index = 0; index < 16; index++) ids.push((await createClip({ video_ids: [videoId], prompt: 'wait' }, key)).id);
+      const refused = await call('POST', '/v1/clips', key, { video_ids: [videoId], prompt: 'wait' });
+      expect(refused.headers.get('retry-after')).toBe('30');
+      await expectError(refused, 429, 'rate_limit_error');
+      for (const id of ids) expect((await call('DELETE', `/v1/clips/${id}`, key)).status).toBe(200);
+      expect((await call('POST', '/v1/clips', key, { video_ids: [videoId], prompt: 'wait' })).status).toBe(200);
+    } finally {
+      ocular = previous;
+      await limited.close();
+    }
+  });
+});
