@@ -195,26 +195,36 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
   ): Promise<ClipMomentRecord[]> => {
     const snapped: ClipMomentRecord[] = [];
     for (const moment of plan) {
-      const [piece] = moment.pieces;
-      const video = ready.get(piece!.videoId)!;
+      const piece = moment.pieces[0]!;
+      const video = ready.get(piece.videoId)!;
       const range = allowedRange({ videoId: video.id, durationSeconds: video.metadata!.durationSeconds }, clip.request.generation);
+      // Never back into another moment of the same video: moments do not overlap.
+      const floor = Math.max(
+        range.lo,
+        ...plan
+          .flatMap((other) => other.pieces)
+          .filter((other) => other.videoId === piece.videoId && other.endSeconds <= piece.startSeconds)
+          .map((other) => other.endSeconds),
+      );
       const keyframes = await probeKeyframes(
         videoBlobs.sourcePath(video.id),
-        Math.max(0, piece!.startSeconds - SNAP_SECONDS),
-        piece!.startSeconds + 0.001,
+        Math.max(0, piece.startSeconds - SNAP_SECONDS),
+        piece.startSeconds + 0.001,
         ffmpeg,
         signal,
       );
-      const keyframe = [...keyframes, ...(piece!.startSeconds <= SNAP_SECONDS ? [0] : [])]
-        .filter((time) => time <= piece!.startSeconds + 0.001 && time >= range.lo && piece!.startSeconds - time <= SNAP_SECONDS)
+      // The start of the file counts as a keyframe (a stream copy from 0 is exact); the latest one wins.
+      const keyframe = [...keyframes, ...(piece.startSeconds <= SNAP_SECONDS ? [0] : [])]
+        .sort((a, b) => a - b)
+        .filter((time) => time <= piece.startSeconds + 0.001 && time >= floor && piece.startSeconds - time <= SNAP_SECONDS)
         .at(-1);
       if (keyframe === undefined) {
         snapped.push(moment);
         continue;
       }
       const start = round(keyframe);
-      const end = round(Math.min(piece!.endSeconds, start + clip.request.generation.maxDurationSeconds));
-      snapped.push({ ...moment, pieces: [{ ...piece!, startSeconds: start, endSeconds: end }] });
+      const end = round(Math.min(piece.endSeconds, start + clip.request.generation.maxDurationSeconds));
+      snapped.push({ ...moment, pieces: [{ ...piece, startSeconds: start, endSeconds: end }] });
     }
     return snapped;
   };
