@@ -340,7 +340,14 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
   }
   const clipStore = new ClipStore(db);
   const clipBlobs = new ClipBlobStore(join(dataDir, 'clips'));
-  const clips = new ClipService({ store: clipStore, blobs: clipBlobs, jobs, library, maxAttempts: indexing.maxAttempts });
+  const clips = new ClipService({
+    store: clipStore,
+    blobs: clipBlobs,
+    jobs,
+    library,
+    maxAttempts: indexing.maxAttempts,
+    maxConcurrentFetches: config.limits.maxConcurrentUploads,
+  });
   const clipRunner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
     CLIP_JOB,
     createClipJobHandler({

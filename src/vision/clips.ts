@@ -38,6 +38,8 @@ export interface ClipServiceOptions {
   maxAttempts: number;
   /** Clips one owner may have queued or processing at once; more are answered 429. @default MAX_UNFINISHED_PER_OWNER */
   maxUnfinishedPerOwner?: number | undefined;
+  /** Requests with `video_urls` downloading at once (they count like uploads); more are answered 429. @default 8 */
+  maxConcurrentFetches?: number | undefined;
 }
 
 /** Rendering is one job at a time: a deep queue per owner only delays everyone else's clips. */
@@ -76,6 +78,8 @@ export class ClipService {
   readonly #library: VideoLibrary;
   readonly #maxAttempts: number;
   readonly #maxUnfinished: number;
+  readonly #maxFetches: number;
+  #fetching = 0;
   readonly #listeners = new Map<string, Set<ClipListener>>();
 
   constructor(options: ClipServiceOptions) {
@@ -85,6 +89,7 @@ export class ClipService {
     this.#library = options.library;
     this.#maxAttempts = options.maxAttempts;
     this.#maxUnfinished = options.maxUnfinishedPerOwner ?? MAX_UNFINISHED_PER_OWNER;
+    this.#maxFetches = options.maxConcurrentFetches ?? 8;
   }
 
   /**
@@ -127,7 +132,29 @@ export class ClipService {
       }
       if (!videoIds.includes(id)) videoIds.push(id);
     }
-    for (const [index, url] of (request.videoUrls ?? []).entries()) {
+    const urls = request.videoUrls ?? [];
+    if (urls.length > 0 && this.#fetching >= this.#maxFetches) {
+      throw new OcularError('rate_limit_error', `${this.#maxFetches} requests are downloading videos; try again shortly`, {
+        retryAfterSeconds: 5,
+      });
+    }
+    if (urls.length > 0) this.#fetching += 1;
+    try {
+      await this.#addUrls(owner, urls, videoIds, signal);
+    } finally {
+      if (urls.length > 0) this.#fetching -= 1;
+    }
+    const { videoIds: _ids, videoUrls: _urls, ...rest } = request;
+    const id = randomUUID();
+    this.#store.insert({ id, owner, request: { ...rest, videoIds, videoUrls: [...urls] } });
+    const job = this.#jobs.enqueue(CLIP_JOB, { clipId: id }, { key: `clip:${id}`, maxAttempts: this.#maxAttempts });
+    this.#store.update(id, { jobId: job.id });
+    return this.#store.getById(id)!;
+  }
+
+  /** Adds each URL to the owner's library (one at a time: each download is already bounded by the upload limit). */
+  async #addUrls(owner: string, urls: readonly string[], videoIds: string[], signal: AbortSignal): Promise<void> {
+    for (const [index, url] of urls.entries()) {
       try {
         const video = await this.#library.addVideo(
           owner,
@@ -152,12 +179,6 @@ export class ClipService {
         throw error;
       }
     }
-    const { videoIds: _ids, videoUrls: _urls, ...rest } = request;
-    const id = randomUUID();
-    this.#store.insert({ id, owner, request: { ...rest, videoIds, videoUrls: [...(request.videoUrls ?? [])] } });
-    const job = this.#jobs.enqueue(CLIP_JOB, { clipId: id }, { key: `clip:${id}`, maxAttempts: this.#maxAttempts });
-    this.#store.update(id, { jobId: job.id });
-    return this.#store.getById(id)!;
   }
 
   get(owner: string, id: string): ClipRecord {

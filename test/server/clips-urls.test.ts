@@ -10,6 +10,8 @@ import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 let ocular: TestOcular;
 let mediaServer: Server;
 let mediaUrl: string;
+/** Ends the held `/slow.mp4` download. */
+let releaseSlow: (() => void) | undefined;
 
 beforeAll(async () => {
   const bytes = await readFile(await makeVideo({ seconds: 6, withAudio: true }));
@@ -17,6 +19,10 @@ beforeAll(async () => {
     if (request.url === '/match.mp4') {
       response.writeHead(200, { 'content-type': 'video/mp4', 'content-length': bytes.length });
       response.end(bytes);
+    } else if (request.url === '/slow.mp4') {
+      response.writeHead(200, { 'content-type': 'video/mp4', 'content-length': bytes.length });
+      response.write(bytes.subarray(0, 1024));
+      releaseSlow = () => response.end(bytes.subarray(1024));
     } else if (request.url === '/page.html') {
       response.writeHead(200, { 'content-type': 'text/html' });
       response.end('<html><body>not a video</body></html>');
@@ -29,6 +35,7 @@ beforeAll(async () => {
   mediaUrl = `http://127.0.0.1:${port}`;
   ocular = await startOcular({
     media: { allowHosts: [`127.0.0.1:${port}`] },
+    limits: { maxConcurrentUploads: 1 },
     indexing: { objects: { enabled: false }, vad: { enabled: false }, labels: { enabled: false } },
   });
 }, 60_000);
@@ -88,4 +95,19 @@ it('answers like an upload by URL when the URL is not a video, and creates no cl
   expect(missing.status).toBe(400);
   const after = (await (await ocular.get('/v1/clips')).json()) as { total: number };
   expect(after.total).toBe(before.total);
+});
+
+it('bounds the requests downloading videos at once, like uploads', { timeout: 30_000 }, async () => {
+  const slow = ocular.post('/v1/clips', { video_urls: [`${mediaUrl}/slow.mp4`], prompt: 'x' });
+  const deadline = Date.now() + 10_000;
+  while (releaseSlow === undefined) {
+    expect(Date.now()).toBeLessThan(deadline);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const refused = await ocular.post('/v1/clips', { video_urls: [`${mediaUrl}/match.mp4`], prompt: 'x' });
+  expect(refused.status).toBe(429);
+  expect(((await refused.json()) as { error: { type: string } }).error.type).toBe('rate_limit_error');
+  releaseSlow();
+  expect((await slow).status).toBe(200);
+  expect((await ocular.post('/v1/clips', { video_urls: [`${mediaUrl}/match.mp4`], prompt: 'x' })).status).toBe(200);
 });

@@ -473,6 +473,20 @@ describe('clip access and errors', () => {
     );
     expect(missing.param).toBe('video_ids.1');
     await expectError(await call('POST', '/v1/clips', KEY_A, { video_ids: ['../../etc'], prompt: 'x' }), 404, 'not_found_error');
+    // A video whose indexing failed cannot be clipped.
+    const failedId = await addIndexedVideo(KEY_A, { seconds: 4 }, [{ seconds: 4, text: 'broken' }]);
+    const db = openDatabase(ocular.dataDir);
+    try {
+      new VideoStore(db).updateVideo(failedId, { status: 'failed', error: 'could not be decoded' });
+    } finally {
+      db.close();
+    }
+    const conflict = await expectError(
+      await call('POST', '/v1/clips', KEY_A, { video_ids: [failedId], prompt: 'x' }),
+      409,
+      'conflict_error',
+    );
+    expect(conflict.param).toBe('video_ids.0');
     // B may not cut A's video.
     await expectError(await call('POST', '/v1/clips', KEY_B, { video_ids: [videoId], prompt: 'mine' }), 404, 'not_found_error');
 
