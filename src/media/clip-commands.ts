@@ -107,6 +107,38 @@ export function buildCopyCutArgs(command: CopyCutCommand): string[] {
   ];
 }
 
+/**
+ * How subtitles are drawn: the `subtitles` filter (libass) reading an SRT file, or, in builds without libass,
+ * one `drawtext` (libfreetype) per cue, each reading its text from a file (no escaping of the words needed,
+ * and `expansion=none` so a `%` in them is text, not a template)
+ * and shown only during its cue.
+ */
+export type SubtitleBurn =
+  | { kind: 'subtitles'; srtPath: string }
+  | { kind: 'drawtext'; cues: ReadonlyArray<{ startSeconds: number; endSeconds: number; textPath: string }> };
+
+/** Which filter this ffmpeg build can burn subtitles with, from its `-filters` listing. */
+export function subtitleFilterIn(filters: string): SubtitleBurn['kind'] | undefined {
+  if (/^\s*\S+\s+subtitles\s/m.test(filters)) return 'subtitles';
+  if (/^\s*\S+\s+drawtext\s/m.test(filters)) return 'drawtext';
+  return undefined;
+}
+
+export function buildSubtitleChain(burn: SubtitleBurn): string {
+  if (burn.kind === 'subtitles') return `subtitles=filename=${escapeFilterValue(burn.srtPath)}`;
+  if (burn.cues.length === 0) return 'null';
+  return burn.cues
+    .map(
+      (cue) =>
+        `drawtext=textfile=${escapeFilterValue(cue.textPath)}:expansion=none:fontsize=h/16:fontcolor=white:box=1:boxcolor=black@0.5:boxborderw=6` +
+        `:x=(w-text_w)/2:y=h-text_h-h/12:enable=${escapeFilterValue(`between(t,${formatSeconds(cue.startSeconds)},${formatSeconds(cue.endSeconds)})`)}`,
+    )
+    .join(',');
+}
+
+/** ffmpeg listing its filters, to learn which can draw subtitles. */
+export const FILTERS_ARGS: readonly string[] = ['-hide_banner', '-filters'];
+
 export interface EncodePiece {
   inputPath: string;
   startSeconds: number;
@@ -122,8 +154,8 @@ export interface EncodeCommand {
   audio: boolean;
   /** Frame rate every piece is brought to, so a compilation's pieces join; absent, a single piece keeps its own. */
   fps?: number | undefined;
-  /** An SRT file burnt onto the frames after joining (times from the output's start). */
-  subtitlesPath?: string | undefined;
+  /** Subtitles burnt onto the frames after joining (times from the output's start). */
+  subtitles?: SubtitleBurn | undefined;
   /** `libx264` when the build has it, else `mpeg4`. */
   videoEncoder: 'libx264' | 'mpeg4';
   outputPath: string;
@@ -156,8 +188,8 @@ export function buildEncodeArgs(command: EncodeCommand): string[] {
     video = 'vj';
     audio = 'aj';
   }
-  if (command.subtitlesPath !== undefined) {
-    chains.push(`[${video}]subtitles=filename=${escapeFilterValue(command.subtitlesPath)}[vs]`);
+  if (command.subtitles !== undefined) {
+    chains.push(`[${video}]${buildSubtitleChain(command.subtitles)}[vs]`);
     video = 'vs';
   }
   const encoder =

@@ -5,7 +5,10 @@ import {
   buildEncodeArgs,
   buildKeyframeProbeArgs,
   ENCODERS_ARGS,
+  FILTERS_ARGS,
   formatSrt,
+  subtitleFilterIn,
+  type SubtitleBurn,
   outputFrameSize,
   type AspectRatio,
   type FitMode,
@@ -14,6 +17,7 @@ import {
 } from './clip-commands.ts';
 import { runProcess, toMediaError } from './run-process.ts';
 import type { Scratch } from './scratch.ts';
+import { OcularError } from '../spec/errors.ts';
 
 /** One time range of one source file. */
 export interface RenderPiece {
@@ -31,6 +35,8 @@ export interface RenderSettings {
   fit: FitMode;
   /** Cues to burn in, in seconds from the output's start; none or empty, no subtitles. */
   cues?: readonly SubtitleCue[] | undefined;
+  /** The filter that draws them. @default the build's best: `subtitles` (libass), else `drawtext` */
+  subtitleFilter?: SubtitleBurn['kind'] | undefined;
 }
 
 export interface RenderRequest {
@@ -104,6 +110,37 @@ export function videoEncoder(ffmpeg: FfmpegContext): Promise<'libx264' | 'mpeg4'
   return encoder;
 }
 
+const filterCache = new Map<string, Promise<SubtitleBurn['kind'] | undefined>>();
+
+/** The filter this ffmpeg build burns subtitles with: `subtitles` (needs libass), else `drawtext` (libfreetype). */
+export function subtitleFilter(ffmpeg: FfmpegContext): Promise<SubtitleBurn['kind'] | undefined> {
+  let filter = filterCache.get(ffmpeg.binaries.ffmpeg);
+  if (filter === undefined) {
+    filter = runProcess(ffmpeg.binaries.ffmpeg, FILTERS_ARGS, { timeoutMs: 30_000 }).then(
+      ({ stdout }) => subtitleFilterIn(stdout.toString('utf8')),
+      () => undefined,
+    );
+    filterCache.set(ffmpeg.binaries.ffmpeg, filter);
+  }
+  return filter;
+}
+
+/** Writes what the chosen filter reads: one SRT file, or one text file per cue. */
+async function prepareSubtitles(cues: readonly SubtitleCue[], kind: SubtitleBurn['kind'], scratch: Scratch): Promise<SubtitleBurn> {
+  if (kind === 'subtitles') {
+    const srtPath = scratch.path('.srt');
+    await writeFile(srtPath, formatSrt(cues));
+    return { kind, srtPath };
+  }
+  const files = [];
+  for (const cue of cues) {
+    const textPath = scratch.path('.txt');
+    await writeFile(textPath, cue.text.replace(/\s+/g, ' ').trim());
+    files.push({ startSeconds: cue.startSeconds, endSeconds: cue.endSeconds, textPath });
+  }
+  return { kind, cues: files };
+}
+
 /** Reads `out_time_us` (older builds: `out_time_ms`, also microseconds) from ffmpeg's `-progress` lines. */
 function progressReader(totalSeconds: number, onProgress: (fraction: number) => void): (chunk: Buffer) => void {
   let pending = '';
@@ -150,10 +187,13 @@ export async function renderClip(
       outputPath: request.outputPath,
     });
   } else {
-    let subtitlesPath: string | undefined;
+    let subtitles: SubtitleBurn | undefined;
     if ((settings.cues?.length ?? 0) > 0) {
-      subtitlesPath = scratch.path('.srt');
-      await writeFile(subtitlesPath, formatSrt(settings.cues!));
+      const kind = settings.subtitleFilter ?? (await subtitleFilter(ffmpeg));
+      if (kind === undefined) {
+        throw new OcularError('server_error', 'this ffmpeg build can draw no subtitles (it has neither libass nor libfreetype)');
+      }
+      subtitles = await prepareSubtitles(settings.cues!, kind, scratch);
     }
     args = buildEncodeArgs({
       pieces: pieces.map((piece) => ({
@@ -165,7 +205,7 @@ export async function renderClip(
       fit: settings.fit,
       audio: pieces.every((piece) => piece.source.hasAudio),
       fps: pieces.length > 1 ? first.source.fps || 25 : undefined,
-      subtitlesPath,
+      subtitles,
       videoEncoder: await videoEncoder(ffmpeg),
       outputPath: request.outputPath,
     });

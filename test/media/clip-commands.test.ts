@@ -4,9 +4,11 @@ import {
   buildEncodeArgs,
   buildFitChain,
   buildKeyframeProbeArgs,
+  buildSubtitleChain,
   escapeFilterValue,
   formatSrt,
   outputFrameSize,
+  subtitleFilterIn,
 } from '../../src/media/clip-commands.ts';
 import { chooseRenderMode, isKeyframeTime, type RenderRequest } from '../../src/media/render-clip.ts';
 
@@ -56,7 +58,7 @@ describe('clip command builders', () => {
       fit: 'crop',
       audio: true,
       fps: 25,
-      subtitlesPath: '/s/1.srt',
+      subtitles: { kind: 'subtitles', srtPath: '/s/1.srt' },
       videoEncoder: 'libx264',
       outputPath: '/c/out.mp4',
     });
@@ -76,6 +78,25 @@ describe('clip command builders', () => {
     });
     expect(silent).toContain('-an');
     expect(silent[silent.indexOf('-filter_complex') + 1]).not.toContain('concat');
+  });
+
+  it('draws subtitles with libass when the build has it, else one drawtext per cue', () => {
+    const listing = (names: string[]) =>
+      ` ... null              V->V       Pass.\n${names.map((name) => ` ... ${name.padEnd(17)} V->V       x`).join('\n')}\n`;
+    expect(subtitleFilterIn(listing(['drawtext', 'subtitles']))).toBe('subtitles');
+    expect(subtitleFilterIn(listing(['drawtext']))).toBe('drawtext');
+    expect(subtitleFilterIn(listing(['ass']))).toBeUndefined();
+    const chain = buildSubtitleChain({
+      kind: 'drawtext',
+      cues: [
+        { startSeconds: 0, endSeconds: 1.5, textPath: '/s/1.txt' },
+        { startSeconds: 1.5, endSeconds: 3, textPath: '/s/2.txt' },
+      ],
+    });
+    expect(chain.split(',drawtext=')).toHaveLength(2);
+    expect(chain).toContain('textfile=/s/1.txt');
+    // The commas of the expression are escaped for the graph, so they do not split the chain.
+    expect(chain).toContain(String.raw`enable=between(t\,0.000\,1.500)`);
   });
 
   it('writes SubRip cues', () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { renderClip } from '../../src/media/render-clip.ts';
+import { runProcess } from '../../src/media/run-process.ts';
 import { Scratch } from '../../src/media/scratch.ts';
 import { probeMedia } from '../../src/media/video.ts';
 import { ffmpegContext, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
@@ -34,6 +35,47 @@ it('burns subtitles from a scratch folder whose name holds filtergraph syntax', 
     const probe = await probeMedia(output, ffmpegContext);
     expect(probe.video).toMatchObject({ width: 240, height: 240 });
     expect(probe.durationSeconds).toBeCloseTo(2, 0);
+  } finally {
+    await scratch.dispose();
+  }
+});
+
+it('draws subtitles with drawtext, for builds without libass', async () => {
+  const scratch = await Scratch.create(root);
+  try {
+    const input = await makeVideo({ seconds: 3 });
+    const render = async (cues: Array<{ startSeconds: number; endSeconds: number; text: string }>, name: string) => {
+      const output = join(root, name);
+      await renderClip(
+        {
+          pieces: [{ inputPath: input, startSeconds: 0, endSeconds: 2, source: { width: 320, height: 240, hasAudio: false, fps: 25 } }],
+          settings: { fit: 'crop', resolution: 240, cues, subtitleFilter: 'drawtext' },
+          outputPath: output,
+        },
+        { ffmpeg: ffmpegContext, scratch, signal: new AbortController().signal, startIsKeyframe: false },
+      );
+      const { stdout } = await runProcess(ffmpegContext.binaries.ffmpeg, [
+        '-v',
+        'error',
+        '-ss',
+        '1',
+        '-i',
+        output,
+        '-frames:v',
+        '1',
+        '-vf',
+        'crop=iw:ih/4:0:ih*3/4,scale=64:16,format=gray',
+        '-f',
+        'rawvideo',
+        '-',
+      ]);
+      return stdout;
+    };
+    const plain = await render([], 'plain.mp4');
+    const drawn = await render([{ startSeconds: 0.5, endSeconds: 2, text: "It's 50%: a, b; [c]" }], 'drawn.mp4');
+    let difference = 0;
+    for (let index = 0; index < plain.length; index++) difference += Math.abs(plain[index]! - drawn[index]!);
+    expect(difference / plain.length).toBeGreaterThan(3);
   } finally {
     await scratch.dispose();
   }
