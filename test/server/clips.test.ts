@@ -337,6 +337,34 @@ describe('POST /v1/clips', () => {
     expect(Math.abs(probe.duration - total)).toBeLessThan(0.2);
   });
 
+  it('compiles moments of two different videos into one file, silent when one has no sound', { timeout: 60_000 }, async () => {
+    const small = await addIndexedVideo(KEY_A, { seconds: 8, withAudio: true }, [
+      { seconds: 4, text: 'harbour boats' },
+      { seconds: 4, text: 'street' },
+    ]);
+    const large = await addIndexedVideo(KEY_A, { seconds: 8, width: 640, height: 360, fps: 30 }, [
+      { seconds: 4, text: 'market' },
+      { seconds: 4, text: 'harbour boats at dusk' },
+    ]);
+    const clip = await finished(
+      (
+        await createClip({
+          video_ids: [small, large],
+          prompt: 'harbour boats',
+          generation_config: { template: 'compilation', min_duration_seconds: 5, max_duration_seconds: 6 },
+          rendering_config: { aspect_ratio: '16:9', resolution: 240 },
+        })
+      ).id,
+    );
+    expect(clip.status, clip.error_message).toBe('completed');
+    const [output] = clip.output;
+    expect(new Set(output!.moments.map((moment) => moment.video_id))).toEqual(new Set([small, large]));
+    const total = output!.moments.reduce((sum, moment) => sum + moment.end - moment.start, 0);
+    const probe = await probeOutput(output!);
+    expect({ width: probe.width, height: probe.height, audio: probe.audio }).toEqual({ width: 426, height: 240, audio: false });
+    expect(Math.abs(probe.duration - total)).toBeLessThan(0.2);
+  });
+
   it('keeps to the source range', async () => {
     const videoId = await addIndexedVideo(KEY_A, { seconds: 12 }, BALLOON_SEGMENTS);
     const clip = await finished(
@@ -573,8 +601,13 @@ describe('clip access and errors', () => {
       if (Date.now() > deadline) throw new Error('the render did not start');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    const events = await call('GET', `/v1/clips/${created.id}/events`);
+    expect(events.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const started = Date.now();
     expect((await call('DELETE', `/v1/clips/${created.id}`)).status).toBe(200);
+    // The event stream ends, saying why.
+    const last = JSON.parse((await readSseData(events)).at(-1)!) as { status: string; stage: string };
+    expect(last).toMatchObject({ status: 'failed', stage: 'deleted' });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(existsSync(join(ocular.dataDir, 'clips', created.id))).toBe(false);
     const db = openDatabase(ocular.dataDir);
