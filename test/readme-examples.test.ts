@@ -34,6 +34,11 @@ const SKIPPED: ReadonlyArray<{ argument: string; reason: string }> = [
     reason:
       'quicktag needs tags that match its schema; the tiny test model writes one endless string (test/server/quicktag.test.ts covers it)',
   },
+  {
+    argument:
+      '{"video_urls":["https://example.com/match.mp4"],"prompt":"goals","generation_config":{"template":"compilation","max_duration_seconds":60}}',
+    reason: 'fetches a video from the internet; the tests use no network',
+  },
 ];
 
 interface Example {
@@ -83,7 +88,7 @@ let responseCount = 0;
 /** Runs one curl call (placeholders filled in) and returns its status and body. */
 async function runCurl(args: string[]): Promise<{ status: number; body: string }> {
   const filled = args.map((arg) =>
-    arg.replace(/\b(VIDEO_ID|GROUP_ID|IMAGE_ID|ASSET_KEY|CONVERSATION_ID)\b/g, (name) => {
+    arg.replace(/\b(VIDEO_ID|GROUP_ID|IMAGE_ID|ASSET_KEY|CONVERSATION_ID|CLIP_ID)\b/g, (name) => {
       const value = placeholders.get(name);
       if (value === undefined) throw new Error(`${name} is used before an example created one: ${args.join(' ')}`);
       return value;
@@ -106,7 +111,8 @@ function remember(args: string[], body: string): void {
   } catch {
     return;
   }
-  const record = parsed as { video_id?: unknown; group_id?: unknown; results?: Array<{ image_id?: unknown }> };
+  const record = parsed as { id?: unknown; video_id?: unknown; group_id?: unknown; results?: Array<{ image_id?: unknown }> };
+  if (url === `${origin}/v1/clips` && args.includes('-d') && typeof record.id === 'string') placeholders.set('CLIP_ID', record.id);
   if (url?.startsWith(`${origin}/v1/videos/upload`) && typeof record.video_id === 'string') placeholders.set('VIDEO_ID', record.video_id);
   const imageId = record.results?.[0]?.image_id;
   if (url?.startsWith(`${origin}/v1/images/upload`) && typeof imageId === 'string') placeholders.set('IMAGE_ID', imageId);

@@ -158,6 +158,8 @@ export const visionSchema = z.strictObject({
   webhookSecret: z.string().min(16).optional(),
   /** Webhook deliveries attempted before giving up. @default 6 */
   webhookMaxAttempts: z.int().min(1).max(50).default(6),
+  /** The model that picks and titles clip moments among the search's candidates (`POST /v1/clips`). @default none: the search ranking decides */
+  clipModel: z.string().min(1).optional(),
 });
 
 /** Conversations with image assets (`/api/assets`, `/api/conversations`, `/api/features`). */

@@ -4,6 +4,8 @@ import { parseBody } from '../server/errors.ts';
 import type { ImageRouteDependencies } from '../server/image-routes.ts';
 import type { VisionRouteDependencies } from '../server/vision-routes.ts';
 import type { QaRouteDependencies } from '../server/qa-routes.ts';
+import { outputPath, type ClipRouteDependencies } from '../server/clip-routes.ts';
+import { createClipSchema, toWireClip } from '../server/wire/clips.ts';
 import { qaChatRequestSchema, toQaMessages, toQaResponse } from '../server/wire/qa.ts';
 import { toWireImage, toWireImageMetadata, searchImagesSchema } from '../server/wire/images.ts';
 import { fromRekaRequest, rekaChatRequestSchema, toRekaResponse } from '../server/wire/reka-chat.ts';
@@ -20,6 +22,8 @@ export interface McpDependencies {
   vision?: VisionRouteDependencies | undefined;
   /** Absent when the image library is off. */
   images?: ImageRouteDependencies | undefined;
+  /** Clip generation; its tools are not listed without it. */
+  clips?: ClipRouteDependencies | undefined;
   /** Video QA; its tool is not listed without it. */
   qa?: QaRouteDependencies | undefined;
   /** The default `max_tokens` of a chat call that sets none. */
@@ -257,6 +261,36 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
         );
         return { video_id: video.id, ...toQaResponse(answer.text) };
       },
+    });
+  }
+
+  if (deps.clips) {
+    const { clips, signer, urlTtlSeconds } = deps.clips;
+    const wireClip = (context: ToolContext, clip: ReturnType<typeof clips.get>) =>
+      toWireClip(
+        clip,
+        (output) => context.origin + signer.sign(outputPath(clip.id, output.index), new Date(Date.now() + urlTtlSeconds * 1000)),
+      );
+    const clipIdSchema = z.strictObject({ clip_id: z.string().trim().min(1).max(128) });
+    tools.push({
+      name: 'create_clip',
+      title: 'Create clips',
+      description:
+        'Starts a clip job over video_ids of the library (or video_urls): moments matching the prompt, cut, reframed and ' +
+        'optionally subtitled. generation_config {template: moments|compilation, num_generations 1-3, min/max_duration_seconds}, ' +
+        'rendering_config {aspect_ratio 16:9|9:16|1:1, resolution, subtitles}. Returns at once; follow it with get_clip.',
+      input: createClipSchema,
+      readOnly: false,
+      run: async (args, context) => wireClip(context, await clips.create(context.owner, parseBody(createClipSchema, args), context.signal)),
+    });
+    tools.push({
+      name: 'get_clip',
+      title: 'Get a clip job',
+      description:
+        "A clip job's status (queued, processing, completed, failed), progress and, once completed, its outputs with signed URLs.",
+      input: clipIdSchema,
+      readOnly: true,
+      run: async (args, context) => wireClip(context, clips.get(context.owner, parseBody(clipIdSchema, args).clip_id)),
     });
   }
 

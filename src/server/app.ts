@@ -19,6 +19,7 @@ import { registerSpeechRoutes, type SpeechRouteDependencies } from './speech-rou
 import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
 import { registerConversationBlobRoutes, registerConversationRoutes, type ConversationRouteDependencies } from './conversation-routes.ts';
 import { registerQaRoutes, type QaRouteDependencies } from './qa-routes.ts';
+import { registerClipBlobRoutes, registerClipRoutes, type ClipRouteDependencies } from './clip-routes.ts';
 
 export interface AppDependencies {
   chat: ChatService;
@@ -38,6 +39,8 @@ export interface AppDependencies {
   conversations?: ConversationRouteDependencies | undefined;
   /** Video QA and quicktag; their routes are absent without them. */
   qa?: QaRouteDependencies | undefined;
+  /** Clip generation; its routes are absent without it. */
+  clips?: ClipRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -110,6 +113,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   if (deps.vision) registerVisionBlobRoutes(app, deps.vision);
   if (deps.images) registerImageBlobRoutes(app, deps.images);
   if (deps.conversations) registerConversationBlobRoutes(app, deps.conversations);
+  if (deps.clips) registerClipBlobRoutes(app, deps.clips);
 
   app.use(async (c, next) => {
     c.set(
@@ -144,12 +148,13 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   if (deps.speech) registerSpeechRoutes(app, deps.speech, { requestSignal, bodyLimits: limits });
   registerMcpRoute(
     app,
-    { chat, vision: deps.vision, images: deps.images, qa: deps.qa, defaultMaxTokens: DEFAULT_MAX_TOKENS },
+    { chat, vision: deps.vision, images: deps.images, qa: deps.qa, clips: deps.clips, defaultMaxTokens: DEFAULT_MAX_TOKENS },
     { requestSignal, bodyLimits: limits },
     { logger, publicBaseUrl: deps.vision?.publicBaseUrl },
   );
   if (deps.conversations) registerConversationRoutes(app, deps.conversations, { requestSignal, bodyLimits: limits });
   if (deps.qa) registerQaRoutes(app, deps.qa, { requestSignal, bodyLimits: limits });
+  if (deps.clips) registerClipRoutes(app, deps.clips, { requestSignal, bodyLimits: limits });
 
   return app;
 }

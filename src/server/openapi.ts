@@ -4,6 +4,7 @@ import { MCP_PATH } from '../mcp/http-route.ts';
 import { listImagesQuerySchema, searchImagesSchema } from './wire/images.ts';
 import { openAiChatRequestSchema } from './wire/openai-chat.ts';
 import { rekaChatRequestSchema } from './wire/reka-chat.ts';
+import { createClipSchema, listClipsQuerySchema } from './wire/clips.ts';
 import { qaChatRequestSchema, quicktagFieldsSchema } from './wire/qa.ts';
 import {
   createConversationSchema,
@@ -264,6 +265,50 @@ export const OPERATIONS: Readonly<Record<string, OperationSpec>> = {
       } satisfies OperationSpec,
     ]),
   ),
+
+  // ---- clips ----
+  'POST /v1/clips': {
+    summary: 'Generate clips from videos (a durable job)',
+    tag: 'Clips',
+    body: createClipSchema,
+    success: json('The clip request, `status` queued'),
+    errors: [404, 409, 415, 429],
+  },
+  'GET /v1/clips': {
+    summary: 'List clip requests',
+    tag: 'Clips',
+    query: listClipsQuerySchema,
+    success: json('`{"results":[clip],"total","limit","offset"}`'),
+  },
+  'GET /v1/clips/:id': {
+    summary: 'A clip request: status, progress, `output` [{url, start, end, title}]',
+    tag: 'Clips',
+    query: NO_INPUT,
+    success: json('The clip request'),
+    errors: [404],
+  },
+  'DELETE /v1/clips/:id': {
+    summary: 'Delete a clip request (cancels its job, removes its files)',
+    tag: 'Clips',
+    query: NO_INPUT,
+    success: json('`{"id","deleted":true}`'),
+    errors: [404],
+  },
+  'GET /v1/clips/:id/events': {
+    summary: 'Clip progress (SSE)',
+    tag: 'Clips',
+    query: NO_INPUT,
+    success: file('text/event-stream', '`progress` events, then `done`'),
+    errors: [404],
+  },
+  'GET /v1/clips/:id/outputs/:file{[0-9]{1,2}\\.mp4}': {
+    summary: 'A rendered clip (signed URL; Range)',
+    tag: 'Clips',
+    access: 'signed',
+    query: signedQuery,
+    success: file('video/mp4', 'The clip'),
+    errors: [403, 404, 416],
+  },
 
   // ---- images ----
   'POST /v1/images/upload': {

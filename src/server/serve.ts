@@ -49,6 +49,10 @@ import { VideoSummaryStore } from '../store/video-summary-store.ts';
 import { createVideoSummarizer, type VideoSummarizer } from '../vision/indexing/video-summarizer.ts';
 import { Quicktagger } from '../vision/quicktag.ts';
 import { VideoQa } from '../vision/video-qa.ts';
+import type { ClipRouteDependencies } from './clip-routes.ts';
+import { ClipBlobStore, ClipStore } from '../store/clip-store.ts';
+import { CLIP_JOB, ClipService } from '../vision/clips.ts';
+import { createClipJobHandler } from '../vision/clip-job.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
 import { createConversations } from './conversation-routes.ts';
@@ -175,6 +179,8 @@ const INDEXING_MAX_AUDIO_BYTES = 1024 * 1024 * 1024;
 const UPLOAD_FETCH_TIMEOUT_MS = 3_600_000;
 /** How often videos are checked against their indexing jobs (a job can end without its handler, see VideoLibrary.recover). */
 const SETTLE_INTERVAL_MS = 60_000;
+/** Longest single ffmpeg run while rendering a clip (a 10-minute compilation re-encoded at 1080p on a slow CPU). */
+const CLIP_PROCESS_TIMEOUT_MS = 3_600_000;
 /** A webhook receiver gets this long to answer. */
 const WEBHOOK_TIMEOUT_MS = 10_000;
 
@@ -373,11 +379,45 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: join(blobs.root, INCOMING_DIR),
   };
+  if (vision.clipModel !== undefined) {
+    try {
+      models.resolve(vision.clipModel);
+    } catch (error) {
+      throw new ConfigError(`invalid config: vision.clipModel: ${(error as Error).message}`);
+    }
+  }
+  const clipStore = new ClipStore(db);
+  const clipBlobs = new ClipBlobStore(join(dataDir, 'clips'));
+  const clips = new ClipService({
+    store: clipStore,
+    blobs: clipBlobs,
+    jobs,
+    library,
+    maxAttempts: indexing.maxAttempts,
+    maxConcurrentFetches: config.limits.maxConcurrentUploads,
+  });
+  const clipRunner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
+    CLIP_JOB,
+    createClipJobHandler({
+      clips,
+      store: clipStore,
+      blobs: clipBlobs,
+      videos: store,
+      videoBlobs: blobs,
+      search,
+      ffmpeg: createFfmpegContext({ ...binaries, timeoutMs: CLIP_PROCESS_TIMEOUT_MS }),
+      chat,
+      model: vision.clipModel,
+      log: logger,
+    }),
+  );
+  const clipRoutes: ClipRouteDependencies = { clips, signer, urlTtlSeconds: vision.urlTtlSeconds, publicBaseUrl: vision.publicBaseUrl };
   let settler: NodeJS.Timeout | undefined;
   return {
     routes,
     imageRoutes,
     qaRoutes,
+    clipRoutes,
     /**
      * Starts the workers (which take back jobs a dead process held), then settles what a crash left behind.
      * Runs before the server listens: the sweep removes half-received uploads.
@@ -393,7 +433,11 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
       }
       const { removedBlobs, requeued } = await images.recover();
       if (removedBlobs + requeued > 0) logger.warn('recovered the image library after an unclean stop', { removedBlobs, requeued });
+      clipRunner.start();
+      const { removedFolders: removedClipFolders, settledClips } = await clips.recover();
+      if (removedClipFolders + settledClips > 0) logger.warn('recovered clips after an unclean stop', { removedClipFolders, settledClips });
       settler = setInterval(() => {
+        clips.settle();
         const settled = library.settleVideos();
         if (settled > 0) logger.warn('settled videos whose indexing job ended without them', { videos: settled });
       }, SETTLE_INTERVAL_MS);
@@ -402,7 +446,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
       clearInterval(settler);
-      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop()]);
+      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop(), clipRunner.stop()]);
       await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close()]);
     },
   };
@@ -460,6 +504,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     speech,
     conversations: conversations.routes,
     qa: vision.qaRoutes,
+    clips: vision.clipRoutes,
   });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);

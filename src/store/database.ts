@@ -255,6 +255,23 @@ const MIGRATIONS: readonly string[] = [
      model TEXT NOT NULL,
      created_at INTEGER NOT NULL
    ) STRICT;`,
+  // Clip generation (clip-store.ts): one row per request, owned like a video. `request` is the validated body,
+  // `plan` the moments chosen (so a resumed job renders the same ones) and `outputs` the files rendered so far.
+  `CREATE TABLE clips (
+     id TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('queued', 'processing', 'completed', 'failed')),
+     stage TEXT,
+     progress REAL NOT NULL DEFAULT 0,
+     error TEXT,
+     request TEXT NOT NULL,
+     plan TEXT,
+     outputs TEXT NOT NULL DEFAULT '[]',
+     job_id TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX clips_owner_created ON clips (owner, created_at, id);`,
 ];
 
 /**

@@ -89,6 +89,8 @@ describe('MCP over streamable HTTP', () => {
         'search_videos',
         'upload_video',
         'ask_video',
+        'create_clip',
+        'get_clip',
       ]),
     );
     const search = tools.find((tool) => tool.name === 'search_videos')!;
@@ -192,6 +194,28 @@ describe('MCP over streamable HTTP', () => {
       'not_found_error',
     );
     expect(errorType(await call(client, 'ask_video', { video_id: video, messages: [] }))).toBe('validation_error');
+  });
+
+  it('starts a clip job and reads it back, for the caller only', async () => {
+    const video = insertVideo(KEY_A, ['ORANGE TAPIR', '', ''], 'tapirs');
+    const theirs = insertVideo(KEY_B, ['ORANGE TAPIR'], 'theirs');
+    const client = await connect(KEY_A);
+    const created = await call(client, 'create_clip', {
+      video_ids: [video],
+      prompt: 'the orange tapir',
+      generation_config: { max_duration_seconds: 5 },
+    });
+    expect(created.isError).toBeFalsy();
+    const clip = created.structuredContent as { id: string; status: string; prompt: string };
+    expect(clip).toMatchObject({ prompt: 'the orange tapir' });
+    expect(['queued', 'processing', 'failed', 'completed']).toContain(clip.status);
+    const got = await call(client, 'get_clip', { clip_id: clip.id });
+    expect(got.structuredContent).toMatchObject({ id: clip.id, prompt: 'the orange tapir' });
+    expect(errorType(await call(await connect(KEY_B), 'get_clip', { clip_id: clip.id }))).toBe('not_found_error');
+    expect(errorType(await call(client, 'create_clip', { video_ids: [theirs], prompt: 'x' }))).toBe('not_found_error');
+    expect(
+      errorType(await call(client, 'create_clip', { video_ids: [video], prompt: 'x', generation_config: { num_generations: 9 } })),
+    ).toBe('validation_error');
   });
 
   it('lists the configured models', async () => {

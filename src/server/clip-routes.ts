@@ -1,0 +1,125 @@
+import type { Context, Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { OcularError } from '../spec/errors.ts';
+import type { ClipRecord } from '../store/clip-store.ts';
+import type { UrlSigner } from '../vision/signed-urls.ts';
+import type { ClipEvent, ClipService } from '../vision/clips.ts';
+import { parseBody } from './errors.ts';
+import { fileResponse } from './file-response.ts';
+import { readJson } from './read-body.ts';
+import type { RequestEdge } from './vision-routes.ts';
+import { createClipSchema, listClipsQuerySchema, toWireClip, toWireClipEvent } from './wire/clips.ts';
+
+export interface ClipRouteDependencies {
+  clips: ClipService;
+  signer: UrlSigner;
+  /** Seconds a signed URL stays valid. */
+  urlTtlSeconds: number;
+  /** The origin signed URLs are built on; absent, each request's own. */
+  publicBaseUrl?: string | undefined;
+}
+
+type ClipEnv = { Variables: { requestId: string; owner: string } };
+
+/** How often an idle event stream sends a comment, so proxies keep it open. */
+const SSE_KEEPALIVE_MS = 15_000;
+
+export const outputPath = (clipId: string, index: number): string => `/v1/clips/${clipId}/outputs/${index}.mp4`;
+
+/** A clip's rendered files, by signed URL (registered before the API-key middleware: the signature is the credential). */
+export function registerClipBlobRoutes(app: Hono<ClipEnv>, deps: ClipRouteDependencies): void {
+  app.on(['GET', 'HEAD'], '/v1/clips/:id/outputs/:file{[0-9]{1,2}\\.mp4}', (c) => {
+    const verdict = deps.signer.verify(new URL(c.req.url).pathname, {
+      expires: c.req.query('expires'),
+      signature: c.req.query('signature'),
+    });
+    if (verdict === 'expired')
+      throw new OcularError('permission_error', 'this signed URL has expired; fetch the clip again for a fresh one');
+    if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
+    const path = deps.clips.outputPath(c.req.param('id'), Number.parseInt(c.req.param('file'), 10));
+    if (path === undefined) throw new OcularError('not_found_error', 'no such clip output');
+    return fileResponse(path, c.req.raw, { contentType: 'video/mp4', cacheControl: 'private, max-age=3600' });
+  });
+}
+
+/** `POST/GET /v1/clips`, `GET/DELETE /v1/clips/{id}` and `GET /v1/clips/{id}/events`, each scoped to the caller's owner. */
+export function registerClipRoutes(app: Hono<ClipEnv>, deps: ClipRouteDependencies, edge: RequestEdge): void {
+  const { clips } = deps;
+  const wireClip = (c: Context, clip: ClipRecord) =>
+    toWireClip(clip, (output) => {
+      const origin = deps.publicBaseUrl ?? new URL(c.req.url).origin;
+      return origin + deps.signer.sign(outputPath(clip.id, output.index), new Date(Date.now() + deps.urlTtlSeconds * 1000));
+    });
+
+  app.post('/v1/clips', async (c) => {
+    const body = parseBody(createClipSchema, await readJson(c, edge.bodyLimits));
+    const clip = await clips.create(c.get('owner'), body, edge.requestSignal(c));
+    return c.json(wireClip(c, clip));
+  });
+
+  app.get('/v1/clips', (c) => {
+    const query = parseBody(listClipsQuerySchema, c.req.query());
+    const page = clips.list(c.get('owner'), query.limit, query.offset);
+    return c.json({ results: page.items.map((clip) => wireClip(c, clip)), total: page.total, limit: query.limit, offset: query.offset });
+  });
+
+  app.get('/v1/clips/:id', (c) => c.json(wireClip(c, clips.get(c.get('owner'), c.req.param('id')))));
+
+  app.delete('/v1/clips/:id', async (c) => {
+    const id = c.req.param('id');
+    await clips.delete(c.get('owner'), id);
+    return c.json({ id, deleted: true });
+  });
+
+  app.get('/v1/clips/:id/events', (c) => {
+    const owner = c.get('owner');
+    const clip = clips.get(owner, c.req.param('id'));
+    const finished = (status: string): boolean => status === 'completed' || status === 'failed';
+    return streamSSE(c, async (stream) => {
+      const queue: ClipEvent[] = [];
+      let wake: (() => void) | undefined;
+      const unsubscribe = clips.subscribe(clip.id, (event) => {
+        queue.push(event);
+        wake?.();
+      });
+      let closed = false;
+      stream.onAbort(() => {
+        closed = true;
+        wake?.();
+      });
+      try {
+        // The current state first, so a client that connects late still learns where the job is.
+        const current = clips.get(owner, clip.id);
+        let last: ClipEvent = {
+          clipId: current.id,
+          status: current.status,
+          stage: current.stage,
+          progress: current.progress,
+          error: current.error,
+        };
+        await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireClipEvent(last)) });
+        let following = !finished(current.status);
+        while (following && !closed) {
+          const next = queue.shift();
+          if (next === undefined) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+              setTimeout(resolve, SSE_KEEPALIVE_MS).unref();
+            });
+            wake = undefined;
+            if (queue.length === 0 && !closed) await stream.write(': keep-alive\n\n');
+            continue;
+          }
+          last = next;
+          await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireClipEvent(next)) });
+          following = !finished(next.status);
+        }
+        if (!closed) await stream.writeSSE({ event: 'done', data: JSON.stringify(toWireClipEvent(last)) });
+      } catch {
+        // The client went away or the clip was deleted; nothing to tell anyone.
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+}
