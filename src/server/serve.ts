@@ -37,6 +37,7 @@ import { createLexicalRetriever } from '../vision/lexical-retrievers.ts';
 import { VideoSearch } from '../vision/video-search.ts';
 import { createEmbedSegmentsHandler, createSemanticRetriever, EMBED_SEGMENTS_JOB, SegmentVectors } from '../vision/semantic-search.ts';
 import { SegmentEmbeddingStore } from '../store/segment-embeddings.ts';
+import { createImageEmbeddingSearch } from './image-embedding-setup.ts';
 import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
 import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
@@ -292,17 +293,30 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
         analyzers,
         settings: indexing,
         log: logger,
-        onIndexed: () => semantic?.queue(),
+        onIndexed: () => {
+          semantic?.queue();
+          imageEmbeddings?.queue();
+        },
       }),
     )
     .handle(INDEX_IMAGE_JOB, createIndexImageHandler({ store: imageStore, blobs: imageBlobs, analyzers, log: logger }));
   const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
   const segments = new SegmentSearchStore(db);
   const semantic = createSemanticSearch({ db, dataDir, models, embeddingModel: indexing.embeddingModel, jobs, segments, logger });
+  const imageEmbeddings = createImageEmbeddingSearch({
+    db,
+    dataDir,
+    modelPath: indexing.imageEmbeddingModel,
+    media,
+    jobs,
+    segments,
+    blobs,
+    logger,
+  });
   const search = new VideoSearch({
     segments,
     videos: store,
-    retrievers: [createLexicalRetriever(segments), ...(semantic ? [semantic.retriever] : [])],
+    retrievers: [createLexicalRetriever(segments), ...(semantic ? [semantic.retriever] : []), ...(imageEmbeddings?.retrievers ?? [])],
   });
   const signer = createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) });
   const routes: VisionRouteDependencies = {
@@ -315,6 +329,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxUploadBytes: config.limits.maxUploadBytes,
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: join(blobs.root, INCOMING_DIR),
+    loadQueryImage: imageEmbeddings?.loadQueryImage,
   };
   const imageRoutes: ImageRouteDependencies = {
     library: images,
@@ -337,6 +352,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
       indexer.start();
       deliverer.start();
       semantic?.start();
+      imageEmbeddings?.start();
       analyzerSet.startPulls();
       const { removedFolders, settledVideos } = await library.recover();
       if (removedFolders + settledVideos > 0) {
@@ -353,7 +369,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
       clearInterval(settler);
-      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop()]);
+      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop(), imageEmbeddings?.stop()]);
       await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close()]);
     },
   };

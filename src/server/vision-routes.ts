@@ -8,7 +8,8 @@ import { isVideoId, type BlobStore } from '../store/blob-store.ts';
 import type { VideoRecord } from '../store/video-store.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
 import type { IndexingEvent, UploadSource, VideoLibrary } from '../vision/video-library.ts';
-import type { VideoSearch } from '../vision/video-search.ts';
+import { imageSearchUnavailable, type VideoSearch } from '../vision/video-search.ts';
+import type { QueryImageLoader } from '../vision/query-image.ts';
 import { KEYFRAMES_DIR } from '../vision/indexing/index-video.ts';
 import { parseBody } from './errors.ts';
 import { readJson, type BodyLimits } from './read-body.ts';
@@ -45,6 +46,8 @@ export interface VisionRouteDependencies {
   maxConcurrentUploads: number;
   /** Where multipart uploads stream to before they become a video (same file system as the blobs). */
   incomingDir: string;
+  /** Fetches and decodes the picture of a search by image (`image_url`). */
+  loadQueryImage?: QueryImageLoader | undefined;
 }
 
 type VisionEnv = { Variables: { requestId: string; owner: string } };
@@ -242,8 +245,14 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
   };
 
   app.post('/v1/videos/search', async (c) => {
-    const body = parseBody(searchVideosSchema, await readBody(c));
-    const outcome = await search.search({ owner: c.get('owner'), ...body }, edge.requestSignal(c));
+    const { imageUrl, ...body } = parseBody(searchVideosSchema, await readBody(c));
+    let image: Buffer | undefined;
+    if (imageUrl !== undefined) {
+      // Refused before anything is fetched when nothing could search with the picture.
+      if (!search.searchesByImage || deps.loadQueryImage === undefined) throw imageSearchUnavailable();
+      image = await deps.loadQueryImage(imageUrl, 'image_url', edge.requestSignal(c));
+    }
+    const outcome = await search.search({ owner: c.get('owner'), ...body, image }, edge.requestSignal(c));
     // One signature per video, however many of its ranges are listed; the fragment is outside the signature.
     const videoUrls = new Map<string, string>();
     const results = outcome.hits.map((hit) => {

@@ -1,0 +1,296 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { environmentKeyOwner } from '../../src/store/api-keys.ts';
+import { openDatabase } from '../../src/store/database.ts';
+import { VideoStore } from '../../src/store/video-store.ts';
+import { writeClipFixture } from '../helpers/clip-model-writer.ts';
+import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
+import { startOcular, type TestOcular } from '../helpers/ocular.ts';
+
+const KEY_A = 'ocu_clip_owner_a_0123456789abcd';
+const KEY_B = 'ocu_clip_owner_b_0123456789abcd';
+
+interface WireHit {
+  video_id: string;
+  start_timestamp: number;
+  end_timestamp: number;
+  score: number;
+}
+
+let dataDir: string;
+let modelDir: string;
+let ocular: TestOcular | undefined;
+let media: Server;
+let mediaOrigin: string;
+const pictures: Buffer[] = [];
+let videoA: string;
+let videoB: string;
+let videoOther: string;
+
+/** A 64x48 picture of 4x3 coloured blocks, drawn from `seed`: different seeds are different pictures. */
+async function picture(seed: number): Promise<Buffer> {
+  const bytes = createHash('sha512').update(`picture ${seed}`).digest();
+  const blocks = Array.from({ length: 12 }, (_, block) => [...bytes.subarray(block * 3, block * 3 + 3)]);
+  const raw = Buffer.alloc(64 * 48 * 3);
+  for (let y = 0; y < 48; y += 1) {
+    for (let x = 0; x < 64; x += 1) {
+      const block = blocks[Math.floor(y / 16) * 4 + Math.floor(x / 16)]!;
+      raw.set(block, (y * 64 + x) * 3);
+    }
+  }
+  return sharp(raw, { raw: { width: 64, height: 48, channels: 3 } })
+    .png()
+    .toBuffer();
+}
+
+const dataUrl = (png: Buffer): string => `data:image/png;base64,${png.toString('base64')}`;
+
+const config = () => ({
+  indexing: {
+    objects: { enabled: false },
+    labels: { enabled: false },
+    vad: { enabled: false },
+    ocr: { enabled: false },
+    imageEmbeddingModel: modelDir,
+  },
+  media: { allowHosts: [new URL(mediaOrigin).host] },
+});
+
+/** A video of `key` whose segments show the given pictures as keyframes (JPEG files in its folder, as indexing writes them). */
+async function insertVideo(key: string, segments: ReadonlyArray<readonly number[]>): Promise<string> {
+  const db = openDatabase(dataDir);
+  let id: string;
+  try {
+    id = insertIndexedVideo(
+      new VideoStore(db),
+      environmentKeyOwner(key),
+      segments.map((shown, seq) => ({
+        seconds: 5,
+        caption: `segment ${seq}`,
+        keyframes: shown.map((_, frame) => ({ timeSeconds: seq * 5 + frame * 2, file: `keyframes/keyframe-${seq}-${frame}.jpg` })),
+      })),
+    );
+  } finally {
+    db.close();
+  }
+  const folder = join(dataDir, 'videos', id, 'keyframes');
+  mkdirSync(folder, { recursive: true });
+  for (const [seq, shown] of segments.entries()) {
+    for (const [frame, index] of shown.entries()) {
+      writeFileSync(join(folder, `keyframe-${seq}-${frame}.jpg`), await sharp(pictures[index]!).jpeg({ quality: 85 }).toBuffer());
+    }
+  }
+  return id;
+}
+
+function call(path: string, body: unknown, key = KEY_A, method = 'POST'): Promise<Response> {
+  return fetch(ocular!.url + path, {
+    method,
+    headers: { 'x-api-key': key, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}
+
+async function search(body: Record<string, unknown>, key = KEY_A): Promise<{ retrievers: string | null; results: WireHit[] }> {
+  const response = await call('/v1/videos/search', body, key);
+  const text = await response.text();
+  expect(response.status, text).toBe(200);
+  return { retrievers: response.headers.get('x-ocular-retrievers'), results: (JSON.parse(text) as { results: WireHit[] }).results };
+}
+
+async function expectError(response: Response, status: number, type: string): Promise<void> {
+  const body = (await response.json()) as { error: { type: string; message: string } };
+  expect({ status: response.status, type: body.error.type }).toEqual({ status, type });
+  expect(body.error.message).not.toBe('');
+}
+
+/** Waits for the background job to have embedded the keyframes of every segment. */
+async function allEmbedded(): Promise<void> {
+  const pending = (): number => {
+    const db = openDatabase(dataDir);
+    try {
+      return (
+        db
+          .prepare(
+            'SELECT count(*) AS n FROM video_segments s WHERE NOT EXISTS (SELECT 1 FROM keyframe_embeddings e WHERE e.segment_id = s.rowid)',
+          )
+          .get() as { n: number }
+      ).n;
+    } finally {
+      db.close();
+    }
+  };
+  await expect.poll(pending, { timeout: 15_000, interval: 100 }).toBe(0);
+}
+
+async function untilFound(image: number, key = KEY_A): Promise<WireHit[]> {
+  await allEmbedded();
+  return (await search({ image_url: dataUrl(pictures[image]!) }, key)).results;
+}
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'ocular-clip-search-'));
+  modelDir = writeClipFixture(join(dataDir, 'clip-model'));
+  for (let seed = 0; seed < 8; seed += 1) pictures.push(await picture(seed));
+  media = createServer((request, response) => {
+    if (request.url === '/picture.png') {
+      response.writeHead(200, { 'content-type': 'image/png' }).end(pictures[4]);
+    } else if (request.url === '/page.html') {
+      response.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>not a picture</body></html>');
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => media.listen(0, '127.0.0.1', resolve));
+  mediaOrigin = `http://127.0.0.1:${(media.address() as AddressInfo).port}`;
+  // Videos indexed before the server (and its image model) started: the job at start embeds their keyframes.
+  ocular = await startOcular(config(), { dataDir, envApiKeys: [KEY_A, KEY_B] });
+  await ocular.close();
+  videoA = await insertVideo(KEY_A, [[0, 1], [2, 3], [4]]);
+  videoB = await insertVideo(KEY_A, [[5], [6]]);
+  videoOther = await insertVideo(KEY_B, [[3]]);
+  ocular = await startOcular(config(), { dataDir, envApiKeys: [KEY_A, KEY_B] });
+}, 60_000);
+
+afterAll(async () => {
+  await ocular?.close();
+  await new Promise((resolve) => media?.close(resolve));
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('search by image', () => {
+  it('finds the segment whose keyframe is the picture, at its time range', async () => {
+    const results = await untilFound(3);
+    expect(results[0]).toMatchObject({ video_id: videoA, start_timestamp: 5, end_timestamp: 10 });
+    expect(results[0]!.score).toBeGreaterThan(0.9);
+    const { retrievers } = await search({ image_url: dataUrl(pictures[3]!) });
+    expect(retrievers).toBe('image');
+    const other = (await search({ image_url: dataUrl(pictures[6]!) })).results;
+    expect(other[0]).toMatchObject({ video_id: videoB, start_timestamp: 5, end_timestamp: 10 });
+  });
+
+  it('fetches an http(s) image_url through the media fetcher', async () => {
+    await untilFound(0);
+    const { results } = await search({ image_url: `${mediaOrigin}/picture.png` });
+    expect(results[0]).toMatchObject({ video_id: videoA, start_timestamp: 10, end_timestamp: 15 });
+  });
+
+  it('keeps the filters: video_ids, max_results, threshold', async () => {
+    await untilFound(0);
+    const onlyB = await search({ image_url: dataUrl(pictures[3]!), video_ids: [videoB] });
+    expect(onlyB.results.every((hit) => hit.video_id === videoB)).toBe(true);
+    const one = await search({ image_url: dataUrl(pictures[3]!), max_results: 1 });
+    expect(one.results).toHaveLength(1);
+    const strict = await search({ image_url: dataUrl(pictures[3]!), threshold: 0.9 });
+    expect(strict.results.map((hit) => hit.video_id)).toEqual([videoA]);
+  });
+
+  it("searches only the caller's keyframes", async () => {
+    const mine = await untilFound(3, KEY_B);
+    expect(mine.map((hit) => hit.video_id)).toEqual([videoOther]);
+    const theirs = await search({ image_url: dataUrl(pictures[3]!), video_ids: [videoA] }, KEY_B);
+    expect(theirs.results).toEqual([]);
+  });
+
+  it('adds the text-to-image retriever to a text query', async () => {
+    await untilFound(0);
+    const { retrievers } = await search({ query: 'a red square' });
+    expect(retrievers).toBe('lexical, visual');
+  });
+
+  it('wants exactly one of query and image_url', async () => {
+    await expectError(await call('/v1/videos/search', { query: 'red', image_url: dataUrl(pictures[0]!) }), 400, 'validation_error');
+    await expectError(await call('/v1/videos/search', { max_results: 3 }), 400, 'validation_error');
+    await expectError(await call('/v1/videos/search', { image_url: '' }), 400, 'validation_error');
+    await expectError(await call('/v1/videos/search', { image_url: 42 }), 400, 'validation_error');
+  });
+
+  it('refuses private addresses, non-images and corrupt pictures', async () => {
+    await expectError(await call('/v1/videos/search', { image_url: 'http://10.0.0.1/picture.png' }), 400, 'validation_error');
+    await expectError(await call('/v1/videos/search', { image_url: 'http://127.0.0.1:9/picture.png' }), 400, 'validation_error');
+    await expectError(await call('/v1/videos/search', { image_url: 'ftp://example.com/picture.png' }), 400, 'validation_error');
+    await expectError(await call('/v1/videos/search', { image_url: `${mediaOrigin}/page.html` }), 415, 'unsupported_media_type');
+    await expectError(await call('/v1/videos/search', { image_url: `${mediaOrigin}/missing.png` }), 400, 'validation_error');
+    const corrupt = Buffer.concat([pictures[0]!.subarray(0, 40), Buffer.alloc(200, 7)]);
+    await expectError(await call('/v1/videos/search', { image_url: dataUrl(corrupt) }), 415, 'unsupported_media_type');
+    await expectError(await call('/v1/videos/search', { image_url: 'data:image/png;base64,!!!' }), 400, 'validation_error');
+    await expectError(
+      await call('/v1/videos/search', { image_url: `data:text/plain;base64,${Buffer.from('hello there').toString('base64')}` }),
+      415,
+      'unsupported_media_type',
+    );
+  });
+
+  it('rebuilds the keyframe vector index from the database after it was deleted while the server was down', async () => {
+    await untilFound(3);
+    await ocular!.close();
+    ocular = undefined;
+    const folder = join(dataDir, 'vectors', 'keyframe-image');
+    expect(existsSync(folder)).toBe(true);
+    rmSync(folder, { recursive: true, force: true });
+    ocular = await startOcular(config(), { dataDir, envApiKeys: [KEY_A, KEY_B] });
+    const { results } = await search({ image_url: dataUrl(pictures[3]!) });
+    expect(results[0]).toMatchObject({ video_id: videoA, start_timestamp: 5, end_timestamp: 10 });
+    expect(existsSync(folder)).toBe(true);
+  }, 30_000);
+
+  it("removes a video's keyframe embeddings with it", async () => {
+    await untilFound(6);
+    const response = await call(`/v1/videos/${videoB}`, undefined, KEY_A, 'DELETE');
+    expect(response.status).toBe(200);
+    const db = openDatabase(dataDir);
+    try {
+      expect(db.prepare('SELECT count(*) AS n FROM keyframe_embeddings WHERE video_id = ?').get(videoB)).toEqual({ n: 0 });
+      expect((db.prepare('SELECT count(*) AS n FROM keyframe_embeddings WHERE video_id = ?').get(videoA) as { n: number }).n).toBe(5);
+    } finally {
+      db.close();
+    }
+    const { results } = await search({ image_url: dataUrl(pictures[6]!) });
+    expect(results.some((hit) => hit.video_id === videoB)).toBe(false);
+  });
+});
+
+describe('search by image without an image model', () => {
+  it('answers 400 saying how to configure one, before fetching anything', async () => {
+    const plain = await startOcular({}, { envApiKeys: [KEY_A] });
+    try {
+      const response = await fetch(`${plain.url}/v1/videos/search`, {
+        method: 'POST',
+        headers: { 'x-api-key': KEY_A, 'content-type': 'application/json' },
+        body: JSON.stringify({ image_url: dataUrl(pictures[0]!) }),
+      });
+      const body = (await response.json()) as { error: { type: string; param: string } };
+      expect({ status: response.status, type: body.error.type, param: body.error.param }).toEqual({
+        status: 400,
+        type: 'validation_error',
+        param: 'image_url',
+      });
+      const text = await fetch(`${plain.url}/v1/videos/search`, {
+        method: 'POST',
+        headers: { 'x-api-key': KEY_A, 'content-type': 'application/json' },
+        body: JSON.stringify({ query: 'anything' }),
+      });
+      expect(text.headers.get('x-ocular-retrievers')).toBe('lexical');
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('refuses at boot a folder that holds no CLIP model', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'ocular-clip-empty-'));
+    try {
+      await expect(startOcular({ indexing: { imageEmbeddingModel: empty } })).rejects.toThrow(/imageEmbeddingModel.*vision_model\.onnx/s);
+      writeClipFixture(empty);
+      writeFileSync(join(empty, 'preprocessor_config.json'), '{"image_std": "wide"}');
+      await expect(startOcular({ indexing: { imageEmbeddingModel: empty } })).rejects.toThrow(/preprocessor/);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
