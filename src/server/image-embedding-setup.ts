@@ -3,10 +3,22 @@ import type { MediaSettings } from '../config/schema.ts';
 import type { SqliteJobQueue } from '../jobs/job-queue.ts';
 import { JobRunner } from '../jobs/job-runner.ts';
 import { createMediaFetcher } from '../media/fetch-media.ts';
-import { createClipModel, inspectClipFolder } from '../perception/clip/clip-model.ts';
+import { createClipModel, inspectClipFolder, type ImageEmbeddingModel } from '../perception/clip/clip-model.ts';
 import type { BlobStore } from '../store/blob-store.ts';
 import type { Db } from '../store/database.ts';
-import { KeyframeEmbeddingStore } from '../store/image-embeddings.ts';
+import { ImageEmbeddingStore, KeyframeEmbeddingStore } from '../store/image-embeddings.ts';
+import type { ImageBlobStore } from '../store/image-blob-store.ts';
+import type { ImageStore } from '../store/image-store.ts';
+import type { ImageLibrary } from '../vision/image-library.ts';
+import {
+  createEmbedImagesHandler,
+  createImageRetrievers,
+  EMBED_IMAGES_JOB,
+  ImageSearch,
+  imageVectors,
+  type ImageEmbeddingParts,
+} from '../vision/image-search.ts';
+import type { Embed } from '../vision/semantic-search.ts';
 import type { SegmentSearchStore } from '../store/segment-search.ts';
 import {
   createEmbedKeyframesHandler,
@@ -75,7 +87,64 @@ export function createImageEmbeddingSearch(options: {
     async stop(): Promise<void> {
       await runner.stop();
       await vectors.close();
+    },
+    /** After every job that uses the model (the image library's too) has stopped. */
+    async close(): Promise<void> {
       await Promise.all([model.close(), fetcher.close()]);
+    },
+  };
+}
+
+/**
+ * Search of the image library: word matches, plus the embedding retrievers of the configured models (the CLIP
+ * model of `indexing.imageEmbeddingModel`, the text model of `indexing.embeddingModel`), whose embeddings the
+ * `images.embed` job makes (queued at start and after each image is indexed).
+ */
+export function createImageLibrarySearch(options: {
+  db: Db;
+  dataDir: string;
+  jobs: SqliteJobQueue;
+  library: ImageLibrary;
+  store: ImageStore;
+  blobs: ImageBlobStore;
+  clip: ImageEmbeddingModel | undefined;
+  text: { embed: Embed; modelId: string } | undefined;
+  logger: Logger;
+}) {
+  const { db, dataDir, jobs, library, store, blobs, clip, text, logger } = options;
+  const parts: ImageEmbeddingParts = {};
+  if (clip !== undefined) {
+    const embeddings = new ImageEmbeddingStore(db, 'picture', clip.id);
+    const dropped = embeddings.dropOtherModels();
+    if (dropped > 0) logger.warn('the image embedding model changed: library images are embedded again', { dropped });
+    parts.pictures = { embeddings, vectors: imageVectors(dataDir, embeddings, 'picture'), model: clip };
+  }
+  if (text !== undefined) {
+    const embeddings = new ImageEmbeddingStore(db, 'text', text.modelId);
+    const dropped = embeddings.dropOtherModels();
+    if (dropped > 0) logger.warn('the embedding model changed: library image texts are embedded again', { dropped });
+    parts.texts = { embeddings, vectors: imageVectors(dataDir, embeddings, 'text'), embed: text.embed };
+  }
+  const search = new ImageSearch({ library, store, retrievers: createImageRetrievers(parts) });
+  if (parts.pictures === undefined && parts.texts === undefined) {
+    return { search, queue: (): void => undefined, start: (): void => undefined, stop: async (): Promise<void> => undefined };
+  }
+  const runner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
+    EMBED_IMAGES_JOB,
+    createEmbedImagesHandler({ ...parts, blobs, log: logger }),
+  );
+  // One live job at a time: it runs until no indexed image lacks an embedding.
+  const queue = (): void => void jobs.enqueue(EMBED_IMAGES_JOB, {}, { key: EMBED_IMAGES_JOB, maxAttempts: 5 });
+  return {
+    search,
+    queue,
+    start(): void {
+      runner.start();
+      queue();
+    },
+    async stop(): Promise<void> {
+      await runner.stop();
+      await Promise.all([parts.pictures?.vectors.close(), parts.texts?.vectors.close()]);
     },
   };
 }

@@ -6,11 +6,14 @@ import { isImageId } from '../store/image-blob-store.ts';
 import type { ImageRecord } from '../store/image-store.ts';
 import type { ImageLibrary, ImageUploadRequest } from '../vision/image-library.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
+import type { ImageSearch } from '../vision/image-search.ts';
+import type { QueryImageLoader } from '../vision/query-image.ts';
+import { imageSearchUnavailable } from '../vision/video-search.ts';
 import { parseBody } from './errors.ts';
 import { fileResponse } from './file-response.ts';
 import { receiveMultipartUpload } from './multipart-upload.ts';
 import { readJson } from './read-body.ts';
-import type { RequestEdge } from './vision-routes.ts';
+import { RETRIEVERS_HEADER, type RequestEdge } from './vision-routes.ts';
 import {
   IMAGE_UPLOAD_FIELD_NAMES,
   imageUploadMetadataSchema,
@@ -34,6 +37,10 @@ export interface ImageRouteDependencies {
   maxConcurrentUploads: number;
   /** Where multipart uploads stream to before they are normalised. */
   incomingDir: string;
+  /** Word matches fused with the configured embedding retrievers. */
+  search: ImageSearch;
+  /** Fetches and decodes the picture of a search by image (`image_url`). */
+  loadQueryImage?: QueryImageLoader | undefined;
 }
 
 type ImageEnv = { Variables: { requestId: string; owner: string } };
@@ -134,8 +141,15 @@ export function registerImageRoutes(app: Hono<ImageEnv>, deps: ImageRouteDepende
   });
 
   app.post('/v1/images/search', async (c) => {
-    const body = parseBody(searchImagesSchema, await readJson(c, edge.bodyLimits));
-    const hits = library.search({ owner: c.get('owner'), ...body });
+    const { imageUrl, ...body } = parseBody(searchImagesSchema, await readJson(c, edge.bodyLimits));
+    let image: Buffer | undefined;
+    if (imageUrl !== undefined) {
+      // Refused before anything is fetched when nothing could search with the picture.
+      if (!deps.search.searchesByImage || deps.loadQueryImage === undefined) throw imageSearchUnavailable();
+      image = await deps.loadQueryImage(imageUrl, 'image_url', edge.requestSignal(c));
+    }
+    const { hits, retrievers } = await deps.search.search({ owner: c.get('owner'), ...body, image }, edge.requestSignal(c));
+    c.header(RETRIEVERS_HEADER, retrievers.join(', '));
     return c.json({
       results: hits.map((hit) => {
         const wire = wireImage(c, hit.image);

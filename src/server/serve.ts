@@ -37,7 +37,7 @@ import { createLexicalRetriever } from '../vision/lexical-retrievers.ts';
 import { VideoSearch } from '../vision/video-search.ts';
 import { createEmbedSegmentsHandler, createSemanticRetriever, EMBED_SEGMENTS_JOB, SegmentVectors } from '../vision/semantic-search.ts';
 import { SegmentEmbeddingStore } from '../store/segment-embeddings.ts';
-import { createImageEmbeddingSearch } from './image-embedding-setup.ts';
+import { createImageEmbeddingSearch, createImageLibrarySearch } from './image-embedding-setup.ts';
 import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
 import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
@@ -200,6 +200,8 @@ function createSemanticSearch(options: {
   // One live job at a time: it runs until no indexed segment lacks an embedding.
   const queue = (): void => void jobs.enqueue(EMBED_SEGMENTS_JOB, {}, { key: EMBED_SEGMENTS_JOB, maxAttempts: 5 });
   return {
+    embed,
+    modelId: `${model.provider}:${model.upstreamModel}`,
     retriever: createSemanticRetriever({ embeddings, vectors, embed, inScope: (scope, ids) => segments.inScope(scope, ids) }),
     queue,
     start(): void {
@@ -299,7 +301,10 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
         },
       }),
     )
-    .handle(INDEX_IMAGE_JOB, createIndexImageHandler({ store: imageStore, blobs: imageBlobs, analyzers, log: logger }));
+    .handle(
+      INDEX_IMAGE_JOB,
+      createIndexImageHandler({ store: imageStore, blobs: imageBlobs, analyzers, log: logger, onIndexed: () => imageSearch.queue() }),
+    );
   const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
   const segments = new SegmentSearchStore(db);
   const semantic = createSemanticSearch({ db, dataDir, models, embeddingModel: indexing.embeddingModel, jobs, segments, logger });
@@ -311,6 +316,17 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     jobs,
     segments,
     blobs,
+    logger,
+  });
+  const imageSearch = createImageLibrarySearch({
+    db,
+    dataDir,
+    jobs,
+    library: images,
+    store: imageStore,
+    blobs: imageBlobs,
+    clip: imageEmbeddings?.model,
+    text: semantic,
     logger,
   });
   const search = new VideoSearch({
@@ -339,6 +355,8 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxImageBytes: media.maxBytes,
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: imageBlobs.incomingDir,
+    search: imageSearch.search,
+    loadQueryImage: imageEmbeddings?.loadQueryImage,
   };
   let settler: NodeJS.Timeout | undefined;
   return {
@@ -353,6 +371,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
       deliverer.start();
       semantic?.start();
       imageEmbeddings?.start();
+      imageSearch.start();
       analyzerSet.startPulls();
       const { removedFolders, settledVideos } = await library.recover();
       if (removedFolders + settledVideos > 0) {
@@ -369,8 +388,8 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
       clearInterval(settler);
-      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop(), imageEmbeddings?.stop()]);
-      await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close()]);
+      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop(), imageEmbeddings?.stop(), imageSearch.stop()]);
+      await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close(), imageEmbeddings?.close()]);
     },
   };
 }
