@@ -6,10 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
+import { ImageBlobStore } from '../../src/store/image-blob-store.ts';
+import { ImageStore } from '../../src/store/image-store.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { writeClipFixture } from '../helpers/clip-model-writer.ts';
+import { sendJson, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 
@@ -32,6 +36,18 @@ const pictures: Buffer[] = [];
 let videoA: string;
 let videoB: string;
 let videoOther: string;
+let embedder: FakeUpstream;
+const libraryImages: Record<string, string> = {};
+
+/** An embeddings server that knows a few concepts, each with several words: synonyms land on the same axis. */
+const CONCEPTS = [
+  ['car', 'automobile', 'vehicle'],
+  ['fruit', 'apple', 'apples', 'banana'],
+];
+const embedConcepts = (text: string): number[] => {
+  const words = text.toLowerCase().match(/[a-z]+/g) ?? [];
+  return [...CONCEPTS.map((synonyms) => words.filter((word) => synonyms.includes(word)).length), 0.01];
+};
 
 /** A 64x48 picture of 4x3 coloured blocks, drawn from `seed`: different seeds are different pictures. */
 async function picture(seed: number): Promise<Buffer> {
@@ -52,12 +68,14 @@ async function picture(seed: number): Promise<Buffer> {
 const dataUrl = (png: Buffer): string => `data:image/png;base64,${png.toString('base64')}`;
 
 const config = () => ({
+  models: [{ id: 'embedder', provider: 'openai-compatible', baseUrl: `${embedder.url}/v1`, model: 'concepts', maxRetries: 0 }],
   indexing: {
     objects: { enabled: false },
     labels: { enabled: false },
     vad: { enabled: false },
     ocr: { enabled: false },
     imageEmbeddingModel: modelDir,
+    embeddingModel: 'embedder',
   },
   media: { allowHosts: [new URL(mediaOrigin).host] },
 });
@@ -85,6 +103,35 @@ async function insertVideo(key: string, segments: ReadonlyArray<readonly number[
     for (const [frame, index] of shown.entries()) {
       writeFileSync(join(folder, `keyframe-${seq}-${frame}.jpg`), await sharp(pictures[index]!).jpeg({ quality: 85 }).toBuffer());
     }
+  }
+  return id;
+}
+
+/** An indexed library image of `key` (row, findings and blob, as upload and indexing leave them). */
+async function insertImage(key: string, index: number, caption: string): Promise<string> {
+  const id = randomUUID();
+  const data = pictures[index]!;
+  await new ImageBlobStore(join(dataDir, 'images')).put(id, data);
+  const db = openDatabase(dataDir);
+  try {
+    const store = new ImageStore(db);
+    store.insertImages([
+      {
+        id,
+        owner: environmentKeyOwner(key),
+        name: `picture-${index}.png`,
+        mediaType: 'image/png',
+        width: 64,
+        height: 48,
+        sizeBytes: data.length,
+        metadata: {},
+        status: 'pending',
+        indexRequested: true,
+      },
+    ]);
+    store.saveFindings(id, { caption, ocrText: '', detections: [], labels: [] });
+  } finally {
+    db.close();
   }
   return id;
 }
@@ -129,6 +176,39 @@ async function allEmbedded(): Promise<void> {
   await expect.poll(pending, { timeout: 15_000, interval: 100 }).toBe(0);
 }
 
+/** Waits for the background job to have embedded every library image, picture and text. */
+async function allImagesEmbedded(): Promise<void> {
+  const pending = (): number => {
+    const db = openDatabase(dataDir);
+    try {
+      return (
+        db
+          .prepare(
+            `SELECT count(*) AS n FROM images i, (SELECT 'picture' AS kind UNION ALL SELECT 'text') k
+             WHERE NOT EXISTS (SELECT 1 FROM image_embeddings e WHERE e.image_id = i.id AND e.kind = k.kind)`,
+          )
+          .get() as { n: number }
+      ).n;
+    } finally {
+      db.close();
+    }
+  };
+  await expect.poll(pending, { timeout: 15_000, interval: 100 }).toBe(0);
+}
+
+async function searchImages(
+  body: Record<string, unknown>,
+  key = KEY_A,
+): Promise<{ retrievers: string | null; results: Array<{ image_id: string; score: number }> }> {
+  const response = await call('/v1/images/search', body, key);
+  const text = await response.text();
+  expect(response.status, text).toBe(200);
+  return {
+    retrievers: response.headers.get('x-ocular-retrievers'),
+    results: (JSON.parse(text) as { results: Array<{ image_id: string; score: number }> }).results,
+  };
+}
+
 async function untilFound(image: number, key = KEY_A): Promise<WireHit[]> {
   await allEmbedded();
   return (await search({ image_url: dataUrl(pictures[image]!) }, key)).results;
@@ -136,6 +216,10 @@ async function untilFound(image: number, key = KEY_A): Promise<WireHit[]> {
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'ocular-clip-search-'));
+  embedder = await startFakeUpstream((request, response) => {
+    const { input } = request.body as { input: string[] };
+    sendJson(response, 200, { data: input.map((text, index) => ({ index, embedding: embedConcepts(text) })) });
+  });
   modelDir = writeClipFixture(join(dataDir, 'clip-model'));
   for (let seed = 0; seed < 8; seed += 1) pictures.push(await picture(seed));
   media = createServer((request, response) => {
@@ -155,12 +239,16 @@ beforeAll(async () => {
   videoA = await insertVideo(KEY_A, [[0, 1], [2, 3], [4]]);
   videoB = await insertVideo(KEY_A, [[5], [6]]);
   videoOther = await insertVideo(KEY_B, [[3]]);
+  libraryImages.car = await insertImage(KEY_A, 1, 'A red car waits at the lights.');
+  libraryImages.fruit = await insertImage(KEY_A, 2, 'A bowl of apples on a table.');
+  libraryImages.other = await insertImage(KEY_B, 1, "Someone else's car.");
   ocular = await startOcular(config(), { dataDir, envApiKeys: [KEY_A, KEY_B] });
 }, 60_000);
 
 afterAll(async () => {
   await ocular?.close();
   await new Promise((resolve) => media?.close(resolve));
+  await embedder?.close();
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -201,7 +289,7 @@ describe('search by image', () => {
   it('adds the text-to-image retriever to a text query', async () => {
     await untilFound(0);
     const { retrievers } = await search({ query: 'a red square' });
-    expect(retrievers).toBe('lexical, visual');
+    expect(retrievers).toBe('lexical, semantic, visual');
   });
 
   it('wants exactly one of query and image_url', async () => {
@@ -256,6 +344,58 @@ describe('search by image', () => {
   });
 });
 
+describe('image library search', () => {
+  it('finds the image that is the picture', async () => {
+    await allImagesEmbedded();
+    const { retrievers, results } = await searchImages({ image_url: dataUrl(pictures[2]!) });
+    expect(retrievers).toBe('image');
+    expect(results[0]!.image_id).toBe(libraryImages.fruit);
+    expect(results[0]!.score).toBeGreaterThan(0.9);
+    expect(results.map((hit) => hit.image_id)).not.toContain(libraryImages.other);
+    const strict = await searchImages({ image_url: dataUrl(pictures[2]!), threshold: 0.9 });
+    expect(strict.results.map((hit) => hit.image_id)).toEqual([libraryImages.fruit]);
+  });
+
+  it('fuses word matches with the caption text embeddings and the pictures for a text query', async () => {
+    await allImagesEmbedded();
+    const { retrievers, results } = await searchImages({ query: 'automobile' });
+    expect(retrievers).toBe('lexical, visual, semantic');
+    expect(results[0]!.image_id).toBe(libraryImages.car);
+    const words = await searchImages({ query: 'bowl of apples', max_results: 1 });
+    expect(words.results.map((hit) => hit.image_id)).toEqual([libraryImages.fruit]);
+  });
+
+  it("searches only the caller's images", async () => {
+    await allImagesEmbedded();
+    const theirs = await searchImages({ image_url: dataUrl(pictures[1]!) }, KEY_B);
+    expect(theirs.results.map((hit) => hit.image_id)).toEqual([libraryImages.other]);
+    const byWords = await searchImages({ query: 'automobile' }, KEY_B);
+    expect(byWords.results.map((hit) => hit.image_id)).toEqual([libraryImages.other]);
+  });
+
+  it('wants exactly one of query and image_url, and a picture', async () => {
+    await expectError(await call('/v1/images/search', { query: 'car', image_url: dataUrl(pictures[1]!) }), 400, 'validation_error');
+    await expectError(await call('/v1/images/search', { max_results: 2 }), 400, 'validation_error');
+    await expectError(await call('/v1/images/search', { image_url: 'http://10.0.0.1/picture.png' }), 400, 'validation_error');
+    await expectError(await call('/v1/images/search', { image_url: `${mediaOrigin}/page.html` }), 415, 'unsupported_media_type');
+  });
+
+  it("removes an image's embeddings with it", async () => {
+    await allImagesEmbedded();
+    const response = await call(`/v1/images/${libraryImages.car}`, undefined, KEY_A, 'DELETE');
+    expect(response.status).toBe(200);
+    const db = openDatabase(dataDir);
+    try {
+      expect(db.prepare('SELECT count(*) AS n FROM image_embeddings WHERE image_id = ?').get(libraryImages.car)).toEqual({ n: 0 });
+      expect(db.prepare('SELECT count(*) AS n FROM image_embeddings WHERE image_id = ?').get(libraryImages.fruit)).toEqual({ n: 2 });
+    } finally {
+      db.close();
+    }
+    const { results } = await searchImages({ image_url: dataUrl(pictures[1]!) });
+    expect(results.map((hit) => hit.image_id)).not.toContain(libraryImages.car);
+  });
+});
+
 describe('search by image without an image model', () => {
   it('answers 400 saying how to configure one, before fetching anything', async () => {
     const plain = await startOcular({}, { envApiKeys: [KEY_A] });
@@ -277,6 +417,13 @@ describe('search by image without an image model', () => {
         body: JSON.stringify({ query: 'anything' }),
       });
       expect(text.headers.get('x-ocular-retrievers')).toBe('lexical');
+      const images = await fetch(`${plain.url}/v1/images/search`, {
+        method: 'POST',
+        headers: { 'x-api-key': KEY_A, 'content-type': 'application/json' },
+        body: JSON.stringify({ image_url: dataUrl(pictures[0]!) }),
+      });
+      expect(images.status).toBe(400);
+      expect(((await images.json()) as { error: { param: string } }).error.param).toBe('image_url');
     } finally {
       await plain.close();
     }
