@@ -25,6 +25,14 @@ const CURL_MAX_SECONDS = 120;
 /** Examples that cannot run here, each with the reason. A skip that matches no example any more fails the test. */
 const SKIPPED: ReadonlyArray<{ argument: string; reason: string }> = [
   { argument: 'video_url=https://example.com/talk.mp4', reason: 'fetches a video from the internet; the tests use no network' },
+  {
+    argument: '{"image_url":"https://example.com/storefront.jpg","max_results":5}',
+    reason: 'needs indexing.imageEmbeddingModel and the internet; test/server/image-search.test.ts searches by image',
+  },
+  {
+    argument: '{"image_url":"https://example.com/storefront.jpg","max_results":3}',
+    reason: 'needs indexing.imageEmbeddingModel and the internet; test/server/image-search.test.ts searches by image',
+  },
 ];
 
 interface Example {
