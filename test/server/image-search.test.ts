@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { VideoStore } from '../../src/store/video-store.ts';
 import { writeClipFixture } from '../helpers/clip-model-writer.ts';
 import { sendJson, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
+import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 
 const KEY_A = 'ocu_clip_owner_a_0123456789abcd';
@@ -249,6 +250,7 @@ afterAll(async () => {
   await ocular?.close();
   await new Promise((resolve) => media?.close(resolve));
   await embedder?.close();
+  removeMediaFixtures();
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -342,6 +344,48 @@ describe('search by image', () => {
     const { results } = await search({ image_url: dataUrl(pictures[6]!) });
     expect(results.some((hit) => hit.video_id === videoB)).toBe(false);
   });
+});
+
+describe('indexing', () => {
+  it('embeds the keyframes of a video once it is indexed, so its pictures find it', async () => {
+    const body = new FormData();
+    body.set('video_name', 'pattern');
+    body.set('file', new Blob([new Uint8Array(readFileSync(await makeVideo({ seconds: 3, width: 160, height: 120 })))]), 'clip.mp4');
+    const uploaded = await fetch(`${ocular!.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': KEY_A }, body });
+    expect(uploaded.status).toBe(200);
+    const { video_id: id } = (await uploaded.json()) as { video_id: string };
+    await expect
+      .poll(
+        async () =>
+          ((await (await call(`/v1/videos/${id}`, undefined, KEY_A, 'GET')).json()) as { indexing_status: string }).indexing_status,
+        { timeout: 60_000, interval: 200 },
+      )
+      .toBe('indexed');
+    await allEmbedded();
+    const segments = (await (await call(`/v1/videos/${id}/segments`, undefined, KEY_A, 'GET')).json()) as {
+      results: Array<{ keyframes: Array<{ url: string }> }>;
+    };
+    const keyframe = Buffer.from(await (await fetch(segments.results[0]!.keyframes[0]!.url)).arrayBuffer());
+    const { results } = await search({ image_url: `data:image/jpeg;base64,${keyframe.toString('base64')}`, video_ids: [id] });
+    expect(results[0]).toMatchObject({ video_id: id, start_timestamp: 0 });
+  }, 90_000);
+
+  it('embeds an uploaded image once it is indexed', async () => {
+    const body = new FormData();
+    body.append('images', new Blob([new Uint8Array(pictures[5]!)], { type: 'image/png' }), 'upload.png');
+    const uploaded = await fetch(`${ocular!.url}/v1/images/upload`, { method: 'POST', headers: { 'x-api-key': KEY_A }, body });
+    expect(uploaded.status).toBe(200);
+    const [{ image_id: id }] = ((await uploaded.json()) as { results: Array<{ image_id: string }> }).results as [{ image_id: string }];
+    await expect
+      .poll(async () => ((await (await call(`/v1/images/${id}`, undefined, KEY_A, 'GET')).json()) as { status: string }).status, {
+        timeout: 30_000,
+        interval: 200,
+      })
+      .toBe('indexed');
+    await allImagesEmbedded();
+    const { results } = await searchImages({ image_url: dataUrl(pictures[5]!), max_results: 1 });
+    expect(results.map((hit) => hit.image_id)).toEqual([id]);
+  }, 60_000);
 });
 
 describe('image library search', () => {
