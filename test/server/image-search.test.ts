@@ -78,7 +78,7 @@ const config = () => ({
     imageEmbeddingModel: modelDir,
     embeddingModel: 'embedder',
   },
-  media: { allowHosts: [new URL(mediaOrigin).host] },
+  media: { allowHosts: [new URL(mediaOrigin).host], maxBytes: 65_536 },
 });
 
 /** A video of `key` whose segments show the given pictures as keyframes (JPEG files in its folder, as indexing writes them). */
@@ -226,6 +226,8 @@ beforeAll(async () => {
   media = createServer((request, response) => {
     if (request.url === '/picture.png') {
       response.writeHead(200, { 'content-type': 'image/png' }).end(pictures[4]);
+    } else if (request.url === '/big.png') {
+      response.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.concat([pictures[4]!, Buffer.alloc(70_000)]));
     } else if (request.url === '/page.html') {
       response.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>not a picture</body></html>');
     } else {
@@ -310,6 +312,9 @@ describe('search by image', () => {
     const corrupt = Buffer.concat([pictures[0]!.subarray(0, 40), Buffer.alloc(200, 7)]);
     await expectError(await call('/v1/videos/search', { image_url: dataUrl(corrupt) }), 415, 'unsupported_media_type');
     await expectError(await call('/v1/videos/search', { image_url: 'data:image/png;base64,!!!' }), 400, 'validation_error');
+    const oversized = Buffer.concat([pictures[0]!, Buffer.alloc(70_000)]);
+    await expectError(await call('/v1/videos/search', { image_url: dataUrl(oversized) }), 413, 'payload_too_large');
+    await expectError(await call('/v1/videos/search', { image_url: `${mediaOrigin}/big.png` }), 400, 'validation_error');
     await expectError(
       await call('/v1/videos/search', { image_url: `data:text/plain;base64,${Buffer.from('hello there').toString('base64')}` }),
       415,
