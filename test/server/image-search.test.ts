@@ -322,17 +322,22 @@ describe('search by image', () => {
     );
   });
 
-  it('rebuilds the keyframe vector index from the database after it was deleted while the server was down', async () => {
+  it('rebuilds the keyframe and picture vector indexes from the database after they were deleted while the server was down', async () => {
     await untilFound(3);
+    await allImagesEmbedded();
     await ocular!.close();
     ocular = undefined;
-    const folder = join(dataDir, 'vectors', 'keyframe-image');
-    expect(existsSync(folder)).toBe(true);
-    rmSync(folder, { recursive: true, force: true });
+    const folders = [join(dataDir, 'vectors', 'keyframe-image'), join(dataDir, 'vectors', 'image-picture')];
+    for (const folder of folders) {
+      expect(existsSync(folder)).toBe(true);
+      rmSync(folder, { recursive: true, force: true });
+    }
     ocular = await startOcular(config(), { dataDir, envApiKeys: [KEY_A, KEY_B] });
     const { results } = await search({ image_url: dataUrl(pictures[3]!) });
     expect(results[0]).toMatchObject({ video_id: videoA, start_timestamp: 5, end_timestamp: 10 });
-    expect(existsSync(folder)).toBe(true);
+    const images = await searchImages({ image_url: dataUrl(pictures[2]!), max_results: 1 });
+    expect(images.results.map((hit) => hit.image_id)).toEqual([libraryImages.fruit]);
+    for (const folder of folders) expect(existsSync(folder)).toBe(true);
   }, 30_000);
 
   it("removes a video's keyframe embeddings with it", async () => {
