@@ -39,6 +39,14 @@ const SKIPPED: ReadonlyArray<{ argument: string; reason: string }> = [
       '{"video_urls":["https://example.com/match.mp4"],"prompt":"goals","generation_config":{"template":"compilation","max_duration_seconds":60}}',
     reason: 'fetches a video from the internet; the tests use no network',
   },
+  {
+    argument: '{"image_url":"https://example.com/storefront.jpg","max_results":5}',
+    reason: 'needs indexing.imageEmbeddingModel and the internet; test/server/image-search.test.ts searches by image',
+  },
+  {
+    argument: '{"image_url":"https://example.com/storefront.jpg","max_results":3}',
+    reason: 'needs indexing.imageEmbeddingModel and the internet; test/server/image-search.test.ts searches by image',
+  },
 ];
 
 interface Example {

@@ -128,6 +128,13 @@ export const indexingSchema = z
      * matches. @default none: search is lexical only
      */
     embeddingModel: z.string().min(1).optional(),
+    /**
+     * Search by image, and text-to-picture matching: a folder holding a CLIP-style model in the Hugging Face ONNX
+     * export layout (`onnx/vision_model.onnx`, `onnx/text_model.onnx`, `tokenizer.json`, `preprocessor_config.json`;
+     * e.g. a download of Xenova/clip-vit-base-patch32), run offline on onnxruntime. Keyframes and library images
+     * are embedded (earlier ones by a background job). @default none: no search by image
+     */
+    imageEmbeddingModel: z.string().min(1).optional(),
   })
   .refine((settings) => settings.maxSegmentSeconds >= 2 * settings.minSegmentSeconds, {
     message: 'maxSegmentSeconds must be at least twice minSegmentSeconds, so that long scenes split into segments within both bounds',

@@ -1,15 +1,15 @@
 import { z } from 'zod';
 import type { ChatService } from '../chat/chat-service.ts';
 import { parseBody } from '../server/errors.ts';
-import type { ImageRouteDependencies } from '../server/image-routes.ts';
-import type { VisionRouteDependencies } from '../server/vision-routes.ts';
+import { searchImages, signedImageUrl, type ImageRouteDependencies } from '../server/image-routes.ts';
+import { searchVideos, type VisionRouteDependencies } from '../server/vision-routes.ts';
 import type { QaRouteDependencies } from '../server/qa-routes.ts';
 import { outputPath, type ClipRouteDependencies } from '../server/clip-routes.ts';
 import { createClipSchema, toWireClip } from '../server/wire/clips.ts';
 import { qaChatRequestSchema, toQaMessages, toQaResponse } from '../server/wire/qa.ts';
-import { toWireImage, toWireImageMetadata, searchImagesSchema } from '../server/wire/images.ts';
+import { toWireImage, searchImagesSchema } from '../server/wire/images.ts';
 import { fromRekaRequest, rekaChatRequestSchema, toRekaResponse } from '../server/wire/reka-chat.ts';
-import { listVideosQuerySchema, searchVideosSchema, toWireEvent, toWireSearchHit, toWireVideo } from '../server/wire/vision.ts';
+import { listVideosQuerySchema, searchVideosSchema, toWireEvent, toWireVideo } from '../server/wire/vision.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
 import { isImageId } from '../store/image-blob-store.ts';
 import { isVideoId } from '../store/blob-store.ts';
@@ -209,18 +209,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
         'video, the time range in seconds, a score in 0-1 and a signed URL that plays the range.',
       input: searchVideosSchema,
       readOnly: true,
-      run: async (args, context) => {
-        const body = parseBody(searchVideosSchema, args);
-        const outcome = await vision.search.search({ owner: context.owner, ...body }, context.signal);
-        const results = outcome.hits.map((hit) => {
-          const video = sign(context, `/v1/videos/${hit.videoId}/file`);
-          return toWireSearchHit(hit, {
-            video: `${video}#t=${hit.startSeconds.toFixed(3)},${hit.endSeconds.toFixed(3)}`,
-            thumbnail: sign(context, `/v1/videos/${hit.videoId}/segments/${hit.bestSeq}/thumbnail`),
-          });
-        });
-        return { results, total_results: outcome.total, retrievers: outcome.retrievers };
-      },
+      run: async (args, context) => searchVideos(vision, context.owner, args, context.origin, context.signal),
     });
   }
 
@@ -295,8 +284,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
   }
 
   if (images) {
-    const imageUrl = (context: ToolContext, id: string): string =>
-      context.origin + images.signer.sign(`/v1/images/${id}/file`, new Date(Date.now() + images.urlTtlSeconds * 1000));
+    const imageUrl = (context: ToolContext, id: string): string => signedImageUrl(images, context.origin, id);
 
     tools.push({
       name: 'search_images',
@@ -304,22 +292,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
       description: "Finds images in the caller's image library by their text, objects and caption; results carry a signed URL.",
       input: searchImagesSchema,
       readOnly: true,
-      run: async (args, context) => {
-        const body = parseBody(searchImagesSchema, args);
-        const hits = images.library.search({ owner: context.owner, ...body });
-        return {
-          results: hits.map((hit) => {
-            const wire = toWireImage(hit.image, imageUrl(context, hit.image.id));
-            return {
-              image_id: wire.image_id,
-              image_url: wire.image_url,
-              score: hit.score,
-              upload_timestamp: wire.upload_timestamp,
-              image_metadata: toWireImageMetadata(hit.image),
-            };
-          }),
-        };
-      },
+      run: async (args, context) => searchImages(images, context.owner, args, context.origin, context.signal),
     });
 
     tools.push({

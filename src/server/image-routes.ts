@@ -6,11 +6,14 @@ import { isImageId } from '../store/image-blob-store.ts';
 import type { ImageRecord } from '../store/image-store.ts';
 import type { ImageLibrary, ImageUploadRequest } from '../vision/image-library.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
+import type { ImageSearch } from '../vision/image-search.ts';
+import type { QueryImageLoader } from '../vision/query-image.ts';
+import { imageSearchUnavailable } from '../vision/video-search.ts';
 import { parseBody } from './errors.ts';
 import { fileResponse } from './file-response.ts';
 import { receiveMultipartUpload } from './multipart-upload.ts';
 import { readJson } from './read-body.ts';
-import type { RequestEdge } from './vision-routes.ts';
+import { RETRIEVERS_HEADER, type RequestEdge } from './vision-routes.ts';
 import {
   IMAGE_UPLOAD_FIELD_NAMES,
   imageUploadMetadataSchema,
@@ -34,6 +37,10 @@ export interface ImageRouteDependencies {
   maxConcurrentUploads: number;
   /** Where multipart uploads stream to before they are normalised. */
   incomingDir: string;
+  /** Word matches fused with the configured embedding retrievers. */
+  search: ImageSearch;
+  /** Fetches and decodes the picture of a search by image (`image_url`). */
+  loadQueryImage?: QueryImageLoader | undefined;
 }
 
 type ImageEnv = { Variables: { requestId: string; owner: string } };
@@ -85,16 +92,41 @@ export function registerImageBlobRoutes(app: Hono<ImageEnv>, deps: ImageRouteDep
   });
 }
 
+/** `POST /v1/images/search` for `owner`, as the route and the MCP tool answer it; signed URLs on `origin`. */
+export async function searchImages(deps: ImageRouteDependencies, owner: string, body: unknown, origin: string, signal: AbortSignal) {
+  const { imageUrl, ...request } = parseBody(searchImagesSchema, body);
+  let image: Buffer | undefined;
+  if (imageUrl !== undefined) {
+    // Refused before anything is fetched when nothing could search with the picture.
+    if (!deps.search.searchesByImage || deps.loadQueryImage === undefined) throw imageSearchUnavailable();
+    image = await deps.loadQueryImage(imageUrl, 'image_url', signal);
+  }
+  const { hits, retrievers } = await deps.search.search({ owner, ...request, image }, signal);
+  const results = hits.map((hit) => {
+    const wire = toWireImage(hit.image, signedImageUrl(deps, origin, hit.image.id));
+    return {
+      image_id: wire.image_id,
+      image_url: wire.image_url,
+      score: hit.score,
+      upload_timestamp: wire.upload_timestamp,
+      image_metadata: toWireImageMetadata(hit.image),
+    };
+  });
+  return { results, retrievers };
+}
+
+/** An image's signed file URL on `origin`. */
+export function signedImageUrl(deps: ImageRouteDependencies, origin: string, id: string): string {
+  return origin + deps.signer.sign(`/v1/images/${id}/file`, new Date(Date.now() + deps.urlTtlSeconds * 1000));
+}
+
 /** The image library API: uploads, images and search, each scoped to the caller's owner. */
 export function registerImageRoutes(app: Hono<ImageEnv>, deps: ImageRouteDependencies, edge: RequestEdge): void {
   const { library } = deps;
 
   /** Absolute signed URLs: on `vision.publicBaseUrl` when set, else the origin the client reached this server on. */
-  const wireImage = (c: Context, image: ImageRecord) => {
-    const origin = deps.publicBaseUrl ?? new URL(c.req.url).origin;
-    const url = origin + deps.signer.sign(`/v1/images/${image.id}/file`, new Date(Date.now() + deps.urlTtlSeconds * 1000));
-    return toWireImage(image, url);
-  };
+  const wireImage = (c: Context, image: ImageRecord) =>
+    toWireImage(image, signedImageUrl(deps, deps.publicBaseUrl ?? new URL(c.req.url).origin, image.id));
 
   let uploadsInFlight = 0;
   app.post('/v1/images/upload', async (c) => {
@@ -134,20 +166,16 @@ export function registerImageRoutes(app: Hono<ImageEnv>, deps: ImageRouteDepende
   });
 
   app.post('/v1/images/search', async (c) => {
-    const body = parseBody(searchImagesSchema, await readJson(c, edge.bodyLimits));
-    const hits = library.search({ owner: c.get('owner'), ...body });
-    return c.json({
-      results: hits.map((hit) => {
-        const wire = wireImage(c, hit.image);
-        return {
-          image_id: wire.image_id,
-          image_url: wire.image_url,
-          score: hit.score,
-          upload_timestamp: wire.upload_timestamp,
-          image_metadata: toWireImageMetadata(hit.image),
-        };
-      }),
-    });
+    const origin = deps.publicBaseUrl ?? new URL(c.req.url).origin;
+    const { retrievers, ...answer } = await searchImages(
+      deps,
+      c.get('owner'),
+      await readJson(c, edge.bodyLimits),
+      origin,
+      edge.requestSignal(c),
+    );
+    c.header(RETRIEVERS_HEADER, retrievers.join(', '));
+    return c.json(answer);
   });
 
   app.get('/v1/images', (c) => {

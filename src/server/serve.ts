@@ -39,6 +39,7 @@ import { createLexicalRetriever } from '../vision/lexical-retrievers.ts';
 import { VideoSearch } from '../vision/video-search.ts';
 import { createEmbedSegmentsHandler, createSemanticRetriever, EMBED_SEGMENTS_JOB, SegmentVectors } from '../vision/semantic-search.ts';
 import { SegmentEmbeddingStore } from '../store/segment-embeddings.ts';
+import { createImageEmbeddingSearch, createImageLibrarySearch } from './image-embedding-setup.ts';
 import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
 import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
 import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
@@ -224,6 +225,8 @@ function createSemanticSearch(options: {
   // One live job at a time: it runs until no indexed segment lacks an embedding.
   const queue = (): void => void jobs.enqueue(EMBED_SEGMENTS_JOB, {}, { key: EMBED_SEGMENTS_JOB, maxAttempts: 5 });
   return {
+    embed,
+    modelId: `${model.provider}:${model.upstreamModel}`,
     retriever: createSemanticRetriever({ embeddings, vectors, embed, inScope: (scope, ids) => segments.inScope(scope, ids) }),
     queue,
     start(): void {
@@ -322,17 +325,44 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
         settings: indexing,
         log: logger,
         summarize,
-        onIndexed: () => semantic?.queue(),
+        onIndexed: () => {
+          semantic?.queue();
+          imageEmbeddings?.queue();
+        },
       }),
     )
-    .handle(INDEX_IMAGE_JOB, createIndexImageHandler({ store: imageStore, blobs: imageBlobs, analyzers, log: logger }));
+    .handle(
+      INDEX_IMAGE_JOB,
+      createIndexImageHandler({ store: imageStore, blobs: imageBlobs, analyzers, log: logger, onIndexed: () => imageSearch.queue() }),
+    );
   const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
   const segments = new SegmentSearchStore(db);
   const semantic = createSemanticSearch({ db, dataDir, models, embeddingModel: indexing.embeddingModel, jobs, segments, logger });
+  const imageEmbeddings = createImageEmbeddingSearch({
+    db,
+    dataDir,
+    modelPath: indexing.imageEmbeddingModel,
+    media,
+    jobs,
+    segments,
+    blobs,
+    logger,
+  });
+  const imageSearch = createImageLibrarySearch({
+    db,
+    dataDir,
+    jobs,
+    library: images,
+    store: imageStore,
+    blobs: imageBlobs,
+    clip: imageEmbeddings?.model,
+    text: semantic,
+    logger,
+  });
   const search = new VideoSearch({
     segments,
     videos: store,
-    retrievers: [createLexicalRetriever(segments), ...(semantic ? [semantic.retriever] : [])],
+    retrievers: [createLexicalRetriever(segments), ...(semantic ? [semantic.retriever] : []), ...(imageEmbeddings?.retrievers ?? [])],
   });
   const signer = createUrlSigner({ secret: loadOrCreateSigningSecret(dataDir) });
   const routes: VisionRouteDependencies = {
@@ -345,6 +375,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxUploadBytes: config.limits.maxUploadBytes,
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: join(blobs.root, INCOMING_DIR),
+    loadQueryImage: imageEmbeddings?.loadQueryImage,
   };
   const imageRoutes: ImageRouteDependencies = {
     library: images,
@@ -354,6 +385,8 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxImageBytes: media.maxBytes,
     maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: imageBlobs.incomingDir,
+    search: imageSearch.search,
+    loadQueryImage: imageEmbeddings?.loadQueryImage,
   };
   const qaRoutes: QaRouteDependencies = {
     qa: new VideoQa({
@@ -426,6 +459,8 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
       indexer.start();
       deliverer.start();
       semantic?.start();
+      imageEmbeddings?.start();
+      imageSearch.start();
       analyzerSet.startPulls();
       const { removedFolders, settledVideos } = await library.recover();
       if (removedFolders + settledVideos > 0) {
@@ -446,8 +481,15 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
       clearInterval(settler);
-      await Promise.all([indexer.stop(), deliverer.stop(), semantic?.stop(), clipRunner.stop()]);
-      await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close()]);
+      await Promise.all([
+        indexer.stop(),
+        deliverer.stop(),
+        semantic?.stop(),
+        clipRunner.stop(),
+        imageEmbeddings?.stop(),
+        imageSearch.stop(),
+      ]);
+      await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close(), imageEmbeddings?.close()]);
     },
   };
 }

@@ -8,7 +8,8 @@ import { isVideoId, type BlobStore } from '../store/blob-store.ts';
 import type { VideoRecord } from '../store/video-store.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
 import type { IndexingEvent, UploadSource, VideoLibrary } from '../vision/video-library.ts';
-import type { VideoSearch } from '../vision/video-search.ts';
+import { imageSearchUnavailable, type VideoSearch } from '../vision/video-search.ts';
+import type { QueryImageLoader } from '../vision/query-image.ts';
 import { KEYFRAMES_DIR } from '../vision/indexing/index-video.ts';
 import { parseBody } from './errors.ts';
 import { readJson, type BodyLimits } from './read-body.ts';
@@ -45,6 +46,8 @@ export interface VisionRouteDependencies {
   maxConcurrentUploads: number;
   /** Where multipart uploads stream to before they become a video (same file system as the blobs). */
   incomingDir: string;
+  /** Fetches and decodes the picture of a search by image (`image_url`). */
+  loadQueryImage?: QueryImageLoader | undefined;
 }
 
 type VisionEnv = { Variables: { requestId: string; owner: string } };
@@ -123,6 +126,36 @@ export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRoute
     videoId(c);
     return servePicture(c, `${KEYFRAMES_DIR}/${c.req.param('name')}`);
   });
+}
+
+/**
+ * `POST /v1/videos/search` for `owner`, as the route and the MCP tool answer it: the body validated, a query
+ * image (`image_url`) fetched when an image model can use it, and each hit with signed URLs on `origin`.
+ */
+export async function searchVideos(deps: VisionRouteDependencies, owner: string, body: unknown, origin: string, signal: AbortSignal) {
+  const { imageUrl, ...request } = parseBody(searchVideosSchema, body);
+  let image: Buffer | undefined;
+  if (imageUrl !== undefined) {
+    // Refused before anything is fetched when nothing could search with the picture.
+    if (!deps.search.searchesByImage || deps.loadQueryImage === undefined) throw imageSearchUnavailable();
+    image = await deps.loadQueryImage(imageUrl, 'image_url', signal);
+  }
+  const outcome = await deps.search.search({ owner, ...request, image }, signal);
+  const sign = (path: string): string => origin + deps.signer.sign(path, new Date(Date.now() + deps.urlTtlSeconds * 1000));
+  // One signature per video, however many of its ranges are listed; the fragment is outside the signature.
+  const videoUrls = new Map<string, string>();
+  const results = outcome.hits.map((hit) => {
+    let video = videoUrls.get(hit.videoId);
+    if (video === undefined) {
+      video = sign(`/v1/videos/${hit.videoId}/file`);
+      videoUrls.set(hit.videoId, video);
+    }
+    return toWireSearchHit(hit, {
+      video: `${video}#t=${hit.startSeconds.toFixed(3)},${hit.endSeconds.toFixed(3)}`,
+      thumbnail: sign(`/v1/videos/${hit.videoId}/segments/${hit.bestSeq}/thumbnail`),
+    });
+  });
+  return { results, total_results: outcome.total, retrievers: outcome.retrievers };
 }
 
 /** The video library API: uploads, videos, groups and indexing events, each scoped to the caller's owner. */
@@ -242,23 +275,10 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
   };
 
   app.post('/v1/videos/search', async (c) => {
-    const body = parseBody(searchVideosSchema, await readBody(c));
-    const outcome = await search.search({ owner: c.get('owner'), ...body }, edge.requestSignal(c));
-    // One signature per video, however many of its ranges are listed; the fragment is outside the signature.
-    const videoUrls = new Map<string, string>();
-    const results = outcome.hits.map((hit) => {
-      let video = videoUrls.get(hit.videoId);
-      if (video === undefined) {
-        video = signedUrl(c, deps, `/v1/videos/${hit.videoId}/file`);
-        videoUrls.set(hit.videoId, video);
-      }
-      return toWireSearchHit(hit, {
-        video: `${video}#t=${hit.startSeconds.toFixed(3)},${hit.endSeconds.toFixed(3)}`,
-        thumbnail: signedUrl(c, deps, `/v1/videos/${hit.videoId}/segments/${hit.bestSeq}/thumbnail`),
-      });
-    });
-    c.header(RETRIEVERS_HEADER, outcome.retrievers.join(', '));
-    return c.json({ results, total_results: outcome.total });
+    const origin = deps.publicBaseUrl ?? new URL(c.req.url).origin;
+    const { retrievers, ...answer } = await searchVideos(deps, c.get('owner'), await readBody(c), origin, edge.requestSignal(c));
+    c.header(RETRIEVERS_HEADER, retrievers.join(', '));
+    return c.json(answer);
   });
 
   app.get('/v1/videos', (c) => {

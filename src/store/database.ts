@@ -272,6 +272,48 @@ const MIGRATIONS: readonly string[] = [
      updated_at INTEGER NOT NULL
    ) STRICT;
    CREATE INDEX clips_owner_created ON clips (owner, created_at, id);`,
+  // Image embeddings (image-embeddings.ts), the truth their vector indexes are rebuilt from: one CLIP vector per
+  // keyframe of a segment, and per library image one CLIP vector of its picture ('picture') and one text
+  // embedding of its caption and on-screen text ('text'). Ids are never reused and key the vector indexes; rows
+  // go with their segment or image, and with a change of what they were made from.
+  `CREATE TABLE keyframe_embeddings (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     segment_id INTEGER NOT NULL,
+     owner TEXT NOT NULL,
+     video_id TEXT NOT NULL,
+     time_seconds REAL NOT NULL,
+     model TEXT NOT NULL,
+     vector BLOB NOT NULL
+   ) STRICT;
+   CREATE INDEX keyframe_embeddings_owner ON keyframe_embeddings (owner, model, id);
+   CREATE INDEX keyframe_embeddings_segment ON keyframe_embeddings (segment_id, model);
+   CREATE TRIGGER video_segments_keyframe_embeddings_ad AFTER DELETE ON video_segments BEGIN
+     DELETE FROM keyframe_embeddings WHERE segment_id = old.rowid;
+   END;
+   CREATE TRIGGER video_segments_keyframe_embeddings_au AFTER UPDATE OF keyframes ON video_segments
+   WHEN old.keyframes IS NOT new.keyframes
+   BEGIN
+     DELETE FROM keyframe_embeddings WHERE segment_id = old.rowid;
+   END;
+   CREATE TABLE image_embeddings (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     image_id TEXT NOT NULL,
+     owner TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('picture', 'text')),
+     model TEXT NOT NULL,
+     vector BLOB NOT NULL,
+     UNIQUE (image_id, kind)
+   ) STRICT;
+   CREATE INDEX image_embeddings_owner ON image_embeddings (owner, kind, model, id);
+   CREATE TRIGGER images_embeddings_ad AFTER DELETE ON images BEGIN
+     DELETE FROM image_embeddings WHERE image_id = old.id;
+   END;
+   CREATE TRIGGER images_embeddings_au AFTER UPDATE OF caption, ocr_text, object_names, label_names ON images
+   WHEN old.caption IS NOT new.caption OR old.ocr_text IS NOT new.ocr_text
+     OR old.object_names IS NOT new.object_names OR old.label_names IS NOT new.label_names
+   BEGIN
+     DELETE FROM image_embeddings WHERE image_id = old.id AND kind = 'text';
+   END;`,
 ];
 
 /**

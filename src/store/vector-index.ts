@@ -13,7 +13,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import * as lancedb from '@lancedb/lancedb';
+import type * as lancedb from '@lancedb/lancedb';
+import { loadLanceDb, type LanceDb } from '../config/lancedb.ts';
 import type * as ArrowModule from 'apache-arrow';
 
 // LanceDB is CommonJS and checks `instanceof` on the Arrow classes it is given: it must get the CommonJS build of
@@ -194,6 +195,7 @@ interface OwnerState {
 
 class LanceVectorIndex implements VectorIndex {
   readonly dimensions: number;
+  readonly #lance: LanceDb;
   readonly #connection: lancedb.Connection;
   readonly #directory: string;
   readonly #source: VectorSource;
@@ -209,7 +211,8 @@ class LanceVectorIndex implements VectorIndex {
   readonly #schema: ArrowModule.Schema;
   #closed = false;
 
-  constructor(connection: lancedb.Connection, options: VectorIndexOptions) {
+  constructor(lance: LanceDb, connection: lancedb.Connection, options: VectorIndexOptions) {
+    this.#lance = lance;
     this.#connection = connection;
     this.#directory = options.directory;
     this.dimensions = options.dimensions;
@@ -449,9 +452,11 @@ class LanceVectorIndex implements VectorIndex {
     if (table === undefined) return;
     const rows = await table.countRows();
     if (state.hasVectorIndex ? rows >= 4 * state.trainedRows : rows >= this.#indexThreshold) {
-      await table.createIndex('vector', { config: lancedb.Index.hnswSq({ distanceType: 'cosine', m: 16, efConstruction: this.#buildEf }) });
-      await table.createIndex('grp', { config: lancedb.Index.bitmap() });
-      await table.createIndex('id', { config: lancedb.Index.btree() });
+      await table.createIndex('vector', {
+        config: this.#lance.Index.hnswSq({ distanceType: 'cosine', m: 16, efConstruction: this.#buildEf }),
+      });
+      await table.createIndex('grp', { config: this.#lance.Index.bitmap() });
+      await table.createIndex('id', { config: this.#lance.Index.btree() });
       state.hasVectorIndex = true;
       state.trainedRows = rows;
     }
@@ -545,5 +550,6 @@ export async function openVectorIndex(options: VectorIndexOptions): Promise<Vect
   if (!Number.isInteger(options.dimensions) || options.dimensions < 1)
     throw new RangeError(`dimensions must be a positive integer, not ${options.dimensions}`);
   mkdirSync(options.directory, { recursive: true, mode: 0o700 });
-  return new LanceVectorIndex(await lancedb.connect(options.directory), options);
+  const lance = await loadLanceDb();
+  return new LanceVectorIndex(lance, await lance.connect(options.directory), options);
 }

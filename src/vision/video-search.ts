@@ -4,8 +4,10 @@ import type { VideoStore } from '../store/video-store.ts';
 
 /** What a retriever is asked for. */
 export interface RetrievalRequest {
-  /** The query as the client sent it (trimmed, at most 2,000 characters). */
+  /** The query as the client sent it (trimmed, at most 2,000 characters); empty for a search by image. */
   text: string;
+  /** The query picture of a search by image (decoded and normalised), for retrievers whose `input` is `image`. */
+  image?: Buffer | undefined;
   /** The owner and filters; a retriever must return only segments inside it. */
   scope: SegmentScope;
   /** The most segments to return. */
@@ -35,12 +37,17 @@ export interface SegmentRetriever {
   readonly name: string;
   /** Its share in the fusion, relative to the others. @default 1 */
   readonly weight?: number;
+  /** What it searches with: the query's text, or the query picture of a search by image. @default 'text' */
+  readonly input?: 'text' | 'image';
   retrieve(request: RetrievalRequest): Promise<RetrievedSegment[]>;
 }
 
 export interface VideoSearchRequest {
   owner: string;
-  query: string;
+  /** The words searched for; absent for a search by image. */
+  query?: string | undefined;
+  /** The picture searched for (`image_url`, fetched and normalised), instead of `query`. */
+  image?: Buffer | undefined;
   maxResults: number;
   offset: number;
   /** Results scoring below this (0..1) are left out. @default 0 */
@@ -173,6 +180,16 @@ export function mergeNeighbours(spans: readonly SegmentSpan[], scores: ReadonlyM
 const joinDistinct = (texts: readonly string[]): string =>
   [...new Set(texts.map((text) => text.trim()).filter((text) => text !== ''))].join(' ');
 
+/** The answer to `image_url` when no image embedding model is configured. */
+export function imageSearchUnavailable(): OcularError {
+  return new OcularError(
+    'validation_error',
+    'search by image needs an image embedding model: set indexing.imageEmbeddingModel in the config to a folder holding ' +
+      'a CLIP ONNX export (such as Xenova/clip-vit-base-patch32), then restart',
+    { param: 'image_url' },
+  );
+}
+
 /**
  * Video search: runs the retrievers over the owner's segments (inside the request's filters), fuses their
  * rankings (fuseRankings), drops what scores under the threshold, merges neighbouring segments of a video
@@ -187,6 +204,11 @@ export class VideoSearch {
     this.#segments = options.segments;
     this.#videos = options.videos;
     this.#retrievers = options.retrievers;
+  }
+
+  /** Whether a search by image can run (an image embedding model is configured). */
+  get searchesByImage(): boolean {
+    return this.#retrievers.some((retriever) => retriever.input === 'image');
   }
 
   async search(request: VideoSearchRequest, signal: AbortSignal): Promise<VideoSearchOutcome> {
@@ -204,10 +226,13 @@ export class VideoSearch {
       to: request.endTime,
     };
 
+    const input = request.image === undefined ? 'text' : 'image';
+    const retrievers = this.#retrievers.filter((retriever) => (retriever.input ?? 'text') === input);
+    if (retrievers.length === 0) throw imageSearchUnavailable();
     const ran: Array<{ weight: number; hits: readonly RetrievedSegment[] }> = [];
-    for (const retriever of this.#retrievers) {
+    for (const retriever of retrievers) {
       signal.throwIfAborted();
-      const hits = await retriever.retrieve({ text: request.query, scope, limit: CANDIDATES, signal });
+      const hits = await retriever.retrieve({ text: request.query ?? '', image: request.image, scope, limit: CANDIDATES, signal });
       ran.push({ weight: retriever.weight ?? 1, hits });
     }
 
@@ -240,6 +265,6 @@ export class VideoSearch {
         bestSeq: run.bestSeq,
       };
     });
-    return { hits, total: runs.length, retrievers: this.#retrievers.map((retriever) => retriever.name) };
+    return { hits, total: runs.length, retrievers: retrievers.map((retriever) => retriever.name) };
   }
 }

@@ -95,7 +95,7 @@ describe('MCP over streamable HTTP', () => {
     );
     const search = tools.find((tool) => tool.name === 'search_videos')!;
     expect(search.inputSchema.properties).toHaveProperty('query');
-    expect(search.inputSchema.required).toContain('query');
+    expect(search.inputSchema.properties).toHaveProperty('image_url');
     expect(search.annotations?.readOnlyHint).toBe(true);
     expect(tools.find((tool) => tool.name === 'delete_video')!.annotations?.destructiveHint).toBe(true);
   });

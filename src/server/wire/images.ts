@@ -42,13 +42,24 @@ export const listImagesQuerySchema = z.strictObject({
 /** `POST /v1/images/search` (Reka Vision). Optional fields may be null, as Python clients send unset ones. */
 export const searchImagesSchema = z
   .strictObject({
-    query: z.string().trim().min(1, 'expected a non-empty query').max(2_000),
+    query: z.string().trim().min(1, 'expected a non-empty query').max(2_000).nullish(),
+    /** Search by image instead of `query`: an http(s) URL or a data: URL (bounded by limits.maxRequestBytes and media.maxBytes). */
+    image_url: z.string().min(1, 'expected a non-empty image_url').nullish(),
     /** @default 10 */
     max_results: z.number().int().min(1).max(100).nullish(),
     /** Results scoring below it (0..1) are left out. @default 0 */
     threshold: z.number().min(0).max(1).nullish(),
   })
-  .transform((body) => ({ query: body.query, maxResults: body.max_results ?? 10, threshold: body.threshold ?? 0 }));
+  .refine((body) => (body.query == null) !== (body.image_url == null), {
+    message: 'send either query (words) or image_url (a picture), exactly one of them',
+    path: ['query'],
+  })
+  .transform((body) => ({
+    query: body.query ?? undefined,
+    imageUrl: body.image_url ?? undefined,
+    maxResults: body.max_results ?? 10,
+    threshold: body.threshold ?? 0,
+  }));
 
 // ---- responses ----
 

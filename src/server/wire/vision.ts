@@ -119,7 +119,9 @@ const idList = (most: number) => z.array(z.string().trim().min(1).max(128)).max(
  */
 export const searchVideosSchema = z
   .strictObject({
-    query: z.string().trim().min(1, 'expected a non-empty query').max(2_000),
+    query: z.string().trim().min(1, 'expected a non-empty query').max(2_000).nullish(),
+    /** Search by image instead of `query`: an http(s) URL (fetched under the media address policy) or a data: URL. */
+    image_url: z.string().min(1, 'expected a non-empty image_url').nullish(), // bounded by limits.maxRequestBytes, and by media.maxBytes once decoded
     /** @default 10 */
     max_results: z.number().int().min(1).max(100).nullish(),
     /** Alias of max_results. */
@@ -137,12 +139,17 @@ export const searchVideosSchema = z
     message: 'send max_results or its alias limit, not both',
     path: ['limit'],
   })
+  .refine((body) => (body.query == null) !== (body.image_url == null), {
+    message: 'send either query (words) or image_url (a picture), exactly one of them',
+    path: ['query'],
+  })
   .refine((body) => body.start_time == null || body.end_time == null || toEpochMs(body.start_time) <= toEpochMs(body.end_time), {
     message: 'start_time is after end_time',
     path: ['end_time'],
   })
   .transform((body) => ({
-    query: body.query,
+    query: body.query ?? undefined,
+    imageUrl: body.image_url ?? undefined,
     maxResults: body.max_results ?? body.limit ?? 10,
     threshold: body.threshold ?? undefined,
     offset: body.offset ?? 0,

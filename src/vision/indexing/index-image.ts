@@ -14,6 +14,8 @@ export interface ImageIndexerOptions {
   blobs: ImageBlobStore;
   analyzers: IndexingAnalyzers;
   log: JobLog;
+  /** Called once an image's findings are saved (the embedding job is queued then). */
+  onIndexed?: (() => void) | undefined;
 }
 
 const NO_TEXT: ReadText = { text: '', lines: [] };
@@ -69,6 +71,7 @@ export function createIndexImageHandler(options: ImageIndexerOptions): JobHandle
         labels: findings.labels,
       });
       context.reportProgress(1);
+      options.onIndexed?.();
     } catch (error) {
       if (signal.aborted || isAbortError(error)) throw error;
       if (!store.has(imageId)) return; // deleted mid-way: nothing left to index
