@@ -13,6 +13,7 @@ import { registerImageBlobRoutes, registerImageRoutes, type ImageRouteDependenci
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
 import { registerMcpRoute } from '../mcp/http-route.ts';
 import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
+import { registerWebRoutes, type WebRouteDependencies } from './web-routes.ts';
 
 export interface AppDependencies {
   chat: ChatService;
@@ -26,6 +27,8 @@ export interface AppDependencies {
   vision?: VisionRouteDependencies | undefined;
   /** The image library; its routes are absent without it. */
   images?: ImageRouteDependencies | undefined;
+  /** The web playground at `/`; absent without it. */
+  web?: WebRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -87,6 +90,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   if (deps.vision) registerVisionBlobRoutes(app, deps.vision);
   if (deps.images) registerImageBlobRoutes(app, deps.images);
+  if (deps.web) registerWebRoutes(app, { publicBaseUrl: deps.vision?.publicBaseUrl, ...deps.web });
 
   app.use(async (c, next) => {
     c.set(

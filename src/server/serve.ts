@@ -44,6 +44,7 @@ import type { VisionRouteDependencies } from './vision-routes.ts';
 import type { ImageRouteDependencies } from './image-routes.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
+import { DEFAULT_WEB_DIR } from './web-routes.ts';
 import { RequestSignals } from './edge.ts';
 import type { Logger } from './logger.ts';
 
@@ -70,6 +71,8 @@ export interface ServerDependencies {
   pullRetryDelaysMs?: readonly number[] | undefined;
   /** Where analyzer weights (voice activity, scene labels) are downloaded from. @default ANALYZER_CATALOG */
   analyzerCatalog?: readonly AnalyzerModel[] | undefined;
+  /** The built web playground served at `/`. @default DEFAULT_WEB_DIR (web/dist in the package) */
+  webDir?: string | undefined;
 }
 
 type ProviderMap = ReadonlyMap<string, ProviderDefinition<never>>;
@@ -394,7 +397,8 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
   const limits = settings.config.limits;
-  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes });
+  const web = { dir: dependencies.webDir ?? DEFAULT_WEB_DIR };
+  const app = createApp({ chat, verifier, limits, logger, signals, vision: vision.routes, images: vision.imageRoutes, web });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);
 
