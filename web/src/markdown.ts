@@ -2,6 +2,16 @@
 import DOMPurify from 'dompurify';
 import { marked } from 'marked';
 
+const ESCAPES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+// Raw HTML in an answer is shown as text, not rendered: a model has no business writing markup into the page.
+// DOMPurify below is the second guard.
+marked.use({
+  renderer: {
+    html: ({ text }) => text.replace(/[&<>"']/g, (character) => ESCAPES[character]!),
+  },
+});
+
 // Links open in a new tab and never pass the opener or referrer along.
 DOMPurify.addHook('afterSanitizeAttributes', (node) => {
   if (node.tagName === 'A' && node.hasAttribute('href')) {
