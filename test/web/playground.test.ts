@@ -166,11 +166,12 @@ describe.skipIf(!existsSync(CHROMIUM))('the web playground in Chromium', () => {
   it.skipIf(FONT_PATH === undefined)(
     'uploads a video, waits for it to be indexed, finds a word drawn on it and plays that range',
     async () => {
+      // Long enough for several segments, so the word's range starts well after 0 and playing it means seeking.
       const video = await makeTitledVideo({
-        seconds: 8,
+        seconds: 24,
         width: 320,
         height: 180,
-        captions: [{ text: 'LIGHTHOUSE', fromSeconds: 4, toSeconds: 8 }],
+        captions: [{ text: 'LIGHTHOUSE', fromSeconds: 14, toSeconds: 20 }],
       });
       await page.click('#nav-library');
       await page.setInputFiles('#upload-file', video);
@@ -190,7 +191,9 @@ describe.skipIf(!existsSync(CHROMIUM))('the web playground in Chromium', () => {
       const start = Number(await result.getAttribute('data-start'));
       const end = Number(await result.getAttribute('data-end'));
       expect(end).toBeGreaterThan(start);
-      expect(end).toBeGreaterThan(4); // the word is on screen from 4 s
+      expect(start).toBeGreaterThanOrEqual(5); // the word is on screen from 14 s to 20 s
+      expect(start).toBeLessThan(20);
+      expect(end).toBeGreaterThan(14);
       await result.click();
       await page.waitForFunction(
         ([from, to]) => {
@@ -214,8 +217,8 @@ describe.skipIf(!existsSync(CHROMIUM))('the web playground in Chromium', () => {
         asked = route.request().postDataJSON();
         const events = [
           { chat_response: 'The word **LIGHTHOUSE**' },
-          { chat_response: 'The word **LIGHTHOUSE** appears at [0:05] and again [00:07].' },
-          { chat_response: 'The word **LIGHTHOUSE** appears at [0:05] and again [00:07].', status: 'success' },
+          { chat_response: 'The word **LIGHTHOUSE** appears at [0:15] and again [00:18].' },
+          { chat_response: 'The word **LIGHTHOUSE** appears at [0:15] and again [00:18].', status: 'success' },
         ];
         await route.fulfill({
           status: 200,
@@ -229,15 +232,23 @@ describe.skipIf(!existsSync(CHROMIUM))('the web playground in Chromium', () => {
       await page.locator('#ask-answer a.citation').nth(1).waitFor();
       expect(asked).toEqual({ video_id: videoId, messages: [{ role: 'user', content: 'What word is shown?' }], stream: true });
       expect(await page.locator('#ask-answer strong').textContent()).toBe('LIGHTHOUSE');
-      expect(await page.locator('#ask-answer a.citation').allTextContents()).toEqual(['[0:05]', '[00:07]']);
+      expect(await page.locator('#ask-answer a.citation').allTextContents()).toEqual(['[0:15]', '[00:18]']);
       await page.click('#ask-answer a.citation >> nth=1');
-      await page.waitForFunction(() => Math.abs((document.querySelector('#player') as HTMLVideoElement).currentTime - 7) < 0.1, undefined, {
-        timeout: 10_000,
-      });
+      await page.waitForFunction(
+        () => Math.abs((document.querySelector('#player') as HTMLVideoElement).currentTime - 18) < 0.1,
+        undefined,
+        {
+          timeout: 10_000,
+        },
+      );
       await page.click('#ask-answer a.citation >> nth=0');
-      await page.waitForFunction(() => Math.abs((document.querySelector('#player') as HTMLVideoElement).currentTime - 5) < 0.1, undefined, {
-        timeout: 10_000,
-      });
+      await page.waitForFunction(
+        () => Math.abs((document.querySelector('#player') as HTMLVideoElement).currentTime - 15) < 0.1,
+        undefined,
+        {
+          timeout: 10_000,
+        },
+      );
 
       // A video the route cannot answer about yet (409) is reported in the panel, not thrown.
       await page.unroute('**/v1/qa/chat');

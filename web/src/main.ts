@@ -30,15 +30,14 @@ function show(name: PageName): void {
 
 /** Checks the saved key against the server, so a wrong one is reported at once rather than on first use. */
 async function checkKey(): Promise<void> {
-  if (savedKey() === '') {
-    keyStatus.textContent = 'Enter an API key (ocular keys create, or the bootstrap key the server printed).';
-    return;
-  }
+  const key = savedKey();
   try {
     await requestJson('GET', '/v1/models');
-    keyStatus.textContent = 'Key saved';
+    keyStatus.textContent = key === '' ? 'This server needs no key' : 'Key saved';
   } catch (error) {
-    keyStatus.textContent = error instanceof ApiError && error.status === 401 ? 'This key is not accepted' : describeError(error);
+    if (!(error instanceof ApiError && error.status === 401)) keyStatus.textContent = describeError(error);
+    else if (key === '') keyStatus.textContent = 'Enter an API key (the bootstrap key the server printed, or one from ocular keys create)';
+    else keyStatus.textContent = 'This key is not accepted';
   }
 }
 
