@@ -7,6 +7,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
+import { sendJson } from '../helpers/fake-upstream.ts';
 import { startOpenAiUpstream, streamCompletion } from '../helpers/openai-upstream.ts';
 import { FONT_PATH, makeTitledVideo } from '../helpers/vision-fixtures.ts';
 
@@ -161,6 +162,49 @@ describe.skipIf(!existsSync(CHROMIUM))('the web playground in Chromium', () => {
     await page.locator('.message.assistant .stopped').waitFor();
     expect(await page.isEnabled('#send')).toBe(true);
     expect(await page.isDisabled('#stop')).toBe(true);
+  });
+
+  it('reports a key the server does not accept', async () => {
+    await page.fill('#api-key', 'ocu_not_a_key_0123456789abcdef');
+    await page.click('#save-key');
+    await page.waitForFunction(() => document.querySelector('#key-status')?.textContent === 'This key is not accepted');
+  });
+
+  it('shows a failed answer, keeps it out of the conversation, and refuses attachments it cannot send', async () => {
+    upstream.behave((_request, response) => sendJson(response, 500, { error: { message: 'upstream exploded' } }));
+    await page.waitForSelector('#model option[value="chatty"]', { state: 'attached' });
+    await page.fill('#prompt', 'Will this work?');
+    await page.click('#send');
+    await page.locator('#chat-error:not(:empty)').waitFor();
+    await page.locator('.message.assistant.failed').waitFor();
+    expect(await page.isEnabled('#send')).toBe(true);
+
+    upstream.behave((_request, response) => streamCompletion(response, ['It works now.']));
+    const request = page.waitForRequest((candidate) => new URL(candidate.url()).pathname === '/v1/chat');
+    await page.fill('#prompt', 'Again?');
+    await page.click('#send');
+    const sent = (await request).postDataJSON() as { messages: Array<{ role: string; content: unknown }> };
+    expect(sent.messages).toEqual([{ role: 'user', content: 'Again?' }]);
+    await page.locator('.message.assistant .body', { hasText: 'It works now.' }).waitFor();
+
+    await page.setInputFiles('#attach', { name: 'notes.zip', mimeType: 'application/zip', buffer: Buffer.from('PK') });
+    await page.locator('#chat-error:not(:empty)').waitFor();
+    await page.setInputFiles('#attach', { name: 'huge.png', mimeType: 'image/png', buffer: Buffer.alloc(20 * 1024 * 1024 + 1) });
+    await page.waitForFunction(() => /huge\.png/.test(document.querySelector('#chat-error')?.textContent ?? ''));
+    expect(await page.locator('#attachments .chip').count()).toBe(0);
+  });
+
+  it('reports an upload the server refuses', async () => {
+    await page.click('#nav-library');
+    await page.setInputFiles('#upload-file', {
+      name: 'not-a-video.mp4',
+      mimeType: 'video/mp4',
+      buffer: Buffer.from('this is text, not a video'),
+    });
+    await page.click('#upload-button');
+    await page.waitForFunction(() => /^Upload failed/.test(document.querySelector('#upload-status')?.textContent ?? ''));
+    expect(await page.isEnabled('#upload-button')).toBe(true);
+    expect(await page.locator('#videos tbody tr', { hasText: 'not-a-video.mp4' }).count()).toBe(0);
   });
 
   it.skipIf(FONT_PATH === undefined)(

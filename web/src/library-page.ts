@@ -44,6 +44,7 @@ export function setUpLibraryPage(): { onShow(): void; onHide(): void } {
   const uploadFile = required<HTMLInputElement>('#upload-file');
   const uploadName = required<HTMLInputElement>('#upload-name');
   const uploadButton = required<HTMLButtonElement>('#upload-button');
+  const uploadCancel = required<HTMLButtonElement>('#upload-cancel');
   const progress = required<HTMLProgressElement>('#upload-progress');
   const uploadStatus = required<HTMLElement>('#upload-status');
   const tableBody = required<HTMLTableSectionElement>('#videos tbody');
@@ -192,6 +193,8 @@ export function setUpLibraryPage(): { onShow(): void; onHide(): void } {
       progress.value = fraction;
       uploadStatus.textContent = `Uploading… ${Math.round(fraction * 100)}%`;
     });
+    uploadCancel.hidden = false;
+    uploadCancel.onclick = () => handle.abort();
     handle.done
       .then(() => {
         progress.value = 1;
@@ -199,9 +202,10 @@ export function setUpLibraryPage(): { onShow(): void; onHide(): void } {
         uploadForm.reset();
       })
       .catch((error: unknown) => {
-        uploadStatus.textContent = `Upload failed: ${describeError(error)}`;
+        uploadStatus.textContent = (error as Error).name === 'AbortError' ? 'Upload cancelled.' : `Upload failed: ${describeError(error)}`;
       })
       .finally(() => {
+        uploadCancel.hidden = true;
         uploadButton.disabled = false;
         progress.hidden = true;
         void refresh();
