@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Context, Env, Hono } from 'hono';
@@ -85,16 +84,13 @@ export function registerWebRoutes<E extends Env>(app: Hono<E>, deps: WebRouteDep
   };
 
   app.on(['GET', 'HEAD'], '/', async (c) => {
-    const index = join(deps.dir, 'index.html');
-    if (!existsSync(index)) {
-      return secure(
-        new Response(c.req.method === 'HEAD' ? null : MISSING_PAGE, {
-          status: 200,
-          headers: { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' },
-        }),
-      );
+    try {
+      return await serve(c, 'index.html', 'no-cache');
+    } catch (error) {
+      if (!(error instanceof OcularError && error.type === 'not_found_error')) throw error;
+      const headers = { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' };
+      return secure(new Response(c.req.method === 'HEAD' ? null : MISSING_PAGE, { status: 200, headers }));
     }
-    return serve(c, 'index.html', 'no-cache');
   });
   app.on(['GET', 'HEAD'], `/assets/:name{${FILE_NAME}}`, (c) => serve(c, join('assets', c.req.param('name')), IMMUTABLE));
   // Files Vite copies from web/public keep their names, so they are revalidated like index.html.

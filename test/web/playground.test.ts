@@ -150,6 +150,26 @@ describe.skipIf(!existsSync(CHROMIUM))('the web playground in Chromium', () => {
     expect(second.messages.map((message) => message.role)).toEqual(['user', 'assistant', 'user']);
   });
 
+  it('attaches a file dropped on the page', async () => {
+    upstream.behave((_request, response) => streamCompletion(response, ['A single pixel.']));
+    await page.waitForSelector('#model option[value="chatty"]', { state: 'attached' });
+    const drop = await page.evaluateHandle((base64) => {
+      const transfer = new DataTransfer();
+      const bytes = Uint8Array.from(atob(base64), (character) => character.charCodeAt(0));
+      transfer.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+      return transfer;
+    }, PNG);
+    await page.dispatchEvent('#chat-page', 'dragover', { dataTransfer: drop });
+    await page.dispatchEvent('#messages', 'drop', { dataTransfer: drop });
+    await page.locator('#attachments .chip.image', { hasText: 'dropped.png' }).waitFor();
+    const request = page.waitForRequest((candidate) => new URL(candidate.url()).pathname === '/v1/chat');
+    await page.click('#send');
+    const sent = (await request).postDataJSON() as { messages: Array<{ content: unknown }> };
+    expect(sent.messages[0]!.content).toEqual([{ type: 'image_url', image_url: `data:image/png;base64,${PNG}` }]);
+    await page.locator('.message.user img.thumb').waitFor();
+    await page.locator('.message.assistant .body', { hasText: 'A single pixel.' }).waitFor();
+  });
+
   it('stops a streaming answer and keeps what arrived', async () => {
     upstream.behave((_request, response) =>
       streamCompletion(response, ['First words', ...Array.from({ length: 200 }, () => ' more')], { delayMs: 50, splitEvery: 40 }),
@@ -171,7 +191,7 @@ describe.skipIf(!existsSync(CHROMIUM))('the web playground in Chromium', () => {
   });
 
   it('shows a failed answer, keeps it out of the conversation, and refuses attachments it cannot send', async () => {
-    upstream.behave((_request, response) => sendJson(response, 500, { error: { message: 'upstream exploded' } }));
+    upstream.behave((_request, response) => sendJson(response, 400, { error: { message: 'upstream refused the request' } }));
     await page.waitForSelector('#model option[value="chatty"]', { state: 'attached' });
     await page.fill('#prompt', 'Will this work?');
     await page.click('#send');
@@ -189,9 +209,15 @@ describe.skipIf(!existsSync(CHROMIUM))('the web playground in Chromium', () => {
 
     await page.setInputFiles('#attach', { name: 'notes.zip', mimeType: 'application/zip', buffer: Buffer.from('PK') });
     await page.locator('#chat-error:not(:empty)').waitFor();
-    await page.setInputFiles('#attach', { name: 'huge.png', mimeType: 'image/png', buffer: Buffer.alloc(20 * 1024 * 1024 + 1) });
-    await page.waitForFunction(() => /huge\.png/.test(document.querySelector('#chat-error')?.textContent ?? ''));
-    expect(await page.locator('#attachments .chip').count()).toBe(0);
+    // Seven files where a message takes six: six are attached, the seventh is refused (size limits: helpers test).
+    const pngs = Array.from({ length: 7 }, (_, index) => ({
+      name: `dot-${index}.png`,
+      mimeType: 'image/png',
+      buffer: Buffer.from(PNG, 'base64'),
+    }));
+    await page.setInputFiles('#attach', pngs);
+    await page.waitForFunction(() => /6 files/.test(document.querySelector('#chat-error')?.textContent ?? ''));
+    expect(await page.locator('#attachments .chip').count()).toBe(6);
   });
 
   it('reports an upload the server refuses', async () => {
