@@ -142,7 +142,25 @@ export function setUpLibraryPage(): { onShow(): void; onHide(): void } {
     if (indexed.some((video) => video.video_id === chosen)) askVideo.value = chosen;
   };
 
-  const refresh = async (): Promise<void> => {
+  // One listing at a time; a refresh asked for meanwhile runs once that one is done, so it sees what changed.
+  let listing: Promise<void> | undefined;
+  let listAgain = false;
+  const refresh = (): Promise<void> => {
+    if (listing !== undefined) {
+      listAgain = true;
+      return listing;
+    }
+    listing = list().finally(() => {
+      listing = undefined;
+      if (listAgain) {
+        listAgain = false;
+        void refresh();
+      }
+    });
+    return listing;
+  };
+
+  const list = async (): Promise<void> => {
     clearTimeout(pollTimer);
     pollTimer = undefined;
     try {
