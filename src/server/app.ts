@@ -20,6 +20,7 @@ import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
 import { registerConversationBlobRoutes, registerConversationRoutes, type ConversationRouteDependencies } from './conversation-routes.ts';
 import { registerQaRoutes, type QaRouteDependencies } from './qa-routes.ts';
 import { registerClipBlobRoutes, registerClipRoutes, type ClipRouteDependencies } from './clip-routes.ts';
+import { registerWebRoutes, type WebRouteDependencies } from './web-routes.ts';
 
 export interface AppDependencies {
   chat: ChatService;
@@ -41,6 +42,8 @@ export interface AppDependencies {
   qa?: QaRouteDependencies | undefined;
   /** Clip generation; its routes are absent without it. */
   clips?: ClipRouteDependencies | undefined;
+  /** The web playground at `/`; absent without it. */
+  web?: WebRouteDependencies | undefined;
 }
 
 /** What @hono/node-server passes as `c.env`: Node's own request and response. Absent under `app.request()`. */
@@ -114,6 +117,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   if (deps.images) registerImageBlobRoutes(app, deps.images);
   if (deps.conversations) registerConversationBlobRoutes(app, deps.conversations);
   if (deps.clips) registerClipBlobRoutes(app, deps.clips);
+  if (deps.web) registerWebRoutes(app, { publicBaseUrl: deps.vision?.publicBaseUrl, ...deps.web });
 
   app.use(async (c, next) => {
     c.set(

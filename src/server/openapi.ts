@@ -90,6 +90,24 @@ export const OPERATIONS: Readonly<Record<string, OperationSpec>> = {
     success: file('text/html', 'The page'),
   },
 
+  // ---- the web playground (pages, not API) ----
+  'GET /': { summary: 'The web playground', tag: 'Playground', access: 'public', query: NO_INPUT, success: file('text/html', 'The page') },
+  'GET /assets/:name{[A-Za-z0-9][A-Za-z0-9._-]{0,199}}': {
+    summary: "The playground's scripts and styles",
+    tag: 'Playground',
+    access: 'public',
+    query: NO_INPUT,
+    success: file('*/*', 'The file'),
+    errors: [404],
+  },
+  'GET /:name{favicon\\.svg}': {
+    summary: "The playground's icon",
+    tag: 'Playground',
+    access: 'public',
+    query: NO_INPUT,
+    success: file('image/svg+xml', 'The icon'),
+  },
+
   // ---- chat ----
   'POST /v1/chat': {
     summary: 'Chat (Reka format)',

@@ -57,6 +57,7 @@ import { createClipJobHandler } from '../vision/clip-job.ts';
 import { createApp } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
 import { createConversations } from './conversation-routes.ts';
+import { DEFAULT_WEB_DIR } from './web-routes.ts';
 import { RequestSignals } from './edge.ts';
 import type { Logger } from './logger.ts';
 
@@ -83,6 +84,8 @@ export interface ServerDependencies {
   pullRetryDelaysMs?: readonly number[] | undefined;
   /** Where analyzer weights (voice activity, scene labels) are downloaded from. @default ANALYZER_CATALOG */
   analyzerCatalog?: readonly AnalyzerModel[] | undefined;
+  /** The built web playground served at `/`. @default DEFAULT_WEB_DIR (web/dist in the package) */
+  webDir?: string | undefined;
 }
 
 type ProviderMap = ReadonlyMap<string, ProviderDefinition<never>>;
@@ -535,6 +538,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   };
   const conversations = createConversations({ settings, db, chat, models });
   await conversations.recover();
+  const web = { dir: dependencies.webDir ?? DEFAULT_WEB_DIR };
   const app = createApp({
     chat,
     verifier,
@@ -547,6 +551,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     conversations: conversations.routes,
     qa: vision.qaRoutes,
     clips: vision.clipRoutes,
+    web,
   });
   const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
   const appListener = getRequestListener(app.fetch);
