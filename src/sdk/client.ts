@@ -2,6 +2,7 @@ import { APIConnectionError, APITimeoutError, APIUserAbortError, makeStatusError
 import { Chat } from './resources/chat.ts';
 import { Images } from './resources/images.ts';
 import { Models } from './resources/models.ts';
+import { Qa } from './resources/qa.ts';
 import { Videos } from './resources/videos.ts';
 
 /** The platform's `fetch`, or one with its signature (undici's, a test double's). */
@@ -104,7 +105,7 @@ function backoffMs(retriesDone: number): number {
 }
 
 /**
- * The Ocular client: one per server and key. Resources (`chat`, `models`, `videos`, `images`) hang off it and
+ * The Ocular client: one per server and key. Resources (`chat`, `models`, `videos`, `images`, `qa`) hang off it and
  * send their requests through `request`, which adds the key, retries and timeouts, and turns failures into
  * typed errors.
  *
@@ -125,6 +126,7 @@ export class Ocular {
   readonly models: Models;
   readonly videos: Videos;
   readonly images: Images;
+  readonly qa: Qa;
 
   constructor(options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? readEnvironment('OCULAR_API_KEY');
@@ -140,6 +142,7 @@ export class Ocular {
     this.models = new Models(this);
     this.videos = new Videos(this);
     this.images = new Images(this);
+    this.qa = new Qa(this);
   }
 
   /** The URL of `path` on this server, with `query`'s defined values. */

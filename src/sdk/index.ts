@@ -21,5 +21,6 @@ export {
 export { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
 export type { Uploadable, UploadProgress } from './uploads.ts';
 export type { ImageUploadItem, ImageUploadParams } from './resources/images.ts';
+export type { QaChatParams, QaChatResponse } from './resources/qa.ts';
 export type { VideoUploadParams, WaitUntilIndexedOptions } from './resources/videos.ts';
 export type * from './types.ts';
