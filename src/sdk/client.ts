@@ -203,7 +203,13 @@ export class Ocular {
           ? new APIUserAbortError()
           : timedOut
             ? new APITimeoutError(`no answer from ${request.method} ${request.path} within ${timeout} ms`)
-            : new APIConnectionError(`cannot reach ${this.baseURL}: ${describeCause(error)}`, { cause: error });
+            : new APIConnectionError(
+                request.rawBody && closedMidBody(error)
+                  ? `the server closed the connection while the upload was being sent (${describeCause(error)}); ` +
+                      'it does so when a file is over its upload limit or it has too many uploads in progress'
+                  : `cannot reach ${this.baseURL}: ${describeCause(error)}`,
+                { cause: error },
+              );
         if (failure instanceof APIUserAbortError || retriesLeft <= 0) throw failure;
         await sleep(backoffMs(attempt), request.signal);
         continue;
@@ -280,6 +286,21 @@ type TimedSignal = AbortSignal & { timedOut?: () => boolean };
 function withTimeoutReason(signal: AbortSignal, timedOut: () => boolean): AbortSignal {
   (signal as TimedSignal).timedOut = timedOut;
   return signal;
+}
+
+/**
+ * A connection the server closed while the request body was still being written. fetch cannot hand over an
+ * answer the server sent before reading the whole body (a 413, a 429 with `Connection: close`): all it reports is
+ * the broken pipe.
+ */
+function closedMidBody(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth += 1) {
+    const code = (current as { code?: string }).code;
+    if (code === 'EPIPE' || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') return true;
+    current = current.cause;
+  }
+  return false;
 }
 
 /** The deepest message of an error chain: fetch's `TypeError: fetch failed` hides the useful part in `cause`. */
