@@ -24,6 +24,9 @@ interface OutputFlags extends ClientFlags {
 /** Largest local file `ocular chat` inlines as a data: URL (the server's own request limit is usually lower). */
 const MAX_INLINE_BYTES = 256 * 1024 * 1024;
 
+/** How long `videos upload` may take to send a file and be answered. */
+const UPLOAD_TIMEOUT_MS = 6 * 60 * 60 * 1000;
+
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 /** --url, --api-key and --data (for a local server's bootstrap key), as `ocular mcp` takes them, plus --json. */
@@ -185,21 +188,25 @@ export function registerClientCommands(program: Command, context: ClientCommandC
         const tty = process.stderr.isTTY === true;
         const reporter = tty && !remote ? new ProgressReporter(process.stderr, 'uploading') : undefined;
         const started = performance.now();
-        let video = await client.videos.upload({
-          ...(remote ? { videoUrl: source } : { file: source }),
-          ...(flags.name === undefined ? {} : { name: flags.name }),
-          ...(flags.group === undefined ? {} : { groupId: flags.group }),
-          index: flags.index,
-          ...(flags.thumbnails ? { enableThumbnails: true } : {}),
-          onProgress: (progress) => {
-            const seconds = (performance.now() - started) / 1000;
-            reporter?.update({
-              received: progress.loaded,
-              total: progress.total,
-              bytesPerSecond: seconds > 0.5 ? progress.loaded / seconds : 0,
-            });
+        let video = await client.videos.upload(
+          {
+            ...(remote ? { videoUrl: source } : { file: source }),
+            ...(flags.name === undefined ? {} : { name: flags.name }),
+            ...(flags.group === undefined ? {} : { groupId: flags.group }),
+            index: flags.index,
+            ...(flags.thumbnails ? { enableThumbnails: true } : {}),
+            onProgress: (progress) => {
+              const seconds = (performance.now() - started) / 1000;
+              reporter?.update({
+                received: progress.loaded,
+                total: progress.total,
+                bytesPerSecond: seconds > 0.5 ? progress.loaded / seconds : 0,
+              });
+            },
           },
-        });
+          // A large file over a slow link takes longer than the client's usual 10 minutes.
+          { timeout: UPLOAD_TIMEOUT_MS },
+        );
         reporter?.done();
         if (!flags.json) process.stderr.write(`uploaded "${video.video_name}" as ${video.video_id}\n`);
         if (flags.wait && flags.index) {

@@ -2,6 +2,7 @@ import type { Ocular } from './client.ts';
 import { APIUserAbortError, makeStatusError, OcularError } from './errors.ts';
 import { parseServerSentEvents } from './sse.ts';
 import type { ChatStreamChunk, ChatStreamResult, ToolCall } from './types.ts';
+import { iterate } from './uploads.ts';
 
 /**
  * A streamed chat answer: iterate it for the chunks as they come (`for await (const chunk of stream)`), or
@@ -63,7 +64,7 @@ export class ChatStream implements AsyncIterable<ChatStreamChunk> {
     const body = this.#response.body;
     try {
       if (!body) return;
-      for await (const event of parseServerSentEvents(body)) {
+      for await (const event of parseServerSentEvents(iterate(body))) {
         if (event.event === 'error') throw this.#streamError(event.data);
         if (event.data === '[DONE]') break;
         let chunk: ChatStreamChunk;

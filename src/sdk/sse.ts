@@ -17,7 +17,7 @@ export async function* parseServerSentEvents(body: AsyncIterable<Uint8Array>): A
     yield* parser.push(decoder.decode(chunk, { stream: true }));
   }
   yield* parser.push(decoder.decode());
-  yield* parser.end();
+  parser.end();
 }
 
 /** The line and field state machine, fed decoded text. */
@@ -56,15 +56,11 @@ export class EventStreamParser {
     this.#buffer = this.#buffer.slice(start);
   }
 
-  /** At the end of the stream: a final event without its blank line is dispatched, as browsers do not, but proxies cut. */
-  *end(): Generator<ServerSentEvent> {
-    if (this.#buffer !== '') {
-      const event = this.#line(this.#buffer);
-      this.#buffer = '';
-      if (event) yield event;
-    }
-    const event = this.#line('');
-    if (event) yield event;
+  /** At the end of the stream: an event whose blank line never came is incomplete, and dropped (as the spec says). */
+  end(): void {
+    this.#buffer = '';
+    this.#data = [];
+    this.#event = '';
   }
 
   #line(line: string): ServerSentEvent | undefined {

@@ -161,16 +161,24 @@ export async function multipartBody(
   };
 }
 
-/** A ReadableStream as an async iterable (not every platform's streams are iterable yet). */
-async function* iterate(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+/**
+ * A ReadableStream as an async iterable: not every platform's streams are iterable yet (Safari's are not). Leaving
+ * the loop early cancels the stream.
+ */
+export async function* iterate(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
   const reader = stream.getReader();
+  let finished = false;
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) return;
+      if (done) {
+        finished = true;
+        return;
+      }
       yield value;
     }
   } finally {
+    if (!finished) await reader.cancel().catch(() => {});
     reader.releaseLock();
   }
 }

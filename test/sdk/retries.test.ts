@@ -159,6 +159,58 @@ describe('timeouts and connection failures', () => {
   });
 });
 
+describe('videos.waitUntilIndexed', () => {
+  const id = '00000000-0000-4000-8000-00000000000a';
+  const event = (status: string, progress: number) =>
+    JSON.stringify({ video_id: id, indexing_status: status, stage: 'analyzing', indexing_progress: progress, percent: progress * 100 });
+
+  it('follows the event stream again when it breaks, and resolves with the indexed video', async () => {
+    let streams = 0;
+    const server = await serve((request, response) => {
+      if (request.url === `/v1/videos/${id}`) return json(response, 200, { video_id: id, indexing_status: 'indexed' });
+      streams += 1;
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      if (streams === 1) {
+        // Half an event, then the connection drops.
+        response.write(`event: progress\ndata: ${event('indexing', 0.25)}\n\nevent: progress\ndata: {"vid`);
+        setTimeout(() => response.destroy(), 20);
+        return;
+      }
+      response.end(`event: progress\ndata: ${event('indexed', 1)}\n\nevent: done\ndata: ${event('indexed', 1)}\n\n`);
+    });
+    const seen: number[] = [];
+    const video = await new Ocular({ baseURL: server.url }).videos.waitUntilIndexed(id, {
+      onProgress: (update) => seen.push(update.indexing_progress),
+      timeout: 10_000,
+    });
+    expect(video.indexing_status).toBe('indexed');
+    expect(streams).toBe(2);
+    expect(seen).toEqual([0.25, 1]);
+  });
+
+  it('fails rather than waits forever: indexing failed, server gone, timeout, abort', async () => {
+    const failing = await serve((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.end(`event: done\ndata: ${JSON.stringify({ video_id: id, indexing_status: 'failed', error: 'corrupt video' })}\n\n`);
+    });
+    const failed = await new Ocular({ baseURL: failing.url }).videos.waitUntilIndexed(id).catch((caught: unknown) => caught);
+    expect(failed).toMatchObject({ type: 'indexing_error', indexingStatus: 'failed' });
+
+    const gone = new Ocular({ baseURL: `http://127.0.0.1:${await closedPort()}`, maxRetries: 0 });
+    await expect(gone.videos.waitUntilIndexed(id)).rejects.toBeInstanceOf(APIConnectionError);
+
+    const silent = await serve((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.write(': keep-alive\n\n');
+    });
+    const client = new Ocular({ baseURL: silent.url });
+    await expect(client.videos.waitUntilIndexed(id, { timeout: 300 })).rejects.toBeInstanceOf(APITimeoutError);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    await expect(client.videos.waitUntilIndexed(id, { signal: controller.signal })).rejects.toBeInstanceOf(APIUserAbortError);
+  });
+});
+
 describe('configuration', () => {
   it('reads OCULAR_API_KEY and OCULAR_BASE_URL when not given, and sends the key as a Bearer token', async () => {
     let authorization: string | undefined;

@@ -12,7 +12,7 @@ import type {
   VideoSearchResponse,
   VideoSegment,
 } from '../types.ts';
-import { baseName, multipartBody, type Uploadable, type UploadProgress } from '../uploads.ts';
+import { baseName, iterate, multipartBody, type Uploadable, type UploadProgress } from '../uploads.ts';
 import { VideoGroups } from './video-groups.ts';
 
 export interface VideoUploadParams {
@@ -130,32 +130,30 @@ export class Videos {
       const left = deadline - Date.now();
       if (left <= 0) throw new APITimeoutError(`video ${id} was not indexed within ${options.timeout} ms`);
       let last: IndexingEvent | undefined;
+      // Failing to connect (after the client's retries) is an error; a stream that breaks once open is followed again.
+      const { response, requestSignal, done } = await this.#client.send({
+        method: 'GET',
+        path,
+        signal: options.signal,
+        timeout: left,
+        headers: { accept: 'text/event-stream' },
+      });
       try {
-        const { response, requestSignal, done } = await this.#client.send({
-          method: 'GET',
-          path,
-          signal: options.signal,
-          timeout: left,
-          headers: { accept: 'text/event-stream' },
-        });
-        try {
-          if (!response.body) throw new APIConnectionError('the event stream has no body');
-          for await (const event of parseServerSentEvents(response.body)) {
+        if (response.body) {
+          for await (const event of parseServerSentEvents(iterate(response.body))) {
             if (event.event !== 'progress' && event.event !== 'done') continue;
             const data = JSON.parse(event.data) as IndexingEvent;
             last = data;
             if (event.event === 'progress') options.onProgress?.(data);
             else break;
           }
-        } catch (error) {
-          throw this.#client.readError(error, options.signal, requestSignal);
-        } finally {
-          done();
         }
-      } catch (error) {
-        if (error instanceof APIUserAbortError || error instanceof APITimeoutError) throw error;
-        if (!(error instanceof APIConnectionError)) throw error;
-        last = undefined; // the stream broke: reconnect below
+      } catch (caught) {
+        const error = this.#client.readError(caught, options.signal, requestSignal);
+        if (!(error instanceof APIConnectionError) || error instanceof APITimeoutError) throw error;
+        last = undefined; // the stream broke: follow it again below
+      } finally {
+        done();
       }
       if (last?.indexing_status === 'indexed') return this.get(id, { signal: options.signal });
       if (last?.indexing_status === 'failed') {
