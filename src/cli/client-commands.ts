@@ -155,8 +155,9 @@ export function registerClientCommands(program: Command, context: ClientCommandC
           for await (const delta of stream.textDeltas()) process.stdout.write(delta);
         } finally {
           process.off('SIGINT', interrupt);
+          // End the answer's line, also when the stream broke: the error goes on a line of its own.
+          process.stdout.write('\n');
         }
-        process.stdout.write('\n');
         if (stream.aborted) fail('interrupted');
         const final = await stream.finalResult();
         if (final.finishReason === 'length') process.stderr.write('(the answer was cut off at --max-tokens)\n');

@@ -90,6 +90,42 @@ describe('ocular chat', () => {
   }, 30_000);
 });
 
+describe('ocular chat, stopped or broken mid-answer', () => {
+  it('Ctrl+C stops the stream, cancels the request upstream and exits 1', async () => {
+    const upstreamClosed = new Promise<void>((resolve) =>
+      upstream.behave((_request, response) => {
+        response.on('close', () => resolve());
+        return streamCompletion(
+          response,
+          Array.from({ length: 300 }, (_, index) => `w${index} `),
+          { delayMs: 20, splitEvery: 64 },
+        );
+      }),
+    );
+    const spawned = await cli.ocular(['chat', 'Count'], {
+      cwd: cli.temporaryDir(),
+      env: { OCULAR_BASE_URL: ocular.url, OCULAR_API_KEY: ocular.key },
+    });
+    const deadline = Date.now() + 10_000;
+    while (!spawned.stdout().includes('w3 ') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    spawned.child.kill('SIGINT');
+    expect(await spawned.exited).toBe(1);
+    expect(spawned.stderr()).toBe('ocular: interrupted\n');
+    expect(spawned.stdout()).toMatch(/^w0 w1 w2 w3 /);
+    expect(spawned.stdout()).not.toContain('w299');
+    await upstreamClosed;
+  }, 20_000);
+
+  it('an upstream that dies mid-answer: the text so far, then the error, exit 1', async () => {
+    upstream.behave((_request, response) => streamCompletion(response, ['partial ', 'answer'], { omitEnd: true }));
+    const result = await ocularCli(['chat', 'hi']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('partial answer\n');
+    expect(result.stderr).toMatch(/^ocular: .*_error/);
+    expect(result.stderr).not.toMatch(STACK_FRAME);
+  });
+});
+
 describe.skipIf(FONT_PATH === undefined)('ocular videos and search', () => {
   it('uploads and waits, lists, searches (a table with timestamps) and removes', async () => {
     const path = await makeTitledVideo({ seconds: 10, captions: [{ text: 'VIOLET MOOSE', fromSeconds: 3, toSeconds: 7 }] });
