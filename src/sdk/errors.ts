@@ -4,7 +4,7 @@
  * to quote in a bug report; a failure to reach the server is an `APIConnectionError` (no status).
  */
 export class OcularError extends Error {
-  /** The HTTP status, when the server answered. */
+  /** The HTTP status, when the server answered (for an error sent inside a stream, the status of its type). */
   readonly status: number | undefined;
   /** Ocular's error type (`validation_error`, `not_found_error`, ...), or the SDK's own for failures it detects. */
   readonly type: string;
