@@ -29,6 +29,8 @@ const LAYERS: Readonly<Record<string, number>> = {
 };
 /** The SDK stands alone: it imports only itself (and no third-party package). */
 const STANDALONE = 'sdk';
+/** The edges, which talk to a server as clients do (`ocular chat`, the playground), may use the SDK; nothing else may. */
+const SDK_USERS = new Set(['server', 'cli', 'mcp', 'web']);
 
 const PROVIDER_FILES = ['convert-request.ts', 'convert-response.ts', 'convert-stream.ts', 'errors.ts', 'index.ts'];
 
@@ -120,7 +122,12 @@ describe('layers', () => {
       for (const specifier of file.imports) {
         const target = targetFolder(file, specifier);
         if (target === undefined || target === file.folder) continue;
-        const theirs = target === STANDALONE ? undefined : LAYERS[target];
+        if (target === STANDALONE) {
+          if (!SDK_USERS.has(file.folder))
+            violations.push(`src/${file.name} imports '${specifier}' from sdk/, which only the edges may use`);
+          continue;
+        }
+        const theirs = LAYERS[target];
         if (theirs === undefined) {
           violations.push(`src/${file.name} imports '${specifier}' from ${layerName(target)}, which is not a layer it may use`);
         } else if (theirs > own) {
@@ -131,6 +138,14 @@ describe('layers', () => {
       }
     }
     expect(violations).toEqual([]);
+  });
+
+  it('only the edges import sdk/', () => {
+    const sdkTarget = (file: SourceFile) => file.imports.some((specifier) => targetFolder(file, specifier) === STANDALONE);
+    const users = FILES.filter((file) => file.folder !== STANDALONE && sdkTarget(file)).map((file) => file.folder);
+    expect(users.filter((folder) => !SDK_USERS.has(folder))).toEqual([]);
+    // The rule is checked on real imports: the CLI's client commands go through the SDK.
+    expect(users).toContain('cli');
   });
 
   it('sdk/ imports only itself', () => {

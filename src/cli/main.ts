@@ -30,6 +30,7 @@ import { handPlacementHint, pullModel } from '../models/pull-model.ts';
 import { createLogger } from '../server/logger.ts';
 import { startServer } from '../server/serve.ts';
 import { runStdioBridge } from '../mcp/stdio-bridge.ts';
+import { registerClientCommands } from './client-commands.ts';
 import { ApiKeyStore, isValidOwner } from '../store/api-keys.ts';
 import { openDatabase } from '../store/database.ts';
 
@@ -355,5 +356,7 @@ program
       fail(`cannot serve MCP for ${settings.baseUrl}: ${(error as Error).message}`);
     }
   });
+
+registerClientCommands(program, { env, writeTable, fail });
 
 await program.parseAsync(process.argv);

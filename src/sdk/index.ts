@@ -1,0 +1,26 @@
+// `ocular/client`: the TypeScript client of Ocular's HTTP API. Zero dependencies beyond the platform's fetch;
+// runs in Node (>= 20), Deno, Bun and browsers.
+export { Ocular, Ocular as default, DEFAULT_BASE_URL, type ClientOptions, type Fetch, type RequestOptions } from './client.ts';
+export { ChatStream } from './chat-stream.ts';
+export {
+  APIConnectionError,
+  APITimeoutError,
+  APIUserAbortError,
+  AuthenticationError,
+  BadRequestError,
+  ConflictError,
+  InternalServerError,
+  NotFoundError,
+  OcularError,
+  PayloadTooLargeError,
+  PermissionDeniedError,
+  RateLimitError,
+  UnprocessableEntityError,
+  VideoIndexingError,
+} from './errors.ts';
+export { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
+export type { Uploadable, UploadProgress } from './uploads.ts';
+export type { ImageUploadItem, ImageUploadParams } from './resources/images.ts';
+export type { QaChatParams, QaChatResponse } from './resources/qa.ts';
+export type { VideoUploadParams, WaitUntilIndexedOptions } from './resources/videos.ts';
+export type * from './types.ts';
