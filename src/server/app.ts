@@ -15,6 +15,7 @@ import type { Logger } from './logger.ts';
 import { registerImageBlobRoutes, registerImageRoutes, type ImageRouteDependencies } from './image-routes.ts';
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
 import { registerMcpRoute } from '../mcp/http-route.ts';
+import { UploadGate } from './upload-gate.ts';
 import { registerSpeechRoutes, type SpeechRouteDependencies } from './speech-routes.ts';
 import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
 import { registerConversationBlobRoutes, registerConversationRoutes, type ConversationRouteDependencies } from './conversation-routes.ts';
@@ -132,6 +133,7 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     const outgoing = (c.env as NodeBindings)?.outgoing;
     return outgoing ? signals.forResponse(outgoing) : AbortSignal.any([c.req.raw.signal, signals.shutdown]);
   };
+  const edge = { requestSignal, bodyLimits: limits, uploads: new UploadGate(limits.maxConcurrentUploads) };
 
   // ---- model lists (Reka v1 and OpenAI) ----
 
@@ -147,18 +149,18 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     return c.json({ id, object: 'model', created: 0, owned_by: 'ocular' });
   });
 
-  if (deps.vision) registerVisionRoutes(app, deps.vision, { requestSignal, bodyLimits: limits });
-  if (deps.images) registerImageRoutes(app, deps.images, { requestSignal, bodyLimits: limits });
-  if (deps.speech) registerSpeechRoutes(app, deps.speech, { requestSignal, bodyLimits: limits });
+  if (deps.vision) registerVisionRoutes(app, deps.vision, edge);
+  if (deps.images) registerImageRoutes(app, deps.images, edge);
+  if (deps.speech) registerSpeechRoutes(app, deps.speech, edge);
   registerMcpRoute(
     app,
     { chat, vision: deps.vision, images: deps.images, qa: deps.qa, clips: deps.clips, defaultMaxTokens: DEFAULT_MAX_TOKENS },
-    { requestSignal, bodyLimits: limits },
+    edge,
     { logger, publicBaseUrl: deps.vision?.publicBaseUrl },
   );
-  if (deps.conversations) registerConversationRoutes(app, deps.conversations, { requestSignal, bodyLimits: limits });
-  if (deps.qa) registerQaRoutes(app, deps.qa, { requestSignal, bodyLimits: limits });
-  if (deps.clips) registerClipRoutes(app, deps.clips, { requestSignal, bodyLimits: limits });
+  if (deps.conversations) registerConversationRoutes(app, deps.conversations, edge);
+  if (deps.qa) registerQaRoutes(app, deps.qa, edge);
+  if (deps.clips) registerClipRoutes(app, deps.clips, edge);
 
   return app;
 }

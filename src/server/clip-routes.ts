@@ -1,11 +1,11 @@
 import type { Context, Hono } from 'hono';
-import { streamSSE } from 'hono/streaming';
 import { OcularError } from '../spec/errors.ts';
 import type { ClipRecord } from '../store/clip-store.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
 import type { ClipEvent, ClipService } from '../vision/clips.ts';
 import { parseBody } from './errors.ts';
 import { fileResponse } from './file-response.ts';
+import { streamProgress } from './progress-stream.ts';
 import { readJson } from './read-body.ts';
 import type { RequestEdge } from './vision-routes.ts';
 import { createClipSchema, listClipsQuerySchema, toWireClip, toWireClipEvent } from './wire/clips.ts';
@@ -20,9 +20,6 @@ export interface ClipRouteDependencies {
 }
 
 type ClipEnv = { Variables: { requestId: string; owner: string } };
-
-/** How often an idle event stream sends a comment, so proxies keep it open. */
-const SSE_KEEPALIVE_MS = 15_000;
 
 export const outputPath = (clipId: string, index: number): string => `/v1/clips/${clipId}/outputs/${index}.mp4`;
 
@@ -74,52 +71,16 @@ export function registerClipRoutes(app: Hono<ClipEnv>, deps: ClipRouteDependenci
   app.get('/v1/clips/:id/events', (c) => {
     const owner = c.get('owner');
     const clip = clips.get(owner, c.req.param('id'));
-    const finished = (status: string): boolean => status === 'completed' || status === 'failed';
-    return streamSSE(c, async (stream) => {
-      const queue: ClipEvent[] = [];
-      let wake: (() => void) | undefined;
-      const unsubscribe = clips.subscribe(clip.id, (event) => {
-        queue.push(event);
-        wake?.();
-      });
-      let closed = false;
-      stream.onAbort(() => {
-        closed = true;
-        wake?.();
-      });
-      try {
-        // The current state first, so a client that connects late still learns where the job is.
+    const ended = (event: ClipEvent): boolean => event.status === 'completed' || event.status === 'failed';
+    return streamProgress<ClipEvent>(c, {
+      subscribe: (listener) => clips.subscribe(clip.id, listener),
+      current: () => {
         const current = clips.get(owner, clip.id);
-        let last: ClipEvent = {
-          clipId: current.id,
-          status: current.status,
-          stage: current.stage,
-          progress: current.progress,
-          error: current.error,
-        };
-        await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireClipEvent(last)) });
-        let following = !finished(current.status);
-        while (following && !closed) {
-          const next = queue.shift();
-          if (next === undefined) {
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-              setTimeout(resolve, SSE_KEEPALIVE_MS).unref();
-            });
-            wake = undefined;
-            if (queue.length === 0 && !closed) await stream.write(': keep-alive\n\n');
-            continue;
-          }
-          last = next;
-          await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireClipEvent(next)) });
-          following = !finished(next.status);
-        }
-        if (!closed) await stream.writeSSE({ event: 'done', data: JSON.stringify(toWireClipEvent(last)) });
-      } catch {
-        // The client went away or the clip was deleted; nothing to tell anyone.
-      } finally {
-        unsubscribe();
-      }
+        return { clipId: current.id, status: current.status, stage: current.stage, progress: current.progress, error: current.error };
+      },
+      follows: (current) => !ended(current),
+      isLast: ended,
+      toWire: toWireClipEvent,
     });
   });
 }

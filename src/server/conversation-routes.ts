@@ -49,14 +49,9 @@ export interface ConversationRouteDependencies {
   publicBaseUrl?: string | undefined;
   /** Largest asset file accepted (`media.maxBytes`). */
   maxAssetBytes: number;
-  /** Uploads in progress at once; more are answered 429. */
-  maxConcurrentUploads: number;
 }
 
 type ConversationEnv = { Variables: { requestId: string; owner: string } };
-type NodeBindings = { incoming?: IncomingMessage } | undefined;
-
-const UPLOAD_RETRY_AFTER_SECONDS = 5;
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 const TEXT_HEADERS = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
@@ -103,7 +98,6 @@ export function createConversations(options: { settings: ServerSettings; db: Db;
     urlTtlSeconds: config.vision.urlTtlSeconds,
     publicBaseUrl: config.vision.publicBaseUrl,
     maxAssetBytes: media.maxBytes,
-    maxConcurrentUploads: config.limits.maxConcurrentUploads,
   };
   return {
     routes,
@@ -219,22 +213,8 @@ export function registerConversationRoutes(app: Hono<ConversationEnv>, deps: Con
     return toWireAsset(asset, origin + deps.signer.sign(`/api/assets/${asset.key}/file`, expiresAt), expiresAt);
   };
 
-  let uploadsInFlight = 0;
-  app.post('/api/assets', async (c) => {
-    const incoming = (c.env as NodeBindings)?.incoming;
-    if (!incoming) throw new OcularError('server_error', 'uploads need the Node.js HTTP server');
-    if (uploadsInFlight >= deps.maxConcurrentUploads) {
-      c.header('Connection', 'close');
-      throw new OcularError(
-        'rate_limit_error',
-        `${deps.maxConcurrentUploads} uploads are in progress (limits.maxConcurrentUploads); try again shortly`,
-        {
-          retryAfterSeconds: UPLOAD_RETRY_AFTER_SECONDS,
-        },
-      );
-    }
-    uploadsInFlight += 1;
-    try {
+  app.post('/api/assets', (c) =>
+    edge.uploads.run(c, async (incoming) => {
       await mkdir(assets.incomingDir, { recursive: true, mode: 0o700 });
       const upload = await receiveMultipartUpload(incoming, {
         directory: assets.incomingDir,
@@ -250,10 +230,8 @@ export function registerConversationRoutes(app: Hono<ConversationEnv>, deps: Con
       } finally {
         await Promise.all(upload.files.map((file) => rm(file.path, { force: true })));
       }
-    } finally {
-      uploadsInFlight -= 1;
-    }
-  });
+    }),
+  );
 
   app.get('/api/assets', (c) => {
     const query = parseBody(pageQuerySchema, c.req.query());

@@ -33,8 +33,6 @@ export interface ImageRouteDependencies {
   publicBaseUrl?: string | undefined;
   /** Largest file accepted per image (`media.maxBytes`). */
   maxImageBytes: number;
-  /** Uploads in progress at once; more are answered 429. */
-  maxConcurrentUploads: number;
   /** Where multipart uploads stream to before they are normalised. */
   incomingDir: string;
   /** Word matches fused with the configured embedding retrievers. */
@@ -44,11 +42,6 @@ export interface ImageRouteDependencies {
 }
 
 type ImageEnv = { Variables: { requestId: string; owner: string } };
-type NodeBindings = { incoming?: IncomingMessage } | undefined;
-
-/** What a client turned away by `limits.maxConcurrentUploads` is told to wait. */
-const UPLOAD_RETRY_AFTER_SECONDS = 5;
-
 function imageId(c: Context): string {
   const id = c.req.param('id') ?? '';
   // Anything that is not a UUID cannot name an image: 404 without touching the database or the disk.
@@ -128,21 +121,9 @@ export function registerImageRoutes(app: Hono<ImageEnv>, deps: ImageRouteDepende
   const wireImage = (c: Context, image: ImageRecord) =>
     toWireImage(image, signedImageUrl(deps, deps.publicBaseUrl ?? new URL(c.req.url).origin, image.id));
 
-  let uploadsInFlight = 0;
-  app.post('/v1/images/upload', async (c) => {
-    const incoming = (c.env as NodeBindings)?.incoming;
-    if (!incoming) throw new OcularError('server_error', 'uploads need the Node.js HTTP server');
-    // Each upload holds files on disk and decodes them: bound how many run at once, before reading anything.
-    if (uploadsInFlight >= deps.maxConcurrentUploads) {
-      c.header('Connection', 'close'); // the body is left unread
-      throw new OcularError(
-        'rate_limit_error',
-        `${deps.maxConcurrentUploads} uploads are in progress (limits.maxConcurrentUploads); try again shortly`,
-        { retryAfterSeconds: UPLOAD_RETRY_AFTER_SECONDS },
-      );
-    }
-    uploadsInFlight += 1;
-    try {
+  // Each upload holds files on disk and decodes them: bounded with every other upload, before reading anything.
+  app.post('/v1/images/upload', (c) =>
+    edge.uploads.run(c, async (incoming) => {
       await mkdir(deps.incomingDir, { recursive: true, mode: 0o700 });
       const upload = await receiveMultipartUpload(incoming, {
         directory: deps.incomingDir,
@@ -160,10 +141,8 @@ export function registerImageRoutes(app: Hono<ImageEnv>, deps: ImageRouteDepende
       } finally {
         await Promise.all(upload.files.map((file) => rm(file.path, { force: true })));
       }
-    } finally {
-      uploadsInFlight -= 1;
-    }
-  });
+    }),
+  );
 
   app.post('/v1/images/search', async (c) => {
     const origin = deps.publicBaseUrl ?? new URL(c.req.url).origin;

@@ -17,19 +17,13 @@ export interface QaRouteDependencies {
   quicktagger: Quicktagger;
   /** Largest quicktag upload, in bytes. */
   maxQuicktagBytes: number;
-  /** Quicktag uploads received at once; more are answered 429. */
-  maxConcurrentUploads: number;
   /** Where quicktag uploads stream to; they are removed once answered. */
   incomingDir: string;
 }
 
 type QaEnv = { Variables: { requestId: string; owner: string } };
-type NodeBindings = { incoming?: IncomingMessage } | undefined;
-
 /** Names the video a `video_url` request stored, so a client told 409 can ask again by id. */
 export const QA_VIDEO_ID_HEADER = 'X-Ocular-Video-Id';
-
-const RETRY_AFTER_SECONDS = 5;
 
 /** Writes the answer as Reka's QA stream: the text so far in each event, then one with `status`. */
 async function writeQaEvents(
@@ -78,18 +72,8 @@ export function registerQaRoutes(app: Hono<QaEnv>, deps: QaRouteDependencies, ed
     return streamSSE(c, (stream) => writeQaEvents(stream, parts));
   });
 
-  let uploadsInFlight = 0;
-  const quicktag = async (c: Context) => {
-    const incoming = (c.env as NodeBindings)?.incoming;
-    if (!incoming) throw new OcularError('server_error', 'uploads need the Node.js HTTP server');
-    if (uploadsInFlight >= deps.maxConcurrentUploads) {
-      c.header('Connection', 'close'); // the body is left unread
-      throw new OcularError('rate_limit_error', `${deps.maxConcurrentUploads} uploads are in progress (limits.maxConcurrentUploads)`, {
-        retryAfterSeconds: RETRY_AFTER_SECONDS,
-      });
-    }
-    uploadsInFlight += 1;
-    try {
+  const quicktag = (c: Context) =>
+    edge.uploads.run(c, async (incoming) => {
       await mkdir(deps.incomingDir, { recursive: true, mode: 0o700 });
       const upload = await receiveMultipartUpload(incoming, {
         directory: deps.incomingDir,
@@ -117,10 +101,7 @@ export function registerQaRoutes(app: Hono<QaEnv>, deps: QaRouteDependencies, ed
       } finally {
         if (upload.file !== undefined) await rm(upload.file.path, { force: true });
       }
-    } finally {
-      uploadsInFlight -= 1;
-    }
-  };
+    });
   app.post('/qa/quicktag', quicktag);
   app.post('/v1/qa/quicktag', quicktag);
 }

@@ -376,7 +376,6 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     urlTtlSeconds: vision.urlTtlSeconds,
     publicBaseUrl: vision.publicBaseUrl,
     maxUploadBytes: config.limits.maxUploadBytes,
-    maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: join(blobs.root, INCOMING_DIR),
     loadQueryImage: imageEmbeddings?.loadQueryImage,
   };
@@ -386,7 +385,6 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     urlTtlSeconds: vision.urlTtlSeconds,
     publicBaseUrl: vision.publicBaseUrl,
     maxImageBytes: media.maxBytes,
-    maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: imageBlobs.incomingDir,
     search: imageSearch.search,
     loadQueryImage: imageEmbeddings?.loadQueryImage,
@@ -412,7 +410,6 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
       frames: config.qa.quicktagFrames,
     }),
     maxQuicktagBytes: media.maxBytes,
-    maxConcurrentUploads: config.limits.maxConcurrentUploads,
     incomingDir: join(blobs.root, INCOMING_DIR),
   };
   if (vision.clipModel !== undefined) {

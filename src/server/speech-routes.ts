@@ -16,8 +16,6 @@ export interface SpeechRouteDependencies {
 }
 
 type SpeechEnv = { Variables: { requestId: string; owner: string } };
-type NodeBindings = { incoming?: IncomingMessage } | undefined;
-
 /** Paths of OpenAI's audio API, bare (for `/v1`) and under `/openai/v1` (for the `openai` SDK's baseURL). */
 export const OPENAI_AUDIO_PATHS = {
   transcriptions: ['/v1/audio/transcriptions', '/openai/v1/audio/transcriptions'],
@@ -45,17 +43,16 @@ export function registerSpeechRoutes(app: Hono<SpeechEnv>, deps: SpeechRouteDepe
     return c.json(toWireSpeech(result));
   });
 
-  const openAiAudio = (task: 'transcribe' | 'translate') => async (c: Context<SpeechEnv>) => {
-    const incoming = (c.env as NodeBindings)?.incoming;
-    if (!incoming) throw new OcularError('server_error', 'uploads need the Node.js HTTP server');
-    // A private temporary folder per request (mkdtemp: 0700), removed however the request ends.
-    const scratch = await Scratch.create();
-    try {
-      return await transcribeUpload(c, incoming, scratch, task);
-    } finally {
-      await scratch.dispose();
-    }
-  };
+  const openAiAudio = (task: 'transcribe' | 'translate') => (c: Context<SpeechEnv>) =>
+    edge.uploads.run(c, async (incoming) => {
+      // A private temporary folder per request (mkdtemp: 0700), removed however the request ends.
+      const scratch = await Scratch.create();
+      try {
+        return await transcribeUpload(c, incoming, scratch, task);
+      } finally {
+        await scratch.dispose();
+      }
+    });
 
   const transcribeUpload = async (c: Context<SpeechEnv>, incoming: IncomingMessage, scratch: Scratch, task: 'transcribe' | 'translate') => {
     const upload = await receiveMultipartUpload(incoming, {

@@ -2,7 +2,6 @@ import { mkdir, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type { Context, Hono } from 'hono';
-import { streamSSE } from 'hono/streaming';
 import { OcularError, validationError } from '../spec/errors.ts';
 import { isVideoId, type BlobStore } from '../store/blob-store.ts';
 import type { VideoRecord } from '../store/video-store.ts';
@@ -13,7 +12,9 @@ import type { QueryImageLoader } from '../vision/query-image.ts';
 import { KEYFRAMES_DIR } from '../vision/indexing/index-video.ts';
 import { parseBody } from './errors.ts';
 import { readJson, type BodyLimits } from './read-body.ts';
+import type { UploadGate } from './upload-gate.ts';
 import { fileResponse } from './file-response.ts';
+import { streamProgress } from './progress-stream.ts';
 import { receiveMultipartUpload } from './multipart-upload.ts';
 import {
   createGroupSchema,
@@ -42,8 +43,6 @@ export interface VisionRouteDependencies {
   /** The origin signed URLs are built on; absent, each request's own. */
   publicBaseUrl?: string | undefined;
   maxUploadBytes: number;
-  /** Uploads in progress at once; more are answered 429. */
-  maxConcurrentUploads: number;
   /** Where multipart uploads stream to before they become a video (same file system as the blobs). */
   incomingDir: string;
   /** Fetches and decodes the picture of a search by image (`image_url`). */
@@ -51,23 +50,17 @@ export interface VisionRouteDependencies {
 }
 
 type VisionEnv = { Variables: { requestId: string; owner: string } };
-type NodeBindings = { incoming?: IncomingMessage } | undefined;
-
 /** What the app gives every route: the request's abort signal and the limits on JSON bodies. */
 export interface RequestEdge {
   /** Aborted when the client goes away before the response is complete, or on shutdown. */
   requestSignal(c: Context): AbortSignal;
   bodyLimits: BodyLimits;
+  /** The bound on multipart uploads in progress, shared by every route that takes one. */
+  uploads: UploadGate;
 }
-
-/** What a client turned away by `limits.maxConcurrentUploads` is told to wait. */
-const UPLOAD_RETRY_AFTER_SECONDS = 5;
 
 /** Names the retrievers a search ran (`lexical`; `lexical, semantic` once embeddings are configured). */
 export const RETRIEVERS_HEADER = 'X-Ocular-Retrievers';
-
-/** How often an idle event stream sends a comment, so proxies keep it open. */
-const SSE_KEEPALIVE_MS = 15_000;
 
 /** Absolute signed URLs: on `vision.publicBaseUrl` when set, else the origin the client reached this server on. */
 function signedUrl(c: Context, deps: VisionRouteDependencies, path: string): string {
@@ -212,28 +205,8 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
 
   // ---- videos ----
 
-  let uploadsInFlight = 0;
-  app.post('/v1/videos/upload', async (c) => {
-    const incoming = (c.env as NodeBindings)?.incoming;
-    if (!incoming) throw new OcularError('server_error', 'uploads need the Node.js HTTP server');
-    // Each upload holds a file on disk and maybe a download: bound how many run at once, before reading anything.
-    if (uploadsInFlight >= deps.maxConcurrentUploads) {
-      c.header('Connection', 'close'); // the body is left unread
-      throw new OcularError(
-        'rate_limit_error',
-        `${deps.maxConcurrentUploads} uploads are in progress (limits.maxConcurrentUploads); try again shortly`,
-        {
-          retryAfterSeconds: UPLOAD_RETRY_AFTER_SECONDS,
-        },
-      );
-    }
-    uploadsInFlight += 1;
-    try {
-      return await receiveUpload(c, incoming);
-    } finally {
-      uploadsInFlight -= 1;
-    }
-  });
+  // Each upload holds a file on disk and maybe a download: bounded with every other upload, before reading anything.
+  app.post('/v1/videos/upload', (c) => edge.uploads.run(c, (incoming) => receiveUpload(c, incoming)));
 
   const receiveUpload = async (c: Context, incoming: IncomingMessage): Promise<Response> => {
     await mkdir(deps.incomingDir, { recursive: true, mode: 0o700 });
@@ -314,56 +287,22 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
   });
 
   app.get('/v1/videos/:id/events', (c) => {
-    const video = library.getVideo(c.get('owner'), videoId(c));
-    const finished = (status: string): boolean => status === 'indexed' || status === 'failed' || status === 'pending';
-    return streamSSE(c, async (stream) => {
-      const queue: IndexingEvent[] = [];
-      let wake: (() => void) | undefined;
-      const unsubscribe = library.subscribe(video.id, (event) => {
-        queue.push(event);
-        wake?.();
-      });
-      let closed = false;
-      stream.onAbort(() => {
-        closed = true;
-        wake?.();
-      });
-      try {
-        // The current state first, so a client that connects late still learns where indexing is.
-        const current = library.getVideo(c.get('owner'), video.id);
-        let last: IndexingEvent = {
-          videoId: current.id,
-          status: current.status,
-          stage: current.stage,
-          progress: current.progress,
-          error: current.error,
-        };
-        await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireEvent(last)) });
-        // A video that is not being indexed (and is not queued for it) has nothing more to say: `done` follows at
-        // once, so a client that waits for it (an already indexed video) is not left hanging.
-        const queued = current.status === 'pending' && current.indexRequested;
-        const following = !finished(current.status) || queued;
-        while (following && !closed) {
-          const next = queue.shift();
-          if (next === undefined) {
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-              setTimeout(resolve, SSE_KEEPALIVE_MS).unref();
-            });
-            wake = undefined;
-            if (queue.length === 0 && !closed) await stream.write(': keep-alive\n\n');
-            continue;
-          }
-          last = next;
-          await stream.writeSSE({ event: 'progress', data: JSON.stringify(toWireEvent(next)) });
-          if (next.status === 'indexed' || next.status === 'failed') break;
-        }
-        if (!closed) await stream.writeSSE({ event: 'done', data: JSON.stringify(toWireEvent(last)) });
-      } catch {
-        // The client went away or the video was deleted; nothing to tell anyone.
-      } finally {
-        unsubscribe();
-      }
+    const owner = c.get('owner');
+    const video = library.getVideo(owner, videoId(c));
+    const ended = (status: string): boolean => status === 'indexed' || status === 'failed';
+    let queued = false;
+    return streamProgress<IndexingEvent>(c, {
+      subscribe: (listener) => library.subscribe(video.id, listener),
+      current: () => {
+        const current = library.getVideo(owner, video.id);
+        queued = current.status === 'pending' && current.indexRequested;
+        return { videoId: current.id, status: current.status, stage: current.stage, progress: current.progress, error: current.error };
+      },
+      // A video that is not being indexed (and is not queued for it) has nothing more to say: `done` follows at
+      // once, so a client that waits for it (an already indexed video) is not left hanging.
+      follows: (current) => !(ended(current.status) || current.status === 'pending') || queued,
+      isLast: (event) => ended(event.status),
+      toWire: toWireEvent,
     });
   });
 }

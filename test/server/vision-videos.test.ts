@@ -422,6 +422,21 @@ describe('limits.maxConcurrentUploads', () => {
       });
       expect(refused.headers.get('retry-after')).toBe('5');
       await expectError(refused, 429, 'rate_limit_error');
+      // The bound is shared by every route that takes an upload: images, assets, audio and quicktag wait too.
+      const image = new FormData();
+      image.set('images', new Blob([videoBytes]), 'photo.jpg');
+      await expectError(
+        await fetch(`${limited.url}/v1/images/upload`, { method: 'POST', headers: { 'x-api-key': limited.key }, body: image }),
+        429,
+        'rate_limit_error',
+      );
+      const asset = new FormData();
+      asset.set('asset', new Blob([videoBytes]), 'clip.mp4');
+      await expectError(
+        await fetch(`${limited.url}/api/assets`, { method: 'POST', headers: { 'x-api-key': limited.key }, body: asset }),
+        429,
+        'rate_limit_error',
+      );
       socket.destroy();
       // The slot is given back once the server has seen the client go and removed the partial file.
       for (let waited = 0; readdirSync(incoming).length > 0 && waited < 10_000; waited += 20) {

@@ -1,0 +1,63 @@
+import type { Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
+
+/** How often an idle event stream sends a comment, so proxies keep it open. */
+const SSE_KEEPALIVE_MS = 15_000;
+
+/** The progress of one piece of background work (indexing a video, rendering clips), as an event stream shows it. */
+export interface ProgressFeed<Event> {
+  /** Calls `listener` with each event from now on; returns the unsubscribe. */
+  subscribe(listener: (event: Event) => void): () => void;
+  /** The state now, sent first (after subscribing), so a client that connects late learns where the work is. */
+  current(): Event;
+  /** Whether more events can follow the current state (false: `done` follows at once). */
+  follows(current: Event): boolean;
+  /** Whether an event is the last one. */
+  isLast(event: Event): boolean;
+  toWire(event: Event): unknown;
+}
+
+/**
+ * `progress` events (the current state, then each change) and a final `done` with the last state, as SSE. Ends
+ * when the work ends, or when the client goes away; a comment every 15 s keeps idle proxies from closing it.
+ */
+export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Response {
+  return streamSSE(c, async (stream) => {
+    const queue: Event[] = [];
+    let wake: (() => void) | undefined;
+    const unsubscribe = feed.subscribe((event) => {
+      queue.push(event);
+      wake?.();
+    });
+    let closed = false;
+    stream.onAbort(() => {
+      closed = true;
+      wake?.();
+    });
+    try {
+      let last = feed.current();
+      await stream.writeSSE({ event: 'progress', data: JSON.stringify(feed.toWire(last)) });
+      let following = feed.follows(last);
+      while (following && !closed) {
+        const next = queue.shift();
+        if (next === undefined) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, SSE_KEEPALIVE_MS).unref();
+          });
+          wake = undefined;
+          if (queue.length === 0 && !closed) await stream.write(': keep-alive\n\n');
+          continue;
+        }
+        last = next;
+        await stream.writeSSE({ event: 'progress', data: JSON.stringify(feed.toWire(next)) });
+        following = !feed.isLast(next);
+      }
+      if (!closed) await stream.writeSSE({ event: 'done', data: JSON.stringify(feed.toWire(last)) });
+    } catch {
+      // The client went away, or the work's subject was deleted: nothing to tell anyone.
+    } finally {
+      unsubscribe();
+    }
+  });
+}
