@@ -10,8 +10,9 @@ import { MediaResolver } from './media-resolver.ts';
 import type { ModelRegistry } from './model-registry.ts';
 import { checkStructuredAnswer, compileResponseFormat, correctionPrompt } from './structured-output.ts';
 
-/** The `param` a bad `response_format` schema is reported under. */
+/** The `param`s errors about `response_format` and its schema are reported under. */
 const RESPONSE_FORMAT_PARAM = 'response_format';
+const SCHEMA_PARAM = 'response_format.json_schema.schema';
 
 export interface PreparedChat {
   id: string;
@@ -68,7 +69,7 @@ export class ChatService {
       throw validationError(`model "${name}" does not support tools`, 'tools');
     }
     request.messages.forEach((message, index) => this.#checkMediaCount(message, index));
-    const validator = request.responseFormat && compileResponseFormat(request.responseFormat, RESPONSE_FORMAT_PARAM);
+    const validator = request.responseFormat && compileResponseFormat(request.responseFormat, SCHEMA_PARAM);
     const messages = MediaResolver.hasMedia(request.messages)
       ? await this.#media.resolve(request.messages, { name, capabilities: model.capabilities }, signal)
       : (request.messages as PromptMessage[]); // no media parts: the two message types coincide
@@ -109,7 +110,7 @@ export class ChatService {
     const prepared = await this.prepare(request, signal);
     const first = await this.#complete(prepared, signal);
     if (prepared.validator === undefined || first.toolCalls.length > 0) return first;
-    const checked = checkStructuredAnswer(first.text, prepared.validator, RESPONSE_FORMAT_PARAM);
+    const checked = checkStructuredAnswer(first.text, prepared.validator, SCHEMA_PARAM);
     if ('json' in checked) return { ...first, text: checked.json };
     const retry: PreparedChat = {
       ...prepared,
@@ -128,7 +129,7 @@ export class ChatService {
       outputTokens: first.usage.outputTokens + second.usage.outputTokens,
     };
     if (second.toolCalls.length > 0) return { ...second, usage };
-    const rechecked = checkStructuredAnswer(second.text, prepared.validator, RESPONSE_FORMAT_PARAM);
+    const rechecked = checkStructuredAnswer(second.text, prepared.validator, SCHEMA_PARAM);
     if ('json' in rechecked) return { ...second, text: rechecked.json, usage };
     throw new OcularError('upstream_error', `the model's answer did not match response_format twice; last time ${rechecked.problem}`);
   }

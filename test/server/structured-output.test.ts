@@ -17,6 +17,9 @@ import { completion } from '../helpers/openai-upstream.ts';
 let answers: string[] = [];
 /** An answer the openai-compatible upstream gives as a tool call. */
 const TOOL_CALL = '<tool call>';
+/** An answer that never comes: the upstream holds the request open until the caller hangs up. */
+const HANG = '<hang>';
+let hungUp = false;
 let upstream: FakeUpstream;
 let ocular: TestOcular;
 let client: OpenAI;
@@ -28,6 +31,10 @@ function nextAnswer(): string {
 
 function reply(request: RecordedRequest, response: Parameters<Parameters<typeof startFakeUpstream>[0]>[1]): void {
   const text = nextAnswer();
+  if (text === HANG) {
+    response.on('close', () => (hungUp = true));
+    return;
+  }
   if (text === TOOL_CALL) {
     const call = { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{"city":"Lyon"}' } };
     return sendJson(response, 200, completion(null, { toolCalls: [call], finishReason: 'tool_calls' }));
@@ -222,6 +229,38 @@ describe('structured output through the openai SDK', () => {
   });
 });
 
+describe('structured output with tools and cancellation', () => {
+  it('keeps gemini out of JSON mode when tools are offered, and anthropic in structured outputs', async () => {
+    const tools = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }];
+    answers = [JSON.stringify(WEATHER)];
+    for (const model of ['gem', 'claude']) {
+      const response = await ocular.post('/v1/chat/completions', { model, messages: ask, response_format: weatherFormat, tools });
+      expect(response.status).toBe(200);
+    }
+    const [gemini, claude] = bodies();
+    expect(gemini!.generationConfig).not.toHaveProperty('responseMimeType');
+    expect(gemini!.tools).toBeDefined();
+    expect(claude!.output_config).toBeDefined();
+    expect(claude!.tools).toBeDefined();
+  });
+
+  it('stops the upstream call when the client hangs up on a buffered stream', async () => {
+    answers = [HANG];
+    hungUp = false;
+    const controller = new AbortController();
+    const pending = ocular
+      .post('/v1/chat/completions', { model: 'oai', messages: ask, response_format: weatherFormat, stream: true }, {}, controller.signal)
+      .catch((error: unknown) => error);
+    for (let waited = 0; upstream.requests.length === 0 && waited < 5_000; waited += 20)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    controller.abort();
+    expect(await pending).toBeInstanceOf(Error);
+    for (let waited = 0; !hungUp && waited < 5_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(hungUp).toBe(true);
+    expect(upstream.requests).toHaveLength(1);
+  });
+});
+
 describe('response_format on the Reka route', () => {
   it('answers /v1/chat with the validated JSON, streaming or not', async () => {
     answers = [JSON.stringify(WEATHER)];
@@ -266,7 +305,9 @@ describe('response_format refusals', () => {
     for (const path of ['/v1/chat/completions', '/v1/chat']) {
       const response = await ocular.post(path, { model: 'oai', messages: ask, response_format: format });
       expect(response.status).toBe(400);
-      expect((await response.json()).error.type).toBe('validation_error');
+      const { error } = await response.json();
+      expect(error.type).toBe('validation_error');
+      expect(error.param).toMatch(/^response_format/);
     }
     expect(upstream.requests).toHaveLength(0);
   });
