@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Limits } from '../config/schema.ts';
 import type { z } from 'zod';
+import type { Limits } from '../config/schema.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
 import type { ChatMessage, ChatRequest, ChatResult, PromptMessage } from '../spec/messages.ts';
 import type { LanguageModel, ProviderRequest } from '../spec/provider.ts';

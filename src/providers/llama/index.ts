@@ -525,12 +525,12 @@ async function hasGgufMagic(path: string): Promise<boolean> {
   }
 }
 
-/** An aborted signal's reason as the error to throw (what an aborted fetch would throw). */
 /** The JSON Schema a grammar is built from: the client's, or for `json_object` any JSON object. */
 function responseSchema(format: ResponseFormat): Record<string, unknown> {
   return format.type === 'json_object' ? { type: 'object' } : format.schema;
 }
 
+/** An aborted signal's reason as the error to throw (what an aborted fetch would throw). */
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
@@ -593,10 +593,7 @@ class LlamaModel implements LlamaLanguageModel {
   async #embed(inputs: readonly string[], signal: AbortSignal): Promise<Float32Array[]> {
     const { engine, release } = await this.#acquire(signal);
     try {
-      const vectors = z
-        .array(z.array(z.number()).min(1))
-        .length(inputs.length)
-        .parse(await engine.process.call('embed', inputs));
+      const vectors = z.array(z.array(z.number()).min(1)).length(inputs.length).parse(await engine.process.call('embed', inputs));
       return vectors.map((vector) => normalizeVector(Float32Array.from(vector)));
     } catch (error) {
       if (error instanceof OcularError) throw error;
