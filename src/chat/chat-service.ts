@@ -1,12 +1,18 @@
 import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
 import type { Limits } from '../config/schema.ts';
-import { validationError } from '../spec/errors.ts';
+import { OcularError, validationError } from '../spec/errors.ts';
 import type { ChatMessage, ChatRequest, ChatResult, PromptMessage } from '../spec/messages.ts';
 import type { LanguageModel, ProviderRequest } from '../spec/provider.ts';
 import type { StreamPart } from '../spec/stream-parts.ts';
 import { findStop, guardStream } from './guard-stream.ts';
 import { MediaResolver } from './media-resolver.ts';
 import type { ModelRegistry } from './model-registry.ts';
+import { checkStructuredAnswer, compileResponseFormat, correctionPrompt } from './structured-output.ts';
+
+/** The `param`s errors about `response_format` and its schema are reported under. */
+const RESPONSE_FORMAT_PARAM = 'response_format';
+const SCHEMA_PARAM = 'response_format.json_schema.schema';
 
 export interface PreparedChat {
   id: string;
@@ -14,6 +20,8 @@ export interface PreparedChat {
   modelName: string;
   model: LanguageModel;
   request: ProviderRequest;
+  /** The compiled `responseFormat`, when the request asks for structured output. */
+  validator?: z.ZodType | undefined;
 }
 
 export interface ChatStream {
@@ -61,6 +69,7 @@ export class ChatService {
       throw validationError(`model "${name}" does not support tools`, 'tools');
     }
     request.messages.forEach((message, index) => this.#checkMediaCount(message, index));
+    const validator = request.responseFormat && compileResponseFormat(request.responseFormat, SCHEMA_PARAM);
     const messages = MediaResolver.hasMedia(request.messages)
       ? await this.#media.resolve(request.messages, { name, capabilities: model.capabilities }, signal)
       : (request.messages as PromptMessage[]); // no media parts: the two message types coincide
@@ -74,8 +83,11 @@ export class ChatService {
       else continuation = true;
       if (messages.length === 0) throw validationError('messages must contain a user message', 'messages');
     }
+    if (continuation && validator !== undefined) {
+      throw validationError('response_format cannot be combined with continuing a final assistant message', RESPONSE_FORMAT_PARAM);
+    }
     const { model: _model, messages: _messages, useSearchEngine: _search, ...options } = request;
-    return { id: randomUUID(), modelName: name, model, request: { ...options, messages, continuation } };
+    return { id: randomUUID(), modelName: name, model, request: { ...options, messages, continuation }, validator };
   }
 
   #checkMediaCount(message: ChatMessage, index: number): void {
@@ -89,8 +101,40 @@ export class ChatService {
     }
   }
 
+  /**
+   * Answers in one piece. With a `responseFormat`, the answer is validated: an invalid one is asked for once
+   * more (the model told what was wrong), and a second invalid one is a 502 saying what did not match. A
+   * valid answer's text is its JSON (a Markdown fence around it removed). Tool calls are not validated.
+   */
   async generate(request: ChatRequest, signal: AbortSignal): Promise<ChatResult> {
     const prepared = await this.prepare(request, signal);
+    const first = await this.#complete(prepared, signal);
+    if (prepared.validator === undefined || first.toolCalls.length > 0) return first;
+    const checked = checkStructuredAnswer(first.text, prepared.validator, SCHEMA_PARAM);
+    if ('json' in checked) return { ...first, text: checked.json };
+    const retry: PreparedChat = {
+      ...prepared,
+      request: {
+        ...prepared.request,
+        messages: [
+          ...prepared.request.messages,
+          { role: 'assistant', content: first.text },
+          { role: 'user', content: [{ type: 'text', text: correctionPrompt(checked.problem, request.responseFormat!) }] },
+        ],
+      },
+    };
+    const second = await this.#complete(retry, signal);
+    const usage = {
+      inputTokens: first.usage.inputTokens + second.usage.inputTokens,
+      outputTokens: first.usage.outputTokens + second.usage.outputTokens,
+    };
+    if (second.toolCalls.length > 0) return { ...second, usage };
+    const rechecked = checkStructuredAnswer(second.text, prepared.validator, SCHEMA_PARAM);
+    if ('json' in rechecked) return { ...second, text: rechecked.json, usage };
+    throw new OcularError('upstream_error', `the model's answer did not match response_format twice; last time ${rechecked.problem}`);
+  }
+
+  async #complete(prepared: PreparedChat, signal: AbortSignal): Promise<ChatResult> {
     const result = await prepared.model.generate(prepared.request, signal);
     let { text, finishReason } = result;
     const stops = prepared.request.stop?.filter((stop) => stop !== '') ?? [];
@@ -102,8 +146,17 @@ export class ChatService {
     return { id: prepared.id, model: prepared.modelName, text, toolCalls: result.toolCalls, finishReason, usage: result.usage };
   }
 
-  /** Starts a streamed answer; rejects (before any byte is sent) when the request or the upstream fails early. */
+  /**
+   * Starts a streamed answer; rejects (before any byte is sent) when the request or the upstream fails early.
+   * With a `responseFormat` the answer is buffered: it is generated and validated as `generate` does (retry
+   * included), then streamed as one text delta, so an invalid answer is a plain 502 rather than a stream that
+   * breaks off after sending JSON the client cannot use.
+   */
   async stream(request: ChatRequest, signal: AbortSignal): Promise<ChatStream> {
+    if (request.responseFormat !== undefined) {
+      const result = await this.generate(request, signal);
+      return { id: result.id, modelName: result.model, parts: streamResult(result) };
+    }
     const prepared = await this.prepare(request, signal);
     const stopped = new AbortController();
     const upstreamSignal = AbortSignal.any([signal, stopped.signal]);
@@ -111,4 +164,19 @@ export class ChatService {
     const parts = guardStream(source, { stop: prepared.request.stop, onStop: () => stopped.abort(), signal: upstreamSignal });
     return { id: prepared.id, modelName: prepared.modelName, parts };
   }
+}
+
+/** A finished answer as stream parts. */
+function streamResult(result: ChatResult): ReadableStream<StreamPart> {
+  const parts: StreamPart[] = [
+    ...(result.text === '' ? [] : [{ type: 'text-delta' as const, text: result.text }]),
+    ...result.toolCalls.map((toolCall) => ({ type: 'tool-call' as const, toolCall })),
+    { type: 'finish', finishReason: result.finishReason, usage: result.usage },
+  ];
+  return new ReadableStream({
+    start(controller) {
+      for (const part of parts) controller.enqueue(part);
+      controller.close();
+    },
+  });
 }

@@ -72,19 +72,24 @@ export interface SamplingOptions {
   frequencyPenalty?: number | undefined;
   presencePenalty?: number | undefined;
   /**
-   * Asks for output that is one JSON value matching `schema`. Providers that can constrain decoding do
-   * (`response_format: json_schema`, a grammar); others ignore it, so the caller still validates the output.
+   * Asks for output that is one JSON value matching `schema` (or any JSON object). Providers that can constrain
+   * decoding do (`response_format`, a grammar, the vendor's option); others put it in the prompt. The chat
+   * service validates the answer either way.
    */
   responseFormat?: ResponseFormat | undefined;
 }
 
-/** Structured output: a JSON Schema the answer must match. */
-export interface ResponseFormat {
-  type: 'json_schema';
-  /** A short name for the schema (OpenAI requires one: letters, digits, `_` and `-`). */
-  name: string;
-  schema: Record<string, unknown>;
-}
+/** Structured output: a JSON Schema the answer must match, or (`json_object`) any JSON object. */
+export type ResponseFormat =
+  | {
+      type: 'json_schema';
+      /** A short name for the schema (OpenAI requires one: letters, digits, `_` and `-`). */
+      name: string;
+      schema: Record<string, unknown>;
+      /** OpenAI's strict mode, passed on to upstreams that take it. */
+      strict?: boolean | undefined;
+    }
+  | { type: 'json_object' };
 
 /** A validated chat request, independent of the wire format it arrived in. */
 export interface ChatRequest extends SamplingOptions {

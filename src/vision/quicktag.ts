@@ -1,12 +1,12 @@
-import { z } from 'zod';
 import type { ChatService } from '../chat/chat-service.ts';
+import { compileJsonSchema } from '../chat/structured-output.ts';
 import { toWav16kMono } from '../media/audio.ts';
 import type { FfmpegContext } from '../media/binaries.ts';
 import { sniffFile } from '../media/sniff.ts';
 import { formatTimestamp, probeMedia, sampleFrames } from '../media/video.ts';
 import type { Transcriber } from '../perception/speech/transcriber.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
-import type { ChatMessage, MediaReference, TextPart } from '../spec/messages.ts';
+import type { MediaReference, TextPart } from '../spec/messages.ts';
 
 /** Longest video quicktag takes, in seconds. */
 export const QUICKTAG_MAX_SECONDS = 30;
@@ -50,41 +50,15 @@ export const DEFAULT_TAG_SCHEMA: Record<string, unknown> = {
 /** Characters of the transcript given to the model (30 s of speech is far less). */
 const MAX_TRANSCRIPT_CHARS = 4_000;
 const MAX_TAG_TOKENS = 1_024;
-/** How many of the validation issues an error names. */
-const MAX_ISSUES = 5;
 
 export interface TagSchema {
-  /** The JSON Schema, as sent to the model. */
+  /** The JSON Schema, as sent to the model (and validated against by the chat service). */
   json: Record<string, unknown>;
-  validator: z.ZodType;
-}
-
-/** Nesting a client's schema may have (objects and arrays, counted together). */
-const MAX_SCHEMA_DEPTH = 32;
-
-/**
- * Refuses what a client's schema must not bring: regular expressions (`pattern`, `patternProperties`), which
- * would run the client's regex over the model's output on the event loop (catastrophic backtracking), and
- * nesting deeper than MAX_SCHEMA_DEPTH.
- */
-function checkSchemaSafety(value: unknown, depth = 0): void {
-  if (typeof value !== 'object' || value === null) return;
-  if (depth > MAX_SCHEMA_DEPTH) throw validationError(`schema is nested more than ${MAX_SCHEMA_DEPTH} levels deep`, 'schema');
-  if (Array.isArray(value)) {
-    for (const item of value) checkSchemaSafety(item, depth + 1);
-    return;
-  }
-  for (const [key, item] of Object.entries(value)) {
-    const regex = (key === 'pattern' && typeof item === 'string') || (key === 'patternProperties' && typeof item === 'object');
-    if (regex) throw validationError(`schema uses "${key}": regular expressions are not supported in quicktag schemas`, 'schema');
-    checkSchemaSafety(item, depth + 1);
-  }
 }
 
 /**
- * Compiles a client's JSON Schema for validating answers (zod's `fromJSONSchema`). It must describe an object;
- * what zod cannot compile (conditionals, unknown types, dangling `$ref`s) and regular expressions are a 400
- * naming the `schema` field.
+ * Checks a client's JSON Schema for validating answers (see `compileJsonSchema`). It must describe an object;
+ * what zod cannot compile and regular expressions are a 400 naming the `schema` field.
  */
 export function compileTagSchema(schema: unknown): TagSchema {
   if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
@@ -92,47 +66,11 @@ export function compileTagSchema(schema: unknown): TagSchema {
   }
   const json = schema as Record<string, unknown>;
   if (json.type !== 'object') throw validationError('schema must describe an object ("type": "object")', 'schema');
-  checkSchemaSafety(json);
-  try {
-    const validator = z.fromJSONSchema(json as Parameters<typeof z.fromJSONSchema>[0]);
-    // References are resolved lazily: one trial run shows a schema that only refers to itself (endless recursion).
-    validator.safeParse({});
-    return { json, validator };
-  } catch (error) {
-    throw validationError(`schema is not a JSON Schema this server can validate: ${(error as Error).message}`, 'schema');
-  }
+  compileJsonSchema(json, 'schema');
+  return { json };
 }
 
 const DEFAULT_SCHEMA = compileTagSchema(DEFAULT_TAG_SCHEMA);
-
-/** The JSON value in a model's answer: the whole text, or the inside of a Markdown code fence. */
-function extractJson(text: string): unknown {
-  const trimmed = text.trim();
-  const fenced = /^```(?:json)?\s*([\s\S]*?)\s*```$/i.exec(trimmed);
-  return JSON.parse(fenced ? fenced[1]! : trimmed);
-}
-
-/** What was wrong with an answer, for the retry prompt and the 502. */
-function checkAnswer(text: string, schema: TagSchema): { value: unknown } | { problem: string } {
-  let parsed: unknown;
-  try {
-    parsed = extractJson(text);
-  } catch (error) {
-    return { problem: `the answer is not valid JSON (${(error as Error).message})` };
-  }
-  let result: ReturnType<z.ZodType['safeParse']>;
-  try {
-    result = schema.validator.safeParse(parsed);
-  } catch (error) {
-    // A recursive schema that only some values send into endless recursion: the schema is at fault.
-    throw validationError(`schema could not be evaluated: ${(error as Error).message}`, 'schema');
-  }
-  if (result.success) return { value: result.data };
-  const issues = result.error.issues
-    .slice(0, MAX_ISSUES)
-    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`);
-  return { problem: `the answer does not match the schema: ${issues.join('; ')}` };
-}
 
 export interface QuicktagRequest {
   /** The uploaded video, on disk; the caller removes it. */
@@ -217,34 +155,19 @@ export class Quicktagger {
       JSON.stringify(schema.json),
     ];
     content.push({ type: 'text', text: lines.join('\n') });
-    const messages: ChatMessage[] = [{ role: 'user', content }];
-    const ask = (turns: ChatMessage[]) =>
-      this.#chat.generate(
-        {
-          model: request.model,
-          messages: turns,
-          maxTokens: MAX_TAG_TOKENS,
-          temperature: 0,
-          responseFormat: { type: 'json_schema', name: 'quicktag', schema: schema.json },
-        },
-        signal,
-      );
-
-    const first = await ask(messages);
-    const checked = checkAnswer(first.text, schema);
-    if ('value' in checked) return checked.value;
-    // One more try, told what was wrong (a small model often fixes a missing field or a stray fence).
-    const second = await ask([
-      ...messages,
-      { role: 'assistant', content: first.text },
+    // The chat service validates the answer against the schema, asks once more on a mismatch, and answers a
+    // second mismatch with a 502 that says what did not match.
+    const result = await this.#chat.generate(
       {
-        role: 'user',
-        content: [{ type: 'text', text: `That is not valid: ${checked.problem}. Answer again with only the corrected JSON object.` }],
+        model: request.model,
+        messages: [{ role: 'user', content }],
+        maxTokens: MAX_TAG_TOKENS,
+        temperature: 0,
+        responseFormat: { type: 'json_schema', name: 'quicktag', schema: schema.json },
       },
-    ]);
-    const rechecked = checkAnswer(second.text, schema);
-    if ('value' in rechecked) return rechecked.value;
-    throw new OcularError('upstream_error', `the model's answer was invalid twice; last time ${rechecked.problem}`);
+      signal,
+    );
+    return JSON.parse(result.text) as unknown;
   }
 
   async #transcribe(path: string, hasAudio: boolean, signal: AbortSignal): Promise<string> {

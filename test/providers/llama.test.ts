@@ -377,6 +377,14 @@ describe('llama provider on a generated model', () => {
     await expect(create().generate(request({ responseFormat: broken, maxTokens: 4 }), signal())).resolves.toBeDefined();
   });
 
+  it('holds a json_object answer to a JSON grammar: it opens an object', async () => {
+    const model = create();
+    const result = await model.generate(request({ responseFormat: { type: 'json_object' }, maxTokens: 12 }), signal());
+    expect(result.text.trimStart()).toMatch(/^\{\s*("|\})/);
+    const free = await model.generate(request({ maxTokens: 12 }), signal());
+    expect(free.text.trimStart()).not.toMatch(/^\{/);
+  });
+
   it('refuses a tool_choice naming an unknown tool', async () => {
     const tools = [{ name: 'a', parameters: { type: 'object' } }];
     const error = await rejection(create().generate(request({ tools, toolChoice: { name: 'b' } }), signal()));

@@ -283,7 +283,7 @@ describe('POST /v1/chat/completions', () => {
 
   it.each([
     ['n > 1', { n: 2 }],
-    ['a json_schema response_format', { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }],
+    ['a json_schema response_format with a bad name', { response_format: { type: 'json_schema', json_schema: { name: 'x y', schema: {} } } }],
     ['an unknown role', { messages: [{ role: 'wizard', content: 'x' }] }],
     ['a tool message without tool_call_id', { messages: [{ role: 'tool', content: 'x' }] }],
     [

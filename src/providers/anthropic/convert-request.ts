@@ -2,6 +2,7 @@ import { OcularError } from '../../spec/errors.ts';
 import type { MediaContent, PromptMessage, TextPart, ToolCall, ToolChoice } from '../../spec/messages.ts';
 import type { ProviderRequest } from '../../spec/provider.ts';
 import { parseToolArguments } from '../../provider-utils/provider-definition.ts';
+import { structuredOutputInstruction } from '../../provider-utils/structured-output-instruction.ts';
 
 type AnthropicContentBlock =
   | { type: 'text'; text: string }
@@ -124,7 +125,12 @@ export interface ConvertOptions {
 export function convertRequest(request: ProviderRequest, options: ConvertOptions): Record<string, unknown> {
   const { system, messages } = convertMessages(request.messages);
   const body: Record<string, unknown> = { model: options.upstreamModel, max_tokens: request.maxTokens };
-  if (system !== undefined) body.system = system;
+  const format = request.responseFormat;
+  // Structured outputs (`output_config.format`) take a JSON Schema; "any JSON object" has no native form, so it
+  // is asked for in the system prompt.
+  const instruction = format?.type === 'json_object' ? structuredOutputInstruction(format) : undefined;
+  const fullSystem = [system, instruction].filter((text) => text !== undefined).join('\n\n');
+  if (fullSystem !== '') body.system = fullSystem;
   body.messages = messages;
   if (request.temperature !== undefined) body.temperature = request.temperature;
   if (request.topP !== undefined) body.top_p = request.topP;
@@ -138,6 +144,7 @@ export function convertRequest(request: ProviderRequest, options: ConvertOptions
     }));
     if (request.toolChoice !== undefined) body.tool_choice = convertToolChoice(request.toolChoice);
   }
+  if (format?.type === 'json_schema') body.output_config = { format: { type: 'json_schema', schema: format.schema } };
   if (options.stream) body.stream = true;
   return body;
 }

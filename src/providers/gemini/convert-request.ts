@@ -134,6 +134,15 @@ export function convertRequest(request: ProviderRequest): Record<string, unknown
   if (request.stop !== undefined && request.stop.length > 0) generationConfig.stopSequences = request.stop;
   if (request.frequencyPenalty !== undefined) generationConfig.frequencyPenalty = request.frequencyPenalty;
   if (request.presencePenalty !== undefined) generationConfig.presencePenalty = request.presencePenalty;
+  const format = request.responseFormat;
+  const hasTools = request.tools !== undefined && request.tools.length > 0;
+  // JSON mode: `responseJsonSchema` takes JSON Schema as clients write it (`responseSchema` is an OpenAPI subset).
+  // Older Gemini models refuse JSON mode together with function calling, so with tools the answer is left free
+  // (the chat service validates it).
+  if (format !== undefined && !hasTools) {
+    generationConfig.responseMimeType = 'application/json';
+    if (format.type === 'json_schema') generationConfig.responseJsonSchema = format.schema;
+  }
   body.generationConfig = generationConfig;
 
   if (request.tools !== undefined && request.tools.length > 0) {

@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { basename } from 'node:path';
 import { z } from 'zod';
 import { OcularError, validationError } from '../../spec/errors.ts';
-import type { PromptMessage } from '../../spec/messages.ts';
+import type { PromptMessage, ResponseFormat } from '../../spec/messages.ts';
 import { normalizeVector, type Capabilities, type GenerateResult, type LanguageModel, type ProviderRequest } from '../../spec/provider.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 import {
@@ -525,6 +525,11 @@ async function hasGgufMagic(path: string): Promise<boolean> {
   }
 }
 
+/** The JSON Schema a grammar is built from: the client's, or for `json_object` any JSON object. */
+function responseSchema(format: ResponseFormat): Record<string, unknown> {
+  return format.type === 'json_object' ? { type: 'object' } : format.schema;
+}
+
 /** An aborted signal's reason as the error to throw (what an aborted fetch would throw). */
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
@@ -948,7 +953,10 @@ class LlamaModel implements LlamaLanguageModel {
         engine,
         [{ role: 'user', content: '' }],
         SCHEMA_ONLY_TEMPLATE,
-        { add_generation_prompt: false, response_format: { type: 'json_schema', json_schema: { schema: request.responseFormat.schema } } },
+        {
+          add_generation_prompt: false,
+          response_format: { type: 'json_schema', json_schema: { schema: responseSchema(request.responseFormat) } },
+        },
         'messages',
       ).catch(() => undefined);
       if (formatted?.grammar) {

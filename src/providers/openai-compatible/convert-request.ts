@@ -95,9 +95,14 @@ export function convertRequest(request: ProviderRequest, options: ConvertOptions
     }
   }
   Object.assign(body, toSnakeCaseSampling(request));
-  if (request.responseFormat !== undefined) {
-    const { name, schema } = request.responseFormat;
-    body.response_format = { type: 'json_schema', json_schema: { name, schema } };
+  const format = request.responseFormat;
+  if (format?.type === 'json_schema') {
+    body.response_format = {
+      type: 'json_schema',
+      json_schema: { name: format.name, schema: format.schema, ...(format.strict === undefined ? {} : { strict: format.strict }) },
+    };
+  } else if (format?.type === 'json_object') {
+    body.response_format = { type: 'json_object' };
   }
   if (request.tools !== undefined && request.tools.length > 0) {
     body.tools = request.tools.map((tool) => ({

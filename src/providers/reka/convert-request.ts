@@ -1,6 +1,7 @@
 import type { MediaContent, MediaKind, PromptMessage, TextPart, ToolCall, ToolChoice } from '../../spec/messages.ts';
 import type { ProviderRequest } from '../../spec/provider.ts';
 import { parseToolArguments, toDataUrl, toSnakeCaseSampling } from '../../provider-utils/provider-definition.ts';
+import { structuredOutputInstruction } from '../../provider-utils/structured-output-instruction.ts';
 
 /** Reka's media parts carry the URL as a flat string: `{"type": "image_url", "image_url": "data:..."}`. */
 export type RekaContentPart =
@@ -115,9 +116,15 @@ function convertToolChoice(choice: ToolChoice): 'auto' | 'none' | 'tool' {
  * so `continuation` needs no extra instruction.
  */
 export function convertRequest(request: ProviderRequest, options: { upstreamModel: string; stream: boolean }): Record<string, unknown> {
+  // Reka's Chat API has no option that constrains the answer to a schema: it is asked for in the prompt (as
+  // a system text, which goes after the client's at the start of the first user turn).
+  const messages =
+    request.responseFormat === undefined
+      ? request.messages
+      : [...request.messages, { role: 'system' as const, content: structuredOutputInstruction(request.responseFormat) }];
   const body: Record<string, unknown> = {
     model: options.upstreamModel,
-    messages: convertMessages(request.messages),
+    messages: convertMessages(messages),
     max_tokens: request.maxTokens,
     stream: options.stream,
   };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ToolDefinition } from '../../spec/messages.ts';
+import type { ResponseFormat, ToolDefinition } from '../../spec/messages.ts';
 import type { StreamPart } from '../../spec/stream-parts.ts';
 
 /** A URL given flat (`"image_url": "https://..."`, Reka) or as an object (`{"url": ...}`, OpenAI). */
@@ -32,6 +32,32 @@ export const samplingSchema = {
   presence_penalty: z.number().min(-2).max(2).optional(),
   stream: z.boolean().optional(),
 };
+
+/**
+ * `response_format` as OpenAI defines it (and Reka's `/v1/chat`, the same field): `text` (the default, nothing
+ * asked), `json_object`, or `json_schema` with a schema the chat service compiles (a bad one is a 400 there).
+ */
+export const responseFormatSchema = z
+  .discriminatedUnion('type', [
+    z.looseObject({ type: z.literal('text') }),
+    z.looseObject({ type: z.literal('json_object') }),
+    z.looseObject({
+      type: z.literal('json_schema'),
+      json_schema: z.looseObject({
+        name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'json_schema.name uses letters, digits, _ and - only, at most 64 of them'),
+        description: z.string().optional(),
+        schema: z.record(z.string(), z.unknown()),
+        strict: z.boolean().nullish(),
+      }),
+    }),
+  ])
+  .optional()
+  .transform((format): ResponseFormat | undefined => {
+    if (format === undefined || format.type === 'text') return undefined;
+    if (format.type === 'json_object') return { type: 'json_object' };
+    const { name, schema, strict } = format.json_schema;
+    return { type: 'json_schema', name, schema, ...(typeof strict === 'boolean' ? { strict } : {}) };
+  });
 
 /** Tool outputs may be any JSON; models receive text. */
 export function outputToText(output: unknown): string {

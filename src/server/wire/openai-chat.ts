@@ -7,6 +7,7 @@ import {
   checkUniqueToolNames,
   mediaUrlSchema,
   outputToText,
+  responseFormatSchema,
   samplingSchema,
   sseFrame,
   type EventEncoder,
@@ -114,7 +115,7 @@ export const openAiChatRequestSchema = z
         z.looseObject({ type: z.literal('function'), function: z.looseObject({ name: toolNameSchema }) }),
       ])
       .optional(),
-    response_format: z.looseObject({ type: z.literal('text', { error: 'only response_format {"type":"text"} is supported' }) }).optional(),
+    response_format: responseFormatSchema,
   })
   .superRefine((request, context) =>
     checkUniqueToolNames(
@@ -168,6 +169,7 @@ export function fromOpenAiRequest(body: OpenAiChatRequest, defaultMaxTokens: num
       parameters: tool.function.parameters,
     })),
     toolChoice: choice === undefined || typeof choice === 'string' ? choice : { name: choice.function.name },
+    responseFormat: body.response_format,
   };
 }
 

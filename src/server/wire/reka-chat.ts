@@ -6,6 +6,7 @@ import {
   checkUniqueToolNames,
   mediaUrlSchema,
   outputToText,
+  responseFormatSchema,
   samplingSchema,
   sseFrame,
   type EventEncoder,
@@ -78,6 +79,7 @@ export const rekaChatRequestSchema = z
       .optional(),
     tool_choice: z.enum(['auto', 'tool', 'none']).optional(),
     use_search_engine: z.boolean().optional(),
+    response_format: responseFormatSchema,
   })
   .superRefine((request, context) => checkUniqueToolNames(request.tools, context));
 
@@ -121,6 +123,7 @@ export function fromRekaRequest(body: RekaChatRequest, defaultMaxTokens: number)
     tools: body.tools?.map((tool) => ({ name: tool.name, description: tool.description, parameters: tool.parameters })),
     toolChoice: body.tool_choice === 'tool' ? 'required' : body.tool_choice,
     useSearchEngine: body.use_search_engine,
+    responseFormat: body.response_format,
   };
 }
 
