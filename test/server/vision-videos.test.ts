@@ -424,14 +424,14 @@ describe('limits.maxConcurrentUploads', () => {
       await expectError(refused, 429, 'rate_limit_error');
       // The bound is shared by every route that takes an upload: images, assets, audio and quicktag wait too.
       const image = new FormData();
-      image.set('images', new Blob([videoBytes]), 'photo.jpg');
+      image.set('images', new Blob([new Uint8Array(videoBytes)]), 'photo.jpg');
       await expectError(
         await fetch(`${limited.url}/v1/images/upload`, { method: 'POST', headers: { 'x-api-key': limited.key }, body: image }),
         429,
         'rate_limit_error',
       );
       const asset = new FormData();
-      asset.set('asset', new Blob([videoBytes]), 'clip.mp4');
+      asset.set('asset', new Blob([new Uint8Array(videoBytes)]), 'clip.mp4');
       await expectError(
         await fetch(`${limited.url}/api/assets`, { method: 'POST', headers: { 'x-api-key': limited.key }, body: asset }),
         429,
