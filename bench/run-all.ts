@@ -14,6 +14,7 @@ import { runVideoIndexing } from './video-indexing.ts';
 import { runVideoSampling } from './video-sampling.ts';
 import { runVideoSearchLatency } from './video-search-latency.ts';
 import { runVideoSearchQuality } from './video-search-quality.ts';
+import { runVideoQaLatency } from './video-qa-latency.ts';
 
 const { values } = parseArgs({ options: { 'cpu-prof-dir': { type: 'string' }, strict: { type: 'boolean', default: false } } });
 const profileDir = values['cpu-prof-dir'] === undefined ? undefined : resolve(values['cpu-prof-dir']);
@@ -27,6 +28,7 @@ const benches: ReadonlyArray<{ name: string; run: () => Promise<unknown> }> = [
   { name: 'video-indexing', run: () => runVideoIndexing() },
   { name: 'video-search-quality', run: () => runVideoSearchQuality() },
   { name: 'video-search-latency', run: () => runVideoSearchLatency() },
+  { name: 'video-qa-latency', run: () => runVideoQaLatency() },
   { name: 'ann', run: () => runAnn() },
 ];
 
