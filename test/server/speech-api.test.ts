@@ -1,6 +1,8 @@
 // The Speech API (/v1/transcription_or_translation) and OpenAI's audio routes, against local upstreams over real
 // HTTP: a transcriber, a chat model that translates and a text-to-speech server.
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -8,6 +10,7 @@ import { sendJson, startFakeUpstream, type FakeUpstream } from '../helpers/fake-
 import { garbage, makeAudio, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
+import { buildTinyWhisperModel } from '../helpers/ggml-whisper-writer.ts';
 
 const SEGMENTS = [
   { start: 0, end: 1.25, text: ' Good morning.' },
@@ -203,6 +206,49 @@ describe('POST /v1/transcription_or_translation', () => {
       'not_found_error',
     );
   });
+});
+
+describe('with the embedded whisper.cpp transcriber', () => {
+  it('transcribes with a generated whisper model, then translates its timed segments', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ocular-speech-whisper-'));
+    const modelPath = join(dir, 'ggml-tiny-random.bin');
+    writeFileSync(modelPath, buildTinyWhisperModel({ seed: 1 }));
+    const local = await startOcular({
+      models: [{ id: 'translator', provider: 'openai-compatible', baseUrl: `${chatModel.url}/v1`, model: 'm', maxRetries: 0 }],
+      transcriber: { provider: 'whisper', modelPath, threads: 2 },
+      textToSpeech: { provider: 'none' },
+    });
+    try {
+      translateAs('IT');
+      const longer = await readFile(await makeAudio({ format: 'wav', seconds: 6, sampleRate: 16_000, channels: 1 }));
+      const response = await post(local, { audio_url: `data:audio/wav;base64,${longer.toString('base64')}`, target_language: 'italian' });
+      const body = (await response.json()) as {
+        transcript: string;
+        duration: number;
+        language?: string;
+        translation: string;
+        transcript_translation_with_timestamp: Array<{ start: number; end: number; transcript: string }>;
+      };
+      expect(response.status, JSON.stringify(body)).toBe(200);
+      expect(body.duration).toBeCloseTo(6, 1);
+      expect(typeof body.transcript).toBe('string');
+      // Random weights say nonsense, but whisper.cpp still times it: segments in order, inside the audio.
+      let previous = 0;
+      for (const segment of body.transcript_translation_with_timestamp) {
+        expect(segment.start).toBeGreaterThanOrEqual(previous);
+        expect(segment.end).toBeGreaterThanOrEqual(segment.start);
+        expect(segment.end).toBeLessThanOrEqual(6.01);
+        expect(segment.transcript.startsWith('IT: ')).toBe(true);
+        previous = segment.start;
+      }
+      expect(body.transcript_translation_with_timestamp.length).toBeGreaterThan(0);
+      const sent = chatModel.requests.at(-1)!.body as { messages: Array<{ content: string }> };
+      expect((JSON.parse(sent.messages.at(-1)!.content) as string[]).length).toBe(body.transcript_translation_with_timestamp.length);
+    } finally {
+      await local.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('OpenAI audio routes, through the openai SDK', () => {
