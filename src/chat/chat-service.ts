@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import type { Limits } from '../config/schema.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
-import type { ChatMessage, ChatRequest, ChatResult, PromptMessage } from '../spec/messages.ts';
+import type { ChatMessage, ChatRequest, ChatResult, PromptMessage, Usage } from '../spec/messages.ts';
 import type { LanguageModel, ProviderRequest } from '../spec/provider.ts';
 import type { StreamPart } from '../spec/stream-parts.ts';
 import { findStop, guardStream } from './guard-stream.ts';
@@ -30,16 +30,25 @@ export interface ChatStream {
   parts: ReadableStream<StreamPart>;
 }
 
+/** Told of every call to a model (for metrics): what it cost when it answered, what went wrong when it did not. */
+export interface ChatObserver {
+  /** `seconds` until the answer was complete (a stream's last part). */
+  answered(model: string, usage: Usage, seconds: number): void;
+  failed(model: string, error: unknown, seconds: number): void;
+}
+
 /** Chat behaviour shared by every wire format: model choice, limits, media, continuation and stop strings. */
 export class ChatService {
   readonly #models: ModelRegistry;
   readonly #limits: Limits;
   readonly #media: MediaResolver;
+  readonly #observer: ChatObserver | undefined;
 
-  constructor(models: ModelRegistry, limits: Limits, media: MediaResolver) {
+  constructor(models: ModelRegistry, limits: Limits, media: MediaResolver, observer?: ChatObserver) {
     this.#models = models;
     this.#limits = limits;
     this.#media = media;
+    this.#observer = observer;
   }
 
   get modelNames(): readonly string[] {
@@ -135,7 +144,15 @@ export class ChatService {
   }
 
   async #complete(prepared: PreparedChat, signal: AbortSignal): Promise<ChatResult> {
-    const result = await prepared.model.generate(prepared.request, signal);
+    const started = performance.now();
+    let result;
+    try {
+      result = await prepared.model.generate(prepared.request, signal);
+    } catch (error) {
+      this.#observer?.failed(prepared.modelName, error, (performance.now() - started) / 1000);
+      throw error;
+    }
+    this.#observer?.answered(prepared.modelName, result.usage, (performance.now() - started) / 1000);
     let { text, finishReason } = result;
     const stops = prepared.request.stop?.filter((stop) => stop !== '') ?? [];
     const stopAt = findStop(text, stops);
@@ -160,9 +177,31 @@ export class ChatService {
     const prepared = await this.prepare(request, signal);
     const stopped = new AbortController();
     const upstreamSignal = AbortSignal.any([signal, stopped.signal]);
-    const source = await prepared.model.stream(prepared.request, upstreamSignal);
+    const started = performance.now();
+    let source: ReadableStream<StreamPart>;
+    try {
+      source = await prepared.model.stream(prepared.request, upstreamSignal);
+    } catch (error) {
+      this.#observer?.failed(prepared.modelName, error, (performance.now() - started) / 1000);
+      throw error;
+    }
     const parts = guardStream(source, { stop: prepared.request.stop, onStop: () => stopped.abort(), signal: upstreamSignal });
-    return { id: prepared.id, modelName: prepared.modelName, parts };
+    return { id: prepared.id, modelName: prepared.modelName, parts: this.#observed(parts, prepared.modelName, started) };
+  }
+  /** The parts as they are, telling the observer how the stream ended. */
+  #observed(parts: ReadableStream<StreamPart>, model: string, started: number): ReadableStream<StreamPart> {
+    const observer = this.#observer;
+    if (observer === undefined) return parts;
+    const seconds = (): number => (performance.now() - started) / 1000;
+    return parts.pipeThrough(
+      new TransformStream<StreamPart, StreamPart>({
+        transform(part, controller) {
+          if (part.type === 'finish') observer.answered(model, part.usage, seconds());
+          else if (part.type === 'error') observer.failed(model, part.error, seconds());
+          controller.enqueue(part);
+        },
+      }),
+    );
   }
 }
 

@@ -224,6 +224,31 @@ export const qaSchema = z.strictObject({
   quicktagFrames: z.int().min(1).max(64).default(8),
 });
 
+/** `GET /metrics` (Prometheus text format). */
+export const metricsSchema = z.strictObject({
+  /** @default true */
+  enabled: z.boolean().default(true),
+  /** Served without an API key (for a scraper on a private network). @default false */
+  public: z.boolean().default(false),
+});
+
+/**
+ * Per-key rate limits and quotas, on every authenticated route. `memory` counts in this process; `redis` shares the
+ * counts among every Ocular process that uses the same Redis.
+ */
+export const rateLimitsSchema = z.strictObject({
+  /** Requests per key per minute; unset: no limit. */
+  requestsPerMinute: z.int().min(1).max(10_000_000).optional(),
+  /** Model tokens (input plus output) per key per UTC day, counted on the chat routes; unset: no quota. */
+  tokensPerDay: z.int().min(1).max(1_000_000_000_000).optional(),
+  /** @default memory */
+  store: z.enum(['memory', 'redis']).default('memory'),
+  /** For the redis store. @default redis://127.0.0.1:6379 */
+  redisUrl: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
+  /** Prefix of the Redis keys, so several deployments can share one Redis. @default ocular:ratelimit */
+  redisPrefix: z.string().min(1).max(200).default('ocular:ratelimit'),
+});
+
 export const configFileSchema = z.strictObject({
   $schema: z.string().optional(),
   /** Model used when a request names none. @default the first entry of `models` */
@@ -242,6 +267,8 @@ export const configFileSchema = z.strictObject({
   search: searchSchema.prefault({}),
   memory: memorySchema.prefault({}),
   qa: qaSchema.prefault({}),
+  metrics: metricsSchema.prefault({}),
+  rateLimits: rateLimitsSchema.prefault({}),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;
@@ -254,3 +281,5 @@ export type ConversationSettings = z.infer<typeof conversationsSchema>;
 export type SearchSettings = z.infer<typeof searchSchema>;
 export type MemorySettings = z.infer<typeof memorySchema>;
 export type QaSettings = z.infer<typeof qaSchema>;
+export type MetricsSettings = z.infer<typeof metricsSchema>;
+export type RateLimitSettings = z.infer<typeof rateLimitsSchema>;

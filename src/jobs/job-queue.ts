@@ -55,6 +55,8 @@ export interface JobQueue {
   cancel(id: string): Job | undefined;
   /** Newest first. */
   list(options: ListJobsOptions): Job[];
+  /** How many jobs there are of each kind in each status (queue depth, for metrics and readiness). */
+  counts(): Array<{ kind: string; status: JobStatus; count: number }>;
 }
 
 export type JobEvent = { type: 'enqueued'; job: Job } | { type: 'cancel-requested'; id: string };
@@ -288,6 +290,14 @@ export class SqliteJobQueue implements WorkerQueue {
 
   runningOwners(): string[] {
     return this.#statements.runningOwners.all();
+  }
+
+  counts(): Array<{ kind: string; status: JobStatus; count: number }> {
+    return this.#db
+      .prepare<[], { kind: string; status: JobStatus; count: number }>(
+        'SELECT kind, status, count(*) AS count FROM jobs GROUP BY kind, status',
+      )
+      .all();
   }
 
   subscribe(listener: (event: JobEvent) => void): () => void {

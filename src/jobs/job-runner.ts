@@ -49,6 +49,8 @@ export interface JobRunnerOptions {
   backoffMaxMs?: number | undefined;
   /** Names this worker in lease columns. @default `<host>:<pid>:<random>` */
   owner?: string | undefined;
+  /** Told how each run ended and how long it took (for metrics). */
+  onSettled?: ((kind: string, outcome: 'completed' | 'failed' | 'cancelled' | 'released', seconds: number) => void) | undefined;
 }
 
 type AbortCause = 'cancelled' | 'stopping' | 'lease-lost';
@@ -81,6 +83,7 @@ export class JobRunner {
   readonly #recoverMs: number;
   readonly #backoffBaseMs: number;
   readonly #backoffMaxMs: number;
+  readonly #onSettled: JobRunnerOptions['onSettled'];
   readonly #running = new Map<string, Running>();
   readonly #settled = new Set<Promise<void>>();
   #started = false;
@@ -99,6 +102,7 @@ export class JobRunner {
     this.#backoffBaseMs = options.backoffBaseMs ?? 1000;
     this.#backoffMaxMs = options.backoffMaxMs ?? 300_000;
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    this.#onSettled = options.onSettled;
   }
 
   /** Registers the handler for one kind of job; register before `start()`. */
@@ -227,6 +231,7 @@ export class JobRunner {
     };
     let failure: unknown;
     let failed = false;
+    const started = performance.now();
     try {
       await handler(job, context);
     } catch (error) {
@@ -235,6 +240,9 @@ export class JobRunner {
     } finally {
       clearInterval(timer);
     }
+    const outcome =
+      running.cause === 'cancelled' ? 'cancelled' : running.cause !== undefined ? 'released' : failed ? 'failed' : 'completed';
+    this.#onSettled?.(job.kind, outcome, (performance.now() - started) / 1000);
     try {
       this.#record(running, failed, failure);
     } catch (error) {

@@ -16,6 +16,17 @@ import { registerImageBlobRoutes, registerImageRoutes, type ImageRouteDependenci
 import { registerVisionBlobRoutes, registerVisionRoutes, type VisionRouteDependencies } from './vision-routes.ts';
 import { registerMcpRoute } from '../mcp/http-route.ts';
 import { UploadGate } from './upload-gate.ts';
+import type { ServerMetrics } from './metrics.ts';
+import type { RateLimits } from './rate-limits.ts';
+
+/** One dependency `/readyz` checks: resolves when it works, rejects saying what is wrong. */
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<void> | void;
+}
+
+/** How long one readiness check may take before it counts as failed. */
+const READINESS_TIMEOUT_MS = 2_000;
 import { registerSpeechRoutes, type SpeechRouteDependencies } from './speech-routes.ts';
 import { DEFAULT_MAX_TOKENS } from './chat-routes.ts';
 import { registerConversationBlobRoutes, registerConversationRoutes, type ConversationRouteDependencies } from './conversation-routes.ts';
@@ -43,6 +54,12 @@ export interface AppDependencies {
   qa?: QaRouteDependencies | undefined;
   /** Clip generation; its routes are absent without it. */
   clips?: ClipRouteDependencies | undefined;
+  /** Absent when `metrics.enabled` is false. */
+  metrics?: { registry: ServerMetrics; public: boolean } | undefined;
+  /** Absent when no limit is configured. */
+  rateLimits?: RateLimits | undefined;
+  /** What `/readyz` checks (the database, the job queue, the blob folders, Redis when used). */
+  readiness?: readonly ReadinessCheck[] | undefined;
   /** The web playground at `/`; absent without it. */
   web?: WebRouteDependencies | undefined;
 }
@@ -66,7 +83,7 @@ function allowedMethods(app: Hono<Env>, path: string): string[] {
  * (chat-routes.ts); both share what every request goes through (edge.ts).
  */
 export function createApp(deps: AppDependencies): Hono<Env> {
-  const { chat, verifier, limits, logger, signals } = deps;
+  const { chat, verifier, limits, logger, signals, metrics, rateLimits } = deps;
   // Collapse `//` in paths, as the chat routes do: the Reka SDK joins a base URL ending in `/` with `/path`.
   const app = new Hono<Env>({ getPath: (request) => routePath(getPath(request)) });
 
@@ -79,6 +96,15 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     else c.header(REQUEST_ID_HEADER, requestId);
     const started = performance.now();
     await next();
+    if (metrics) {
+      // The pattern the request matched (`/v1/videos/:id`), never the raw path: labels stay bounded.
+      const route = c.req.matchedRoutes.findLast((candidate) => candidate.method !== 'ALL')?.path ?? 'unmatched';
+      const status = c.res.status;
+      const record = () => metrics.registry.request(route, c.req.method, status, (performance.now() - started) / 1000);
+      // A streamed answer is timed to its last byte when Node's response is at hand.
+      if (outgoing && !outgoing.writableFinished) outgoing.once('close', record);
+      else record();
+    }
     logger.info('request', {
       requestId,
       method: c.req.method,
@@ -105,6 +131,36 @@ export function createApp(deps: AppDependencies): Hono<Env> {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
+  // Readiness: each dependency answers, within a bound; 503 naming the ones that do not.
+  app.get('/readyz', async (c) => {
+    const results = await Promise.all(
+      (deps.readiness ?? []).map(async ({ name, check }) => {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          await Promise.race([
+            check(),
+            new Promise((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`no answer within ${READINESS_TIMEOUT_MS} ms`)), READINESS_TIMEOUT_MS);
+            }),
+          ]);
+          return [name, { status: 'ok' }] as const;
+        } catch (error) {
+          return [name, { status: 'failing', error: (error as Error).message }] as const;
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    const ready = results.every(([, result]) => result.status === 'ok');
+    return c.json({ status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) }, ready ? 200 : 503);
+  });
+
+  const serveMetrics = async (c: Context) => {
+    const { body, contentType } = await metrics!.registry.render();
+    return c.body(body, 200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
+  };
+  if (metrics?.public) app.get('/metrics', serveMetrics);
+
   // The API reference: built on first use from the routes registered by then (all of them: registration ends
   // before the server listens), so a route without an entry in OPERATIONS shows up as undocumented.
   let reference: Record<string, unknown> | undefined;
@@ -121,12 +177,17 @@ export function createApp(deps: AppDependencies): Hono<Env> {
   if (deps.web) registerWebRoutes(app, { publicBaseUrl: deps.vision?.publicBaseUrl, ...deps.web });
 
   app.use(async (c, next) => {
-    c.set(
-      'owner',
-      authenticate(verifier, (name) => requestHeader(c, name)),
-    );
+    const owner = authenticate(verifier, (name) => requestHeader(c, name));
+    c.set('owner', owner);
+    if (rateLimits) {
+      await rateLimits.admitRequest(owner, (headers) => {
+        for (const [name, value] of Object.entries(headers)) c.header(name, value);
+      });
+    }
     await next();
   });
+
+  if (metrics && !metrics.public) app.get('/metrics', serveMetrics);
 
   /** Aborted when the client goes away before the response is complete, or on shutdown. */
   const requestSignal = (c: Context): AbortSignal => {

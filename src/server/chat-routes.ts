@@ -6,7 +6,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatService } from '../chat/chat-service.ts';
 import type { Limits } from '../config/schema.ts';
+import type { Usage } from '../spec/messages.ts';
 import type { StreamPart } from '../spec/stream-parts.ts';
+import type { ServerMetrics } from './metrics.ts';
+import type { RateLimits } from './rate-limits.ts';
 import type { ApiKeyVerifier } from '../store/api-keys.ts';
 import { authenticate, errorReply, MethodNotAllowedError, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
 import { parseBody } from './errors.ts';
@@ -26,10 +29,14 @@ export interface ChatRouteDependencies {
   limits: Limits;
   logger: Logger;
   signals: RequestSignals;
+  /** Absent when `metrics.enabled` is false. */
+  metrics?: ServerMetrics | undefined;
+  /** Absent when no limit is configured. */
+  rateLimits?: RateLimits | undefined;
 }
 
-/** A route's answer: a JSON body, or stream parts sent as server-sent events. */
-type ChatReply = { json: unknown } | { parts: ReadableStream<StreamPart>; encoder: EventEncoder };
+/** A route's answer: a JSON body (with the tokens it cost), or stream parts sent as server-sent events. */
+type ChatReply = { json: unknown; usage: Usage } | { parts: ReadableStream<StreamPart>; encoder: EventEncoder };
 
 type ChatRoute = (body: unknown, signal: AbortSignal) => Promise<ChatReply>;
 
@@ -47,14 +54,20 @@ function routes(chat: ChatService): ReadonlyMap<string, ChatRoute> {
   const reka: ChatRoute = async (json, signal) => {
     const body = parseBody(rekaChatRequestSchema, json);
     const request = fromRekaRequest(body, DEFAULT_MAX_TOKENS);
-    if (!body.stream) return { json: toRekaResponse(await chat.generate(request, signal)) };
+    if (!body.stream) {
+      const result = await chat.generate(request, signal);
+      return { json: toRekaResponse(result), usage: result.usage };
+    }
     const { id, modelName, parts } = await chat.stream(request, signal);
     return { parts, encoder: createRekaStreamEncoder(id, modelName) };
   };
   const openAi: ChatRoute = async (json, signal) => {
     const body = parseBody(openAiChatRequestSchema, json);
     const request = fromOpenAiRequest(body, DEFAULT_MAX_TOKENS);
-    if (!body.stream) return { json: toOpenAiResponse(await chat.generate(request, signal)) };
+    if (!body.stream) {
+      const result = await chat.generate(request, signal);
+      return { json: toOpenAiResponse(result), usage: result.usage };
+    }
     const { id, modelName, parts } = await chat.stream(request, signal);
     return { parts, encoder: createOpenAiStreamEncoder(id, modelName, body.stream_options?.include_usage ?? false) };
   };
@@ -93,7 +106,12 @@ function drained(outgoing: ServerResponse): Promise<void> {
  * Writes the events of `parts` as they come, waiting for the socket to drain; a client that goes away cancels
  * the stream. The encoder's opening event leaves at once, before the first part is read.
  */
-async function sendEvents(outgoing: ServerResponse, parts: ReadableStream<StreamPart>, encoder: EventEncoder): Promise<void> {
+async function sendEvents(
+  outgoing: ServerResponse,
+  parts: ReadableStream<StreamPart>,
+  encoder: EventEncoder,
+  onUsage: ((usage: Usage) => void) | undefined,
+): Promise<void> {
   outgoing.writeHead(200, SSE_HEADERS);
   const reader = parts.getReader();
   const cancel = (): void => void reader.cancel().catch(() => undefined);
@@ -113,6 +131,7 @@ async function sendEvents(outgoing: ServerResponse, parts: ReadableStream<Stream
     await send(encoder.opening);
     for (let next = await reader.read(); !next.done; next = await reader.read()) {
       if (outgoing.destroyed) return;
+      if (next.value.type === 'finish') onUsage?.(next.value.usage);
       await send(encoder.encode(next.value));
     }
     outgoing.end();
@@ -129,8 +148,11 @@ async function sendEvents(outgoing: ServerResponse, parts: ReadableStream<Stream
  * method but `POST`), returns false for anything else (the caller hands that to the app).
  */
 export function createChatRoutes(deps: ChatRouteDependencies): (incoming: IncomingMessage, outgoing: ServerResponse) => boolean {
-  const { verifier, limits, logger, signals } = deps;
+  const { verifier, limits, logger, signals, metrics, rateLimits } = deps;
   const table = routes(deps.chat);
+  const setHeaders = (outgoing: ServerResponse) => (headers: Record<string, string>) => {
+    for (const [name, value] of Object.entries(headers)) outgoing.setHeader(name, value);
+  };
 
   const serve = async (route: ChatRoute, incoming: IncomingMessage, outgoing: ServerResponse, path: string): Promise<void> => {
     const started = performance.now();
@@ -147,12 +169,34 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
         ...(outgoing.writableFinished ? {} : { completed: false }),
       }),
     );
+    if (metrics)
+      outgoing.once('close', () => metrics.request(path, incoming.method ?? '', outgoing.statusCode, (performance.now() - started) / 1000));
     try {
-      authenticate(verifier, (name) => nodeHeader(incoming, name));
+      const owner = authenticate(verifier, (name) => nodeHeader(incoming, name));
       if (incoming.method !== 'POST') throw new MethodNotAllowedError(incoming.method ?? '', path, ['POST']);
+      let spend: ((usage: Usage) => void) | undefined;
+      if (rateLimits) {
+        await rateLimits.admitRequest(owner, setHeaders(outgoing));
+        await rateLimits.checkTokens(owner, setHeaders(outgoing));
+        if (rateLimits.countsTokens) {
+          spend = (usage) =>
+            void rateLimits
+              .spendTokens(owner, usage.inputTokens + usage.outputTokens)
+              .catch((error: unknown) => logger.warn('could not count tokens against the quota', { requestId, error: String(error) }));
+        }
+      }
       const reply = await route(await readJsonBody(incoming, limits), signals.forResponse(outgoing));
-      if ('json' in reply) sendJson(outgoing, 200, reply.json);
-      else await sendEvents(outgoing, reply.parts, reply.encoder);
+      if ('json' in reply) {
+        spend?.(reply.usage);
+        sendJson(outgoing, 200, reply.json);
+      } else {
+        const closeStream = metrics?.streamOpened();
+        try {
+          await sendEvents(outgoing, reply.parts, reply.encoder, spend);
+        } finally {
+          closeStream?.();
+        }
+      }
     } catch (error) {
       if (outgoing.headersSent) {
         outgoing.destroy();

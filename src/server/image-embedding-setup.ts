@@ -1,7 +1,7 @@
 import { ConfigError } from '../config/load-config.ts';
 import type { MediaSettings } from '../config/schema.ts';
 import type { SqliteJobQueue } from '../jobs/job-queue.ts';
-import { JobRunner } from '../jobs/job-runner.ts';
+import { JobRunner, type JobRunnerOptions } from '../jobs/job-runner.ts';
 import { createMediaFetcher } from '../media/fetch-media.ts';
 import { createClipModel, inspectClipFolder, type ImageEmbeddingModel } from '../perception/clip/clip-model.ts';
 import type { BlobStore } from '../store/blob-store.ts';
@@ -45,8 +45,9 @@ export function createImageEmbeddingSearch(options: {
   segments: SegmentSearchStore;
   blobs: BlobStore;
   logger: Logger;
+  onSettled?: JobRunnerOptions['onSettled'];
 }) {
-  const { db, dataDir, modelPath, media, jobs, segments, blobs, logger } = options;
+  const { db, dataDir, modelPath, media, jobs, segments, blobs, logger, onSettled } = options;
   if (modelPath === undefined) return undefined;
   let model;
   try {
@@ -59,7 +60,7 @@ export function createImageEmbeddingSearch(options: {
   const dropped = keyframes.dropOtherModels();
   if (dropped > 0) logger.warn('the image embedding model changed: keyframes are embedded again', { dropped });
   const vectors = keyframeVectors(dataDir, keyframes);
-  const runner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
+  const runner = new JobRunner({ queue: jobs, log: logger, onSettled, concurrency: 1 }).handle(
     EMBED_KEYFRAMES_JOB,
     createEmbedKeyframesHandler({ embeddings: keyframes, vectors, model, blobs, log: logger }),
   );
@@ -110,8 +111,9 @@ export function createImageLibrarySearch(options: {
   clip: ImageEmbeddingModel | undefined;
   text: { embed: Embed; modelId: string } | undefined;
   logger: Logger;
+  onSettled?: JobRunnerOptions['onSettled'];
 }) {
-  const { db, dataDir, jobs, library, store, blobs, clip, text, logger } = options;
+  const { db, dataDir, jobs, library, store, blobs, clip, text, logger, onSettled } = options;
   const parts: ImageEmbeddingParts = {};
   if (clip !== undefined) {
     const embeddings = new ImageEmbeddingStore(db, 'picture', clip.id);
@@ -129,7 +131,7 @@ export function createImageLibrarySearch(options: {
   if (parts.pictures === undefined && parts.texts === undefined) {
     return { search, queue: (): void => undefined, start: (): void => undefined, stop: async (): Promise<void> => undefined };
   }
-  const runner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
+  const runner = new JobRunner({ queue: jobs, log: logger, onSettled, concurrency: 1 }).handle(
     EMBED_IMAGES_JOB,
     createEmbedImagesHandler({ ...parts, blobs, log: logger }),
   );

@@ -75,6 +75,19 @@ const signedQuery = z.strictObject({
  */
 export const OPERATIONS: Readonly<Record<string, OperationSpec>> = {
   'GET /healthz': { summary: 'Liveness', tag: 'Operations', access: 'public', query: NO_INPUT, success: json('`{"status":"ok"}`') },
+  'GET /readyz': {
+    summary: 'Readiness: the database, job queue, blob folders (and Redis when used) answer',
+    tag: 'Operations',
+    access: 'public',
+    query: NO_INPUT,
+    success: json('`{"status":"ready","checks":{"database":{"status":"ok"},…}}`; 503 with `not_ready` when one fails'),
+  },
+  'GET /metrics': {
+    summary: 'Prometheus metrics (needs a key unless `metrics.public`)',
+    tag: 'Operations',
+    query: NO_INPUT,
+    success: file('text/plain; version=0.0.4', 'The exposition text'),
+  },
   'GET /openapi.json': {
     summary: 'This API reference (OpenAPI 3.1)',
     tag: 'Operations',

@@ -28,7 +28,10 @@ import { VideoStore } from '../store/video-store.ts';
 import { ImageBlobStore } from '../store/image-blob-store.ts';
 import { ImageStore } from '../store/image-store.ts';
 import { SqliteJobQueue } from '../jobs/job-queue.ts';
-import { JobRunner } from '../jobs/job-runner.ts';
+import { JobRunner, type JobRunnerOptions } from '../jobs/job-runner.ts';
+import { ServerMetrics } from './metrics.ts';
+import { RateLimits } from './rate-limits.ts';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { createIndexingAnalyzers, type Captioner } from '../vision/indexing/analyzers.ts';
 import type { AnalyzerModel } from '../models/analyzer-catalog.ts';
 import { createChatCaptioner } from '../vision/indexing/chat-captioner.ts';
@@ -54,7 +57,7 @@ import type { ClipRouteDependencies } from './clip-routes.ts';
 import { ClipBlobStore, ClipStore } from '../store/clip-store.ts';
 import { CLIP_JOB, ClipService } from '../vision/clips.ts';
 import { createClipJobHandler } from '../vision/clip-job.ts';
-import { createApp } from './app.ts';
+import { createApp, type ReadinessCheck } from './app.ts';
 import { createChatRoutes } from './chat-routes.ts';
 import { createConversations } from './conversation-routes.ts';
 import { DEFAULT_WEB_DIR } from './web-routes.ts';
@@ -200,8 +203,9 @@ function createSemanticSearch(options: {
   jobs: SqliteJobQueue;
   segments: SegmentSearchStore;
   logger: Logger;
+  onSettled?: JobRunnerOptions['onSettled'];
 }) {
-  const { db, dataDir, models, embeddingModel, jobs, segments, logger } = options;
+  const { db, dataDir, models, embeddingModel, jobs, segments, logger, onSettled } = options;
   if (embeddingModel === undefined) return undefined;
   let model: LanguageModel;
   try {
@@ -221,7 +225,7 @@ function createSemanticSearch(options: {
   const dropped = embeddings.dropOtherModels();
   if (dropped > 0) logger.warn('the embedding model changed: segments are embedded again', { dropped });
   const vectors = new SegmentVectors(dataDir, embeddings);
-  const runner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
+  const runner = new JobRunner({ queue: jobs, log: logger, onSettled, concurrency: 1 }).handle(
     EMBED_SEGMENTS_JOB,
     createEmbedSegmentsHandler({ embeddings, vectors, embed }),
   );
@@ -252,10 +256,12 @@ interface VisionSetup {
   modelsDir: string;
   logger: Logger;
   dependencies: ServerDependencies;
+  /** Absent when `metrics.enabled` is false. */
+  metrics: ServerMetrics | undefined;
 }
 
 /** The video library: stores, signed URLs, analyzers, and the workers that index videos and deliver webhooks. */
-function createVision({ settings, db, chat, models, transcriber, modelsDir, logger, dependencies }: VisionSetup) {
+function createVision({ settings, db, chat, models, transcriber, modelsDir, logger, dependencies, metrics }: VisionSetup) {
   const { config, dataDir } = settings;
   const { indexing, media, vision } = config;
   let captioner: Captioner | undefined;
@@ -291,6 +297,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     indexing.captionModel === undefined ? undefined : createVideoSummarizer(chat, indexing.captionModel, store, summaries);
   const blobs = new BlobStore(join(dataDir, 'videos'));
   const jobs = new SqliteJobQueue(db);
+  metrics?.watchJobs(jobs);
   const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts });
   const webhooks = new WebhookNotifier({
     jobs,
@@ -315,7 +322,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxSide: media.maxImageSide,
     maxPixels: media.maxImagePixels,
   });
-  const indexer = new JobRunner({ queue: jobs, log: logger, concurrency: indexing.concurrency })
+  const indexer = new JobRunner({ queue: jobs, log: logger, onSettled: metrics?.jobSettled, concurrency: indexing.concurrency })
     .handle(
       INDEX_VIDEO_JOB,
       createIndexVideoHandler({
@@ -338,9 +345,21 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
       INDEX_IMAGE_JOB,
       createIndexImageHandler({ store: imageStore, blobs: imageBlobs, analyzers, log: logger, onIndexed: () => imageSearch.queue() }),
     );
-  const deliverer = new JobRunner({ queue: jobs, log: logger, concurrency: 4 }).handle(WEBHOOK_JOB, createWebhookHandler(webhookFetcher));
+  const deliverer = new JobRunner({ queue: jobs, log: logger, onSettled: metrics?.jobSettled, concurrency: 4 }).handle(
+    WEBHOOK_JOB,
+    createWebhookHandler(webhookFetcher),
+  );
   const segments = new SegmentSearchStore(db);
-  const semantic = createSemanticSearch({ db, dataDir, models, embeddingModel: indexing.embeddingModel, jobs, segments, logger });
+  const semantic = createSemanticSearch({
+    db,
+    dataDir,
+    models,
+    embeddingModel: indexing.embeddingModel,
+    jobs,
+    segments,
+    logger,
+    onSettled: metrics?.jobSettled,
+  });
   const imageEmbeddings = createImageEmbeddingSearch({
     db,
     dataDir,
@@ -350,6 +369,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     segments,
     blobs,
     logger,
+    onSettled: metrics?.jobSettled,
   });
   const imageSearch = createImageLibrarySearch({
     db,
@@ -361,6 +381,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     clip: imageEmbeddings?.model,
     text: semantic,
     logger,
+    onSettled: metrics?.jobSettled,
   });
   const search = new VideoSearch({
     segments,
@@ -429,7 +450,7 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     maxAttempts: indexing.maxAttempts,
     maxConcurrentFetches: config.limits.maxConcurrentUploads,
   });
-  const clipRunner = new JobRunner({ queue: jobs, log: logger, concurrency: 1 }).handle(
+  const clipRunner = new JobRunner({ queue: jobs, log: logger, onSettled: metrics?.jobSettled, concurrency: 1 }).handle(
     CLIP_JOB,
     createClipJobHandler({
       clips,
@@ -451,6 +472,8 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
     imageRoutes,
     qaRoutes,
     clipRoutes,
+    jobs,
+    blobRoots: [blobs.root, imageBlobs.root, clipBlobs.root],
     /**
      * Starts the workers (which take back jobs a dead process held), then settles what a crash left behind.
      * Runs before the server listens: the sweep removes half-received uploads.
@@ -524,8 +547,9 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
         'or pass --config PATH, or serve a local GGUF with --model-path PATH; see README "Models".',
     );
   }
-  const chat = new ChatService(models, settings.config.limits, media.resolver);
-  const vision = createVision({ settings, db, chat, models, transcriber: media.transcriber, modelsDir, logger, dependencies });
+  const metrics = settings.config.metrics.enabled ? new ServerMetrics() : undefined;
+  const chat = new ChatService(models, settings.config.limits, media.resolver, metrics?.chat);
+  const vision = createVision({ settings, db, chat, models, transcriber: media.transcriber, modelsDir, logger, dependencies, metrics });
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
   const limits = settings.config.limits;
@@ -536,6 +560,23 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const conversations = createConversations({ settings, db, chat, models });
   await conversations.recover();
   const web = { dir: dependencies.webDir ?? DEFAULT_WEB_DIR };
+  const rateLimits = RateLimits.create(settings.config.rateLimits);
+  const readiness: ReadinessCheck[] = [
+    { name: 'database', check: () => void db.prepare('SELECT 1').get() },
+    { name: 'queue', check: () => void vision.jobs.counts() },
+    {
+      name: 'blobs',
+      check: async () => {
+        for (const root of vision.blobRoots) {
+          await mkdir(root, { recursive: true });
+          const probe = join(root, `.readyz-${process.pid}`);
+          await writeFile(probe, '');
+          await unlink(probe);
+        }
+      },
+    },
+    ...(rateLimits?.shared ? [{ name: 'redis', check: () => rateLimits.ping() }] : []),
+  ];
   const app = createApp({
     chat,
     verifier,
@@ -549,8 +590,11 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     qa: vision.qaRoutes,
     clips: vision.clipRoutes,
     web,
+    metrics: metrics && { registry: metrics, public: settings.config.metrics.public },
+    rateLimits,
+    readiness,
   });
-  const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals });
+  const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals, metrics, rateLimits });
   const appListener = getRequestListener(app.fetch);
 
   await vision.start();
@@ -569,7 +613,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     // Not listening (the port is taken): stop what already runs, so the process can exit.
     await vision.close();
     await conversations.close();
-    await Promise.all([models.close(), media.close()]);
+    await Promise.all([models.close(), media.close(), rateLimits?.close()]);
     db.close();
     throw error;
   }
@@ -614,7 +658,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       await vision.close();
       await conversations.close();
       await Promise.all(uniquePulls.map((pull) => pull.close()));
-      await Promise.all([models.close(), media.close()]);
+      await Promise.all([models.close(), media.close(), rateLimits?.close()]);
       db.close();
       logger.info('stopped');
     })();
