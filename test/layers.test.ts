@@ -22,6 +22,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   vision: 3,
   conversations: 3,
   speech: 3,
+  research: 3,
   server: 4,
   cli: 4,
   mcp: 4,

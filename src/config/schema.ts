@@ -249,6 +249,22 @@ export const rateLimitsSchema = z.strictObject({
   redisPrefix: z.string().min(1).max(200).default('ocular:ratelimit'),
 });
 
+/** A research model (the Research API): a chat model from `models` run as a web-research agent. */
+export const researchModelSchema = z.strictObject({
+  id: z
+    .string()
+    .min(1)
+    .regex(/^[\w.:/@-]+$/, 'use letters, digits and . _ - : / @ only'),
+  /** The chat model (an id or alias from `models`) that plans, reads and answers; it must support tools. */
+  model: z.string().min(1),
+  /** Model calls per attempt before it must answer. @default 8 */
+  maxSteps: z.int().min(1).max(50).default(8),
+  /** Seconds of research before it must answer. @default 120 */
+  maxSeconds: z.int().min(5).max(3600).default(120),
+  /** Pages `analyze` may read per request. @default 10 */
+  maxPages: z.int().min(0).max(100).default(10),
+});
+
 export const configFileSchema = z.strictObject({
   $schema: z.string().optional(),
   /** Model used when a request names none. @default the first entry of `models` */
@@ -269,6 +285,8 @@ export const configFileSchema = z.strictObject({
   qa: qaSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
   rateLimits: rateLimitsSchema.prefault({}),
+  /** Research models, served on the OpenAI chat routes (they need `search.provider`). @default [] */
+  research: z.array(researchModelSchema).default([]),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;

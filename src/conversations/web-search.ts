@@ -18,6 +18,8 @@ export interface WebSearchRequest {
   numOfSite: number;
   /** Words kept from each page. */
   maxWord: number;
+  /** Results whose URL this refuses are dropped before any page is read (domain filters). */
+  acceptUrl?: ((url: string) => boolean) | undefined;
 }
 
 /** One page found for a query, numbered from 1 in the order the backend ranked it. */
@@ -31,6 +33,8 @@ export interface WebSource {
 
 export interface WebSearch {
   search(request: WebSearchRequest, signal: AbortSignal): Promise<WebSource[]>;
+  /** One page's readable text (through the safe fetcher, capped at `search.maxPageBytes`); undefined when unreadable. */
+  read(url: string, signal: AbortSignal): Promise<{ title: string; text: string; url: string } | undefined>;
   close(): Promise<void>;
 }
 
@@ -160,7 +164,9 @@ export function createWebSearch(options: WebSearchOptions): WebSearch | undefine
       if (request.query.trim() === '') throw validationError('a web search needs a non-empty prompt', 'promptObject.prompt');
       const scratch = await Scratch.create();
       try {
-        const results = (await query(request.query, scratch, signal)).slice(0, request.numOfSite + EXTRA_RESULTS);
+        const results = (await query(request.query, scratch, signal))
+          .filter((result) => request.acceptUrl?.(result.url) ?? true)
+          .slice(0, request.numOfSite + EXTRA_RESULTS);
         const limit = pLimit(Math.max(1, request.numOfSite));
         const read = await Promise.all(results.map((result, index) => limit(() => readPage(result.url, index, scratch, signal))));
         const sources: WebSource[] = [];
@@ -177,6 +183,15 @@ export function createWebSearch(options: WebSearchOptions): WebSearch | undefine
           });
         }
         return sources;
+      } finally {
+        await scratch.dispose();
+      }
+    },
+    async read(url, signal) {
+      const scratch = await Scratch.create();
+      try {
+        const page = await readPage(url, 0, scratch, signal);
+        return page === undefined ? undefined : { ...page, url };
       } finally {
         await scratch.dispose();
       }

@@ -18,6 +18,7 @@ import { registerMcpRoute } from '../mcp/http-route.ts';
 import { UploadGate } from './upload-gate.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { RateLimits } from './rate-limits.ts';
+import type { ResearchAgent } from '../research/research-agent.ts';
 
 /** One dependency `/readyz` checks: resolves when it works, rejects saying what is wrong. */
 export interface ReadinessCheck {
@@ -58,6 +59,8 @@ export interface AppDependencies {
   metrics?: { registry: ServerMetrics; public: boolean } | undefined;
   /** Absent when no limit is configured. */
   rateLimits?: RateLimits | undefined;
+  /** Research models, listed with the chat models. */
+  research?: ResearchAgent | undefined;
   /** What `/readyz` checks (the database, the job queue, the blob folders, Redis when used). */
   readiness?: readonly ReadinessCheck[] | undefined;
   /** The web playground at `/`; absent without it. */
@@ -198,15 +201,16 @@ export function createApp(deps: AppDependencies): Hono<Env> {
 
   // ---- model lists (Reka v1 and OpenAI) ----
 
-  app.get('/v1/models', (c) => c.json(chat.modelNames.map((id) => ({ id }))));
+  const modelNames = (): string[] => [...chat.modelNames, ...(deps.research?.modelNames ?? [])];
+  app.get('/v1/models', (c) => c.json(modelNames().map((id) => ({ id }))));
 
   const listOpenAiModels = (c: Context) =>
-    c.json({ object: 'list', data: chat.modelNames.map((id) => ({ id, object: 'model', created: 0, owned_by: 'ocular' })) });
+    c.json({ object: 'list', data: modelNames().map((id) => ({ id, object: 'model', created: 0, owned_by: 'ocular' })) });
 
   app.get('/openai/v1/models', listOpenAiModels);
   app.get('/openai/v1/models/:id{.+}', (c) => {
     const id = c.req.param('id');
-    if (!chat.modelNames.includes(id)) throw new OcularError('not_found_error', `unknown model "${id}"`, { param: 'model' });
+    if (!modelNames().includes(id)) throw new OcularError('not_found_error', `unknown model "${id}"`, { param: 'model' });
     return c.json({ id, object: 'model', created: 0, owned_by: 'ocular' });
   });
 

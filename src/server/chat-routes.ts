@@ -10,6 +10,11 @@ import type { Usage } from '../spec/messages.ts';
 import type { StreamPart } from '../spec/stream-parts.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { RateLimits } from './rate-limits.ts';
+import type { ResearchAgent, ResearchStep } from '../research/research-agent.ts';
+import { OcularError, validationError } from '../spec/errors.ts';
+import { PARALLEL_ATTEMPTS, researchChunks, researchRequestSchema, toResearchResponse } from './wire/research.ts';
+import { randomUUID } from 'node:crypto';
+import type { OpenAiChatRequest } from './wire/openai-chat.ts';
 import type { ApiKeyVerifier } from '../store/api-keys.ts';
 import { authenticate, errorReply, MethodNotAllowedError, REQUEST_ID_HEADER, requestIdFrom, type RequestSignals } from './edge.ts';
 import { parseBody } from './errors.ts';
@@ -33,10 +38,16 @@ export interface ChatRouteDependencies {
   metrics?: ServerMetrics | undefined;
   /** Absent when no limit is configured. */
   rateLimits?: RateLimits | undefined;
+  /** Research models, answered on the OpenAI routes. */
+  research?: ResearchAgent | undefined;
 }
 
 /** A route's answer: a JSON body (with the tokens it cost), or stream parts sent as server-sent events. */
-type ChatReply = { json: unknown; usage: Usage } | { parts: ReadableStream<StreamPart>; encoder: EventEncoder };
+type ChatReply =
+  | { json: unknown; usage: Usage }
+  | { parts: ReadableStream<StreamPart>; encoder: EventEncoder }
+  /** SSE frames already encoded (a research model's steps and answer), and what they cost once done. */
+  | { frames: ReadableStream<string>; usage: Promise<Usage> };
 
 type ChatRoute = (body: unknown, signal: AbortSignal) => Promise<ChatReply>;
 
@@ -50,7 +61,7 @@ export const CHAT_PATHS = {
   openAiPrefixed: '/openai/v1/chat/completions',
 } as const;
 
-function routes(chat: ChatService): ReadonlyMap<string, ChatRoute> {
+function routes(chat: ChatService, research: ResearchAgent | undefined): ReadonlyMap<string, ChatRoute> {
   const reka: ChatRoute = async (json, signal) => {
     const body = parseBody(rekaChatRequestSchema, json);
     const request = fromRekaRequest(body, DEFAULT_MAX_TOKENS);
@@ -63,6 +74,7 @@ function routes(chat: ChatService): ReadonlyMap<string, ChatRoute> {
   };
   const openAi: ChatRoute = async (json, signal) => {
     const body = parseBody(openAiChatRequestSchema, json);
+    if (research?.has(body.model)) return researchReply(research, body, signal);
     const request = fromOpenAiRequest(body, DEFAULT_MAX_TOKENS);
     if (!body.stream) {
       const result = await chat.generate(request, signal);
@@ -76,6 +88,69 @@ function routes(chat: ChatService): ReadonlyMap<string, ChatRoute> {
     [CHAT_PATHS.openAi, openAi],
     [CHAT_PATHS.openAiPrefixed, openAi],
   ]);
+}
+
+/** A Chat Completions request to a research model: the agent answers, streaming its steps when asked. */
+async function researchReply(research: ResearchAgent, body: OpenAiChatRequest, signal: AbortSignal): Promise<ChatReply> {
+  // Validated under its own name, so errors point at `research.web_search...`.
+  const options = parseBody(researchRequestSchema, { research: (body as { research?: unknown }).research }).research ?? {};
+  if (body.tools?.length) throw validationError('a research model brings its own tools; leave tools out', 'tools');
+  if (body.response_format !== undefined) {
+    throw validationError('response_format is not available on research models', 'response_format');
+  }
+  const mode = options.parallel_thinking?.mode ?? 'none';
+  if (mode !== 'none' && body.stream)
+    throw validationError('parallel_thinking cannot be streamed; leave stream unset', 'research.parallel_thinking');
+  const chatRequest = fromOpenAiRequest(body, DEFAULT_MAX_TOKENS);
+  const request = {
+    messages: chatRequest.messages,
+    maxTokens: chatRequest.maxTokens,
+    temperature: chatRequest.temperature,
+    webSearch: {
+      maxUses: options.web_search?.max_uses,
+      allowedDomains: options.web_search?.allowed_domains,
+      blockedDomains: options.web_search?.blocked_domains,
+    },
+    attempts: PARALLEL_ATTEMPTS[mode],
+  };
+  const id = randomUUID();
+  const model = body.model!;
+  if (!body.stream) {
+    const result = await research.run(model, request, signal);
+    return { json: toResearchResponse(id, model, result), usage: result.usage };
+  }
+  const chunks = researchChunks(id, model);
+  const cancelled = new AbortController();
+  let resolveUsage!: (usage: Awaited<ReturnType<ResearchAgent['run']>>['usage']) => void;
+  let rejectUsage!: (error: unknown) => void;
+  const usage = new Promise<Awaited<ReturnType<ResearchAgent['run']>>['usage']>((resolve, reject) => {
+    resolveUsage = resolve;
+    rejectUsage = reject;
+  });
+  const frames = new ReadableStream<string>({
+    start(controller) {
+      controller.enqueue(chunks.opening);
+      const onStep = (step: ResearchStep): void => controller.enqueue(chunks.step(step));
+      research.run(model, request, AbortSignal.any([signal, cancelled.signal]), onStep).then(
+        (result) => {
+          controller.enqueue(chunks.answer(result, body.stream_options?.include_usage ?? false));
+          controller.close();
+          resolveUsage(result.usage);
+        },
+        (error: unknown) => {
+          if (!cancelled.signal.aborted) {
+            controller.enqueue(chunks.error(error instanceof OcularError ? error : new OcularError('server_error', 'the research failed')));
+            controller.close();
+          }
+          rejectUsage(error);
+        },
+      );
+    },
+    cancel() {
+      cancelled.abort();
+    },
+  });
+  return { frames, usage };
 }
 
 /** The request's path without its query, `//` collapsed (the Reka SDK joins a base URL ending in `/` with `/chat`). */
@@ -106,11 +181,11 @@ function drained(outgoing: ServerResponse): Promise<void> {
  * Writes the events of `parts` as they come, waiting for the socket to drain; a client that goes away cancels
  * the stream. The encoder's opening event leaves at once, before the first part is read.
  */
-async function sendEvents(
+async function sendEvents<Item>(
   outgoing: ServerResponse,
-  parts: ReadableStream<StreamPart>,
-  encoder: EventEncoder,
-  onUsage: ((usage: Usage) => void) | undefined,
+  parts: ReadableStream<Item>,
+  opening: string,
+  encode: (item: Item) => string,
 ): Promise<void> {
   outgoing.writeHead(200, SSE_HEADERS);
   const reader = parts.getReader();
@@ -128,11 +203,10 @@ async function sendEvents(
     }
   };
   try {
-    await send(encoder.opening);
+    await send(opening);
     for (let next = await reader.read(); !next.done; next = await reader.read()) {
       if (outgoing.destroyed) return;
-      if (next.value.type === 'finish') onUsage?.(next.value.usage);
-      await send(encoder.encode(next.value));
+      await send(encode(next.value));
     }
     outgoing.end();
   } catch (error) {
@@ -149,7 +223,7 @@ async function sendEvents(
  */
 export function createChatRoutes(deps: ChatRouteDependencies): (incoming: IncomingMessage, outgoing: ServerResponse) => boolean {
   const { verifier, limits, logger, signals, metrics, rateLimits } = deps;
-  const table = routes(deps.chat);
+  const table = routes(deps.chat, deps.research);
   const setHeaders = (outgoing: ServerResponse) => (headers: Record<string, string>) => {
     for (const [name, value] of Object.entries(headers)) outgoing.setHeader(name, value);
   };
@@ -192,7 +266,17 @@ export function createChatRoutes(deps: ChatRouteDependencies): (incoming: Incomi
       } else {
         const closeStream = metrics?.streamOpened();
         try {
-          await sendEvents(outgoing, reply.parts, reply.encoder, spend);
+          if ('frames' in reply) {
+            // Research: frames written as the agent goes; its tokens are counted when it is done.
+            void reply.usage.then(spend, () => undefined);
+            await sendEvents(outgoing, reply.frames, '', (frame) => frame);
+          } else {
+            const { encoder } = reply;
+            await sendEvents(outgoing, reply.parts, encoder.opening, (part) => {
+              if (part.type === 'finish') spend?.(part.usage);
+              return encoder.encode(part);
+            });
+          }
         } finally {
           closeStream?.();
         }

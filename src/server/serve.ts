@@ -31,6 +31,8 @@ import { SqliteJobQueue } from '../jobs/job-queue.ts';
 import { JobRunner, type JobRunnerOptions } from '../jobs/job-runner.ts';
 import { ServerMetrics } from './metrics.ts';
 import { RateLimits } from './rate-limits.ts';
+import { ResearchAgent } from '../research/research-agent.ts';
+import { createWebSearch, HOW_TO_CONFIGURE_SEARCH } from '../conversations/web-search.ts';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { createIndexingAnalyzers, type Captioner } from '../vision/indexing/analyzers.ts';
 import type { AnalyzerModel } from '../models/analyzer-catalog.ts';
@@ -176,6 +178,25 @@ function createMediaResolver(settings: ServerSettings): {
       await Promise.all([fetcher.close(), transcriber?.close?.(), synthesizer?.close?.()]);
     },
   };
+}
+
+/** The research models (`research` in the config), checked at boot: each names a chat model and needs a search backend. */
+function createResearch(settings: ServerSettings, models: ModelRegistry, chat: ChatService) {
+  const { research, search, media } = settings.config;
+  if (research.length === 0) return { agent: undefined, close: async () => {} };
+  for (const [index, entry] of research.entries()) {
+    if (models.names.includes(entry.id)) {
+      throw new ConfigError(`invalid config: research.${index}.id: "${entry.id}" is already a model id in "models"`);
+    }
+    try {
+      models.resolve(entry.model);
+    } catch (error) {
+      throw new ConfigError(`invalid config: research.${index}.model: ${(error as Error).message}`);
+    }
+  }
+  const webSearch = createWebSearch({ settings: search, allowHosts: media.allowHosts, connectTimeoutMs: media.connectTimeoutMs });
+  const agent = new ResearchAgent({ chat, search: webSearch, howToConfigureSearch: HOW_TO_CONFIGURE_SEARCH }, research);
+  return { agent, close: async () => webSearch?.close() };
 }
 
 /** Longest single ffmpeg run while indexing: a scan decodes the whole video (video-scan.ts adds time per second of video). */
@@ -561,6 +582,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   await conversations.recover();
   const web = { dir: dependencies.webDir ?? DEFAULT_WEB_DIR };
   const rateLimits = RateLimits.create(settings.config.rateLimits);
+  const research = createResearch(settings, models, chat);
   const readiness: ReadinessCheck[] = [
     { name: 'database', check: () => void db.prepare('SELECT 1').get() },
     { name: 'queue', check: () => void vision.jobs.counts() },
@@ -593,8 +615,9 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     metrics: metrics && { registry: metrics, public: settings.config.metrics.public },
     rateLimits,
     readiness,
+    research: research.agent,
   });
-  const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals, metrics, rateLimits });
+  const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals, metrics, rateLimits, research: research.agent });
   const appListener = getRequestListener(app.fetch);
 
   await vision.start();
@@ -613,7 +636,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     // Not listening (the port is taken): stop what already runs, so the process can exit.
     await vision.close();
     await conversations.close();
-    await Promise.all([models.close(), media.close(), rateLimits?.close()]);
+    await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
     db.close();
     throw error;
   }
@@ -658,7 +681,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       await vision.close();
       await conversations.close();
       await Promise.all(uniquePulls.map((pull) => pull.close()));
-      await Promise.all([models.close(), media.close(), rateLimits?.close()]);
+      await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
       db.close();
       logger.info('stopped');
     })();

@@ -185,7 +185,7 @@ function toOpenAiToolCalls(toolCalls: readonly ToolCall[]) {
   }));
 }
 
-function toOpenAiUsage(usage: { inputTokens: number; outputTokens: number }) {
+export function toOpenAiUsage(usage: { inputTokens: number; outputTokens: number }) {
   return { prompt_tokens: usage.inputTokens, completion_tokens: usage.outputTokens, total_tokens: usage.inputTokens + usage.outputTokens };
 }
 
