@@ -346,6 +346,25 @@ describe('ocular models', () => {
     expect(again.code).toBe(1);
   });
 
+  it('pulls a catalog embedding model by name, verified against the hub, and lists it', async () => {
+    const server = await hub();
+    const content = testBytes(120_000, 53);
+    server.add('CompendiumLabs/bge-small-en-v1.5-gguf', 'bge-small-en-v1.5-q8_0.gguf', { content });
+    const cwd = temporaryDir();
+    const data = join(cwd, 'data');
+    const pulled = await run(['models', 'pull', 'bge-small-en-v1.5', '--data', data], { cwd, env: { HF_ENDPOINT: server.url } });
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const path = join(data, 'models', 'bge-small-en-v1.5', 'bge-small-en-v1.5-q8_0.gguf');
+    expect(readFileSync(path).equals(content)).toBe(true);
+    expect(pulled.stderr).toContain("verified against the hub's X-Linked-Etag");
+    const listed = JSON.parse((await run(['models', 'list', '--json', '--data', data], { cwd })).stdout) as Array<{
+      name: string;
+      status: string;
+    }>;
+    expect(listed.find((model) => model.name === 'bge-small-en-v1.5')?.status).toBe('present');
+    expect(listed.find((model) => model.name === 'nomic-embed-text-v1.5')?.status).toBe('missing');
+  });
+
   it('fails on a checksum mismatch, leaving neither the file nor a .part', async () => {
     const server = await hub();
     server.add('test-org/tiny-GGUF', 'bad.gguf', { content: testBytes(50_000, 52), etag: 'f'.repeat(64) });

@@ -2,8 +2,8 @@
 export interface CatalogFile {
   /** Path of the file inside the repository. */
   file: string;
-  /** Size in bytes. */
-  size: number;
+  /** Size in bytes; undefined where no source could pin it (the hub's size header is checked instead). */
+  size: number | undefined;
   /**
    * SHA-256 of the content (what Hugging Face shows as the LFS oid). Undefined where no source could be
    * cross-checked; the download is then verified against the hub's `X-Linked-Etag` header instead.
@@ -20,8 +20,13 @@ export interface CatalogModel {
   repo: string;
   license: string;
   model: CatalogFile;
-  /** The multimodal projector (image input). */
-  mmproj: CatalogFile;
+  /** The multimodal projector (image input); none for an embedding model. */
+  mmproj?: CatalogFile | undefined;
+  /**
+   * Set for a text embedding model (for `indexing.embeddingModel`): a config entry serving it needs
+   * `"embedding": true` and this pooling.
+   */
+  embedding?: { pooling: 'cls' | 'mean' | 'last'; dimensions: number } | undefined;
 }
 
 /*
@@ -106,6 +111,25 @@ export const CATALOG: readonly CatalogModel[] = Object.freeze([
       size: 851_251_104,
       sha256: '8c0fb064b019a6972856aaae2c7e4792858af3ca4561be2dbf649123ba6c40cb',
     },
+  },
+  // Text embedding models for semantic search. Public pins of these files disagree (bge-small's q8_0 is listed
+  // with two different digests), so nothing is pinned: the download is checked against the hub's X-Linked-Etag
+  // and size headers, as for `ocular models pull owner/repo:file`.
+  {
+    name: 'bge-small-en-v1.5',
+    title: 'BGE small English v1.5 (Q8_0, text embeddings, 384 dimensions)',
+    repo: 'CompendiumLabs/bge-small-en-v1.5-gguf',
+    license: 'MIT',
+    model: { file: 'bge-small-en-v1.5-q8_0.gguf', size: undefined, sha256: undefined },
+    embedding: { pooling: 'cls', dimensions: 384 },
+  },
+  {
+    name: 'nomic-embed-text-v1.5',
+    title: 'Nomic Embed Text v1.5 (Q8_0, text embeddings, 768 dimensions)',
+    repo: 'nomic-ai/nomic-embed-text-v1.5-GGUF',
+    license: 'Apache-2.0',
+    model: { file: 'nomic-embed-text-v1.5.Q8_0.gguf', size: undefined, sha256: undefined },
+    embedding: { pooling: 'mean', dimensions: 768 },
   },
 ] satisfies CatalogModel[]);
 

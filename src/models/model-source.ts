@@ -68,7 +68,7 @@ function resolve(reference: string, withAnalyzers: boolean): ModelSource {
       catalog,
       files: [
         { role: 'model', repo: catalog.repo, ...catalog.model },
-        { role: 'mmproj', repo: catalog.repo, ...catalog.mmproj },
+        ...(catalog.mmproj === undefined ? [] : [{ role: 'mmproj' as const, repo: catalog.repo, ...catalog.mmproj }]),
       ],
     };
   }

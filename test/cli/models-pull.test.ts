@@ -18,7 +18,7 @@ describe('ocular models pull', () => {
     expect(pulled.stderr).not.toMatch(STACK_FRAME);
     // The very hint the server's 503 and log carry: every file's URL and the path it goes to.
     expect(pulled.stderr).toContain(handPlacementHint(resolveModelReference('smolvlm2-256m'), join(data, 'models'), { endpoint }));
-    expect(pulled.stderr).toContain(join(data, 'models', 'smolvlm2-256m', CATALOG[0]!.mmproj.file));
+    expect(pulled.stderr).toContain(join(data, 'models', 'smolvlm2-256m', CATALOG[0]!.mmproj!.file));
   });
 
   it('names every model it can pull, analyzers included, for an unknown name', async () => {

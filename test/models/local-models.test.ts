@@ -37,9 +37,11 @@ describe('catalog', () => {
     expect(findCatalogModel(DEFAULT_CATALOG_MODEL)).toBeDefined();
     for (const entry of CATALOG) {
       expect(entry.repo).toMatch(/^[\w.-]+\/[\w.-]+$/);
-      for (const file of [entry.model, entry.mmproj]) {
-        expect(file.file).toMatch(/\.gguf$/);
-        expect(file.size).toBeGreaterThan(1_000_000);
+      // A vision model has its projector; an embedding model has none, and says how it pools.
+      expect(entry.embedding === undefined).toBe(entry.mmproj !== undefined);
+      for (const file of [entry.model, ...(entry.mmproj ? [entry.mmproj] : [])]) {
+        expect(file.file).toMatch(/\.gguf$/i);
+        if (file.size !== undefined) expect(file.size).toBeGreaterThan(1_000_000);
         if (file.sha256 !== undefined) expect(file.sha256).toMatch(/^[0-9a-f]{64}$/);
       }
     }
