@@ -4,6 +4,9 @@ import { Images } from './resources/images.ts';
 import { Models } from './resources/models.ts';
 import { Qa } from './resources/qa.ts';
 import { Videos } from './resources/videos.ts';
+import { Clips } from './resources/clips.ts';
+import { Assets, Conversations } from './resources/conversations.ts';
+import { Speech } from './resources/speech.ts';
 
 /** The platform's `fetch`, or one with its signature (undici's, a test double's). */
 export type Fetch = (input: string, init: RequestInit) => Promise<Response>;
@@ -127,6 +130,10 @@ export class Ocular {
   readonly videos: Videos;
   readonly images: Images;
   readonly qa: Qa;
+  readonly clips: Clips;
+  readonly conversations: Conversations;
+  readonly assets: Assets;
+  readonly speech: Speech;
 
   constructor(options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? readEnvironment('OCULAR_API_KEY');
@@ -143,6 +150,10 @@ export class Ocular {
     this.videos = new Videos(this);
     this.images = new Images(this);
     this.qa = new Qa(this);
+    this.clips = new Clips(this);
+    this.conversations = new Conversations(this);
+    this.assets = new Assets(this);
+    this.speech = new Speech(this);
   }
 
   /** The URL of `path` on this server, with `query`'s defined values. */

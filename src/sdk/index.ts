@@ -24,3 +24,6 @@ export type { ImageUploadItem, ImageUploadParams } from './resources/images.ts';
 export type { QaChatParams, QaChatResponse } from './resources/qa.ts';
 export type { VideoUploadParams, WaitUntilIndexedOptions } from './resources/videos.ts';
 export type * from './types.ts';
+export type { Clip, ClipCreateParams, ClipOutput, WaitUntilDoneOptions } from './resources/clips.ts';
+export type { Asset, Conversation, SendParams } from './resources/conversations.ts';
+export type { SpeechParams, SpeechResult } from './resources/speech.ts';
