@@ -161,6 +161,14 @@ describe.skipIf(FONT_PATH === undefined)('ocular videos and search', () => {
     };
     expect(searchJson.results[0]!.video_id).toBe(id);
 
+    // `ocular ask` answers from the video's index through the server's Video QA.
+    upstream.requests.length = 0;
+    upstream.behave((_request, response) => sendJson(response, 200, completion('A violet moose is shown at [0:04].')));
+    const asked = await ocularCli(['ask', id, 'What animal is on screen?']);
+    expect(asked.code, asked.stderr).toBe(0);
+    expect(asked.stdout).toContain('A violet moose is shown at [0:04].');
+    expect(JSON.stringify(upstream.requests.at(-1)!.body)).toContain('VIOLET MOOSE');
+
     const removed = await ocularCli(['videos', 'rm', id]);
     expect(removed).toMatchObject({ code: 0, stdout: `deleted ${id}\n` });
     const again = await ocularCli(['videos', 'rm', id]);
