@@ -4,6 +4,7 @@ import { ConfigError } from '../config/load-config.ts';
 import {
   LOG_LEVELS,
   OCULAR_VERSION,
+  SERVER_ROLES,
   readEnvironment,
   resolveDataDir,
   resolveHubSettings,
@@ -32,7 +33,9 @@ import { startServer } from '../server/serve.ts';
 import { runStdioBridge } from '../mcp/stdio-bridge.ts';
 import { registerClientCommands } from './client-commands.ts';
 import { ApiKeyStore, isValidOwner } from '../store/api-keys.ts';
-import { openDatabase } from '../store/database.ts';
+import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../store/database.ts';
+import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
 
 const env = readEnvironment();
 
@@ -79,12 +82,17 @@ program
   .option('--model-path <file>', 'a local GGUF served as the default model "local", with no download (env OCULAR_MODEL_PATH)')
   .option('--mmproj-path <file>', 'the multimodal projector GGUF for --model-path, for image input (env OCULAR_MMPROJ_PATH)')
   .option('--preload', 'load embedded models at boot instead of on the first request (env OCULAR_PRELOAD)')
+  .addOption(new Option('--role <role>', 'api (HTTP, no jobs), worker (jobs, health only) or all (env OCULAR_ROLE)').choices(SERVER_ROLES))
+  .option('--no-migrate', 'refuse to start on an outdated schema instead of migrating it (env OCULAR_NO_MIGRATE; see `ocular migrate`)')
   .action(async (flags: ServeFlags) => {
     onStdoutClosed = () => {};
     let settings;
     try {
       // commander sets auth=true unless --no-auth is given; only an explicit flag should override the env.
-      settings = resolveServerSettings({ ...flags, auth: flags.auth === false ? false : undefined }, env);
+      settings = resolveServerSettings(
+        { ...flags, auth: flags.auth === false ? false : undefined, migrate: flags.migrate === false ? false : undefined },
+        env,
+      );
     } catch (error) {
       if (error instanceof ConfigError) fail(error.message);
       throw error;
@@ -332,6 +340,36 @@ models
     }
     if (removed.length === 0) fail(`nothing to remove: "${reference}" is not under ${modelsDir}`);
     for (const path of removed) process.stdout.write(`removed ${path}\n`);
+  });
+
+program
+  .command('migrate')
+  .description('bring the database schema up to date (serve also does at start, unless --no-migrate)')
+  .option('--data <dir>', 'data directory (env OCULAR_DATA_DIR)')
+  .action((flags: { data?: string }) => {
+    const dataDir = resolveDataDir(flags.data, env);
+    const file = join(dataDir, 'ocular.db');
+    let before = 0;
+    if (existsSync(file)) {
+      const peek = new Database(file, { readonly: true });
+      try {
+        before = schemaVersion(peek);
+      } finally {
+        peek.close();
+      }
+    }
+    let db;
+    try {
+      db = openDatabase(dataDir);
+    } catch (error) {
+      fail((error as Error).message);
+    }
+    const after = schemaVersion(db);
+    db.close();
+    process.stdout.write(
+      before === after ? `schema is at version ${after} (up to date)\n` : `schema migrated from version ${before} to ${after}\n`,
+    );
+    if (after !== SCHEMA_VERSION) fail(`schema is at ${after}, expected ${SCHEMA_VERSION}`);
   });
 
 program

@@ -25,6 +25,10 @@ export interface ServeFlags {
   mmprojPath?: string | undefined;
   /** `--preload`: load embedded models at boot. */
   preload?: boolean | undefined;
+  /** `--role`: api, worker or all. */
+  role?: string | undefined;
+  /** `--no-migrate`: commander sets `migrate: false`. */
+  migrate?: boolean | undefined;
 }
 
 /** Where model weights are pulled from: the Hugging Face hub or a mirror of it. */
@@ -67,7 +71,18 @@ export interface ServerSettings {
   config: Readonly<ConfigFile>;
   /** The embedded engine's model settings; absent, only the config's models are served. */
   localModels?: LocalModelSettings | undefined;
+  /**
+   * What this process does (env OCULAR_ROLE): `api` serves HTTP and enqueues jobs, `worker` runs the jobs (and
+   * answers only /healthz, /readyz and /metrics), `all` both. Processes of both roles may share one data directory.
+   * @default all
+   */
+  role?: ServerRole | undefined;
+  /** Apply pending schema migrations at start (env OCULAR_NO_MIGRATE=1 turns it off). @default true */
+  migrate?: boolean | undefined;
 }
+
+export const SERVER_ROLES = ['api', 'worker', 'all'] as const;
+export type ServerRole = (typeof SERVER_ROLES)[number];
 
 export const DEFAULT_CONFIG_PATH = './ocular.config.json';
 
@@ -202,7 +217,12 @@ export function resolveServerSettings(flags: ServeFlags, env: Readonly<Record<st
     throw new ConfigError(`--no-auth is refused when binding to ${host}: it is only allowed on loopback (127.0.0.1, ::1)`);
   }
   const localModels = resolveLocalModelSettings(flags, env, declaresModels(document));
+  const role = flags.role ?? fromEnv('OCULAR_ROLE') ?? 'all';
+  if (!(SERVER_ROLES as readonly string[]).includes(role))
+    throw new ConfigError(`--role / OCULAR_ROLE: use one of ${SERVER_ROLES.join(', ')}, not "${role}"`);
   return {
+    role: role as ServerRole,
+    migrate: flags.migrate ?? !isTrue(env.OCULAR_NO_MIGRATE),
     host,
     port: port.data,
     logLevel: logLevel.data,

@@ -63,6 +63,8 @@ export interface AppDependencies {
   research?: ResearchAgent | undefined;
   /** What `/readyz` checks (the database, the job queue, the blob folders, Redis when used). */
   readiness?: readonly ReadinessCheck[] | undefined;
+  /** A worker process's app: /healthz, /readyz and /metrics only. */
+  operationsOnly?: boolean | undefined;
   /** The web playground at `/`; absent without it. */
   web?: WebRouteDependencies | undefined;
 }
@@ -163,6 +165,15 @@ export function createApp(deps: AppDependencies): Hono<Env> {
     return c.body(body, 200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
   };
   if (metrics?.public) app.get('/metrics', serveMetrics);
+  if (deps.operationsOnly) {
+    if (metrics && !metrics.public) {
+      app.get('/metrics', (c) => {
+        authenticate(verifier, (name) => requestHeader(c, name));
+        return serveMetrics(c);
+      });
+    }
+    return app;
+  }
 
   // The API reference: built on first use from the routes registered by then (all of them: registration ends
   // before the server listens), so a route without an entry in OPERATIONS shows up as undocumented.

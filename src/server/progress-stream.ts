@@ -3,6 +3,11 @@ import { streamSSE } from 'hono/streaming';
 
 /** How often an idle event stream sends a comment, so proxies keep it open. */
 const SSE_KEEPALIVE_MS = 15_000;
+/**
+ * How often an idle stream reads the state again: work done by another process (a `--role worker`) is reported
+ * there, not here, and reaches the database only.
+ */
+const POLL_MS = 1_000;
 
 /** The progress of one piece of background work (indexing a video, rendering clips), as an event stream shows it. */
 export interface ProgressFeed<Event> {
@@ -15,6 +20,8 @@ export interface ProgressFeed<Event> {
   /** Whether an event is the last one. */
   isLast(event: Event): boolean;
   toWire(event: Event): unknown;
+  /** Whether two states differ (to tell a change another process made). @default their wire forms differ */
+  same?(a: Event, b: Event): boolean;
 }
 
 /**
@@ -38,17 +45,26 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
       let last = feed.current();
       await stream.writeSSE({ event: 'progress', data: JSON.stringify(feed.toWire(last)) });
       let following = feed.follows(last);
+      const same = feed.same ?? ((a: Event, b: Event) => JSON.stringify(feed.toWire(a)) === JSON.stringify(feed.toWire(b)));
+      let quietSince = Date.now();
       while (following && !closed) {
         const next = queue.shift();
         if (next === undefined) {
           await new Promise<void>((resolve) => {
             wake = resolve;
-            setTimeout(resolve, SSE_KEEPALIVE_MS).unref();
+            setTimeout(resolve, POLL_MS).unref();
           });
           wake = undefined;
-          if (queue.length === 0 && !closed) await stream.write(': keep-alive\n\n');
+          if (queue.length > 0 || closed) continue;
+          const now = feed.current();
+          if (!same(now, last)) queue.push(now);
+          else if (Date.now() - quietSince >= SSE_KEEPALIVE_MS) {
+            quietSince = Date.now();
+            await stream.write(': keep-alive\n\n');
+          }
           continue;
         }
+        quietSince = Date.now();
         last = next;
         await stream.writeSSE({ event: 'progress', data: JSON.stringify(feed.toWire(next)) });
         following = !feed.isLast(next);

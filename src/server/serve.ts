@@ -7,7 +7,7 @@ import { ChatService } from '../chat/chat-service.ts';
 import { ModelRegistry } from '../chat/model-registry.ts';
 import { MediaResolver } from '../chat/media-resolver.ts';
 import { ConfigError, describeZodError } from '../config/load-config.ts';
-import { BOOTSTRAP_KEY_FILE, DEFAULT_HUB_ENDPOINT, type ServerSettings } from '../config/settings.ts';
+import { BOOTSTRAP_KEY_FILE, DEFAULT_HUB_ENDPOINT, type ServerRole, type ServerSettings } from '../config/settings.ts';
 import { createFfmpegContext, type FfmpegContext } from '../media/binaries.ts';
 import { createMediaFetcher, type MediaFetcher } from '../media/fetch-media.ts';
 import { BackgroundPull } from '../models/background-pull.ts';
@@ -21,7 +21,7 @@ import { OcularError } from '../spec/errors.ts';
 import type { LanguageModel } from '../spec/provider.ts';
 import { PROVIDERS } from '../providers/index.ts';
 import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
-import { openDatabase, type Db } from '../store/database.ts';
+import { openDatabase, SchemaBehindError, type Db } from '../store/database.ts';
 import { BlobStore } from '../store/blob-store.ts';
 import { SegmentSearchStore } from '../store/segment-search.ts';
 import { VideoStore } from '../store/video-store.ts';
@@ -499,22 +499,33 @@ function createVision({ settings, db, chat, models, transcriber, modelsDir, logg
      * Starts the workers (which take back jobs a dead process held), then settles what a crash left behind.
      * Runs before the server listens: the sweep removes half-received uploads.
      */
-    async start(): Promise<void> {
-      indexer.start();
-      deliverer.start();
-      semantic?.start();
-      imageEmbeddings?.start();
-      imageSearch.start();
-      analyzerSet.startPulls();
-      const { removedFolders, settledVideos } = await library.recover();
-      if (removedFolders + settledVideos > 0) {
-        logger.warn('recovered the video library after an unclean stop', { removedFolders, settledVideos });
+    /**
+     * `api`: no job runs here (a worker process takes them), but this process owns uploads, so it sweeps what a
+     * crash left half-received. `worker`: the runners, and no sweep of uploads it does not receive. `all`: both.
+     */
+    async start(role: ServerRole = 'all'): Promise<void> {
+      const runsJobs = role !== 'api';
+      const receivesUploads = role !== 'worker';
+      if (runsJobs) {
+        indexer.start();
+        deliverer.start();
+        semantic?.start();
+        imageEmbeddings?.start();
+        imageSearch.start();
+        analyzerSet.startPulls();
+        clipRunner.start();
       }
-      const { removedBlobs, requeued } = await images.recover();
-      if (removedBlobs + requeued > 0) logger.warn('recovered the image library after an unclean stop', { removedBlobs, requeued });
-      clipRunner.start();
-      const { removedFolders: removedClipFolders, settledClips } = await clips.recover();
-      if (removedClipFolders + settledClips > 0) logger.warn('recovered clips after an unclean stop', { removedClipFolders, settledClips });
+      if (receivesUploads) {
+        const { removedFolders, settledVideos } = await library.recover();
+        if (removedFolders + settledVideos > 0) {
+          logger.warn('recovered the video library after an unclean stop', { removedFolders, settledVideos });
+        }
+        const { removedBlobs, requeued } = await images.recover();
+        if (removedBlobs + requeued > 0) logger.warn('recovered the image library after an unclean stop', { removedBlobs, requeued });
+        const { removedFolders: removedClipFolders, settledClips } = await clips.recover();
+        if (removedClipFolders + settledClips > 0)
+          logger.warn('recovered clips after an unclean stop', { removedClipFolders, settledClips });
+      }
       settler = setInterval(() => {
         clips.settle();
         const settled = library.settleVideos();
@@ -555,7 +566,13 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   }
   const models = new ModelRegistry(plan.config, deferPendingModels(dependencies.providers ?? PROVIDERS, pulls, logger));
   const media = createMediaResolver(settings);
-  const db = openDatabase(settings.dataDir);
+  let db: Db;
+  try {
+    db = openDatabase(settings.dataDir, { migrate: settings.migrate ?? true });
+  } catch (error) {
+    if (error instanceof SchemaBehindError) throw new ConfigError(error.message);
+    throw error;
+  }
   const store = new ApiKeyStore(db);
   const verifier = settings.auth ? new ApiKeyVerifier(store, settings.envApiKeys) : undefined;
   const bootstrapKey = verifier ? ensureBootstrapKey(store, verifier, settings.dataDir, logger) : undefined;
@@ -616,11 +633,15 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     rateLimits,
     readiness,
     research: research.agent,
+    operationsOnly: settings.role === 'worker',
   });
-  const chatRoutes = createChatRoutes({ chat, verifier, limits, logger, signals, metrics, rateLimits, research: research.agent });
+  const chatRoutes =
+    settings.role === 'worker'
+      ? () => false
+      : createChatRoutes({ chat, verifier, limits, logger, signals, metrics, rateLimits, research: research.agent });
   const appListener = getRequestListener(app.fetch);
 
-  await vision.start();
+  await vision.start(settings.role ?? 'all');
   const server = createServer((incoming, outgoing) => {
     if (!chatRoutes(incoming, outgoing)) void appListener(incoming, outgoing);
   });

@@ -335,13 +335,47 @@ export function migrate(db: Db, target = MIGRATIONS.length): void {
 }
 
 /** Opens (creating if needed) `<dataDir>/ocular.db` in WAL mode and brings its schema up to date. */
-export function openDatabase(dataDir: string): Db {
+/** The schema version this Ocular writes: the number of migration steps. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The schema version of an open database (0 for a new one). */
+export function schemaVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+/** A database whose schema is behind this Ocular's, opened with `migrate: false`. */
+export class SchemaBehindError extends Error {
+  readonly current: number;
+
+  constructor(current: number) {
+    super(
+      `the database schema is at version ${current}, this Ocular needs ${SCHEMA_VERSION}: run \`ocular migrate\` (or start without --no-migrate)`,
+    );
+    this.name = 'SchemaBehindError';
+    this.current = current;
+  }
+}
+
+/**
+ * Opens (creating) `<dataDir>/ocular.db` and brings its schema up to date, unless `migrate` is false: then a
+ * schema that is behind is refused (`SchemaBehindError`), for deployments that migrate as a separate step.
+ */
+export function openDatabase(dataDir: string, options: { migrate?: boolean } = {}): Db {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = new Database(join(dataDir, 'ocular.db'));
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
-  migrate(db);
+  if (options.migrate === false) {
+    const current = schemaVersion(db);
+    if (current < SCHEMA_VERSION) {
+      db.close();
+      throw new SchemaBehindError(current);
+    }
+    migrate(db); // refuses a schema newer than this Ocular
+  } else {
+    migrate(db);
+  }
   return db;
 }
