@@ -108,6 +108,14 @@ const addUsage = (a: Usage, b: Usage): Usage => ({
   outputTokens: a.outputTokens + b.outputTokens,
 });
 
+/** The number a source is cited by: its number when already found, else the next one (shared by every attempt). */
+function sourceNumber(sources: Map<number, Source>, url: string, title: string): number {
+  for (const known of sources.values()) if (known.url === url) return known.index;
+  const index = sources.size + 1;
+  sources.set(index, { index, url, title });
+  return index;
+}
+
 /** `[n]` markers in `content`, each with the sentence it ends (the cited text) as the annotation's range. */
 export function citationsIn(content: string, sources: ReadonlyMap<number, Source>): UrlCitation[] {
   const annotations: UrlCitation[] = [];
@@ -285,12 +293,9 @@ export class ResearchAgent {
           signal,
         );
         if (kept.length === 0) return { output: 'No results.', error: null };
-        const lines = kept.map((source) => {
-          const existing = [...sources.values()].find((known) => known.url === source.url);
-          const index = existing?.index ?? sources.size + 1;
-          if (!existing) sources.set(index, { index, url: source.url, title: source.title });
-          return `[${index}] ${source.title} (${source.url})\n${source.text}`;
-        });
+        const lines = kept.map(
+          (source) => `[${sourceNumber(sources, source.url, source.title)}] ${source.title} (${source.url})\n${source.text}`,
+        );
         return { output: lines.join('\n\n'), error: null };
       }
       if (call.name === 'analyze') {
@@ -302,9 +307,7 @@ export class ResearchAgent {
         budget.pages -= 1;
         const page = await search.read(url, signal);
         if (page === undefined || page.text.trim() === '') return { output: null, error: `could not read ${url}` };
-        const existing = [...sources.values()].find((known) => known.url === url);
-        const index = existing?.index ?? sources.size + 1;
-        if (!existing) sources.set(index, { index, url, title: page.title || url });
+        const index = sourceNumber(sources, url, page.title || url);
         const answer = await this.#options.chat.generate(
           {
             maxTokens: 512,

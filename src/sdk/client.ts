@@ -1,5 +1,6 @@
 import { APIConnectionError, APITimeoutError, APIUserAbortError, makeStatusError, OcularError } from './errors.ts';
 import { Chat } from './resources/chat.ts';
+import { sleep } from './sleep.ts';
 import { Images } from './resources/images.ts';
 import { Models } from './resources/models.ts';
 import { Qa } from './resources/qa.ts';
@@ -64,20 +65,6 @@ function readEnvironment(name: string): string | undefined {
   const value = environment?.[name]?.trim();
   return value === '' ? undefined : value;
 }
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new APIUserAbortError());
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new APIUserAbortError());
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 
 /** Whether a failed answer is worth repeating: the server's `x-should-retry` decides, else its status. */
 function shouldRetry(response: Response): boolean {

@@ -1,4 +1,5 @@
-import { APITimeoutError, APIUserAbortError, OcularError } from '../errors.ts';
+import { APITimeoutError, OcularError } from '../errors.ts';
+import { sleep } from '../sleep.ts';
 import type { Ocular, RequestOptions } from '../client.ts';
 import type { Deleted, Page, PageParams } from '../types.ts';
 
@@ -84,18 +85,7 @@ export class Clips {
       if (clip.status === 'failed')
         throw new OcularError(`clip ${id} failed: ${clip.error_message ?? 'unknown error'}`, { type: 'clip_failed' });
       if (Date.now() >= deadline) throw new APITimeoutError(`clip ${id} was not done within ${options.timeout} ms`);
-      await new Promise<void>((resolve, reject) => {
-        if (options.signal?.aborted) return reject(new APIUserAbortError());
-        const timer = setTimeout(resolve, Math.min(options.interval ?? 1_000, Math.max(0, deadline - Date.now())));
-        options.signal?.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            reject(new APIUserAbortError());
-          },
-          { once: true },
-        );
-      });
+      await sleep(Math.min(options.interval ?? 1_000, Math.max(0, deadline - Date.now())), options.signal);
     }
   }
 }

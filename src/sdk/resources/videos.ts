@@ -1,6 +1,7 @@
 import type { Ocular, RequestOptions } from '../client.ts';
 import { APIConnectionError, APITimeoutError, APIUserAbortError, OcularError, VideoIndexingError } from '../errors.ts';
 import { parseServerSentEvents } from '../sse.ts';
+import { sleep } from '../sleep.ts';
 import type {
   Deleted,
   IndexingEvent,
@@ -163,18 +164,7 @@ export class Videos {
         throw new VideoIndexingError(`video ${id} is not queued for indexing (uploaded with index: false?)`, 'pending');
       }
       // The stream ended without a final event (a restart, a proxy): wait a moment and follow it again.
-      await new Promise<void>((resolve, reject) => {
-        if (options.signal?.aborted) return reject(new APIUserAbortError());
-        const timer = setTimeout(resolve, Math.min(RECONNECT_DELAY_MS, Math.max(0, deadline - Date.now())));
-        options.signal?.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            reject(new APIUserAbortError());
-          },
-          { once: true },
-        );
-      });
+      await sleep(Math.min(RECONNECT_DELAY_MS, Math.max(0, deadline - Date.now())), options.signal);
     }
   }
 }
