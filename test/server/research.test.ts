@@ -65,6 +65,11 @@ beforeAll(async () => {
     }
     pagesRead.push(url.pathname);
     if (url.pathname === '/hang') return; // never answers
+    if (url.pathname === '/huge') {
+      // Over search.maxPageBytes: the fetcher stops reading and the page counts as unreadable.
+      response.writeHead(200, { 'content-type': 'text/html' });
+      return void response.end(`<html><body><p>${'falcon '.repeat(400_000)}</p></body></html>`);
+    }
     response.writeHead(200, { 'content-type': 'text/html' });
     response.end(
       `<html><head><title>The quartz falcon</title></head><body><article><h1>The quartz falcon</h1><p>${'The quartz falcon is a bird of the high desert with a wingspan of three metres. '.repeat(5)}</p></article></body></html>`,
@@ -207,6 +212,14 @@ describe('research models', () => {
     expect(message.reasoning_steps[3]!.content!.tool_error).toMatch(/could not read/);
     expect(message.content).toContain('[1]');
     expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it('gives up on a page over the size bound, and answers', async () => {
+    upstream.behave((request, response) => sendJson(response, 200, script(request, { readUrl: page('/huge') })));
+    const completion_ = await client().chat.completions.create({ model: 'research', messages: [{ role: 'user', content: 'x' }] });
+    const message = completion_.choices[0]!.message as unknown as ResearchMessage;
+    expect(message.reasoning_steps[3]!.content!.tool_error).toMatch(/could not read/);
+    expect(message.content).toContain('[1]');
   });
 
   it('streams the steps as they happen, then the answer', async () => {
