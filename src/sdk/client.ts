@@ -1,8 +1,10 @@
 import { APIConnectionError, APITimeoutError, APIUserAbortError, makeStatusError, OcularError } from './errors.ts';
 import { Chat } from './resources/chat.ts';
+import { Clips } from './resources/clips.ts';
 import { Images } from './resources/images.ts';
 import { Models } from './resources/models.ts';
 import { Qa } from './resources/qa.ts';
+import { Speech } from './resources/speech.ts';
 import { Videos } from './resources/videos.ts';
 
 /** The platform's `fetch`, or one with its signature (undici's, a test double's). */
@@ -127,6 +129,8 @@ export class Ocular {
   readonly videos: Videos;
   readonly images: Images;
   readonly qa: Qa;
+  readonly clips: Clips;
+  readonly speech: Speech;
 
   constructor(options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? readEnvironment('OCULAR_API_KEY');
@@ -143,6 +147,8 @@ export class Ocular {
     this.videos = new Videos(this);
     this.images = new Images(this);
     this.qa = new Qa(this);
+    this.clips = new Clips(this);
+    this.speech = new Speech(this);
   }
 
   /** The URL of `path` on this server, with `query`'s defined values. */

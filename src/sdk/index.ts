@@ -8,6 +8,7 @@ export {
   APIUserAbortError,
   AuthenticationError,
   BadRequestError,
+  ClipGenerationError,
   ConflictError,
   InternalServerError,
   NotFoundError,
@@ -21,6 +22,18 @@ export {
 export { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
 export type { Uploadable, UploadProgress } from './uploads.ts';
 export type { ImageUploadItem, ImageUploadParams } from './resources/images.ts';
-export type { QaChatParams, QaChatResponse } from './resources/qa.ts';
+export { QaChatStream, type QaChatParams, type QaChatResponse } from './resources/qa.ts';
+export type {
+  Clip,
+  ClipCreateParams,
+  ClipGenerationConfig,
+  ClipMoment,
+  ClipOutput,
+  ClipProgressEvent,
+  ClipRenderingConfig,
+  ClipStatus,
+  WaitUntilDoneOptions,
+} from './resources/clips.ts';
+export type { SpeechTranscribeParams, SpeechTranscribeResponse, TimedTranscript } from './resources/speech.ts';
 export type { VideoUploadParams, WaitUntilIndexedOptions } from './resources/videos.ts';
 export type * from './types.ts';
