@@ -1,6 +1,7 @@
 import { APIConnectionError, APITimeoutError, APIUserAbortError, makeStatusError, OcularError } from './errors.ts';
 import { Chat } from './resources/chat.ts';
 import { Clips } from './resources/clips.ts';
+import { Assets, Conversations, MemoryResource } from './resources/conversations.ts';
 import { Images } from './resources/images.ts';
 import { Models } from './resources/models.ts';
 import { Qa } from './resources/qa.ts';
@@ -131,6 +132,9 @@ export class Ocular {
   readonly qa: Qa;
   readonly clips: Clips;
   readonly speech: Speech;
+  readonly conversations: Conversations;
+  readonly assets: Assets;
+  readonly memory: MemoryResource;
 
   constructor(options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? readEnvironment('OCULAR_API_KEY');
@@ -149,6 +153,9 @@ export class Ocular {
     this.qa = new Qa(this);
     this.clips = new Clips(this);
     this.speech = new Speech(this);
+    this.conversations = new Conversations(this);
+    this.assets = new Assets(this);
+    this.memory = new MemoryResource(this);
   }
 
   /** The URL of `path` on this server, with `query`'s defined values. */

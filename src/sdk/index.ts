@@ -34,6 +34,21 @@ export type {
   ClipStatus,
   WaitUntilDoneOptions,
 } from './resources/clips.ts';
+export {
+  ConversationStream,
+  type Asset,
+  type AssetUploadParams,
+  type AssistantMessage,
+  type Conversation,
+  type ConversationCreateParams,
+  type ConversationSendParams,
+  type ConversationSendResponse,
+  type ConversationStreamResult,
+  type ConversationWithMessages,
+  type Memory,
+  type UserMessage,
+  type WebSource,
+} from './resources/conversations.ts';
 export type { SpeechTranscribeParams, SpeechTranscribeResponse, TimedTranscript } from './resources/speech.ts';
 export type { VideoUploadParams, WaitUntilIndexedOptions } from './resources/videos.ts';
 export type * from './types.ts';
