@@ -9,7 +9,7 @@ import { ConfigError } from '../config/load-config.ts';
 import { resolveClientSettings, type ClientFlags } from '../config/settings.ts';
 import { sniffBuffer } from '../media/sniff.ts';
 import { ProgressReporter } from '../models/progress.ts';
-import { Ocular, OcularError, type ChatContentPart, type Fetch, type IndexingEvent, type Video } from '../sdk/index.ts';
+import { Ocular, OcularError, type ChatContentPart, type Clip, type Fetch, type IndexingEvent, type Video } from '../sdk/index.ts';
 
 export interface ClientCommandContext {
   env: Readonly<Record<string, string | undefined>>;
@@ -362,6 +362,145 @@ export function registerClientCommands(program: Command, context: ClientCommandC
       });
       if (flags.json) return writeJson(answer);
       process.stdout.write(`${answer.chat_response}\n`);
+    }),
+  );
+
+  const clips = program.command('clips').description('short clips cut from your videos by a prompt: create, list, get, delete');
+
+  /** One line per output: its time range in the source, title and signed URL. */
+  const writeClip = (clip: Clip): void => {
+    process.stdout.write(`${clip.id}\t${clip.status}${clip.error_message ? `\t${clip.error_message}` : ''}\n`);
+    for (const output of clip.output) {
+      process.stdout.write(`  ${formatTimestamp(output.start)}-${formatTimestamp(output.end)}\t${output.title}\t${output.url}\n`);
+    }
+  };
+
+  withClientOptions(
+    clips
+      .command('create')
+      .description('cut clips matching a prompt out of videos of your library')
+      .argument('<args...>', 'the video ids, then the prompt last')
+      .option('--wait', 'wait until it is rendered and print the outputs (exit 1 if it fails)')
+      .addOption(new Option('--template <template>', 'one clip per moment, or the moments joined').choices(['moments', 'compilation']))
+      .addOption(new Option('--aspect <ratio>', "the outputs' aspect ratio").choices(['16:9', '9:16', '1:1']))
+      .option('--count <n>', 'outputs to make (1-3)', (value) => Number.parseInt(value, 10))
+      .option('--min <seconds>', 'shortest clip', Number.parseFloat)
+      .option('--max <seconds>', 'longest clip', Number.parseFloat)
+      .option('--resolution <height>', 'output height in pixels', (value) => Number.parseInt(value, 10))
+      .option('--subtitles', 'burn the transcript in as subtitles'),
+  ).action(
+    action(
+      async (
+        args: string[],
+        flags: OutputFlags & {
+          wait?: boolean;
+          template?: 'moments' | 'compilation';
+          aspect?: '16:9' | '9:16' | '1:1';
+          count?: number;
+          min?: number;
+          max?: number;
+          resolution?: number;
+          subtitles?: boolean;
+        },
+      ) => {
+        if (args.length < 2) fail('give at least one video id, then the prompt');
+        const prompt = args.at(-1)!;
+        const client = connect(flags);
+        let clip = await client.clips.create({
+          video_ids: args.slice(0, -1),
+          prompt,
+          generation_config: {
+            ...(flags.template === undefined ? {} : { template: flags.template }),
+            ...(flags.count === undefined ? {} : { num_generations: flags.count }),
+            ...(flags.min === undefined ? {} : { min_duration_seconds: flags.min }),
+            ...(flags.max === undefined ? {} : { max_duration_seconds: flags.max }),
+          },
+          rendering_config: {
+            ...(flags.aspect === undefined ? {} : { aspect_ratio: flags.aspect }),
+            ...(flags.resolution === undefined ? {} : { resolution: flags.resolution }),
+            ...(flags.subtitles ? { subtitles: true } : {}),
+          },
+        });
+        if (flags.wait) {
+          const tty = process.stderr.isTTY === true;
+          clip = await client.clips.waitUntilDone(clip.id, {
+            onProgress: (event) => {
+              if (tty) process.stderr.write(`\r${event.stage ?? event.status} ${event.percent.toFixed(0)}%   `);
+            },
+          });
+          if (tty) process.stderr.write('\n');
+        }
+        if (flags.json) return writeJson(clip);
+        writeClip(clip);
+      },
+    ),
+  );
+
+  withClientOptions(
+    clips
+      .command('list')
+      .description('your clips, newest first')
+      .option('--limit <n>', 'clips per page (at most 100)', (value) => Number.parseInt(value, 10))
+      .option('--offset <n>', 'clips to skip', (value) => Number.parseInt(value, 10)),
+  ).action(
+    action(async (flags: OutputFlags & { limit?: number; offset?: number }) => {
+      const page = await connect(flags).clips.list({ limit: flags.limit ?? 20, offset: flags.offset ?? 0 });
+      if (flags.json) return writeJson(page);
+      if (page.results.length === 0) {
+        process.stderr.write('no clips\n');
+        return;
+      }
+      writeTable([
+        ['ID', 'STATUS', 'OUTPUTS', 'PROMPT', 'CREATED'],
+        ...page.results.map((clip) => [clip.id, clip.status, String(clip.output.length), clip.prompt, clip.created_at]),
+      ]);
+    }),
+  );
+
+  withClientOptions(clips.command('get').description('a clip: its status and outputs').argument('<id>', 'the clip id')).action(
+    action(async (id: string, flags: OutputFlags) => {
+      const clip = await connect(flags).clips.get(id);
+      if (flags.json) return writeJson(clip);
+      writeClip(clip);
+    }),
+  );
+
+  withClientOptions(
+    clips.command('rm').description('delete clips (cancelling them while they run)').argument('<id...>', 'clip ids'),
+  ).action(
+    action(async (ids: string[], flags: OutputFlags) => {
+      const client = connect(flags);
+      const deleted = [];
+      for (const id of ids) {
+        deleted.push(await client.clips.delete(id));
+        if (!flags.json) process.stdout.write(`deleted ${id}\n`);
+      }
+      if (flags.json) writeJson(deleted);
+    }),
+  );
+
+  withClientOptions(
+    program
+      .command('transcribe')
+      .description('transcribe speech in an audio or video file or URL, optionally translated')
+      .argument('<file|url>', 'a local file (sent as a data: URL) or an http(s) URL')
+      .option('--translate-to <language>', 'translate the transcript (e.g. french or fr)')
+      .option('--timestamps', 'print each segment with its times'),
+  ).action(
+    action(async (source: string, flags: OutputFlags & { translateTo?: string; timestamps?: boolean }) => {
+      const audioUrl = await mediaUrl(source, 'transcribe');
+      const result = await connect(flags).speech.transcribe({
+        audio_url: audioUrl,
+        ...(flags.translateTo === undefined ? {} : { target_language: flags.translateTo }),
+      });
+      if (flags.json) return writeJson(result);
+      if (flags.timestamps) {
+        for (const segment of result.transcript_translation_with_timestamp) {
+          process.stdout.write(`[${formatTimestamp(segment.start)}-${formatTimestamp(segment.end)}] ${segment.transcript}\n`);
+        }
+        return;
+      }
+      process.stdout.write(`${result.translation ?? result.transcript}\n`);
     }),
   );
 }

@@ -164,6 +164,6 @@ const STATUS_OF_TYPE: Readonly<Record<string, number>> = {
   timeout_error: 504,
 };
 
-function statusOfType(type: string | undefined): number {
+export function statusOfType(type: string | undefined): number {
   return (type !== undefined ? STATUS_OF_TYPE[type] : undefined) ?? 500;
 }

@@ -1,13 +1,13 @@
 import { APIConnectionError, APITimeoutError, APIUserAbortError, makeStatusError, OcularError } from './errors.ts';
 import { Chat } from './resources/chat.ts';
 import { sleep } from './sleep.ts';
+import { Clips } from './resources/clips.ts';
+import { Assets, Conversations, MemoryResource } from './resources/conversations.ts';
 import { Images } from './resources/images.ts';
 import { Models } from './resources/models.ts';
 import { Qa } from './resources/qa.ts';
-import { Videos } from './resources/videos.ts';
-import { Clips } from './resources/clips.ts';
-import { Assets, Conversations } from './resources/conversations.ts';
 import { Speech } from './resources/speech.ts';
+import { Videos } from './resources/videos.ts';
 
 /** The platform's `fetch`, or one with its signature (undici's, a test double's). */
 export type Fetch = (input: string, init: RequestInit) => Promise<Response>;
@@ -118,9 +118,10 @@ export class Ocular {
   readonly images: Images;
   readonly qa: Qa;
   readonly clips: Clips;
+  readonly speech: Speech;
   readonly conversations: Conversations;
   readonly assets: Assets;
-  readonly speech: Speech;
+  readonly memory: MemoryResource;
 
   constructor(options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? readEnvironment('OCULAR_API_KEY');
@@ -138,9 +139,10 @@ export class Ocular {
     this.images = new Images(this);
     this.qa = new Qa(this);
     this.clips = new Clips(this);
+    this.speech = new Speech(this);
     this.conversations = new Conversations(this);
     this.assets = new Assets(this);
-    this.speech = new Speech(this);
+    this.memory = new MemoryResource(this);
   }
 
   /** The URL of `path` on this server, with `query`'s defined values. */

@@ -77,6 +77,17 @@ export class APIUserAbortError extends OcularError {
 }
 
 /** `videos.waitUntilIndexed`: the video's indexing failed, or it is not queued for indexing. */
+/** A clip request that failed (`waitUntilDone`). */
+export class ClipGenerationError extends OcularError {
+  /** The stage it failed in, as its events named it. */
+  readonly stage: string | null;
+
+  constructor(message: string, stage: string | null) {
+    super(message, { type: 'clip_error' });
+    this.stage = stage;
+  }
+}
+
 export class VideoIndexingError extends OcularError {
   /** The video's `indexing_status` at the end: `failed`, or `pending` for a video uploaded with `index: false`. */
   readonly indexingStatus: string;

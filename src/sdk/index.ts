@@ -8,6 +8,7 @@ export {
   APIUserAbortError,
   AuthenticationError,
   BadRequestError,
+  ClipGenerationError,
   ConflictError,
   InternalServerError,
   NotFoundError,
@@ -21,9 +22,33 @@ export {
 export { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
 export type { Uploadable, UploadProgress } from './uploads.ts';
 export type { ImageUploadItem, ImageUploadParams } from './resources/images.ts';
-export type { QaChatParams, QaChatResponse } from './resources/qa.ts';
+export { QaChatStream, type QaChatParams, type QaChatResponse } from './resources/qa.ts';
+export type {
+  Clip,
+  ClipCreateParams,
+  ClipGenerationConfig,
+  ClipMoment,
+  ClipOutput,
+  ClipProgressEvent,
+  ClipRenderingConfig,
+  ClipStatus,
+  WaitUntilDoneOptions,
+} from './resources/clips.ts';
+export {
+  ConversationStream,
+  type Asset,
+  type AssetUploadParams,
+  type AssistantMessage,
+  type Conversation,
+  type ConversationCreateParams,
+  type ConversationSendParams,
+  type ConversationSendResponse,
+  type ConversationStreamResult,
+  type ConversationWithMessages,
+  type Memory,
+  type UserMessage,
+  type WebSource,
+} from './resources/conversations.ts';
+export type { SpeechTranscribeParams, SpeechTranscribeResponse, TimedTranscript } from './resources/speech.ts';
 export type { VideoUploadParams, WaitUntilIndexedOptions } from './resources/videos.ts';
 export type * from './types.ts';
-export type { Clip, ClipCreateParams, ClipOutput, WaitUntilDoneOptions } from './resources/clips.ts';
-export type { Asset, Conversation, SendParams } from './resources/conversations.ts';
-export type { SpeechParams, SpeechResult } from './resources/speech.ts';

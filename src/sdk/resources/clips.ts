@@ -1,57 +1,101 @@
-import { APITimeoutError, OcularError } from '../errors.ts';
-import { sleep } from '../sleep.ts';
+// Written against the wire format of src/server/wire/clips.ts (`POST/GET /v1/clips`, `GET/DELETE /v1/clips/{id}`,
+// `GET /v1/clips/{id}/events`).
 import type { Ocular, RequestOptions } from '../client.ts';
+import { APIConnectionError, APITimeoutError, APIUserAbortError, ClipGenerationError } from '../errors.ts';
+import { parseServerSentEvents } from '../sse.ts';
 import type { Deleted, Page, PageParams } from '../types.ts';
+import { iterate } from '../uploads.ts';
+
+export type ClipStatus = 'queued' | 'processing' | 'completed' | 'failed';
+
+export interface ClipGenerationConfig {
+  /** `moments`: one clip per moment; `compilation`: moments joined into one video. @default moments */
+  template?: 'moments' | 'compilation' | null | undefined;
+  /** Outputs to make, 1 to 3. @default 1 */
+  num_generations?: number | null | undefined;
+  /** @default 0 */
+  min_duration_seconds?: number | null | undefined;
+  /** At most 600. @default 30 */
+  max_duration_seconds?: number | null | undefined;
+  source_start_time?: number | null | undefined;
+  source_end_time?: number | null | undefined;
+}
+
+export interface ClipRenderingConfig {
+  /** Burn the transcript in as subtitles. @default false */
+  subtitles?: boolean | null | undefined;
+  aspect_ratio?: '16:9' | '9:16' | '1:1' | null | undefined;
+  /** Output height in pixels, 240 to 1080. @default the source's */
+  resolution?: number | null | undefined;
+  /** How the frame reaches another aspect ratio. @default crop */
+  fit?: 'crop' | 'pad' | null | undefined;
+}
 
 export interface ClipCreateParams {
-  /** Videos of the caller's library; or `video_urls`, which the server fetches, stores and indexes first. */
+  /** Videos of the caller's library (up to 10); or `video_urls`, which the server fetches first. Exactly one. */
   video_ids?: string[] | undefined;
   video_urls?: string[] | undefined;
+  /** What to cut out, in words. */
   prompt: string;
-  generation_config?:
-    | {
-        template?: 'moments' | 'compilation' | undefined;
-        num_generations?: number | undefined;
-        min_duration_seconds?: number | undefined;
-        max_duration_seconds?: number | undefined;
-        source_start_time?: number | undefined;
-        source_end_time?: number | undefined;
-      }
-    | undefined;
-  rendering_config?:
-    { subtitles?: boolean | undefined; aspect_ratio?: '16:9' | '9:16' | '1:1' | undefined; resolution?: number | undefined } | undefined;
+  generation_config?: ClipGenerationConfig | undefined;
+  rendering_config?: ClipRenderingConfig | undefined;
+}
+
+export interface ClipMoment {
+  video_id: string;
+  start: number;
+  end: number;
 }
 
 export interface ClipOutput {
-  /** A signed URL of the rendered MP4 (Range requests work). */
+  /** A signed URL of the rendered MP4. */
   url: string;
+  title: string;
   start: number;
   end: number;
-  title: string;
-  [key: string]: unknown;
+  duration: number;
+  video_id: string;
+  moments: ClipMoment[];
 }
 
 export interface Clip {
   id: string;
-  status: 'queued' | 'processing' | 'completed' | 'failed';
+  status: ClipStatus;
+  created_at: string;
+  updated_at: string;
   prompt: string;
-  progress?: number;
-  stage?: string | null;
-  output?: ClipOutput[];
-  error_message?: string | null;
-  [key: string]: unknown;
+  video_urls: string[] | null | undefined;
+  video_ids: string[] | null | undefined;
+  generation_config: Required<{ [K in keyof ClipGenerationConfig]: NonNullable<ClipGenerationConfig[K]> | null }>;
+  rendering_config: Required<{ [K in keyof ClipRenderingConfig]: NonNullable<ClipRenderingConfig[K]> | null }>;
+  /** 0 to 1. */
+  progress: number;
+  stage: string | null;
+  error_message?: string | undefined;
+  output: ClipOutput[];
+}
+
+/** One event of `GET /v1/clips/{id}/events`. */
+export interface ClipProgressEvent {
+  id: string;
+  status: ClipStatus;
+  stage: string | null;
+  progress: number;
+  percent: number;
+  error_message?: string | undefined;
 }
 
 export interface WaitUntilDoneOptions {
-  onProgress?: ((clip: Clip) => void) | undefined;
+  /** Called with each progress event. */
+  onProgress?: ((event: ClipProgressEvent) => void) | undefined;
   signal?: AbortSignal | undefined;
-  /** Milliseconds. @default no limit */
+  /** Milliseconds to wait in all before an `APITimeoutError`. @default no limit */
   timeout?: number | undefined;
-  /** Milliseconds between looks. @default 1000 */
-  interval?: number | undefined;
 }
 
-/** Clip generation (`/v1/clips`): a durable job per request. */
+const RECONNECT_DELAY_MS = 1_000;
+
+/** Short videos cut from the library by a prompt (`/v1/clips`): a durable job, followed over its events stream. */
 export class Clips {
   readonly #client: Ocular;
 
@@ -59,6 +103,7 @@ export class Clips {
     this.#client = client;
   }
 
+  /** Queues a clip request; it is answered at once with status `queued`. */
   create(params: ClipCreateParams, options: RequestOptions = {}): Promise<Clip> {
     return this.#client.request({ ...options, method: 'POST', path: '/v1/clips', body: params });
   }
@@ -67,25 +112,67 @@ export class Clips {
     return this.#client.request({ ...options, method: 'GET', path: `/v1/clips/${encodeURIComponent(id)}` });
   }
 
-  list(params: PageParams = {}, options: RequestOptions = {}): Promise<Page<Clip>> {
-    return this.#client.request({ ...options, method: 'GET', path: '/v1/clips', query: { ...params } });
+  /** The caller's clips, newest first. */
+  async list(params: PageParams = {}, options: RequestOptions = {}): Promise<Page<Clip>> {
+    return this.#client.request({ ...options, method: 'GET', path: '/v1/clips', query: { limit: params.limit, offset: params.offset } });
   }
 
-  delete(id: string, options: RequestOptions = {}): Promise<Deleted & { id: string }> {
+  /** Deletes a clip (cancelling it while it runs) and its rendered outputs. */
+  delete(id: string, options: RequestOptions = {}): Promise<Deleted> {
     return this.#client.request({ ...options, method: 'DELETE', path: `/v1/clips/${encodeURIComponent(id)}` });
   }
 
-  /** Resolves with the completed clip; rejects when the job failed, on `timeout`, or when `signal` aborts. */
+  /**
+   * Follows the clip's events stream until it has completed (resolving with the clip, its outputs' URLs signed)
+   * or failed (rejecting with `ClipGenerationError`). A stream that breaks is followed again.
+   */
   async waitUntilDone(id: string, options: WaitUntilDoneOptions = {}): Promise<Clip> {
     const deadline = options.timeout === undefined ? Infinity : Date.now() + options.timeout;
+    const path = `/v1/clips/${encodeURIComponent(id)}/events`;
     for (;;) {
-      const clip = await this.get(id, { signal: options.signal });
-      options.onProgress?.(clip);
-      if (clip.status === 'completed') return clip;
-      if (clip.status === 'failed')
-        throw new OcularError(`clip ${id} failed: ${clip.error_message ?? 'unknown error'}`, { type: 'clip_failed' });
-      if (Date.now() >= deadline) throw new APITimeoutError(`clip ${id} was not done within ${options.timeout} ms`);
-      await sleep(Math.min(options.interval ?? 1_000, Math.max(0, deadline - Date.now())), options.signal);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new APITimeoutError(`clip ${id} was not done within ${options.timeout} ms`);
+      let last: ClipProgressEvent | undefined;
+      const { response, requestSignal, done } = await this.#client.send({
+        method: 'GET',
+        path,
+        signal: options.signal,
+        timeout: left,
+        headers: { accept: 'text/event-stream' },
+      });
+      try {
+        if (response.body) {
+          for await (const event of parseServerSentEvents(iterate(response.body))) {
+            if (event.event !== 'progress' && event.event !== 'done') continue;
+            const data = JSON.parse(event.data) as ClipProgressEvent;
+            last = data;
+            options.onProgress?.(data);
+            if (event.event === 'done') break;
+          }
+        }
+      } catch (caught) {
+        const error = this.#client.readError(caught, options.signal, requestSignal);
+        if (!(error instanceof APIConnectionError) || error instanceof APITimeoutError) throw error;
+        last = undefined;
+      } finally {
+        done();
+      }
+      if (last?.status === 'completed') return this.get(id, { signal: options.signal });
+      if (last?.status === 'failed') {
+        throw new ClipGenerationError(`clip ${id} failed: ${last.error_message ?? 'unknown error'}`, last.stage);
+      }
+      await new Promise<void>((resolve, reject) => {
+        if (options.signal?.aborted) return reject(new APIUserAbortError());
+        const timer = setTimeout(resolve, Math.min(RECONNECT_DELAY_MS, Math.max(0, deadline - Date.now())));
+        options.signal?.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            reject(new APIUserAbortError());
+          },
+          { once: true },
+        );
+      });
     }
   }
 }

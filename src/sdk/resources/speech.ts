@@ -1,28 +1,41 @@
+// Written against src/server/wire/speech.ts (`POST /v1/transcription_or_translation`, Reka Speech).
 import type { Ocular, RequestOptions } from '../client.ts';
 
-export interface SpeechParams {
+export interface SpeechTranscribeParams {
   /** http(s), or `data:audio/...;base64,...` */
   audio_url: string;
-  sampling_rate?: number | undefined;
-  target_language?: 'english' | 'french' | 'spanish' | 'japanese' | 'chinese' | 'korean' | 'italian' | 'portuguese' | 'german' | undefined;
-  return_translation_audio?: boolean | undefined;
-  temperature?: number | undefined;
-  max_tokens?: number | undefined;
-  /** The chat model that translates. */
-  model?: string | undefined;
+  /** The audio's sampling rate in Hz (containers carry their own). @default 16000 */
+  sampling_rate?: number | null | undefined;
+  /** Translate the transcript into this language (`french`, `French` or `fr`). */
+  target_language?: string | null | undefined;
+  /** Also speak the translation (`audio_base64` in the answer). */
+  return_translation_audio?: boolean | null | undefined;
+  temperature?: number | null | undefined;
+  max_tokens?: number | null | undefined;
+  /** The chat model that translates. @default the server's default model */
+  model?: string | null | undefined;
 }
 
-export interface SpeechResult {
+export interface TimedTranscript {
+  start: number;
+  end: number;
   transcript: string;
-  transcript_translation_with_timestamp: Array<{ start: number; end: number; transcript: string }>;
-  translation?: string;
-  /** WAV, base64. */
-  audio_base64?: string;
-  language?: string;
+}
+
+export interface SpeechTranscribeResponse {
+  transcript: string;
+  /** The translation's segments with their times when translating, else the transcript's. */
+  transcript_translation_with_timestamp: TimedTranscript[];
+  translation?: string | undefined;
+  /** WAV of the spoken translation, with `return_translation_audio`. */
+  audio_base64?: string | undefined;
+  /** The spoken language detected. */
+  language?: string | undefined;
+  /** Seconds of audio. */
   duration: number;
 }
 
-/** The Speech API (`POST /v1/transcription_or_translation`). */
+/** Transcription, translation and spoken translation of audio (`POST /v1/transcription_or_translation`). */
 export class Speech {
   readonly #client: Ocular;
 
@@ -30,7 +43,7 @@ export class Speech {
     this.#client = client;
   }
 
-  transcribe(params: SpeechParams, options: RequestOptions = {}): Promise<SpeechResult> {
+  transcribe(params: SpeechTranscribeParams, options: RequestOptions = {}): Promise<SpeechTranscribeResponse> {
     return this.#client.request({ ...options, method: 'POST', path: '/v1/transcription_or_translation', body: params });
   }
 }
