@@ -1,7 +1,8 @@
 // Written against the wire format of src/server/wire/clips.ts (`POST/GET /v1/clips`, `GET/DELETE /v1/clips/{id}`,
 // `GET /v1/clips/{id}/events`).
 import type { Ocular, RequestOptions } from '../client.ts';
-import { APIConnectionError, APITimeoutError, APIUserAbortError, ClipGenerationError } from '../errors.ts';
+import { APIConnectionError, APITimeoutError, ClipGenerationError } from '../errors.ts';
+import { sleep } from '../sleep.ts';
 import { parseServerSentEvents } from '../sse.ts';
 import type { Deleted, Page, PageParams } from '../types.ts';
 import { iterate } from '../uploads.ts';
@@ -161,18 +162,7 @@ export class Clips {
       if (last?.status === 'failed') {
         throw new ClipGenerationError(`clip ${id} failed: ${last.error_message ?? 'unknown error'}`, last.stage);
       }
-      await new Promise<void>((resolve, reject) => {
-        if (options.signal?.aborted) return reject(new APIUserAbortError());
-        const timer = setTimeout(resolve, Math.min(RECONNECT_DELAY_MS, Math.max(0, deadline - Date.now())));
-        options.signal?.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            reject(new APIUserAbortError());
-          },
-          { once: true },
-        );
-      });
+      await sleep(Math.min(RECONNECT_DELAY_MS, Math.max(0, deadline - Date.now())), options.signal);
     }
   }
 }
