@@ -249,6 +249,24 @@ export const rateLimitsSchema = z.strictObject({
   redisPrefix: z.string().min(1).max(200).default('ocular:ratelimit'),
 });
 
+/**
+ * Where the metadata (keys, videos, segments, images, clips, conversations, jobs) lives: `sqlite`, the embedded
+ * default (`<dataDir>/ocular.db`, one machine), or `postgres`, shared by every API process and worker.
+ */
+export const storageSchema = z
+  .strictObject({
+    /** @default sqlite */
+    database: z.enum(['sqlite', 'postgres']).default('sqlite'),
+    /** PostgreSQL connection string, `postgres://user:password@host:5432/database`; required for postgres. */
+    url: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+    /** Connections each process keeps open to PostgreSQL. @default 10 */
+    poolSize: z.int().min(1).max(200).default(10),
+  })
+  .refine((storage) => storage.database !== 'postgres' || storage.url !== undefined, {
+    message: 'storage.url is required when storage.database is "postgres"',
+    path: ['url'],
+  });
+
 /** A research model (the Research API): a chat model from `models` run as a web-research agent. */
 export const researchModelSchema = z.strictObject({
   id: z
@@ -283,6 +301,7 @@ export const configFileSchema = z.strictObject({
   search: searchSchema.prefault({}),
   memory: memorySchema.prefault({}),
   qa: qaSchema.prefault({}),
+  storage: storageSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
   rateLimits: rateLimitsSchema.prefault({}),
   /** Research models, served on the OpenAI chat routes (they need `search.provider`). @default [] */

@@ -15,6 +15,7 @@ import type { StreamPart } from '../spec/stream-parts.ts';
 import { AssetStore } from '../store/asset-store.ts';
 import { ConversationStore } from '../store/conversation-store.ts';
 import type { Db } from '../store/database.ts';
+import type { SqlDatabase } from '../store/sql.ts';
 import { ImageBlobStore } from '../store/image-blob-store.ts';
 import { createUrlSigner, loadOrCreateSigningSecret, type UrlSigner } from '../vision/signed-urls.ts';
 import { errorEnvelope, parseBody } from './errors.ts';
@@ -56,7 +57,13 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 const TEXT_HEADERS = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
 /** Everything the conversation API needs, built from the settings at boot. */
-export function createConversations(options: { settings: ServerSettings; db: Db; chat: ChatService; models: ModelRegistry }) {
+export function createConversations(options: {
+  settings: ServerSettings;
+  db: Db;
+  database: SqlDatabase;
+  chat: ChatService;
+  models: ModelRegistry;
+}) {
   const { settings, db, chat, models } = options;
   const { config, dataDir } = settings;
   const { media } = config;

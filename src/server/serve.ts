@@ -21,7 +21,9 @@ import { OcularError } from '../spec/errors.ts';
 import type { LanguageModel } from '../spec/provider.ts';
 import { PROVIDERS } from '../providers/index.ts';
 import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
-import { openDatabase, SchemaBehindError, type Db } from '../store/database.ts';
+import { SchemaBehindError, type Db } from '../store/database.ts';
+import { openSqlDatabase, type SqlDatabase } from '../store/sql.ts';
+import { sql } from 'kysely';
 import { BlobStore } from '../store/blob-store.ts';
 import { SegmentSearchStore } from '../store/segment-search.ts';
 import { VideoStore } from '../store/video-store.ts';
@@ -271,6 +273,7 @@ function createSemanticSearch(options: {
 interface VisionSetup {
   settings: ServerSettings;
   db: Db;
+  database: SqlDatabase;
   chat: ChatService;
   models: ModelRegistry;
   transcriber: Transcriber | undefined;
@@ -282,7 +285,7 @@ interface VisionSetup {
 }
 
 /** The video library: stores, signed URLs, analyzers, and the workers that index videos and deliver webhooks. */
-function createVision({ settings, db, chat, models, transcriber, modelsDir, logger, dependencies, metrics }: VisionSetup) {
+function createVision({ settings, db, database, chat, models, transcriber, modelsDir, logger, dependencies, metrics }: VisionSetup) {
   const { config, dataDir } = settings;
   const { indexing, media, vision } = config;
   let captioner: Captioner | undefined;
@@ -566,13 +569,18 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   }
   const models = new ModelRegistry(plan.config, deferPendingModels(dependencies.providers ?? PROVIDERS, pulls, logger));
   const media = createMediaResolver(settings);
-  let db: Db;
+  let database: SqlDatabase;
   try {
-    db = openDatabase(settings.dataDir, { migrate: settings.migrate ?? true });
+    database = await openSqlDatabase(settings.config.storage, { dataDir: settings.dataDir, migrate: settings.migrate ?? true });
   } catch (error) {
     if (error instanceof SchemaBehindError) throw new ConfigError(error.message);
     throw error;
   }
+  if (database.sqlite === undefined) {
+    await database.close();
+    throw new ConfigError('storage.database "postgres" is not available in this build yet');
+  }
+  const db: Db = database.sqlite;
   const store = new ApiKeyStore(db);
   const verifier = settings.auth ? new ApiKeyVerifier(store, settings.envApiKeys) : undefined;
   const bootstrapKey = verifier ? ensureBootstrapKey(store, verifier, settings.dataDir, logger) : undefined;
@@ -587,7 +595,18 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   }
   const metrics = settings.config.metrics.enabled ? new ServerMetrics() : undefined;
   const chat = new ChatService(models, settings.config.limits, media.resolver, metrics?.chat);
-  const vision = createVision({ settings, db, chat, models, transcriber: media.transcriber, modelsDir, logger, dependencies, metrics });
+  const vision = createVision({
+    settings,
+    db,
+    database,
+    chat,
+    models,
+    transcriber: media.transcriber,
+    modelsDir,
+    logger,
+    dependencies,
+    metrics,
+  });
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
   const limits = settings.config.limits;
@@ -595,13 +614,13 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     speech: new SpeechService({ media: media.resolver, chat, transcriber: media.transcriber, synthesizer: media.synthesizer }),
     maxAudioBytes: settings.config.media.maxBytes,
   };
-  const conversations = createConversations({ settings, db, chat, models });
+  const conversations = createConversations({ settings, db, database, chat, models });
   await conversations.recover();
   const web = { dir: dependencies.webDir ?? DEFAULT_WEB_DIR };
   const rateLimits = RateLimits.create(settings.config.rateLimits);
   const research = createResearch(settings, models, chat);
   const readiness: ReadinessCheck[] = [
-    { name: 'database', check: () => void db.prepare('SELECT 1').get() },
+    { name: 'database', check: async () => void (await sql`SELECT 1`.execute(database.db)) },
     { name: 'queue', check: () => void vision.jobs.counts() },
     {
       name: 'blobs',
@@ -658,7 +677,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     await vision.close();
     await conversations.close();
     await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
-    db.close();
+    await database.close();
     throw error;
   }
   // Node's whole-request timeout is off: a 2 GiB upload over a slow link takes longer than any fixed bound. Slow
@@ -703,7 +722,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       await conversations.close();
       await Promise.all(uniquePulls.map((pull) => pull.close()));
       await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
-      db.close();
+      await database.close();
       logger.info('stopped');
     })();
     return closing;

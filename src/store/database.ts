@@ -347,9 +347,9 @@ export function schemaVersion(db: Db): number {
 export class SchemaBehindError extends Error {
   readonly current: number;
 
-  constructor(current: number) {
+  constructor(current: number, needed = SCHEMA_VERSION) {
     super(
-      `the database schema is at version ${current}, this Ocular needs ${SCHEMA_VERSION}: run \`ocular migrate\` (or start without --no-migrate)`,
+      `the database schema is at version ${current}, this Ocular needs ${needed}: run \`ocular migrate\` (or start without --no-migrate)`,
     );
     this.name = 'SchemaBehindError';
     this.current = current;
