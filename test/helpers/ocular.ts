@@ -5,6 +5,7 @@ import { parseConfig } from '../../src/config/load-config.ts';
 import type { ServerSettings } from '../../src/config/settings.ts';
 import { createLogger, type Logger } from '../../src/server/logger.ts';
 import { ANALYZER_CATALOG } from '../../src/models/analyzer-catalog.ts';
+import { dropTestStorageFor, testStorageFor } from './storage-mode.ts';
 import { startServer, type RunningServer, type ServerDependencies } from '../../src/server/serve.ts';
 
 export const TEST_KEY = 'ocu_test_key_0123456789abcdef';
@@ -36,6 +37,8 @@ export async function startOcular(
 ): Promise<TestOcular> {
   const ownDataDir = overrides.dataDir === undefined ? mkdtempSync(join(tmpdir(), 'ocular-test-')) : undefined;
   const dataDir = overrides.dataDir ?? ownDataDir!;
+  const parsed = parseConfig(config, {});
+  const storage = config !== null && typeof config === 'object' && 'storage' in config ? undefined : await testStorageFor(dataDir);
   const settings: ServerSettings = {
     host: '127.0.0.1',
     port: 0,
@@ -45,7 +48,7 @@ export async function startOcular(
     configPath: undefined,
     envApiKeys: [TEST_KEY],
     auth: true,
-    config: parseConfig(config, {}),
+    config: storage === undefined ? parsed : { ...parsed, storage: { ...parsed.storage, ...storage, poolSize: storage.poolSize ?? 4 } },
     ...overrides,
   };
   const server = await startServer(settings, logger, { analyzerCatalog: OFFLINE_ANALYZER_CATALOG, ...dependencies });
@@ -65,7 +68,10 @@ export async function startOcular(
     get: (path, extra = {}) => fetch(server.url + path, { headers: { ...headers, ...extra } }),
     close: async (graceMs?: number) => {
       await server.close(graceMs ?? 1_000);
-      if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
+      if (ownDataDir) {
+        rmSync(ownDataDir, { recursive: true, force: true });
+        if (storage !== undefined) await dropTestStorageFor(ownDataDir);
+      }
     },
   };
 }
