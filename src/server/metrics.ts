@@ -21,6 +21,8 @@ export class ServerMetrics {
   readonly #upstreamErrors: Counter<'model' | 'type'>;
   readonly #tokens: Counter<'model' | 'direction'>;
   readonly #jobDuration: Histogram<'kind' | 'outcome'>;
+  readonly #realtimeFactor: Histogram;
+  readonly #indexedSeconds: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -64,7 +66,25 @@ export class ServerMetrics {
       buckets: JOB_BUCKETS,
       registers,
     });
+    this.#realtimeFactor = new Histogram({
+      name: 'ocular_indexing_realtime_factor',
+      help: 'Seconds of video indexed per second of indexing, per video (above 1: faster than real time)',
+      buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128],
+      registers,
+    });
+    this.#indexedSeconds = new Counter({
+      name: 'ocular_indexed_media_seconds_total',
+      help: 'Seconds of video indexed',
+      registers,
+    });
   }
+
+  /** Records one indexed video: `mediaSeconds` long, indexed in `runSeconds`. */
+  readonly videoIndexed = (_videoId: string, timing: { mediaSeconds: number; runSeconds: number }): void => {
+    if (timing.mediaSeconds <= 0 || timing.runSeconds <= 0) return;
+    this.#realtimeFactor.observe(timing.mediaSeconds / timing.runSeconds);
+    this.#indexedSeconds.inc(timing.mediaSeconds);
+  };
 
   /** Reports the queue's jobs by kind and status, read when scraped (the database's count, whichever process enqueued). */
   watchJobs(jobs: JobQueue): void {

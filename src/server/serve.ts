@@ -359,9 +359,10 @@ function createVision({ settings, db, database, chat, models, transcriber, model
         settings: indexing,
         log: logger,
         summarize,
-        onIndexed: () => {
+        onIndexed: (videoId, timing) => {
           semantic?.queue();
           imageEmbeddings?.queue();
+          metrics?.videoIndexed(videoId, timing);
         },
       }),
     )

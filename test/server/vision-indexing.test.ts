@@ -198,6 +198,21 @@ describe('webhooks', () => {
   }, 60_000);
 });
 
+describe('indexing metrics', () => {
+  it('report the realtime factor of each indexed video and the seconds of video indexed', async () => {
+    const read = async (): Promise<string> => (await ocular.get('/metrics')).text();
+    const count = (text: string, name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    const before = await read();
+    const path = await makeVideo({ seconds: 4, width: 160, height: 120 });
+    const video = await upload(path, { video_name: 'measured', index: 'true' });
+    await waitFor(video.video_id, (entry) => entry.indexing_status === 'indexed');
+    const after = await read();
+    expect(count(after, 'ocular_indexing_realtime_factor_count') - count(before, 'ocular_indexing_realtime_factor_count')).toBe(1);
+    expect(count(after, 'ocular_indexed_media_seconds_total') - count(before, 'ocular_indexed_media_seconds_total')).toBeCloseTo(4, 0);
+    expect(count(after, 'ocular_indexing_realtime_factor_sum')).toBeGreaterThan(0);
+  }, 60_000);
+});
+
 describe('webhooks that cannot succeed', () => {
   it('are not retried when the receiver refuses the call or the address policy refuses the URL', async () => {
     const path = await makeVideo({ seconds: 6, width: 160, height: 120 });

@@ -97,8 +97,11 @@ export interface VideoIndexerOptions {
    * counts as indexed (present when a caption model is configured).
    */
   summarize?: ((videoId: string, signal: AbortSignal) => Promise<void>) | undefined;
-  /** Called once a video is indexed (semantic search queues the embedding of its segments). */
-  onIndexed?: ((videoId: string) => void) | undefined;
+  /**
+   * Called once a video is indexed (semantic search queues the embedding of its segments; metrics record the
+   * realtime factor): `mediaSeconds` of video took `runSeconds` in this run.
+   */
+  onIndexed?: ((videoId: string, timing: { mediaSeconds: number; runSeconds: number }) => void) | undefined;
 }
 
 /** The folder inside a video's blob folder that holds its keyframes and segment thumbnails. */
@@ -162,6 +165,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
       }
       context.reportProgress(reached);
     };
+    const started = performance.now();
     try {
       report('scanning', Math.max(0.01, video.progress));
       // The soundtrack is analysed while the scan decodes the picture (a separate ffmpeg, and the VAD and the
@@ -192,7 +196,8 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
       library.report(videoId, { status: 'indexed', stage: 'done', progress: 1 });
       context.reportProgress(1);
       notify(videoId, 'video.indexed');
-      options.onIndexed?.(videoId);
+      const runSeconds = (performance.now() - started) / 1000;
+      options.onIndexed?.(videoId, { mediaSeconds: video.metadata?.durationSeconds ?? 0, runSeconds });
     } catch (error) {
       if (context.signal.aborted || isAbortError(error)) throw error;
       if (isOcularError(error) && error.type === 'not_found_error') return; // deleted mid-way: nothing left to index
