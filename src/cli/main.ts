@@ -33,7 +33,9 @@ import { startServer } from '../server/serve.ts';
 import { runStdioBridge } from '../mcp/stdio-bridge.ts';
 import { registerClientCommands } from './client-commands.ts';
 import { ApiKeyStore, isValidOwner } from '../store/api-keys.ts';
-import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../store/database.ts';
+import { openDatabase, SchemaBehindError, schemaVersion } from '../store/database.ts';
+import { openSqlDatabase } from '../store/sql.ts';
+import { resolveStorageTarget } from './storage-flags.ts';
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 
@@ -346,30 +348,49 @@ program
   .command('migrate')
   .description('bring the database schema up to date (serve also does at start, unless --no-migrate)')
   .option('--data <dir>', 'data directory (env OCULAR_DATA_DIR)')
-  .action((flags: { data?: string }) => {
-    const dataDir = resolveDataDir(flags.data, env);
-    const file = join(dataDir, 'ocular.db');
+  .option('--config <path>', 'config file whose `storage` names the database (env OCULAR_CONFIG; default ./ocular.config.json)')
+  .action(async (flags: { data?: string; config?: string }) => {
+    const target = resolveStorageTarget(flags, env);
     let before = 0;
-    if (existsSync(file)) {
-      const peek = new Database(file, { readonly: true });
-      try {
-        before = schemaVersion(peek);
-      } finally {
-        peek.close();
+    if (target.storage.database === 'sqlite') {
+      const file = join(target.dataDir, 'ocular.db');
+      if (existsSync(file)) {
+        const peek = new Database(file, { readonly: true });
+        try {
+          before = schemaVersion(peek);
+        } finally {
+          peek.close();
+        }
+      }
+    } else {
+      const peek = await openSqlDatabase(target.storage, { dataDir: target.dataDir, migrate: false }).catch((error: unknown) => {
+        if (error instanceof SchemaBehindError) {
+          before = error.current;
+          return undefined;
+        }
+        fail((error as Error).message);
+      });
+      if (peek !== undefined) {
+        before = await peek.schemaVersion();
+        await peek.close();
       }
     }
-    let db;
+    let database;
     try {
-      db = openDatabase(dataDir);
+      database = await openSqlDatabase(target.storage, { dataDir: target.dataDir });
     } catch (error) {
       fail((error as Error).message);
     }
-    const after = schemaVersion(db);
-    db.close();
+    const after = await database.schemaVersion();
+    const latest = database.latestSchemaVersion;
+    await database.close();
+    const where = target.storage.database === 'sqlite' ? join(target.dataDir, 'ocular.db') : 'PostgreSQL';
     process.stdout.write(
-      before === after ? `schema is at version ${after} (up to date)\n` : `schema migrated from version ${before} to ${after}\n`,
+      before === after
+        ? `${where}: schema is at version ${after} (up to date)\n`
+        : `${where}: schema migrated from version ${before} to ${after}\n`,
     );
-    if (after !== SCHEMA_VERSION) fail(`schema is at ${after}, expected ${SCHEMA_VERSION}`);
+    if (after !== latest) fail(`schema is at ${after}, expected ${latest}`);
   });
 
 program

@@ -1,6 +1,8 @@
 // Process roles on one data directory: an `api` process that serves HTTP and runs no job, a `worker` that runs the
 // jobs and answers only health, readiness and metrics; and `ocular migrate` / `--no-migrate`.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { POSTGRES_MIGRATIONS } from '../../src/store/postgres-schema.ts';
+import { createTestDatabase } from '../helpers/databases.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -76,12 +78,33 @@ describe('ocular migrate and --no-migrate', () => {
     expect((refused as { stderr: string }).stderr).toContain('ocular migrate');
 
     const first = await run(process.execPath, [BIN, 'migrate', '--data', dir], { env: environment() });
-    expect(first.stdout).toBe(`schema migrated from version 0 to ${SCHEMA_VERSION}\n`);
+    expect(first.stdout).toBe(`${join(dir, 'ocular.db')}: schema migrated from version 0 to ${SCHEMA_VERSION}\n`);
     const again = await run(process.execPath, [BIN, 'migrate', '--data', dir], { env: environment() });
-    expect(again.stdout).toBe(`schema is at version ${SCHEMA_VERSION} (up to date)\n`);
+    expect(again.stdout).toBe(`${join(dir, 'ocular.db')}: schema is at version ${SCHEMA_VERSION} (up to date)\n`);
     const started = await serve(dir, '--no-migrate');
     expect((await fetch(`${started.url}/healthz`)).status).toBe(200);
     started.child.kill('SIGTERM');
+  });
+});
+
+describe('ocular migrate on PostgreSQL', () => {
+  it('migrates the database the config names, once, and serve --no-migrate refuses it before', async () => {
+    const test = await createTestDatabase('postgres');
+    try {
+      const dir = dataDir();
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ storage: test.storage }));
+      const config = ['--data', dir, '--config', join(dir, 'config.json')];
+      const refused = await run(process.execPath, [BIN, 'serve', '--no-migrate', '--port', '0', ...config], { env: environment() }).catch(
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect((refused as { stderr: string }).stderr).toContain('ocular migrate');
+      const first = await run(process.execPath, [BIN, 'migrate', ...config], { env: environment() });
+      expect(first.stdout).toBe(`PostgreSQL: schema migrated from version 0 to ${POSTGRES_MIGRATIONS.length}\n`);
+      const again = await run(process.execPath, [BIN, 'migrate', ...config], { env: environment() });
+      expect(again.stdout).toBe(`PostgreSQL: schema is at version ${POSTGRES_MIGRATIONS.length} (up to date)\n`);
+    } finally {
+      await test.drop();
+    }
   });
 });
 
