@@ -47,9 +47,10 @@ import { VideoSearch } from '../vision/video-search.ts';
 import { createEmbedSegmentsHandler, createSemanticRetriever, EMBED_SEGMENTS_JOB, SegmentVectors } from '../vision/semantic-search.ts';
 import { SegmentEmbeddingStore } from '../store/segment-embeddings.ts';
 import { createImageEmbeddingSearch, createImageLibrarySearch } from './image-embedding-setup.ts';
-import { createUrlSigner, loadOrCreateSigningSecret } from '../vision/signed-urls.ts';
+import { createUrlSigner, loadOrCreateSigningSecret, SIGNING_KEY_FILE } from '../vision/signed-urls.ts';
+import { shareSecretFile } from '../store/shared-secrets.ts';
 import { INCOMING_DIR, INDEX_VIDEO_JOB, VideoLibrary } from '../vision/video-library.ts';
-import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WebhookNotifier } from '../vision/webhooks.ts';
+import { createWebhookHandler, loadOrCreateWebhookSecret, WEBHOOK_JOB, WEBHOOK_SECRET_FILE, WebhookNotifier } from '../vision/webhooks.ts';
 import type { VisionRouteDependencies } from './vision-routes.ts';
 import type { ImageRouteDependencies } from './image-routes.ts';
 import type { QaRouteDependencies } from './qa-routes.ts';
@@ -582,6 +583,11 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     throw new ConfigError('storage.database "postgres" is not available in this build yet');
   }
   const db: Db = database.sqlite;
+  await shareSecretFile(database, settings.dataDir, SIGNING_KEY_FILE, () => loadOrCreateSigningSecret(settings.dataDir));
+  const configuredWebhookSecret = settings.config.vision.webhookSecret;
+  if (configuredWebhookSecret === undefined) {
+    await shareSecretFile(database, settings.dataDir, WEBHOOK_SECRET_FILE, () => loadOrCreateWebhookSecret(settings.dataDir, undefined));
+  }
   const store = new ApiKeyStore(db);
   const verifier = settings.auth ? new ApiKeyVerifier(store, settings.envApiKeys) : undefined;
   const bootstrapKey = verifier ? ensureBootstrapKey(store, verifier, settings.dataDir, logger) : undefined;

@@ -314,6 +314,13 @@ const MIGRATIONS: readonly string[] = [
    BEGIN
      DELETE FROM image_embeddings WHERE image_id = old.id AND kind = 'text';
    END;`,
+  // Secrets every process sharing the database must agree on (shared-secrets.ts): the URL signing key and the
+  // webhook secret, copied from the first process's data dir.
+  `CREATE TABLE server_secrets (
+     name TEXT PRIMARY KEY,
+     value BLOB NOT NULL,
+     created_at INTEGER NOT NULL
+   ) STRICT;`,
 ];
 
 /**

@@ -284,4 +284,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
      RETURN NEW;
    END $$;
    CREATE TRIGGER images_embeddings_au AFTER UPDATE ON images FOR EACH ROW EXECUTE FUNCTION ocular_image_updated();`,
+  // Secrets every process sharing the database must agree on (shared-secrets.ts).
+  `CREATE TABLE server_secrets (
+     name TEXT PRIMARY KEY,
+     value BYTEA NOT NULL,
+     created_at BIGINT NOT NULL
+   );`,
 ];

@@ -22,6 +22,7 @@ export interface Tables {
   clips: ClipsTable;
   keyframe_embeddings: KeyframeEmbeddingsTable;
   image_embeddings: ImageEmbeddingsTable;
+  server_secrets: ServerSecretsTable;
 }
 
 /** SQLite's implicit row id, and PostgreSQL's identity column standing in for it. */
@@ -233,4 +234,11 @@ export interface ImageEmbeddingsTable {
   kind: 'picture' | 'text';
   model: string;
   vector: Uint8Array;
+}
+
+/** Secrets every process sharing the database must agree on (shared-secrets.ts). */
+export interface ServerSecretsTable {
+  name: string;
+  value: Uint8Array;
+  created_at: number;
 }

@@ -1,4 +1,10 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'kysely';
+import { shareSecretFile } from '../../src/store/shared-secrets.ts';
+import { loadOrCreateSigningSecret, SIGNING_KEY_FILE } from '../../src/vision/signed-urls.ts';
+import { loadOrCreateWebhookSecret, WEBHOOK_SECRET_FILE } from '../../src/vision/webhooks.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SchemaBehindError } from '../../src/store/database.ts';
 import { isUniqueViolation, migratePostgres } from '../../src/store/sql.ts';
@@ -126,5 +132,25 @@ describe('PostgreSQL migrations', () => {
     expect(typo.rows.map((row) => row.seq)).toEqual([1]);
     await db.deleteFrom('videos').where('id', '=', 'v').execute();
     expect(await db.selectFrom('video_segments').selectAll().execute()).toEqual([]);
+  });
+});
+
+describe('secrets shared through the database', () => {
+  it('give a second data dir on the same database the first one’s signing key and webhook secret', async () => {
+    const test = await createTestDatabase('postgres');
+    const dirs = [mkdtempSync(join(tmpdir(), 'ocular-a-')), mkdtempSync(join(tmpdir(), 'ocular-b-'))];
+    try {
+      const database = await test.open();
+      for (const dir of dirs) {
+        await shareSecretFile(database, dir, SIGNING_KEY_FILE, () => loadOrCreateSigningSecret(dir));
+        await shareSecretFile(database, dir, WEBHOOK_SECRET_FILE, () => loadOrCreateWebhookSecret(dir, undefined));
+      }
+      expect(loadOrCreateSigningSecret(dirs[1]!).equals(loadOrCreateSigningSecret(dirs[0]!))).toBe(true);
+      expect(loadOrCreateWebhookSecret(dirs[1]!, undefined)).toBe(loadOrCreateWebhookSecret(dirs[0]!, undefined));
+      expect(loadOrCreateSigningSecret(dirs[0]!)).toHaveLength(32);
+    } finally {
+      await test.drop();
+      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
