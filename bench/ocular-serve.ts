@@ -20,12 +20,20 @@ export interface ServeHandle {
 
 const listeningSchema = z.object({ message: z.literal('ocular is listening'), url: z.url() });
 
-/** Starts `node bin/ocular.js serve --data <dataDir>` with `config` written beside the data as its config file. */
-export async function startOcularServe(dataDir: string, apiKey: string, config: unknown): Promise<ServeHandle> {
+/**
+ * Starts `node bin/ocular.js serve --data <dataDir>` with `config` written beside the data as its config file;
+ * `args` are more flags (`--role worker`). Processes sharing a data dir each get a config file of their own.
+ */
+export async function startOcularServe(
+  dataDir: string,
+  apiKey: string,
+  config: unknown,
+  args: readonly string[] = [],
+): Promise<ServeHandle> {
   const bin = fileURLToPath(new URL('../bin/ocular.js', import.meta.url));
-  const configPath = join(dataDir, 'ocular.config.json');
+  const configPath = join(dataDir, args.length === 0 ? 'ocular.config.json' : `ocular.config.${process.hrtime.bigint()}.json`);
   writeFileSync(configPath, `${JSON.stringify(config)}\n`);
-  const child = spawn(process.execPath, [bin, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir], {
+  const child = spawn(process.execPath, [bin, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, ...args], {
     env: { ...readEnvironment(), OCULAR_API_KEYS: apiKey, OCULAR_LOG_LEVEL: 'info', OCULAR_CONFIG: configPath },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -15,6 +15,7 @@ import { runVideoSampling } from './video-sampling.ts';
 import { runVideoSearchLatency } from './video-search-latency.ts';
 import { runVideoSearchQuality } from './video-search-quality.ts';
 import { runVideoQaLatency } from './video-qa-latency.ts';
+import { runScaleOut } from './scale-out.ts';
 
 const { values } = parseArgs({ options: { 'cpu-prof-dir': { type: 'string' }, strict: { type: 'boolean', default: false } } });
 const profileDir = values['cpu-prof-dir'] === undefined ? undefined : resolve(values['cpu-prof-dir']);
@@ -29,6 +30,7 @@ const benches: ReadonlyArray<{ name: string; run: () => Promise<unknown> }> = [
   { name: 'video-search-quality', run: () => runVideoSearchQuality() },
   { name: 'video-search-latency', run: () => runVideoSearchLatency() },
   { name: 'video-qa-latency', run: () => runVideoQaLatency() },
+  { name: 'scale-out', run: () => runScaleOut() },
   { name: 'ann', run: () => runAnn() },
 ];
 

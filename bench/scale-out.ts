@@ -1,0 +1,214 @@
+// Scale-out: Ocular as several processes on PostgreSQL + Redis (the job queue) + one blob store.
+// 1. Indexing throughput with 1, 2 and 4 workers (`ocular serve --role worker`, one job at a time each) behind one
+//    `--role api` process: the same short generated videos are uploaded to the api process at once and the wall
+//    time until every one is indexed is measured. Prints videos per minute and the speed-up over one worker;
+//    target: 2 workers at least 1.6x one worker on 2 cores (near-linear until the CPUs run out), and 4 workers no
+//    slower than 2 (more workers than cores must not collapse throughput).
+// 2. `GET /v1/videos/{id}` under load (autocannon, 16 connections) on one server with SQLite and one with
+//    PostgreSQL, in the same run: p50/p99 latency and requests per second; target: PostgreSQL's p99 within 3x
+//    SQLite's (a network round trip per query instead of an in-process read).
+// Needs the PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) every project machine runs. Loopback only.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, openAsBlob, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { createFfmpegContext } from '../src/media/binaries.ts';
+import { startOcularServe, type ServeHandle } from './ocular-serve.ts';
+import { BENCH_CACHE_DIR, percentile, printTable, verdict } from './report.ts';
+
+const run = promisify(execFile);
+const KEY = 'ocu_bench_scale_out_0123456789abcdef';
+const POSTGRES = process.env.OCULAR_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS = process.env.OCULAR_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const VIDEOS = 8;
+const VIDEO_SECONDS = 20;
+const WORKER_COUNTS = [1, 2, 4] as const;
+const LOAD_SECONDS = 8;
+const LOAD_CONNECTIONS = 16;
+/** Light analyzers, so the figure is about spreading work over workers rather than one model's speed. */
+const INDEXING = { objects: { enabled: false }, vad: { enabled: false }, labels: { enabled: false } };
+
+async function benchVideo(): Promise<string> {
+  mkdirSync(BENCH_CACHE_DIR, { recursive: true });
+  const path = join(BENCH_CACHE_DIR, `scale-out-${VIDEO_SECONDS}s.mp4`);
+  if (existsSync(path)) return path;
+  const { ffmpeg } = createFfmpegContext().binaries;
+  await run(ffmpeg, [
+    ...['-nostdin', '-hide_banner', '-loglevel', 'error', '-y'],
+    ...['-f', 'lavfi', '-i', `testsrc2=size=640x360:rate=25:duration=${VIDEO_SECONDS}`],
+    ...['-f', 'lavfi', '-i', `sine=frequency=440:duration=${VIDEO_SECONDS}`],
+    ...['-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', path],
+  ]);
+  return path;
+}
+
+async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `ocular_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: POSTGRES });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(POSTGRES);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const client = new pg.Client({ connectionString: POSTGRES });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+async function dropRedisPrefix(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+  redis.disconnect();
+}
+
+const headers = { 'x-api-key': KEY };
+
+async function upload(url: string, path: string, name: string): Promise<string> {
+  const body = new FormData();
+  body.set('video_name', name);
+  body.set('index', 'true');
+  body.set('file', await openAsBlob(path, { type: 'video/mp4' }), `${name}.mp4`);
+  const response = await fetch(`${url}/v1/videos/upload`, { method: 'POST', headers, body });
+  if (!response.ok) throw new Error(`upload: ${response.status} ${await response.text()}`);
+  return ((await response.json()) as { video_id: string }).video_id;
+}
+
+async function waitIndexed(url: string, ids: readonly string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const pending = new Set(ids);
+  while (pending.size > 0) {
+    if (Date.now() > deadline) throw new Error(`${pending.size} videos not indexed within ${timeoutMs / 1000} s`);
+    for (const id of [...pending]) {
+      const video = (await (await fetch(`${url}/v1/videos/${id}`, { headers })).json()) as {
+        indexing_status: string;
+        indexing_error?: string;
+      };
+      if (video.indexing_status === 'failed') throw new Error(`video ${id} failed: ${video.indexing_error}`);
+      if (video.indexing_status === 'indexed') pending.delete(id);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** One deployment: an api process and `workers` worker processes on a fresh database and queue prefix. */
+async function indexingRun(path: string, workers: number): Promise<number> {
+  const database = await createDatabase();
+  const prefix = `ocular-bench-${randomBytes(4).toString('hex')}`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'ocular-bench-scale-'));
+  const config = {
+    storage: { database: 'postgres', url: database.url },
+    queue: { kind: 'redis', url: REDIS, prefix },
+    indexing: { ...INDEXING, concurrency: 1 },
+  };
+  const processes: ServeHandle[] = [];
+  try {
+    const api = await startOcularServe(dataDir, KEY, config, ['--role', 'api']);
+    processes.push(api);
+    for (let index = 0; index < workers; index++) processes.push(await startOcularServe(dataDir, KEY, config, ['--role', 'worker']));
+    const started = performance.now();
+    const ids = await Promise.all(Array.from({ length: VIDEOS }, (_, index) => upload(api.url, path, `bench-${index}`)));
+    await waitIndexed(api.url, ids, 20 * 60_000);
+    return (performance.now() - started) / 1000;
+  } finally {
+    await Promise.all(processes.map((process) => process.stop()));
+    await database.drop();
+    await dropRedisPrefix(prefix);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function loadRun(url: string, id: string): Promise<{ p50: number; p99: number; rps: number }> {
+  const latencies: number[] = [];
+  const instance = autocannon({
+    url: `${url}/v1/videos/${id}`,
+    headers,
+    connections: LOAD_CONNECTIONS,
+    duration: LOAD_SECONDS,
+    timeout: 10,
+  });
+  instance.on('response', (_client, _status, _bytes, responseTime) => latencies.push(responseTime));
+  const result = await instance;
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`load: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  latencies.sort((a, b) => a - b);
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), rps: latencies.length / result.duration };
+}
+
+async function videoLoad(path: string): Promise<Record<'SQLite' | 'PostgreSQL', { p50: number; p99: number; rps: number }>> {
+  const database = await createDatabase();
+  const dirs = [mkdtempSync(join(tmpdir(), 'ocular-bench-sqlite-')), mkdtempSync(join(tmpdir(), 'ocular-bench-pg-'))];
+  const servers: ServeHandle[] = [];
+  try {
+    const results = {} as Record<'SQLite' | 'PostgreSQL', { p50: number; p99: number; rps: number }>;
+    const setups = [
+      ['SQLite', dirs[0]!, { indexing: INDEXING }],
+      ['PostgreSQL', dirs[1]!, { indexing: INDEXING, storage: { database: 'postgres', url: database.url } }],
+    ] as const;
+    for (const [name, dir, config] of setups) {
+      const server = await startOcularServe(dir, KEY, config);
+      servers.push(server);
+      const id = await upload(server.url, path, name);
+      await loadRun(server.url, id); // warm-up
+      results[name] = await loadRun(server.url, id);
+      await server.stop();
+    }
+    return results;
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
+    await database.drop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runScaleOut(): Promise<void> {
+  const path = await benchVideo();
+  const seconds: Record<number, number> = {};
+  for (const workers of WORKER_COUNTS) seconds[workers] = await indexingRun(path, workers);
+  const perMinute = (workers: number): number => (VIDEOS / seconds[workers]!) * 60;
+  const twoOverOne = perMinute(2) / perMinute(1);
+  const fourOverTwo = perMinute(4) / perMinute(2);
+  console.log(`\nIndexing throughput, ${VIDEOS} videos of ${VIDEO_SECONDS} s, api process + N workers on PostgreSQL + Redis`);
+  printTable([
+    ['workers', 'wall s', 'videos/min', 'vs 1 worker'],
+    ...WORKER_COUNTS.map((workers) => [
+      String(workers),
+      seconds[workers]!.toFixed(1),
+      perMinute(workers).toFixed(1),
+      `${(perMinute(workers) / perMinute(1)).toFixed(2)}x`,
+    ]),
+  ]);
+  console.log(`2 workers vs 1: ${twoOverOne.toFixed(2)}x (target >= 1.6x) ${verdict(twoOverOne >= 1.6)}`);
+  console.log(`4 workers vs 2: ${fourOverTwo.toFixed(2)}x (target >= 0.9x on 2 cores) ${verdict(fourOverTwo >= 0.9)}`);
+
+  const load = await videoLoad(path);
+  const ratio = load.PostgreSQL.p99 / load.SQLite.p99;
+  console.log(`\nGET /v1/videos/{id}, ${LOAD_CONNECTIONS} connections for ${LOAD_SECONDS} s`);
+  printTable([
+    ['database', 'p50 ms', 'p99 ms', 'req/s'],
+    ...(['SQLite', 'PostgreSQL'] as const).map((name) => [
+      name,
+      load[name].p50.toFixed(1),
+      load[name].p99.toFixed(1),
+      load[name].rps.toFixed(0),
+    ]),
+  ]);
+  console.log(`PostgreSQL p99 / SQLite p99: ${ratio.toFixed(2)}x (target <= 3x) ${verdict(ratio <= 3)}`);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await runScaleOut();
