@@ -107,36 +107,36 @@ export class AssetLibrary {
       record = { ...base, mediaType: sniffed.mediaType, sizeBytes: file.size, width, height, durationSeconds };
     }
     try {
-      return this.#store.insert(record);
+      return await this.#store.insert(record);
     } catch (error) {
       await this.#blobs.remove(key);
       throw error;
     }
   }
 
-  get(owner: string, key: string, param?: string): AssetRecord {
-    const asset = ASSET_KEY.test(key) ? this.#store.get(owner, key) : undefined;
+  async get(owner: string, key: string, param?: string): Promise<AssetRecord> {
+    const asset = ASSET_KEY.test(key) ? await this.#store.get(owner, key) : undefined;
     if (!asset) throw assetNotFound(key, param);
     return asset;
   }
 
   /** The owner's asset, or undefined (deleted since a turn referred to it). */
-  find(owner: string, key: string): AssetRecord | undefined {
+  async find(owner: string, key: string): Promise<AssetRecord | undefined> {
     return ASSET_KEY.test(key) ? this.#store.get(owner, key) : undefined;
   }
 
-  list(owner: string, limit: number, offset: number): Page<AssetRecord> {
+  list(owner: string, limit: number, offset: number): Promise<Page<AssetRecord>> {
     return this.#store.list(owner, limit, offset);
   }
 
   async delete(owner: string, key: string): Promise<void> {
-    this.get(owner, key);
-    this.#store.delete(owner, key);
+    await this.get(owner, key);
+    await this.#store.delete(owner, key);
     await this.#blobs.remove(key);
   }
 
   /** Any owner's asset, for the signed file route (the signature is the credential). */
-  byKey(key: string): AssetRecord | undefined {
+  async byKey(key: string): Promise<AssetRecord | undefined> {
     return ASSET_KEY.test(key) ? this.#store.getByKey(key) : undefined;
   }
 

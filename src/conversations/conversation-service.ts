@@ -154,7 +154,10 @@ export class ConversationService {
     return this.#settings.modelContextTokens[modelName] ?? this.#settings.contextTokens;
   }
 
-  create(owner: string, fields: { type: string; title?: string | undefined; model?: string | undefined }): ConversationRecord {
+  async create(
+    owner: string,
+    fields: { type: string; title?: string | undefined; model?: string | undefined },
+  ): Promise<ConversationRecord> {
     if (fields.model !== undefined) this.#models.resolve(fields.model);
     return this.#store.create({
       id: randomUUID(),
@@ -165,34 +168,34 @@ export class ConversationService {
     });
   }
 
-  get(owner: string, id: string): ConversationRecord {
-    const conversation = CONVERSATION_ID.test(id) ? this.#store.get(owner, id) : undefined;
+  async get(owner: string, id: string): Promise<ConversationRecord> {
+    const conversation = CONVERSATION_ID.test(id) ? await this.#store.get(owner, id) : undefined;
     if (!conversation) throw notFound(id);
     return conversation;
   }
 
-  turns(owner: string, id: string): TurnRecord[] {
-    return this.#store.turns(this.get(owner, id).id);
+  async turns(owner: string, id: string): Promise<TurnRecord[]> {
+    return this.#store.turns((await this.get(owner, id)).id);
   }
 
-  list(owner: string, limit: number, offset: number): Page<ConversationRecord> {
+  list(owner: string, limit: number, offset: number): Promise<Page<ConversationRecord>> {
     return this.#store.list(owner, limit, offset);
   }
 
-  delete(owner: string, id: string): void {
-    this.get(owner, id);
-    this.#store.delete(owner, id);
+  async delete(owner: string, id: string): Promise<void> {
+    await this.get(owner, id);
+    await this.#store.delete(owner, id);
   }
 
-  memories(owner: string, limit: number, offset: number): Page<MemoryRecord> {
+  memories(owner: string, limit: number, offset: number): Promise<Page<MemoryRecord>> {
     return this.#store.memories(owner, limit, offset);
   }
 
-  deleteMemory(owner: string, id: string): void {
-    if (!this.#store.deleteMemory(owner, id)) throw new OcularError('not_found_error', `no memory note with id "${id}"`);
+  async deleteMemory(owner: string, id: string): Promise<void> {
+    if (!(await this.#store.deleteMemory(owner, id))) throw new OcularError('not_found_error', `no memory note with id "${id}"`);
   }
 
-  deleteMemories(owner: string): number {
+  deleteMemories(owner: string): Promise<number> {
     return this.#store.deleteMemories(owner);
   }
 
@@ -203,11 +206,11 @@ export class ConversationService {
       const result = await this.#chat.generate(prepared.request, signal);
       let text = result.text;
       if (prepared.memory) text = prepared.memory.push(text) + prepared.memory.end();
-      const turn = this.#saveTurn(prepared, request, { text, finishReason: result.finishReason, usage: result.usage });
+      const turn = await this.#saveTurn(prepared, request, { text, finishReason: result.finishReason, usage: result.usage });
       if (!turn) throw notFound(prepared.conversation.id);
-      return { conversation: this.get(request.owner, prepared.conversation.id), turn };
+      return { conversation: await this.get(request.owner, prepared.conversation.id), turn };
     } catch (error) {
-      this.#discard(prepared);
+      await this.#discard(prepared);
       throw toTurnError(error, prepared.request.messages.length - 1);
     }
   }
@@ -219,14 +222,15 @@ export class ConversationService {
     try {
       ({ parts: source } = await this.#chat.stream(prepared.request, signal));
     } catch (error) {
-      this.#discard(prepared);
+      await this.#discard(prepared);
       throw toTurnError(error, prepared.request.messages.length - 1);
     }
     const messageId = randomUUID();
     const reader = source.getReader();
     let text = '';
     let stored = false;
-    const save = (finishReason: string, usage: Usage): TurnRecord | undefined => {
+    // Stores the turn once; the text is final when this returns its promise (the memory filter's tail included).
+    const save = async (finishReason: string, usage: Usage): Promise<TurnRecord | undefined> => {
       if (stored) return undefined;
       stored = true;
       if (prepared.memory) text += prepared.memory.end();
@@ -239,13 +243,13 @@ export class ConversationService {
       try {
         next = await reader.read();
       } catch (error) {
-        save('error', { inputTokens: 0, outputTokens: 0 });
+        await save('error', { inputTokens: 0, outputTokens: 0 });
         controller.error(error);
         return true;
       }
       if (next.done) {
         // The upstream ended without a finish part (guardStream reports that as an error part first).
-        save('error', { inputTokens: 0, outputTokens: 0 });
+        await save('error', { inputTokens: 0, outputTokens: 0 });
         controller.close();
         return true;
       }
@@ -262,13 +266,14 @@ export class ConversationService {
           return false;
         case 'finish': {
           const before = text.length;
-          save(part.finishReason, part.usage);
+          const saving = save(part.finishReason, part.usage);
           if (text.length > before) controller.enqueue({ type: 'text-delta', text: text.slice(before) });
+          await saving;
           controller.enqueue(part);
           return true;
         }
         case 'error':
-          save('error', { inputTokens: 0, outputTokens: 0 });
+          await save('error', { inputTokens: 0, outputTokens: 0 });
           controller.enqueue(part);
           return true;
       }
@@ -280,7 +285,7 @@ export class ConversationService {
         }
       },
       cancel: async (reason) => {
-        save(CANCELLED, { inputTokens: 0, outputTokens: 0 });
+        await save(CANCELLED, { inputTokens: 0, outputTokens: 0 }).catch(() => undefined);
         await reader.cancel(reason).catch(() => undefined);
       },
     });
@@ -303,7 +308,7 @@ export class ConversationService {
         'promptObject.imageList',
       );
     }
-    const existing = request.conversationId == null ? undefined : this.get(request.owner, request.conversationId);
+    const existing = request.conversationId == null ? undefined : await this.get(request.owner, request.conversationId);
     if (existing && existing.turnCount >= this.#settings.maxTurns) {
       throw validationError(
         `this conversation has reached ${this.#settings.maxTurns} turns (conversations.maxTurns); start a new one`,
@@ -312,7 +317,10 @@ export class ConversationService {
     }
     const modelName = request.model ?? existing?.model ?? this.#models.defaultModel;
     const resolved = this.#models.resolve(modelName); // unknown model: 404 before anything is stored
-    const assets = request.assetKeys.map((key, index) => this.#assets.get(request.owner, key, `promptObject.imageList.${index}`));
+    const assets: AssetRecord[] = [];
+    for (const [index, key] of request.assetKeys.entries()) {
+      assets.push(await this.#assets.get(request.owner, key, `promptObject.imageList.${index}`));
+    }
     if (request.webSearch && !this.#webSearch) throw validationError(HOW_TO_CONFIGURE_SEARCH, 'promptObject.webSearch');
 
     const sources: WebSource[] =
@@ -320,7 +328,7 @@ export class ConversationService {
         ? await this.#webSearch.search({ query: prompt, numOfSite: request.numOfSite, maxWord: request.maxWord }, signal)
         : [];
     const recalled = this.#memory.enabled
-      ? recallNotes(this.#store.recentMemories(request.owner, 1000), prompt, this.#memory.maxRecalled)
+      ? recallNotes(await this.#store.recentMemories(request.owner, 1000), prompt, this.#memory.maxRecalled)
       : [];
     const system = this.#memory.enabled ? memoryInstructions(recalled) : undefined;
     const current = this.#currentText(prompt, sources);
@@ -333,12 +341,10 @@ export class ConversationService {
       (system === undefined ? 0 : estimateTextTokens(system)) + estimateTextTokens(current) + assets.length * budget.mediaTokens;
     // Each turn is two messages; the newest that the message limit allows (the system prompt and this turn aside).
     const maxHistory = Math.max(0, Math.floor((this.#limits.maxMessages - 2) / 2));
-    const pastTurns = existing ? this.#store.turns(existing.id).slice(-maxHistory) : [];
-    const fitted = fitHistory(
-      pastTurns.map((turn) => this.#historyTurn(request.owner, turn, resolved.name, resolved.model.capabilities)),
-      fixed,
-      budget,
-    );
+    const pastTurns = existing ? (await this.#store.turns(existing.id)).slice(-maxHistory) : [];
+    const history: HistoryTurn[] = [];
+    for (const turn of pastTurns) history.push(await this.#historyTurn(request.owner, turn, resolved.name, resolved.model.capabilities));
+    const fitted = fitHistory(history, fixed, budget);
 
     const messages: ChatMessage[] = [];
     if (system !== undefined) messages.push({ role: 'system', content: system });
@@ -354,7 +360,8 @@ export class ConversationService {
     messages.push({ role: 'user', content: currentContent });
 
     const conversation =
-      existing ?? this.#store.create({ id: randomUUID(), owner: request.owner, type: CHAT_WITH_IMAGE, title: null, model: resolved.name });
+      existing ??
+      (await this.#store.create({ id: randomUUID(), owner: request.owner, type: CHAT_WITH_IMAGE, title: null, model: resolved.name }));
     return {
       conversation,
       created: existing === undefined,
@@ -383,12 +390,12 @@ export class ConversationService {
    * a model without image input, earlier images are left out rather than failing every later turn); what is
    * left out is named in the text instead.
    */
-  #historyTurn(owner: string, turn: TurnRecord, modelName: string, capabilities: Capabilities): HistoryTurn {
+  async #historyTurn(owner: string, turn: TurnRecord, modelName: string, capabilities: Capabilities): Promise<HistoryTurn> {
     const media: MediaReference[] = [];
     const gone: string[] = [];
     const unseen: string[] = [];
     for (const key of turn.assetKeys) {
-      const asset = this.#assets.find(owner, key);
+      const asset = await this.#assets.find(owner, key);
       if (!asset) gone.push(key);
       else if ((asset.kind === 'image' && !capabilities.image) || (asset.kind === 'video' && !capabilities.video && !capabilities.image)) {
         unseen.push(key);
@@ -399,15 +406,15 @@ export class ConversationService {
     return { prompt: turn.prompt + note, media, answer: turn.answer };
   }
 
-  #saveTurn(
+  async #saveTurn(
     prepared: PreparedTurn,
     request: TurnRequest,
     answer: { text: string; finishReason: string; usage: Usage },
     id: string = randomUUID(),
-  ): TurnRecord | undefined {
+  ): Promise<TurnRecord | undefined> {
     // Deleted while the model answered: the answer has nowhere to go (nor have its memory notes).
-    if (!this.#store.get(request.owner, prepared.conversation.id)) return undefined;
-    const turn = this.#store.addTurn(
+    if (!(await this.#store.get(request.owner, prepared.conversation.id))) return undefined;
+    const turn = await this.#store.addTurn(
       {
         id,
         conversationId: prepared.conversation.id,
@@ -424,7 +431,7 @@ export class ConversationService {
       titleFrom(request.prompt),
     );
     for (const note of prepared.memory?.notes ?? []) {
-      this.#store.addMemory(
+      await this.#store.addMemory(
         { id: randomUUID(), owner: request.owner, text: note, conversationId: prepared.conversation.id },
         this.#memory.maxNotes,
       );
@@ -433,9 +440,9 @@ export class ConversationService {
   }
 
   /** A turn that failed before anything was stored: a conversation it opened goes again. */
-  #discard(prepared: PreparedTurn): void {
-    if (prepared.created && this.#store.turns(prepared.conversation.id).length === 0) {
-      this.#store.delete(prepared.conversation.owner, prepared.conversation.id);
+  async #discard(prepared: PreparedTurn): Promise<void> {
+    if (prepared.created && (await this.#store.turns(prepared.conversation.id)).length === 0) {
+      await this.#store.delete(prepared.conversation.owner, prepared.conversation.id);
     }
   }
 }

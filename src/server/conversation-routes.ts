@@ -12,7 +12,7 @@ import { createWebSearch } from '../conversations/web-search.ts';
 import { createFfmpegContext } from '../media/binaries.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
 import type { StreamPart } from '../spec/stream-parts.ts';
-import { AssetStore } from '../store/asset-store.ts';
+import { AssetStore, type AssetRecord } from '../store/asset-store.ts';
 import { ConversationStore } from '../store/conversation-store.ts';
 import type { Db } from '../store/database.ts';
 import type { SqlDatabase } from '../store/sql.ts';
@@ -81,7 +81,7 @@ export function createConversations(options: {
     }
   }
   const assets = new AssetLibrary({
-    store: new AssetStore(db),
+    store: new AssetStore(options.database),
     blobs: new ImageBlobStore(join(dataDir, 'assets')),
     ffmpeg: createFfmpegContext({ ...settings.binaries, timeoutMs: media.processTimeoutMs, maxOutputBytes: media.maxBytes }),
     maxImageSide: media.maxImageSide,
@@ -91,7 +91,7 @@ export function createConversations(options: {
   const conversations = new ConversationService({
     chat,
     models,
-    store: new ConversationStore(db),
+    store: new ConversationStore(options.database),
     assets,
     settings: config.conversations,
     memory: config.memory,
@@ -124,7 +124,7 @@ function assetKey(c: Context): string {
 
 /** The signed asset file route: the signature is the credential, so it is registered before the API-key middleware. */
 export function registerConversationBlobRoutes(app: Hono<ConversationEnv>, deps: ConversationRouteDependencies): void {
-  app.on(['GET', 'HEAD'], '/api/assets/:key/file', (c) => {
+  app.on(['GET', 'HEAD'], '/api/assets/:key/file', async (c) => {
     const verdict = deps.signer.verify(new URL(c.req.url).pathname, {
       expires: c.req.query('expires'),
       signature: c.req.query('signature'),
@@ -133,7 +133,7 @@ export function registerConversationBlobRoutes(app: Hono<ConversationEnv>, deps:
       throw new OcularError('permission_error', 'this signed URL has expired; fetch the asset again for a fresh one');
     if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
     const key = assetKey(c);
-    const asset = deps.assets.byKey(key);
+    const asset = await deps.assets.byKey(key);
     if (!asset) throw new OcularError('not_found_error', `no asset with key "${key}"`);
     return fileResponse(deps.assets.path(key), c.req.raw, { contentType: asset.mediaType, cacheControl: 'private, max-age=3600' });
   });
@@ -213,8 +213,7 @@ function eventBody(
 export function registerConversationRoutes(app: Hono<ConversationEnv>, deps: ConversationRouteDependencies, edge: RequestEdge): void {
   const { conversations, assets } = deps;
 
-  const wireAsset = (c: Context, key: string) => {
-    const asset = assets.get(c.get('owner'), key);
+  const wireAsset = (c: Context, asset: AssetRecord) => {
     const origin = deps.publicBaseUrl ?? new URL(c.req.url).origin;
     const expiresAt = new Date(Date.now() + deps.urlTtlSeconds * 1000);
     return toWireAsset(asset, origin + deps.signer.sign(`/api/assets/${asset.key}/file`, expiresAt), expiresAt);
@@ -233,25 +232,25 @@ export function registerConversationRoutes(app: Hono<ConversationEnv>, deps: Con
       try {
         if (!upload.file) throw validationError('send the file as an "asset" file part', 'asset');
         const asset = await assets.add(c.get('owner'), upload.file);
-        return c.json({ asset: wireAsset(c, asset.key) });
+        return c.json({ asset: wireAsset(c, asset) });
       } finally {
         await Promise.all(upload.files.map((file) => rm(file.path, { force: true })));
       }
     }),
   );
 
-  app.get('/api/assets', (c) => {
+  app.get('/api/assets', async (c) => {
     const query = parseBody(pageQuerySchema, c.req.query());
-    const page = assets.list(c.get('owner'), query.limit, query.offset);
+    const page = await assets.list(c.get('owner'), query.limit, query.offset);
     return c.json({
-      assets: page.items.map((asset) => wireAsset(c, asset.key)),
+      assets: page.items.map((asset) => wireAsset(c, asset)),
       total: page.total,
       limit: query.limit,
       offset: query.offset,
     });
   });
 
-  app.get('/api/assets/:key', (c) => c.json({ asset: wireAsset(c, assetKey(c)) }));
+  app.get('/api/assets/:key', async (c) => c.json({ asset: wireAsset(c, await assets.get(c.get('owner'), assetKey(c))) }));
 
   app.delete('/api/assets/:key', async (c) => {
     const key = assetKey(c);
@@ -261,7 +260,7 @@ export function registerConversationRoutes(app: Hono<ConversationEnv>, deps: Con
 
   app.post('/api/conversations', async (c) => {
     const body = parseBody(createConversationSchema, await readJson(c, edge.bodyLimits));
-    const conversation = conversations.create(c.get('owner'), {
+    const conversation = await conversations.create(c.get('owner'), {
       type: body.type,
       title: body.title ?? undefined,
       model: body.model ?? undefined,
@@ -269,37 +268,37 @@ export function registerConversationRoutes(app: Hono<ConversationEnv>, deps: Con
     return c.json({ conversation: toWireConversation(conversation) });
   });
 
-  app.get('/api/conversations', (c) => {
+  app.get('/api/conversations', async (c) => {
     const query = parseBody(pageQuerySchema, c.req.query());
-    const page = conversations.list(c.get('owner'), query.limit, query.offset);
+    const page = await conversations.list(c.get('owner'), query.limit, query.offset);
     return c.json({ conversations: page.items.map(toWireConversation), total: page.total, limit: query.limit, offset: query.offset });
   });
 
-  const withMessages = (owner: string, id: string) => {
-    const conversation = conversations.get(owner, id);
-    return { ...toWireConversation(conversation), messages: conversations.turns(owner, id).flatMap(toWireMessages) };
+  const withMessages = async (owner: string, id: string) => {
+    const conversation = await conversations.get(owner, id);
+    return { ...toWireConversation(conversation), messages: (await conversations.turns(owner, id)).flatMap(toWireMessages) };
   };
 
-  app.get('/api/conversations/:uuid', (c) => c.json({ conversation: withMessages(c.get('owner'), c.req.param('uuid')) }));
+  app.get('/api/conversations/:uuid', async (c) => c.json({ conversation: await withMessages(c.get('owner'), c.req.param('uuid')) }));
 
-  app.get('/api/conversations/:uuid/export', (c) => {
+  app.get('/api/conversations/:uuid/export', async (c) => {
     const { format } = parseBody(exportQuerySchema, c.req.query());
     const owner = c.get('owner');
     const id = c.req.param('uuid');
-    const conversation = conversations.get(owner, id);
+    const conversation = await conversations.get(owner, id);
     const disposition = (extension: string) => `attachment; filename="conversation-${conversation.id}.${extension}"`;
     if (format === 'json') {
-      return c.json({ conversation: withMessages(owner, id) }, 200, { 'Content-Disposition': disposition('json') });
+      return c.json({ conversation: await withMessages(owner, id) }, 200, { 'Content-Disposition': disposition('json') });
     }
-    return c.body(toMarkdown(conversation, conversations.turns(owner, id)), 200, {
+    return c.body(toMarkdown(conversation, await conversations.turns(owner, id)), 200, {
       'Content-Type': 'text/markdown; charset=utf-8',
       'Content-Disposition': disposition('md'),
     });
   });
 
-  app.delete('/api/conversations/:uuid', (c) => {
+  app.delete('/api/conversations/:uuid', async (c) => {
     const id = c.req.param('uuid');
-    conversations.delete(c.get('owner'), id);
+    await conversations.delete(c.get('owner'), id);
     return c.json({ uuid: id, deleted: true });
   });
 
@@ -341,9 +340,9 @@ export function registerConversationRoutes(app: Hono<ConversationEnv>, deps: Con
     return new Response(body$, { status: 200, headers: { ...SSE_HEADERS, ...ids } });
   });
 
-  app.get('/api/memory', (c) => {
+  app.get('/api/memory', async (c) => {
     const query = parseBody(pageQuerySchema, c.req.query());
-    const page = conversations.memories(c.get('owner'), query.limit, query.offset);
+    const page = await conversations.memories(c.get('owner'), query.limit, query.offset);
     return c.json({
       enabled: conversations.memoryEnabled,
       memories: page.items.map(toWireMemory),
@@ -353,11 +352,11 @@ export function registerConversationRoutes(app: Hono<ConversationEnv>, deps: Con
     });
   });
 
-  app.delete('/api/memory', (c) => c.json({ deleted: conversations.deleteMemories(c.get('owner')) }));
+  app.delete('/api/memory', async (c) => c.json({ deleted: await conversations.deleteMemories(c.get('owner')) }));
 
-  app.delete('/api/memory/:id', (c) => {
+  app.delete('/api/memory/:id', async (c) => {
     const id = c.req.param('id');
-    conversations.deleteMemory(c.get('owner'), id);
+    await conversations.deleteMemory(c.get('owner'), id);
     return c.json({ id, deleted: true });
   });
 

@@ -316,7 +316,7 @@ function createVision({ settings, db, database, chat, models, transcriber, model
     maxRedirects: 0,
   });
   const store = new VideoStore(db);
-  const summaries = new VideoSummaryStore(db);
+  const summaries = new VideoSummaryStore(database);
   // QA's whole-video summaries are written by the caption model, once per video, as indexing ends.
   const summarize: VideoSummarizer | undefined =
     indexing.captionModel === undefined ? undefined : createVideoSummarizer(chat, indexing.captionModel, store, summaries);

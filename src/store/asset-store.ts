@@ -1,6 +1,7 @@
-import type { Statement } from 'better-sqlite3';
+import type { Selectable } from 'kysely';
 import type { MediaKind } from '../spec/messages.ts';
-import type { Db } from './database.ts';
+import { countRows, type SqlDatabase } from './sql.ts';
+import type { AssetsTable } from './tables.ts';
 import type { Page } from './video-store.ts';
 
 /** A file uploaded once (`POST /api/assets`) and referred to by its key in conversation turns. */
@@ -23,18 +24,7 @@ export interface AssetRecord {
 
 export type NewAsset = Omit<AssetRecord, 'createdAt'>;
 
-interface AssetRow {
-  key: string;
-  owner: string;
-  kind: MediaKind;
-  media_type: string;
-  size_bytes: number;
-  width: number | null;
-  height: number | null;
-  duration_seconds: number | null;
-  filename: string | null;
-  created_at: number;
-}
+type AssetRow = Selectable<AssetsTable>;
 
 function toRecord(row: AssetRow): AssetRecord {
   return {
@@ -53,50 +43,67 @@ function toRecord(row: AssetRow): AssetRecord {
 
 /** Rows of the conversation assets; the owner is in every lookup a client can reach. */
 export class AssetStore {
-  readonly #insert: Statement;
-  readonly #get: Statement<[string, string], AssetRow>;
-  readonly #getById: Statement<[string], AssetRow>;
-  readonly #list: Statement<[string, number, number], AssetRow>;
-  readonly #count: Statement<[string], number>;
-  readonly #delete: Statement<[string, string]>;
+  readonly #database: SqlDatabase;
 
-  constructor(db: Db) {
-    this.#insert = db.prepare(
-      `INSERT INTO assets (key, owner, kind, media_type, size_bytes, width, height, duration_seconds, filename, created_at)
-       VALUES (@key, @owner, @kind, @mediaType, @sizeBytes, @width, @height, @durationSeconds, @filename, @now)`,
-    );
-    this.#get = db.prepare('SELECT * FROM assets WHERE owner = ? AND key = ?');
-    this.#getById = db.prepare('SELECT * FROM assets WHERE key = ?');
-    this.#list = db.prepare('SELECT * FROM assets WHERE owner = ? ORDER BY created_at, rowid LIMIT ? OFFSET ?');
-    this.#count = db.prepare<[string], number>('SELECT count(*) FROM assets WHERE owner = ?').pluck();
-    this.#delete = db.prepare('DELETE FROM assets WHERE owner = ? AND key = ?');
+  constructor(database: SqlDatabase) {
+    this.#database = database;
   }
 
-  insert(asset: NewAsset): AssetRecord {
-    this.#insert.run({ ...asset, now: Date.now() });
-    return this.getByKey(asset.key)!;
+  async insert(asset: NewAsset): Promise<AssetRecord> {
+    await this.#database.db
+      .insertInto('assets')
+      .values({
+        key: asset.key,
+        owner: asset.owner,
+        kind: asset.kind,
+        media_type: asset.mediaType,
+        size_bytes: asset.sizeBytes,
+        width: asset.width,
+        height: asset.height,
+        duration_seconds: asset.durationSeconds,
+        filename: asset.filename,
+        created_at: Date.now(),
+      })
+      .execute();
+    return (await this.getByKey(asset.key))!;
   }
 
-  get(owner: string, key: string): AssetRecord | undefined {
-    const row = this.#get.get(owner, key);
+  async get(owner: string, key: string): Promise<AssetRecord | undefined> {
+    const row = await this.#database.db
+      .selectFrom('assets')
+      .selectAll()
+      .where('owner', '=', owner)
+      .where('key', '=', key)
+      .executeTakeFirst();
     return row && toRecord(row);
   }
 
   /** Any owner's asset: for the signed file route, where the signature is the credential. */
-  getByKey(key: string): AssetRecord | undefined {
-    const row = this.#getById.get(key);
+  async getByKey(key: string): Promise<AssetRecord | undefined> {
+    const row = await this.#database.db.selectFrom('assets').selectAll().where('key', '=', key).executeTakeFirst();
     return row && toRecord(row);
   }
 
-  has(key: string): boolean {
-    return this.#getById.get(key) !== undefined;
+  async has(key: string): Promise<boolean> {
+    return (await this.#database.db.selectFrom('assets').select('key').where('key', '=', key).executeTakeFirst()) !== undefined;
   }
 
-  list(owner: string, limit: number, offset: number): Page<AssetRecord> {
-    return { items: this.#list.all(owner, limit, offset).map(toRecord), total: this.#count.get(owner)! };
+  async list(owner: string, limit: number, offset: number): Promise<Page<AssetRecord>> {
+    const { db } = this.#database;
+    const rows = await db
+      .selectFrom('assets')
+      .selectAll()
+      .where('owner', '=', owner)
+      .orderBy('created_at')
+      .orderBy('rowid')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    return { items: rows.map(toRecord), total: await countRows(db.selectFrom('assets').where('owner', '=', owner)) };
   }
 
-  delete(owner: string, key: string): boolean {
-    return this.#delete.run(owner, key).changes > 0;
+  async delete(owner: string, key: string): Promise<boolean> {
+    const result = await this.#database.db.deleteFrom('assets').where('owner', '=', owner).where('key', '=', key).executeTakeFirst();
+    return result.numDeletedRows > 0n;
   }
 }

@@ -1,5 +1,6 @@
-import type { Statement } from 'better-sqlite3';
-import type { Db } from './database.ts';
+import type { Selectable } from 'kysely';
+import { countRows, isUniqueViolation, type SqlDatabase } from './sql.ts';
+import type { ConversationsTable, ConversationTurnsTable, MemoriesTable } from './tables.ts';
 import type { Page } from './video-store.ts';
 
 export interface ConversationRecord {
@@ -55,47 +56,12 @@ export interface MemoryRecord {
   createdAt: Date;
 }
 
-interface ConversationRow {
-  id: string;
-  owner: string;
-  type: string;
-  title: string | null;
-  model: string | null;
-  created_at: number;
-  updated_at: number;
-  turn_count: number;
-  input_tokens: number;
-  output_tokens: number;
-}
+type ConversationRow = Selectable<ConversationsTable> & { turn_count: number; input_tokens: number; output_tokens: number };
+type TurnRow = Selectable<ConversationTurnsTable>;
+type MemoryRow = Selectable<MemoriesTable>;
 
-interface TurnRow {
-  id: string;
-  conversation_id: string;
-  seq: number;
-  prompt: string;
-  asset_keys: string;
-  answer: string;
-  model: string;
-  finish_reason: string;
-  input_tokens: number;
-  output_tokens: number;
-  latency_ms: number;
-  sources: string;
-  created_at: number;
-}
-
-interface MemoryRow {
-  id: string;
-  owner: string;
-  text: string;
-  conversation_id: string | null;
-  created_at: number;
-}
-
-const CONVERSATION_COLUMNS = `c.*,
-  (SELECT count(*) FROM conversation_turns t WHERE t.conversation_id = c.id) AS turn_count,
-  (SELECT coalesce(sum(input_tokens), 0) FROM conversation_turns t WHERE t.conversation_id = c.id) AS input_tokens,
-  (SELECT coalesce(sum(output_tokens), 0) FROM conversation_turns t WHERE t.conversation_id = c.id) AS output_tokens`;
+/** Attempts at numbering a turn when another process appended one to the same conversation at the same moment. */
+const TURN_SEQ_ATTEMPTS = 5;
 
 function toConversation(row: ConversationRow): ConversationRecord {
   return {
@@ -106,9 +72,9 @@ function toConversation(row: ConversationRow): ConversationRecord {
     model: row.model,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
-    turnCount: row.turn_count,
-    inputTokens: row.input_tokens,
-    outputTokens: row.output_tokens,
+    turnCount: Number(row.turn_count),
+    inputTokens: Number(row.input_tokens),
+    outputTokens: Number(row.output_tokens),
   };
 }
 
@@ -136,123 +102,178 @@ function toMemory(row: MemoryRow): MemoryRecord {
 
 /** Conversations, their turns and the owners' memory notes; the owner is in every lookup a client can reach. */
 export class ConversationStore {
-  readonly #db: Db;
-  readonly #insert: Statement;
-  readonly #get: Statement<[string, string], ConversationRow>;
-  readonly #list: Statement<[string, number, number], ConversationRow>;
-  readonly #count: Statement<[string], number>;
-  readonly #delete: Statement<[string, string]>;
-  readonly #setTitle: Statement<[string, string]>;
-  readonly #touch: Statement<[number, string]>;
-  readonly #insertTurn: Statement;
-  readonly #nextSeq: Statement<[string], number>;
-  readonly #turns: Statement<[string], TurnRow>;
-  readonly #insertMemory: Statement;
-  readonly #memories: Statement<[string, number, number], MemoryRow>;
-  readonly #allMemories: Statement<[string, number], MemoryRow>;
-  readonly #memoryCount: Statement<[string], number>;
-  readonly #deleteMemory: Statement<[string, string]>;
-  readonly #deleteMemories: Statement<[string]>;
-  readonly #pruneMemories: Statement<[string, string, number]>;
+  readonly #database: SqlDatabase;
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#insert = db.prepare(
-      `INSERT INTO conversations (id, owner, type, title, model, created_at, updated_at)
-       VALUES (@id, @owner, @type, @title, @model, @now, @now)`,
-    );
-    this.#get = db.prepare(`SELECT ${CONVERSATION_COLUMNS} FROM conversations c WHERE c.owner = ? AND c.id = ?`);
-    this.#list = db.prepare(
-      `SELECT ${CONVERSATION_COLUMNS} FROM conversations c WHERE c.owner = ? ORDER BY c.updated_at DESC, c.rowid DESC LIMIT ? OFFSET ?`,
-    );
-    this.#count = db.prepare<[string], number>('SELECT count(*) FROM conversations WHERE owner = ?').pluck();
-    this.#delete = db.prepare('DELETE FROM conversations WHERE owner = ? AND id = ?');
-    this.#setTitle = db.prepare('UPDATE conversations SET title = ? WHERE id = ? AND title IS NULL');
-    this.#touch = db.prepare('UPDATE conversations SET updated_at = ? WHERE id = ?');
-    this.#insertTurn = db.prepare(
-      `INSERT INTO conversation_turns (id, conversation_id, seq, prompt, asset_keys, answer, model, finish_reason,
-         input_tokens, output_tokens, latency_ms, sources, created_at)
-       VALUES (@id, @conversationId, @seq, @prompt, @assetKeys, @answer, @model, @finishReason,
-         @inputTokens, @outputTokens, @latencyMs, @sources, @now)`,
-    );
-    this.#nextSeq = db
-      .prepare<[string], number>('SELECT coalesce(max(seq), -1) + 1 FROM conversation_turns WHERE conversation_id = ?')
-      .pluck();
-    this.#turns = db.prepare('SELECT * FROM conversation_turns WHERE conversation_id = ? ORDER BY seq');
-    this.#insertMemory = db.prepare(
-      'INSERT INTO memories (id, owner, text, conversation_id, created_at) VALUES (@id, @owner, @text, @conversationId, @now)',
-    );
-    this.#memories = db.prepare('SELECT * FROM memories WHERE owner = ? ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?');
-    this.#allMemories = db.prepare('SELECT * FROM memories WHERE owner = ? ORDER BY created_at DESC, rowid DESC LIMIT ?');
-    this.#memoryCount = db.prepare<[string], number>('SELECT count(*) FROM memories WHERE owner = ?').pluck();
-    this.#deleteMemory = db.prepare('DELETE FROM memories WHERE owner = ? AND id = ?');
-    this.#deleteMemories = db.prepare('DELETE FROM memories WHERE owner = ?');
-    this.#pruneMemories = db.prepare(
-      `DELETE FROM memories WHERE owner = ? AND rowid NOT IN
-         (SELECT rowid FROM memories WHERE owner = ? ORDER BY created_at DESC, rowid DESC LIMIT ?)`,
-    );
+  constructor(database: SqlDatabase) {
+    this.#database = database;
   }
 
-  create(conversation: { id: string; owner: string; type: string; title: string | null; model: string | null }): ConversationRecord {
-    this.#insert.run({ ...conversation, now: Date.now() });
-    return this.get(conversation.owner, conversation.id)!;
+  /** Conversations with their turn count and summed usage. */
+  #conversations() {
+    return this.#database.db
+      .selectFrom('conversations as c')
+      .selectAll('c')
+      .select((eb) => [
+        eb
+          .selectFrom('conversation_turns as t')
+          .whereRef('t.conversation_id', '=', 'c.id')
+          .select(eb.fn.countAll<number>().as('n'))
+          .as('turn_count'),
+        eb
+          .selectFrom('conversation_turns as t')
+          .whereRef('t.conversation_id', '=', 'c.id')
+          .select((inner) => inner.fn.coalesce(inner.fn.sum<number>('t.input_tokens'), inner.val(0)).as('n'))
+          .as('input_tokens'),
+        eb
+          .selectFrom('conversation_turns as t')
+          .whereRef('t.conversation_id', '=', 'c.id')
+          .select((inner) => inner.fn.coalesce(inner.fn.sum<number>('t.output_tokens'), inner.val(0)).as('n'))
+          .as('output_tokens'),
+      ]);
   }
 
-  get(owner: string, id: string): ConversationRecord | undefined {
-    const row = this.#get.get(owner, id);
-    return row && toConversation(row);
+  async create(conversation: {
+    id: string;
+    owner: string;
+    type: string;
+    title: string | null;
+    model: string | null;
+  }): Promise<ConversationRecord> {
+    const now = Date.now();
+    await this.#database.db
+      .insertInto('conversations')
+      .values({ ...conversation, created_at: now, updated_at: now })
+      .execute();
+    return (await this.get(conversation.owner, conversation.id))!;
+  }
+
+  async get(owner: string, id: string): Promise<ConversationRecord | undefined> {
+    const row = await this.#conversations().where('c.owner', '=', owner).where('c.id', '=', id).executeTakeFirst();
+    return row && toConversation(row as ConversationRow);
   }
 
   /** The owner's conversations, the most recently active first. */
-  list(owner: string, limit: number, offset: number): Page<ConversationRecord> {
-    return { items: this.#list.all(owner, limit, offset).map(toConversation), total: this.#count.get(owner)! };
+  async list(owner: string, limit: number, offset: number): Promise<Page<ConversationRecord>> {
+    const rows = await this.#conversations()
+      .where('c.owner', '=', owner)
+      .orderBy('c.updated_at', 'desc')
+      .orderBy('c.rowid', 'desc')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    const total = await countRows(this.#database.db.selectFrom('conversations').where('owner', '=', owner));
+    return { items: rows.map((row) => toConversation(row as ConversationRow)), total };
   }
 
   /** Removes the conversation and its turns. */
-  delete(owner: string, id: string): boolean {
-    return this.#delete.run(owner, id).changes > 0;
+  async delete(owner: string, id: string): Promise<boolean> {
+    const result = await this.#database.db.deleteFrom('conversations').where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
   }
 
   /** Appends a turn (numbered after the last), gives the conversation `title` when it has none, and marks it active. */
-  addTurn(turn: NewTurn, title: string): TurnRecord {
-    const now = Date.now();
-    const id = this.#db.transaction(() => {
-      const seq = this.#nextSeq.get(turn.conversationId)!;
-      this.#insertTurn.run({ ...turn, seq, assetKeys: JSON.stringify(turn.assetKeys), sources: JSON.stringify(turn.sources), now });
-      this.#setTitle.run(title, turn.conversationId);
-      this.#touch.run(now, turn.conversationId);
-      return turn.id;
-    })();
-    return this.turns(turn.conversationId).find((stored) => stored.id === id)!;
+  async addTurn(turn: NewTurn, title: string): Promise<TurnRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const now = Date.now();
+      try {
+        await this.#database.db.transaction().execute(async (trx) => {
+          const last = await trx
+            .selectFrom('conversation_turns')
+            .select((eb) => eb.fn.max('seq').as('seq'))
+            .where('conversation_id', '=', turn.conversationId)
+            .executeTakeFirst();
+          const seq = last?.seq === null || last?.seq === undefined ? 0 : Number(last.seq) + 1;
+          await trx
+            .insertInto('conversation_turns')
+            .values({
+              id: turn.id,
+              conversation_id: turn.conversationId,
+              seq,
+              prompt: turn.prompt,
+              asset_keys: JSON.stringify(turn.assetKeys),
+              answer: turn.answer,
+              model: turn.model,
+              finish_reason: turn.finishReason,
+              input_tokens: turn.inputTokens,
+              output_tokens: turn.outputTokens,
+              latency_ms: turn.latencyMs,
+              sources: JSON.stringify(turn.sources),
+              created_at: now,
+            })
+            .execute();
+          await trx.updateTable('conversations').set({ title }).where('id', '=', turn.conversationId).where('title', 'is', null).execute();
+          await trx.updateTable('conversations').set({ updated_at: now }).where('id', '=', turn.conversationId).execute();
+        });
+        break;
+      } catch (error) {
+        // Two processes numbered a turn of the same conversation alike: the later one takes the next number.
+        if (!isUniqueViolation(error) || attempt >= TURN_SEQ_ATTEMPTS) throw error;
+      }
+    }
+    const row = await this.#database.db.selectFrom('conversation_turns').selectAll().where('id', '=', turn.id).executeTakeFirstOrThrow();
+    return toTurn(row);
   }
 
   /** Every turn of a conversation, in order. */
-  turns(conversationId: string): TurnRecord[] {
-    return this.#turns.all(conversationId).map(toTurn);
+  async turns(conversationId: string): Promise<TurnRecord[]> {
+    const rows = await this.#database.db
+      .selectFrom('conversation_turns')
+      .selectAll()
+      .where('conversation_id', '=', conversationId)
+      .orderBy('seq')
+      .execute();
+    return rows.map(toTurn);
   }
 
   /** Saves a note, then drops the owner's oldest beyond `keep`. */
-  addMemory(memory: { id: string; owner: string; text: string; conversationId: string | null }, keep: number): void {
-    this.#db.transaction(() => {
-      this.#insertMemory.run({ ...memory, now: Date.now() });
-      this.#pruneMemories.run(memory.owner, memory.owner, keep);
-    })();
+  async addMemory(memory: { id: string; owner: string; text: string; conversationId: string | null }, keep: number): Promise<void> {
+    await this.#database.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('memories')
+        .values({ id: memory.id, owner: memory.owner, text: memory.text, conversation_id: memory.conversationId, created_at: Date.now() })
+        .execute();
+      await trx
+        .deleteFrom('memories')
+        .where('owner', '=', memory.owner)
+        .where('rowid', 'not in', (eb) =>
+          eb
+            .selectFrom('memories')
+            .select('rowid')
+            .where('owner', '=', memory.owner)
+            .orderBy('created_at', 'desc')
+            .orderBy('rowid', 'desc')
+            .limit(keep),
+        )
+        .execute();
+    });
   }
 
-  memories(owner: string, limit: number, offset: number): Page<MemoryRecord> {
-    return { items: this.#memories.all(owner, limit, offset).map(toMemory), total: this.#memoryCount.get(owner)! };
+  async memories(owner: string, limit: number, offset: number): Promise<Page<MemoryRecord>> {
+    const rows = await this.#newestMemories(owner).limit(limit).offset(offset).execute();
+    return { items: rows.map(toMemory), total: await countRows(this.#database.db.selectFrom('memories').where('owner', '=', owner)) };
   }
 
   /** The owner's newest notes, at most `limit`, for choosing which to recall. */
-  recentMemories(owner: string, limit: number): MemoryRecord[] {
-    return this.#allMemories.all(owner, limit).map(toMemory);
+  async recentMemories(owner: string, limit: number): Promise<MemoryRecord[]> {
+    return (await this.#newestMemories(owner).limit(limit).execute()).map(toMemory);
   }
 
-  deleteMemory(owner: string, id: string): boolean {
-    return this.#deleteMemory.run(owner, id).changes > 0;
+  #newestMemories(owner: string) {
+    return this.#database.db
+      .selectFrom('memories')
+      .selectAll()
+      .where('owner', '=', owner)
+      .orderBy('created_at', 'desc')
+      .orderBy('rowid', 'desc');
   }
 
-  deleteMemories(owner: string): number {
-    return this.#deleteMemories.run(owner).changes;
+  async deleteMemory(owner: string, id: string): Promise<boolean> {
+    const result = await this.#database.db.deleteFrom('memories').where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  async deleteMemories(owner: string): Promise<number> {
+    const result = await this.#database.db.deleteFrom('memories').where('owner', '=', owner).executeTakeFirst();
+    return Number(result.numDeletedRows);
   }
 }

@@ -42,12 +42,12 @@ export class ImageBlobStore {
   }
 
   /** Removes half-received uploads and blobs whose row `exists` denies (a crash between the file and the row). */
-  async sweep(exists: (imageId: string) => boolean): Promise<number> {
+  async sweep(exists: (imageId: string) => boolean | Promise<boolean>): Promise<number> {
     await rm(this.incomingDir, { recursive: true, force: true });
     let removed = 0;
     const entries = await readdir(this.root, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
-      if (!entry.isFile() || !isImageId(entry.name) || exists(entry.name)) continue;
+      if (!entry.isFile() || !isImageId(entry.name) || (await exists(entry.name))) continue;
       await this.remove(entry.name);
       removed += 1;
     }

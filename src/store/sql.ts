@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type SelectQueryBuilder, type Transaction } from 'kysely';
 import pg from 'pg';
 import { openDatabase, schemaVersion as sqliteSchemaVersion, SCHEMA_VERSION, SchemaBehindError, type Db } from './database.ts';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.ts';
@@ -124,6 +124,12 @@ export async function migratePostgres(db: Kysely<Tables>, target = POSTGRES_MIGR
       await sql`UPDATE ocular_schema SET version = ${version + 1}`.execute(trx);
     }
   });
+}
+
+/** The number of rows a query (`db.selectFrom(table).where(...)`) matches, as a number on both databases. */
+export async function countRows(query: SelectQueryBuilder<Tables, keyof Tables, object>): Promise<number> {
+  const row = await query.select((eb) => eb.fn.countAll().as('count')).executeTakeFirstOrThrow();
+  return Number(row.count);
 }
 
 /** True for a unique-constraint violation on either database. */

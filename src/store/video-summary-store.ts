@@ -1,4 +1,4 @@
-import type { Db } from './database.ts';
+import { isForeignKeyViolation, type SqlDatabase } from './sql.ts';
 
 export interface VideoSummary {
   videoId: string;
@@ -8,48 +8,44 @@ export interface VideoSummary {
   createdAt: Date;
 }
 
-interface SummaryRow {
-  video_id: string;
-  summary: string;
-  model: string;
-  created_at: number;
-}
-
 /**
  * Whole-video summaries for video QA's global questions ("what is this video about"), one per video. Rows go
  * with their video (foreign key, ON DELETE CASCADE); callers check ownership through the video first.
  */
 export class VideoSummaryStore {
-  readonly #statements;
+  readonly #database: SqlDatabase;
 
-  constructor(db: Db) {
-    this.#statements = {
-      get: db.prepare<[string], SummaryRow>('SELECT * FROM video_summaries WHERE video_id = ?'),
-      put: db.prepare(
-        `INSERT INTO video_summaries (video_id, summary, model, created_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (video_id) DO UPDATE SET summary = excluded.summary, model = excluded.model, created_at = excluded.created_at`,
-      ),
-      remove: db.prepare('DELETE FROM video_summaries WHERE video_id = ?'),
-    };
+  constructor(database: SqlDatabase) {
+    this.#database = database;
   }
 
-  get(videoId: string): VideoSummary | undefined {
-    const row = this.#statements.get.get(videoId);
+  async get(videoId: string): Promise<VideoSummary | undefined> {
+    const row = await this.#database.db.selectFrom('video_summaries').selectAll().where('video_id', '=', videoId).executeTakeFirst();
     return row && { videoId: row.video_id, summary: row.summary, model: row.model, createdAt: new Date(row.created_at) };
   }
 
   /** Writes (or replaces) the video's summary; false when the video no longer exists. */
-  put(videoId: string, summary: string, model: string): boolean {
+  async put(videoId: string, summary: string, model: string): Promise<boolean> {
     try {
-      this.#statements.put.run(videoId, summary, model, Date.now());
+      await this.#database.db
+        .insertInto('video_summaries')
+        .values({ video_id: videoId, summary, model, created_at: Date.now() })
+        .onConflict((conflict) =>
+          conflict.column('video_id').doUpdateSet((eb) => ({
+            summary: eb.ref('excluded.summary'),
+            model: eb.ref('excluded.model'),
+            created_at: eb.ref('excluded.created_at'),
+          })),
+        )
+        .execute();
       return true;
     } catch (error) {
-      if ((error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') return false;
+      if (isForeignKeyViolation(error)) return false;
       throw error;
     }
   }
 
-  remove(videoId: string): void {
-    this.#statements.remove.run(videoId);
+  async remove(videoId: string): Promise<void> {
+    await this.#database.db.deleteFrom('video_summaries').where('video_id', '=', videoId).execute();
   }
 }

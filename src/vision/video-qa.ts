@@ -239,7 +239,7 @@ export class VideoQa {
     const lastSegment = total > 0 ? this.#store.getSegment(video.id, total - 1) : undefined;
     const durationSeconds = video.metadata?.durationSeconds ?? lastSegment?.endSeconds ?? 0;
     const segments = await this.#retrieve(request.owner, video.id, last.content, total, signal);
-    const summary = this.#summaries.get(video.id)?.summary;
+    const summary = (await this.#summaries.get(video.id))?.summary;
 
     const excerpts: string[] = [];
     let used = 0;

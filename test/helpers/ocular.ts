@@ -6,6 +6,7 @@ import type { ServerSettings } from '../../src/config/settings.ts';
 import { createLogger, type Logger } from '../../src/server/logger.ts';
 import { ANALYZER_CATALOG } from '../../src/models/analyzer-catalog.ts';
 import { dropTestStorageFor, testStorageFor } from './storage-mode.ts';
+import { openSqlDatabase, type SqlDatabase } from '../../src/store/sql.ts';
 import { startServer, type RunningServer, type ServerDependencies } from '../../src/server/serve.ts';
 
 export const TEST_KEY = 'ocu_test_key_0123456789abcdef';
@@ -17,6 +18,10 @@ export interface TestOcular extends RunningServer {
   headers: Record<string, string>;
   post(path: string, body: unknown, headers?: Record<string, string>, signal?: AbortSignal): Promise<Response>;
   get(path: string, headers?: Record<string, string>): Promise<Response>;
+  /** Opens the server's own metadata database (SQLite or PostgreSQL), to seed or inspect rows; close it after. */
+  openDatabase(): Promise<SqlDatabase>;
+  /** Runs `use` on the server's database, closing it after. */
+  withDatabase<T>(use: (database: SqlDatabase) => Promise<T> | T): Promise<T>;
 }
 
 /** Starts a real Ocular listener on a free loopback port, with a temp data dir and one env API key. */
@@ -66,6 +71,15 @@ export async function startOcular(
         ...(signal ? { signal } : {}),
       }),
     get: (path, extra = {}) => fetch(server.url + path, { headers: { ...headers, ...extra } }),
+    openDatabase: () => openSqlDatabase(settings.config.storage, { dataDir }),
+    withDatabase: async (use) => {
+      const database = await openSqlDatabase(settings.config.storage, { dataDir });
+      try {
+        return await use(database);
+      } finally {
+        await database.close();
+      }
+    },
     close: async (graceMs?: number) => {
       await server.close(graceMs ?? 1_000);
       if (ownDataDir) {

@@ -239,7 +239,9 @@ describe('POST /v1/qa/chat', () => {
 
   it('answers a global question from the whole-video summary and segments spread over the video', async () => {
     const id = insertVideo(SEGMENTS);
-    withStore((_store, db) => new VideoSummaryStore(db).put(id, 'A news bulletin: a launch, then a cooking segment.', 'vision'));
+    await ocular.withDatabase((database) =>
+      new VideoSummaryStore(database).put(id, 'A news bulletin: a launch, then a cooking segment.', 'vision'),
+    );
     const response = await ask({ video_id: id, messages: [{ role: 'user', content: 'Summarize it' }] });
     expect(response.status).toBe(200);
     const system = textOf(qaRequests()[0]!.messages[0]!);
@@ -319,12 +321,12 @@ describe('POST /v1/qa/chat', () => {
     }
     expect(response!.status).toBe(200);
     expect(await response!.json()).toEqual({ chat_response: 'A test pattern [00:01].', status: 'success' });
-    const summary = withStore((_store, db) => new VideoSummaryStore(db).get(id));
+    const summary = await ocular.withDatabase((database) => new VideoSummaryStore(database).get(id));
     expect(summary?.summary).toBe(SUMMARY_TEXT);
     expect(textOf(qaRequests().at(-1)!.messages[0]!)).toContain(SUMMARY_TEXT);
     // The summary goes with its video.
     expect((await fetch(`${ocular.url}/v1/videos/${id}`, { method: 'DELETE', headers: { 'x-api-key': TEST_KEY } })).status).toBe(200);
-    expect(withStore((_store, db) => new VideoSummaryStore(db).get(id))).toBeUndefined();
+    expect(await ocular.withDatabase((database) => new VideoSummaryStore(database).get(id))).toBeUndefined();
   }, 60_000);
 
   it('stores, indexes and answers a video_url; a 409 names the new video so the client asks again by id', async () => {

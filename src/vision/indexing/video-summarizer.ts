@@ -27,7 +27,7 @@ function clip(text: string, max: number): string {
  */
 export function createVideoSummarizer(chat: ChatService, model: string, store: VideoStore, summaries: VideoSummaryStore): VideoSummarizer {
   return async (videoId, signal) => {
-    if (summaries.get(videoId) !== undefined) return;
+    if ((await summaries.get(videoId)) !== undefined) return;
     const total = store.pageSegments(videoId, 1, 0).total;
     if (total === 0) return;
     const count = Math.min(total, MAX_SEGMENTS);
@@ -50,6 +50,6 @@ export function createVideoSummarizer(chat: ChatService, model: string, store: V
       signal,
     );
     const summary = result.text.trim();
-    if (summary !== '') summaries.put(videoId, summary, result.model);
+    if (summary !== '') await summaries.put(videoId, summary, result.model);
   };
 }
