@@ -33,7 +33,7 @@ import { startServer } from '../server/serve.ts';
 import { runStdioBridge } from '../mcp/stdio-bridge.ts';
 import { registerClientCommands } from './client-commands.ts';
 import { ApiKeyStore, isValidOwner } from '../store/api-keys.ts';
-import { openDatabase, SchemaBehindError, schemaVersion } from '../store/database.ts';
+import { SchemaBehindError, schemaVersion } from '../store/database.ts';
 import { openSqlDatabase } from '../store/sql.ts';
 import { resolveStorageTarget } from './storage-flags.ts';
 import Database from 'better-sqlite3';
@@ -140,7 +140,27 @@ program
 
 const keys = program.command('keys').description('manage stored API keys');
 const dataOption = () => new Option('--data <dir>', 'data directory (env OCULAR_DATA_DIR)');
-const openStore = (data: string | undefined) => new ApiKeyStore(openDatabase(resolveDataDir(data, env)));
+const configOption = () =>
+  new Option('--config <path>', 'config file whose `storage` names the database (env OCULAR_CONFIG; default ./ocular.config.json)');
+
+/** Runs `use` on the key store of the database `--data` / `--config` name (as `serve` finds it), closed after. */
+async function withKeyStore<T>(
+  flags: { data?: string | undefined; config?: string | undefined },
+  use: (store: ApiKeyStore) => Promise<T>,
+): Promise<T> {
+  let database;
+  try {
+    const target = resolveStorageTarget(flags, env);
+    database = await openSqlDatabase(target.storage, { dataDir: target.dataDir });
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  try {
+    return await use(new ApiKeyStore(database));
+  } finally {
+    await database.close();
+  }
+}
 
 keys
   .command('create')
@@ -148,9 +168,10 @@ keys
   .option('--name <name>', 'a label for the key', 'default')
   .option('--owner <owner>', "whose video library the key opens; keys with the same owner share one (default: the key's own id)")
   .addOption(dataOption())
-  .action((options: { name: string; owner?: string; data?: string }) => {
+  .addOption(configOption())
+  .action(async (options: { name: string; owner?: string; data?: string; config?: string }) => {
     if (options.owner !== undefined && !isValidOwner(options.owner)) fail('--owner takes 1-128 letters, digits, or . _ @ : -');
-    const { key, info } = openStore(options.data).create(options.name, options.owner);
+    const { key, info } = await withKeyStore(options, (store) => store.create(options.name, options.owner));
     process.stdout.write(`${key}\n`);
     process.stderr.write(`created ${info.id} (${info.name}, owner ${info.owner})\n`);
   });
@@ -160,8 +181,9 @@ keys
   .description('list keys (never their secret)')
   .option('--json', 'print JSON')
   .addOption(dataOption())
-  .action((options: { json?: boolean; data?: string }) => {
-    const list = openStore(options.data).list();
+  .addOption(configOption())
+  .action(async (options: { json?: boolean; data?: string; config?: string }) => {
+    const list = await withKeyStore(options, (store) => store.list());
     if (options.json) {
       process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       return;
@@ -182,8 +204,9 @@ keys
   .description('revoke a key by id or listed prefix; running servers stop accepting it within 250 ms')
   .argument('<id>', 'key id (key_...) or prefix (ocu_...)')
   .addOption(dataOption())
-  .action((id: string, options: { data?: string }) => {
-    if (!openStore(options.data).revoke(id)) fail(`no active key matches "${id}"`);
+  .addOption(configOption())
+  .action(async (id: string, options: { data?: string; config?: string }) => {
+    if (!(await withKeyStore(options, (store) => store.revoke(id)))) fail(`no active key matches "${id}"`);
     process.stdout.write(`revoked ${id}\n`);
   });
 

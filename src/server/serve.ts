@@ -133,10 +133,15 @@ function deferPendingModels(providers: ProviderMap, pulls: ReadonlyMap<string, B
 }
 
 /** Creates a first key when none exists, prints it once and leaves it in `<data>/bootstrap-key` (0600). */
-function ensureBootstrapKey(store: ApiKeyStore, verifier: ApiKeyVerifier, dataDir: string, logger: Logger): string | undefined {
+async function ensureBootstrapKey(
+  store: ApiKeyStore,
+  verifier: ApiKeyVerifier,
+  dataDir: string,
+  logger: Logger,
+): Promise<string | undefined> {
   if (verifier.keyCount > 0) return undefined;
-  const { key, info } = store.create('bootstrap');
-  verifier.refresh();
+  const { key, info } = await store.create('bootstrap');
+  await verifier.refresh();
   const path = join(dataDir, BOOTSTRAP_KEY_FILE);
   writeFileSync(path, `${key}\n`, { mode: 0o600 });
   chmodSync(path, 0o600); // the mode above only applies when the file is new
@@ -588,9 +593,9 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   if (configuredWebhookSecret === undefined) {
     await shareSecretFile(database, settings.dataDir, WEBHOOK_SECRET_FILE, () => loadOrCreateWebhookSecret(settings.dataDir, undefined));
   }
-  const store = new ApiKeyStore(db);
-  const verifier = settings.auth ? new ApiKeyVerifier(store, settings.envApiKeys) : undefined;
-  const bootstrapKey = verifier ? ensureBootstrapKey(store, verifier, settings.dataDir, logger) : undefined;
+  const store = new ApiKeyStore(database);
+  const verifier = settings.auth ? await ApiKeyVerifier.create(store, settings.envApiKeys) : undefined;
+  const bootstrapKey = verifier ? await ensureBootstrapKey(store, verifier, settings.dataDir, logger) : undefined;
   if (!verifier) logger.warn('authentication is disabled (--no-auth); only loopback clients can reach this server');
 
   if (models.names.length === 0) {
@@ -684,6 +689,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     await vision.close();
     await conversations.close();
     await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
+    verifier?.close();
     await database.close();
     throw error;
   }
@@ -729,6 +735,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       await conversations.close();
       await Promise.all(uniquePulls.map((pull) => pull.close()));
       await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
+      verifier?.close();
       await database.close();
       logger.info('stopped');
     })();

@@ -1,5 +1,5 @@
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Db } from './database.ts';
+import type { SqlDatabase } from './sql.ts';
 
 export interface ApiKeyInfo {
   id: string;
@@ -65,82 +65,117 @@ function toInfo(row: ApiKeyRow): ApiKeyInfo {
   };
 }
 
-/** Keys stored hashed in SQLite; the plain key is only ever returned once, by `create`. */
+/** Keys stored hashed in the database; the plain key is only ever returned once, by `create`. */
 export class ApiKeyStore {
-  readonly #insert;
-  readonly #list;
-  readonly #revoke;
-  readonly #activeHashes;
-  readonly #dataVersion;
+  readonly #database: SqlDatabase;
 
-  constructor(db: Db) {
-    this.#insert = db.prepare('INSERT INTO api_keys (id, name, prefix, owner, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)');
-    this.#list = db.prepare<[], ApiKeyRow>('SELECT id, name, prefix, owner, created_at, revoked_at FROM api_keys ORDER BY created_at, id');
-    this.#revoke = db.prepare('UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR prefix = ?) AND revoked_at IS NULL');
-    this.#activeHashes = db.prepare<[], { hash: string; owner: string }>(
-      'SELECT hash, coalesce(owner, id) AS owner FROM api_keys WHERE revoked_at IS NULL',
-    );
-    // Prepared once: it runs on every authenticated request.
-    this.#dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
+  constructor(database: SqlDatabase) {
+    this.#database = database;
   }
 
   /** @param owner whose library the key opens; @default the key's own id */
-  create(name: string, owner?: string): { key: string; info: ApiKeyInfo } {
+  async create(name: string, owner?: string): Promise<{ key: string; info: ApiKeyInfo }> {
     if (owner !== undefined && !isValidOwner(owner)) throw new RangeError('an owner is 1-128 letters, digits, or . _ @ : -');
     const key = generateApiKey();
     const id = `key_${randomBytes(8).toString('hex')}`;
     const prefix = key.slice(0, KEY_PREFIX.length + 6);
     const createdAt = Date.now();
-    this.#insert.run(id, name, prefix, owner ?? null, hashApiKey(key).toString('hex'), createdAt);
+    await this.#database.db
+      .insertInto('api_keys')
+      .values({ id, name, prefix, owner: owner ?? null, hash: hashApiKey(key).toString('hex'), created_at: createdAt })
+      .execute();
     return { key, info: { id, name, prefix, owner: owner ?? id, createdAt: new Date(createdAt), revokedAt: null } };
   }
 
-  list(): ApiKeyInfo[] {
-    return this.#list.all().map(toInfo);
+  async list(): Promise<ApiKeyInfo[]> {
+    const rows = await this.#database.db
+      .selectFrom('api_keys')
+      .select(['id', 'name', 'prefix', 'owner', 'created_at', 'revoked_at'])
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(toInfo);
   }
 
   /** Revokes by id or by the listed prefix; false when no active key matched. */
-  revoke(idOrPrefix: string): boolean {
-    return this.#revoke.run(Date.now(), idOrPrefix, idOrPrefix).changes > 0;
+  async revoke(idOrPrefix: string): Promise<boolean> {
+    const result = await this.#database.db
+      .updateTable('api_keys')
+      .set({ revoked_at: Date.now() })
+      .where((eb) => eb.or([eb('id', '=', idOrPrefix), eb('prefix', '=', idOrPrefix)]))
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
-  activeKeys(): KnownKey[] {
-    return this.#activeHashes.all().map((row) => ({ hash: Buffer.from(row.hash, 'hex'), owner: row.owner }));
+  async activeKeys(): Promise<KnownKey[]> {
+    const rows = await this.#database.db.selectFrom('api_keys').select(['id', 'hash', 'owner']).where('revoked_at', 'is', null).execute();
+    return rows.map((row) => ({ hash: Buffer.from(row.hash, 'hex'), owner: row.owner ?? row.id }));
   }
 
-  /** Changes whenever another connection (the `ocular keys` CLI) commits to the database. */
-  dataVersion(): number {
-    return this.#dataVersion.get()!;
+  /**
+   * Changes whenever a key is created or revoked, by any process: the number of keys, of revoked keys, and the
+   * latest revocation time. One aggregate over a table of a handful of rows.
+   */
+  async fingerprint(): Promise<string> {
+    const row = await this.#database.db
+      .selectFrom('api_keys')
+      .select((eb) => [eb.fn.countAll().as('keys'), eb.fn.count('revoked_at').as('revoked'), eb.fn.max('revoked_at').as('latest')])
+      .executeTakeFirstOrThrow();
+    return `${Number(row.keys)}:${Number(row.revoked)}:${Number(row.latest ?? 0)}`;
   }
 }
 
 /**
- * Checks presented keys against the environment's keys and the stored ones. Stored keys are re-read when the
- * database changed; whether it changed is asked at most every `recheckMs` (the question costs a SQLite read
- * lock, a measurable share of a request), so a key revoked from the CLI stops working within that time.
+ * Checks presented keys against the environment's keys and the stored ones, in memory (a request never waits on
+ * the database for its key). Every `recheckMs` the stored keys' fingerprint is read in the background, and the
+ * keys are read again when it changed, so a key created or revoked by any process (the `ocular keys` CLI, another
+ * machine) works, or stops working, within that time.
  */
 export class ApiKeyVerifier {
   readonly #store: ApiKeyStore;
   readonly #envKeys: KnownKey[];
-  #storedKeys: KnownKey[];
-  #seenVersion: number;
+  #storedKeys: KnownKey[] = [];
+  #seen = '';
+  readonly #timer: NodeJS.Timeout;
+  #checking = false;
 
-  readonly #recheckMs: number;
-  #checkedAt = 0;
-
-  /** @param recheckMs how often to look for keys created or revoked by other processes. @default 250 */
-  constructor(store: ApiKeyStore, envKeys: readonly string[], recheckMs = 250) {
+  private constructor(store: ApiKeyStore, envKeys: readonly string[], recheckMs: number) {
     this.#store = store;
-    this.#recheckMs = recheckMs;
     this.#envKeys = envKeys.map((key) => ({ hash: hashApiKey(key), owner: environmentKeyOwner(key) }));
-    this.#seenVersion = store.dataVersion();
-    this.#storedKeys = store.activeKeys();
+    this.#timer = setInterval(() => void this.#recheck(), recheckMs);
+    this.#timer.unref();
   }
 
-  /** Refreshes after writes made through this process's own connection (data_version only sees others'). */
-  refresh(): void {
-    this.#seenVersion = this.#store.dataVersion();
-    this.#storedKeys = this.#store.activeKeys();
+  /** @param recheckMs how often to look for keys created or revoked by other processes. @default 250 */
+  static async create(store: ApiKeyStore, envKeys: readonly string[], recheckMs = 250): Promise<ApiKeyVerifier> {
+    const verifier = new ApiKeyVerifier(store, envKeys, recheckMs);
+    try {
+      await verifier.refresh();
+    } catch (error) {
+      verifier.close();
+      throw error;
+    }
+    return verifier;
+  }
+
+  async #recheck(): Promise<void> {
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      if ((await this.#store.fingerprint()) !== this.#seen) await this.refresh();
+    } catch {
+      // The database is unreachable for now: keep the keys known, and look again at the next tick.
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /** Reads the stored keys now (after this process created or revoked one). */
+  async refresh(): Promise<void> {
+    const seen = await this.#store.fingerprint();
+    this.#storedKeys = await this.#store.activeKeys();
+    this.#seen = seen;
   }
 
   get keyCount(): number {
@@ -149,16 +184,15 @@ export class ApiKeyVerifier {
 
   /** The key's owner, or undefined when the key is not valid. */
   verify(key: string): string | undefined {
-    const now = performance.now();
-    if (now - this.#checkedAt >= this.#recheckMs) {
-      this.#checkedAt = now;
-      if (this.#store.dataVersion() !== this.#seenVersion) this.refresh();
-    }
     const presented = hashApiKey(key);
     // Compare against every key, without stopping early, in constant time per comparison.
     let owner: string | undefined;
     for (const candidate of this.#envKeys) if (timingSafeEqual(presented, candidate.hash)) owner = candidate.owner;
     for (const candidate of this.#storedKeys) if (timingSafeEqual(presented, candidate.hash)) owner = candidate.owner;
     return owner;
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
   }
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApiKeyStore } from '../../src/store/api-keys.ts';
-import { openDatabase, type Db } from '../../src/store/database.ts';
+import type { SqlDatabase } from '../../src/store/sql.ts';
 import { startOcular, TEST_KEY, type TestOcular } from '../helpers/ocular.ts';
 
 const MODEL_ROUTES = ['/v1/models', '/openai/v1/models'] as const;
@@ -20,10 +20,11 @@ async function start(overrides: Parameters<typeof startOcular>[1] = {}): Promise
   return server;
 }
 
-function openSecondConnection(dataDir: string): Db {
-  const db = openDatabase(dataDir);
-  cleanups.push(() => db.close());
-  return db;
+/** A connection of its own to the server's database, as another process (the CLI, another machine) would have. */
+async function openSecondConnection(server: TestOcular): Promise<SqlDatabase> {
+  const database = await server.openDatabase();
+  cleanups.push(() => database.close());
+  return database;
 }
 
 function temporaryDataDir(): string {
@@ -143,15 +144,15 @@ describe('stored keys', () => {
   it('accept a key created through another connection and reject it once revoked, within the recheck interval', async () => {
     const dataDir = temporaryDataDir();
     const server = await start({ dataDir });
-    const store = new ApiKeyStore(openSecondConnection(dataDir));
+    const store = new ApiKeyStore(await openSecondConnection(server));
 
-    const { key, info } = store.create('from-another-process');
+    const { key, info } = await store.create('from-another-process');
     expect(key.startsWith('ocu_')).toBe(true);
     await afterRecheck();
     expect((await getWith(server, '/v1/models', { 'x-api-key': key })).status).toBe(200);
     expect((await getWith(server, '/openai/v1/models', { authorization: `Bearer ${key}` })).status).toBe(200);
 
-    expect(store.revoke(info.id)).toBe(true);
+    expect(await store.revoke(info.id)).toBe(true);
     await afterRecheck();
     await expectError(await getWith(server, '/v1/models', { 'x-api-key': key }), 401, 'authentication_error');
     // The environment key is unaffected.
@@ -161,11 +162,11 @@ describe('stored keys', () => {
   it('can be revoked by the listed prefix', async () => {
     const dataDir = temporaryDataDir();
     const server = await start({ dataDir });
-    const store = new ApiKeyStore(openSecondConnection(dataDir));
-    const { key, info } = store.create('by-prefix');
+    const store = new ApiKeyStore(await openSecondConnection(server));
+    const { key, info } = await store.create('by-prefix');
     await afterRecheck();
     expect((await getWith(server, '/v1/models', { 'x-api-key': key })).status).toBe(200);
-    expect(store.revoke(info.prefix)).toBe(true);
+    expect(await store.revoke(info.prefix)).toBe(true);
     await afterRecheck();
     await expectError(await getWith(server, '/v1/models', { 'x-api-key': key }), 401, 'authentication_error');
   });
@@ -192,8 +193,8 @@ describe('bootstrap key', () => {
     expect(second.bootstrapKey).toBeUndefined();
     expect(readFileSync(file, 'utf8').trim()).toBe(key);
     expect((await getWith(second, '/v1/models', { 'x-api-key': key })).status).toBe(200);
-    const db = openSecondConnection(dataDir);
-    expect(new ApiKeyStore(db).list().map((info) => info.name)).toEqual(['bootstrap']);
+    const database = await openSecondConnection(second);
+    expect((await new ApiKeyStore(database).list()).map((info) => info.name)).toEqual(['bootstrap']);
   });
 
   it('is not created when the start fails on a bad model config', async () => {
