@@ -255,7 +255,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
 
   if (deps.clips) {
     const { clips, signer, urlTtlSeconds } = deps.clips;
-    const wireClip = (context: ToolContext, clip: ReturnType<typeof clips.get>) =>
+    const wireClip = (context: ToolContext, clip: Awaited<ReturnType<typeof clips.get>>) =>
       toWireClip(
         clip,
         (output) => context.origin + signer.sign(outputPath(clip.id, output.index), new Date(Date.now() + urlTtlSeconds * 1000)),
@@ -279,7 +279,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
         "A clip job's status (queued, processing, completed, failed), progress and, once completed, its outputs with signed URLs.",
       input: clipIdSchema,
       readOnly: true,
-      run: async (args, context) => wireClip(context, clips.get(context.owner, parseBody(clipIdSchema, args).clip_id)),
+      run: async (args, context) => wireClip(context, await clips.get(context.owner, parseBody(clipIdSchema, args).clip_id)),
     });
   }
 

@@ -25,7 +25,7 @@ export const outputPath = (clipId: string, index: number): string => `/v1/clips/
 
 /** A clip's rendered files, by signed URL (registered before the API-key middleware: the signature is the credential). */
 export function registerClipBlobRoutes(app: Hono<ClipEnv>, deps: ClipRouteDependencies): void {
-  app.on(['GET', 'HEAD'], '/v1/clips/:id/outputs/:file{[0-9]{1,2}\\.mp4}', (c) => {
+  app.on(['GET', 'HEAD'], '/v1/clips/:id/outputs/:file{[0-9]{1,2}\\.mp4}', async (c) => {
     const verdict = deps.signer.verify(new URL(c.req.url).pathname, {
       expires: c.req.query('expires'),
       signature: c.req.query('signature'),
@@ -33,7 +33,7 @@ export function registerClipBlobRoutes(app: Hono<ClipEnv>, deps: ClipRouteDepend
     if (verdict === 'expired')
       throw new OcularError('permission_error', 'this signed URL has expired; fetch the clip again for a fresh one');
     if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
-    const path = deps.clips.outputPath(c.req.param('id'), Number.parseInt(c.req.param('file'), 10));
+    const path = await deps.clips.outputPath(c.req.param('id'), Number.parseInt(c.req.param('file'), 10));
     if (path === undefined) throw new OcularError('not_found_error', 'no such clip output');
     return fileResponse(path, c.req.raw, { contentType: 'video/mp4', cacheControl: 'private, max-age=3600' });
   });
@@ -54,13 +54,13 @@ export function registerClipRoutes(app: Hono<ClipEnv>, deps: ClipRouteDependenci
     return c.json(wireClip(c, clip));
   });
 
-  app.get('/v1/clips', (c) => {
+  app.get('/v1/clips', async (c) => {
     const query = parseBody(listClipsQuerySchema, c.req.query());
-    const page = clips.list(c.get('owner'), query.limit, query.offset);
+    const page = await clips.list(c.get('owner'), query.limit, query.offset);
     return c.json({ results: page.items.map((clip) => wireClip(c, clip)), total: page.total, limit: query.limit, offset: query.offset });
   });
 
-  app.get('/v1/clips/:id', (c) => c.json(wireClip(c, clips.get(c.get('owner'), c.req.param('id')))));
+  app.get('/v1/clips/:id', async (c) => c.json(wireClip(c, await clips.get(c.get('owner'), c.req.param('id')))));
 
   app.delete('/v1/clips/:id', async (c) => {
     const id = c.req.param('id');
@@ -68,14 +68,14 @@ export function registerClipRoutes(app: Hono<ClipEnv>, deps: ClipRouteDependenci
     return c.json({ id, deleted: true });
   });
 
-  app.get('/v1/clips/:id/events', (c) => {
+  app.get('/v1/clips/:id/events', async (c) => {
     const owner = c.get('owner');
-    const clip = clips.get(owner, c.req.param('id'));
+    const clip = await clips.get(owner, c.req.param('id'));
     const ended = (event: ClipEvent): boolean => event.status === 'completed' || event.status === 'failed';
     return streamProgress<ClipEvent>(c, {
       subscribe: (listener) => clips.subscribe(clip.id, listener),
-      current: () => {
-        const current = clips.get(owner, clip.id);
+      current: async () => {
+        const current = await clips.get(owner, clip.id);
         return { clipId: current.id, status: current.status, stage: current.stage, progress: current.progress, error: current.error };
       },
       follows: (current) => !ended(current),

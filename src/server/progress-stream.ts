@@ -14,7 +14,7 @@ export interface ProgressFeed<Event> {
   /** Calls `listener` with each event from now on; returns the unsubscribe. */
   subscribe(listener: (event: Event) => void): () => void;
   /** The state now, sent first (after subscribing), so a client that connects late learns where the work is. */
-  current(): Event;
+  current(): Event | Promise<Event>;
   /** Whether more events can follow the current state (false: `done` follows at once). */
   follows(current: Event): boolean;
   /** Whether an event is the last one. */
@@ -42,7 +42,7 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
       wake?.();
     });
     try {
-      let last = feed.current();
+      let last: Event = await feed.current();
       await stream.writeSSE({ event: 'progress', data: JSON.stringify(feed.toWire(last)) });
       let following = feed.follows(last);
       const same = feed.same ?? ((a: Event, b: Event) => JSON.stringify(feed.toWire(a)) === JSON.stringify(feed.toWire(b)));
@@ -56,7 +56,7 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
           });
           wake = undefined;
           if (queue.length > 0 || closed) continue;
-          const now = feed.current();
+          const now = await feed.current();
           if (!same(now, last)) queue.push(now);
           else if (Date.now() - quietSince >= SSE_KEEPALIVE_MS) {
             quietSince = Date.now();

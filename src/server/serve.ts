@@ -471,7 +471,7 @@ function createVision({ settings, db, database, chat, models, transcriber, model
       throw new ConfigError(`invalid config: vision.clipModel: ${(error as Error).message}`);
     }
   }
-  const clipStore = new ClipStore(db);
+  const clipStore = new ClipStore(database);
   const clipBlobs = new ClipBlobStore(join(dataDir, 'clips'));
   const clips = new ClipService({
     store: clipStore,

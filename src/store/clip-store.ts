@@ -1,6 +1,8 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Db } from './database.ts';
+import type { Selectable, Updateable } from 'kysely';
+import { countRows, type SqlDatabase } from './sql.ts';
+import type { ClipsTable } from './tables.ts';
 import { isVideoId } from './blob-store.ts';
 import type { Page } from './video-store.ts';
 
@@ -82,32 +84,7 @@ export interface ClipPatch {
   jobId?: string;
 }
 
-interface ClipRow {
-  id: string;
-  owner: string;
-  status: ClipStatus;
-  stage: string | null;
-  progress: number;
-  error: string | null;
-  request: string;
-  plan: string | null;
-  outputs: string;
-  job_id: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-const PATCH_COLUMNS: Readonly<Record<keyof ClipPatch, string>> = {
-  status: 'status',
-  stage: 'stage',
-  progress: 'progress',
-  error: 'error',
-  plan: 'plan',
-  outputs: 'outputs',
-  jobId: 'job_id',
-};
-
-const JSON_COLUMNS = new Set<keyof ClipPatch>(['plan', 'outputs']);
+type ClipRow = Selectable<ClipsTable>;
 
 function toClip(row: ClipRow): ClipRecord {
   return {
@@ -128,77 +105,86 @@ function toClip(row: ClipRow): ClipRecord {
 
 /** Clip generation jobs and their outputs (`clips` table), each row owned like a video. */
 export class ClipStore {
-  readonly #db: Db;
-  readonly #statements;
+  readonly #database: SqlDatabase;
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#statements = {
-      insert: db.prepare(
-        `INSERT INTO clips (id, owner, status, progress, request, outputs, created_at, updated_at)
-         VALUES (@id, @owner, 'queued', 0, @request, '[]', @now, @now)`,
-      ),
-      get: db.prepare<[string, string], ClipRow>('SELECT * FROM clips WHERE owner = ? AND id = ?'),
-      getById: db.prepare<[string], ClipRow>('SELECT * FROM clips WHERE id = ?'),
-      list: db.prepare<[string, number, number], ClipRow>(
-        'SELECT * FROM clips WHERE owner = ? ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?',
-      ),
-      count: db.prepare<[string], number>('SELECT count(*) FROM clips WHERE owner = ?').pluck(),
-      remove: db.prepare('DELETE FROM clips WHERE owner = ? AND id = ?'),
-      unfinished: db.prepare<[], ClipRow>(`SELECT * FROM clips WHERE status IN ('queued', 'processing')`),
-      countUnfinished: db
-        .prepare<[string], number>(`SELECT count(*) FROM clips WHERE owner = ? AND status IN ('queued', 'processing')`)
-        .pluck(),
-      exists: db.prepare<[string], number>('SELECT count(*) FROM clips WHERE id = ?').pluck(),
-    };
+  constructor(database: SqlDatabase) {
+    this.#database = database;
   }
 
-  insert(clip: { id: string; owner: string; request: ClipRequest }): ClipRecord {
-    this.#statements.insert.run({ id: clip.id, owner: clip.owner, request: JSON.stringify(clip.request), now: Date.now() });
-    return this.getById(clip.id)!;
+  async insert(clip: { id: string; owner: string; request: ClipRequest }): Promise<ClipRecord> {
+    const now = Date.now();
+    await this.#database.db
+      .insertInto('clips')
+      .values({
+        id: clip.id,
+        owner: clip.owner,
+        status: 'queued',
+        progress: 0,
+        request: JSON.stringify(clip.request),
+        outputs: '[]',
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
+    return (await this.getById(clip.id))!;
   }
 
-  get(owner: string, id: string): ClipRecord | undefined {
-    const row = this.#statements.get.get(owner, id);
+  async get(owner: string, id: string): Promise<ClipRecord | undefined> {
+    const row = await this.#database.db.selectFrom('clips').selectAll().where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
     return row === undefined ? undefined : toClip(row);
   }
 
-  getById(id: string): ClipRecord | undefined {
-    const row = this.#statements.getById.get(id);
+  async getById(id: string): Promise<ClipRecord | undefined> {
+    const row = await this.#database.db.selectFrom('clips').selectAll().where('id', '=', id).executeTakeFirst();
     return row === undefined ? undefined : toClip(row);
   }
 
   /** Newest first. */
-  list(owner: string, limit: number, offset: number): Page<ClipRecord> {
-    return { items: this.#statements.list.all(owner, limit, offset).map(toClip), total: this.#statements.count.get(owner) ?? 0 };
+  async list(owner: string, limit: number, offset: number): Promise<Page<ClipRecord>> {
+    const { db } = this.#database;
+    const rows = await db
+      .selectFrom('clips')
+      .selectAll()
+      .where('owner', '=', owner)
+      .orderBy('created_at', 'desc')
+      .orderBy('rowid', 'desc')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    return { items: rows.map(toClip), total: await countRows(db.selectFrom('clips').where('owner', '=', owner)) };
   }
 
   /** False when the clip no longer exists (deleted while its job ran). */
-  update(id: string, patch: ClipPatch): boolean {
-    const entries = Object.entries(patch).filter(([, value]) => value !== undefined) as Array<[keyof ClipPatch, unknown]>;
-    const assignments = entries.map(([key]) => `${PATCH_COLUMNS[key]} = ?`);
-    const values = entries.map(([key, value]) => (JSON_COLUMNS.has(key) ? JSON.stringify(value) : value));
-    return (
-      this.#db.prepare(`UPDATE clips SET ${[...assignments, 'updated_at = ?'].join(', ')} WHERE id = ?`).run(...values, Date.now(), id)
-        .changes > 0
-    );
+  async update(id: string, patch: ClipPatch): Promise<boolean> {
+    const changes: Updateable<ClipsTable> = { updated_at: Date.now() };
+    if (patch.status !== undefined) changes.status = patch.status;
+    if (patch.stage !== undefined) changes.stage = patch.stage;
+    if (patch.progress !== undefined) changes.progress = patch.progress;
+    if (patch.error !== undefined) changes.error = patch.error;
+    if (patch.plan !== undefined) changes.plan = JSON.stringify(patch.plan);
+    if (patch.outputs !== undefined) changes.outputs = JSON.stringify(patch.outputs);
+    if (patch.jobId !== undefined) changes.job_id = patch.jobId;
+    const result = await this.#database.db.updateTable('clips').set(changes).where('id', '=', id).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
-  remove(owner: string, id: string): boolean {
-    return this.#statements.remove.run(owner, id).changes > 0;
+  async remove(owner: string, id: string): Promise<boolean> {
+    const result = await this.#database.db.deleteFrom('clips').where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
   }
 
-  unfinished(): ClipRecord[] {
-    return this.#statements.unfinished.all().map(toClip);
+  async unfinished(): Promise<ClipRecord[]> {
+    const rows = await this.#database.db.selectFrom('clips').selectAll().where('status', 'in', ['queued', 'processing']).execute();
+    return rows.map(toClip);
   }
 
   /** The owner's clips still queued or processing. */
-  countUnfinished(owner: string): number {
-    return this.#statements.countUnfinished.get(owner) ?? 0;
+  countUnfinished(owner: string): Promise<number> {
+    return countRows(this.#database.db.selectFrom('clips').where('owner', '=', owner).where('status', 'in', ['queued', 'processing']));
   }
 
-  has(id: string): boolean {
-    return (this.#statements.exists.get(id) ?? 0) > 0;
+  async has(id: string): Promise<boolean> {
+    return (await this.#database.db.selectFrom('clips').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
   }
 }
 
@@ -244,8 +230,12 @@ export class ClipBlobStore {
   }
 
   /** Folders of clips the database no longer has (deleted while the server was down, or a crash mid-delete). */
-  async orphanFolders(has: (clipId: string) => boolean): Promise<string[]> {
+  async orphanFolders(has: (clipId: string) => Promise<boolean>): Promise<string[]> {
     const entries = await readdir(this.root, { withFileTypes: true }).catch(() => []);
-    return entries.filter((entry) => entry.isDirectory() && isVideoId(entry.name) && !has(entry.name)).map((entry) => entry.name);
+    const orphans: string[] = [];
+    for (const entry of entries) {
+      if (entry.isDirectory() && isVideoId(entry.name) && !(await has(entry.name))) orphans.push(entry.name);
+    }
+    return orphans;
   }
 }

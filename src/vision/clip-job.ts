@@ -122,7 +122,7 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
         } else waiting += 1;
       }
       if (waiting === 0) return ready;
-      if (!reported) clips.report(clip.id, { status: 'processing', stage: 'waiting_for_indexing', progress: 0 });
+      if (!reported) await clips.report(clip.id, { status: 'processing', stage: 'waiting_for_indexing', progress: 0 });
       reported = true;
       await sleep(pollMs, context.signal);
     }
@@ -131,7 +131,7 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
   const choose = async (clip: ClipRecord, ready: Map<string, VideoRecord>, context: JobContext): Promise<ClipMomentRecord[]> => {
     const { request } = clip;
     const { signal } = context;
-    clips.report(clip.id, { status: 'processing', stage: 'choosing', progress: 0 });
+    await clips.report(clip.id, { status: 'processing', stage: 'choosing', progress: 0 });
     const outcome = await options.search.search(
       { owner: clip.owner, query: request.prompt, maxResults: CANDIDATES, offset: 0, videoIds: request.videoIds },
       signal,
@@ -264,6 +264,20 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
         startIsKeyframe = isKeyframeTime(piece!.startSeconds, keyframes);
       }
       const target = scratch.path('.mp4');
+      // ffmpeg reports progress faster than rows are written: write the latest fraction, one write at a time.
+      let latest: number | undefined;
+      let writing: Promise<void> | undefined;
+      const saveProgress = (progress: number): void => {
+        latest = progress;
+        writing ??= (async () => {
+          while (latest !== undefined) {
+            const next = latest;
+            latest = undefined;
+            await clips.report(clip.id, { status: 'processing', stage: 'rendering', progress: next }).catch(() => false);
+          }
+          writing = undefined;
+        })();
+      };
       const mode = await renderClip(
         {
           pieces,
@@ -282,7 +296,7 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
           startIsKeyframe,
           onProgress: (fraction) => {
             const progress = (index + fraction) / total;
-            clips.report(clip.id, { status: 'processing', stage: 'rendering', progress });
+            saveProgress(progress);
             context.reportProgress(progress);
           },
         },
@@ -290,6 +304,7 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
       const probe = await probeMedia(target, ffmpeg, context.signal);
       const file = blobs.outputFile(index);
       await rename(target, blobs.outputPath(clip.id, index));
+      await writing; // a late progress write must not land after the next stage's
       return { index, file, title: moment.title, durationSeconds: round(probe.durationSeconds), pieces: moment.pieces, mode };
     } finally {
       await scratch.dispose();
@@ -298,13 +313,13 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
 
   return async (job, context) => {
     const { clipId } = job.payload as { clipId: string };
-    let clip = store.getById(clipId);
+    let clip = await store.getById(clipId);
     if (clip === undefined) return; // deleted before the job ran
     try {
       const ready = await waitForVideos(clip, context);
       if (clip.plan === null) {
         const plan = await choose(clip, ready, context);
-        store.update(clip.id, { plan });
+        await store.update(clip.id, { plan });
         clip = { ...clip, plan };
       }
       await blobs.createClipDir(clip.id);
@@ -316,18 +331,18 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
       const outputs = [...clip.outputs];
       for (const [index, moment] of clip.plan!.entries()) {
         if (outputs.some((output) => output.index === index)) continue;
-        clips.report(clip.id, { status: 'processing', stage: 'rendering', progress: index / clip.plan!.length });
+        await clips.report(clip.id, { status: 'processing', stage: 'rendering', progress: index / clip.plan!.length });
         outputs.push(await renderOutput(clip, index, moment, ready, context));
-        if (!store.update(clip.id, { outputs })) return; // deleted meanwhile
+        if (!(await store.update(clip.id, { outputs }))) return; // deleted meanwhile
       }
-      clips.report(clip.id, { status: 'completed', stage: 'done', progress: 1 });
+      await clips.report(clip.id, { status: 'completed', stage: 'done', progress: 1 });
     } catch (error) {
       if (context.signal.aborted) throw error;
       if (isPermanent(error) || job.attempts >= job.maxAttempts) {
-        clips.report(clipId, {
+        await clips.report(clipId, {
           status: 'failed',
           stage: 'failed',
-          progress: store.getById(clipId)?.progress ?? 0,
+          progress: (await store.getById(clipId))?.progress ?? 0,
           error: describeFailure(error),
         });
         if (isPermanent(error)) throw new PermanentJobError(describeFailure(error), { cause: error });

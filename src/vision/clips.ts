@@ -98,7 +98,7 @@ export class ClipService {
    * queues the job. Returns at once; the job waits for the videos' indexing.
    */
   async create(owner: string, request: NewClipRequest, signal: AbortSignal): Promise<ClipRecord> {
-    if (this.#store.countUnfinished(owner) >= this.#maxUnfinished) {
+    if ((await this.#store.countUnfinished(owner)) >= this.#maxUnfinished) {
       throw new OcularError(
         'rate_limit_error',
         `${this.#maxUnfinished} of your clips are still queued or processing; wait for some to finish`,
@@ -146,10 +146,10 @@ export class ClipService {
     }
     const { videoIds: _ids, videoUrls: _urls, ...rest } = request;
     const id = randomUUID();
-    this.#store.insert({ id, owner, request: { ...rest, videoIds, videoUrls: [...urls] } });
+    await this.#store.insert({ id, owner, request: { ...rest, videoIds, videoUrls: [...urls] } });
     const job = this.#jobs.enqueue(CLIP_JOB, { clipId: id }, { key: `clip:${id}`, maxAttempts: this.#maxAttempts });
-    this.#store.update(id, { jobId: job.id });
-    return this.#store.getById(id)!;
+    await this.#store.update(id, { jobId: job.id });
+    return (await this.#store.getById(id))!;
   }
 
   /** Adds each URL to the owner's library (one at a time: each download is already bounded by the upload limit). */
@@ -181,28 +181,28 @@ export class ClipService {
     }
   }
 
-  get(owner: string, id: string): ClipRecord {
-    const clip = isVideoId(id) ? this.#store.get(owner, id) : undefined;
+  async get(owner: string, id: string): Promise<ClipRecord> {
+    const clip = isVideoId(id) ? await this.#store.get(owner, id) : undefined;
     if (!clip) throw notFound(id);
     return clip;
   }
 
-  list(owner: string, limit: number, offset: number): Page<ClipRecord> {
+  list(owner: string, limit: number, offset: number): Promise<Page<ClipRecord>> {
     return this.#store.list(owner, limit, offset);
   }
 
   /** The file of a rendered output, for its signed URL; undefined when the clip or that output does not exist. */
-  outputPath(clipId: string, index: number): string | undefined {
+  async outputPath(clipId: string, index: number): Promise<string | undefined> {
     if (!isVideoId(clipId)) return undefined;
-    const output = this.#store.getById(clipId)?.outputs.find((entry) => entry.index === index);
+    const output = (await this.#store.getById(clipId))?.outputs.find((entry) => entry.index === index);
     return output === undefined ? undefined : this.#blobs.outputPath(clipId, output.index);
   }
 
   /** Cancels the job (a running render's ffmpeg is killed), waits briefly for it to stop, then removes the clip and its files. */
   async delete(owner: string, id: string): Promise<void> {
-    const clip = this.get(owner, id);
+    const clip = await this.get(owner, id);
     if (clip.jobId !== null && this.#jobs.cancel(clip.jobId)?.status === 'running') await this.#jobStopped(clip.jobId);
-    this.#store.remove(owner, id);
+    await this.#store.remove(owner, id);
     await this.#blobs.removeClip(id);
     const event: ClipEvent = { clipId: id, status: 'failed', stage: 'deleted', progress: clip.progress, error: 'the clip was deleted' };
     for (const listener of this.#listeners.get(id) ?? []) listener(event);
@@ -224,19 +224,24 @@ export class ClipService {
   async recover(): Promise<{ removedFolders: number; settledClips: number }> {
     const orphans = await this.#blobs.orphanFolders((id) => this.#store.has(id));
     for (const id of orphans) await this.#blobs.removeClip(id);
-    return { removedFolders: orphans.length, settledClips: this.settle() };
+    return { removedFolders: orphans.length, settledClips: await this.settle() };
   }
 
-  settle(): number {
+  async settle(): Promise<number> {
     let settled = 0;
-    for (const clip of this.#store.unfinished()) {
+    for (const clip of await this.#store.unfinished()) {
       const job = clip.jobId === null ? undefined : this.#jobs.get(clip.jobId);
       if (job?.status === 'queued' || job?.status === 'running' || job?.status === 'succeeded') continue;
       if (job?.status === 'failed' || job?.status === 'cancelled') {
-        this.report(clip.id, { status: 'failed', stage: 'failed', progress: clip.progress, error: job.error ?? 'clip generation failed' });
+        await this.report(clip.id, {
+          status: 'failed',
+          stage: 'failed',
+          progress: clip.progress,
+          error: job.error ?? 'clip generation failed',
+        });
       } else {
         const requeued = this.#jobs.enqueue(CLIP_JOB, { clipId: clip.id }, { key: `clip:${clip.id}`, maxAttempts: this.#maxAttempts });
-        this.#store.update(clip.id, { jobId: requeued.id });
+        await this.#store.update(clip.id, { jobId: requeued.id });
       }
       settled += 1;
     }
@@ -259,10 +264,13 @@ export class ClipService {
   }
 
   /** Records the job's progress and tells subscribers. False when the clip is gone. */
-  report(clipId: string, update: { status: ClipStatus; stage: string | null; progress: number; error?: string | null }): boolean {
+  async report(
+    clipId: string,
+    update: { status: ClipStatus; stage: string | null; progress: number; error?: string | null },
+  ): Promise<boolean> {
     const progress = Math.min(1, Math.max(0, update.progress));
     const error = update.error ?? null;
-    if (!this.#store.update(clipId, { status: update.status, stage: update.stage, progress, error })) return false;
+    if (!(await this.#store.update(clipId, { status: update.status, stage: update.stage, progress, error }))) return false;
     const event: ClipEvent = { clipId, status: update.status, stage: update.stage, progress, error };
     for (const listener of this.#listeners.get(clipId) ?? []) listener(event);
     return true;

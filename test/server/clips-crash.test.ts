@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { ClipStore, type ClipRecord } from '../../src/store/clip-store.ts';
 import { openDatabase } from '../../src/store/database.ts';
+import { openSqlDatabase } from '../../src/store/sql.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { probeMedia } from '../../src/media/video.ts';
 import { ffmpegContext, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
@@ -51,19 +52,19 @@ async function startChild(): Promise<{ child: ChildProcess; url: string }> {
   return { child, url };
 }
 
-function readClip(id: string): ClipRecord | undefined {
-  const db = openDatabase(dataDir);
+async function readClip(id: string): Promise<ClipRecord | undefined> {
+  const database = await openSqlDatabase({ database: 'sqlite' }, { dataDir });
   try {
-    return new ClipStore(db).getById(id);
+    return await new ClipStore(database).getById(id);
   } finally {
-    db.close();
+    await database.close();
   }
 }
 
-async function until<T>(what: string, check: () => T | undefined, timeoutMs: number, everyMs = 20): Promise<T> {
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, everyMs = 20): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
@@ -126,15 +127,15 @@ it('resumes a clip job after kill -9 mid-render and completes it', { timeout: 24
   // Kill it once the first output is recorded and the second is being rendered.
   const atKill = await until(
     'an output recorded and the next one rendering',
-    () => {
-      const clip = readClip(id);
+    async () => {
+      const clip = await readClip(id);
       return clip && clip.outputs.length >= 1 && clip.outputs.length < 3 && clip.stage === 'rendering' ? clip : undefined;
     },
     150_000,
   );
   first.child.kill('SIGKILL');
   await new Promise((resolve) => first.child.once('exit', resolve));
-  const afterKill = readClip(id)!;
+  const afterKill = (await readClip(id))!;
   expect(afterKill.status).toBe('processing');
   expect(afterKill.outputs.length).toBeLessThan(3);
   const kept = afterKill.outputs[0]!;
@@ -145,8 +146,8 @@ it('resumes a clip job after kill -9 mid-render and completes it', { timeout: 24
   const second = await startChild();
   const done = await until(
     'the clip to finish after the restart',
-    () => {
-      const clip = readClip(id);
+    async () => {
+      const clip = await readClip(id);
       return clip?.status === 'completed' || clip?.status === 'failed' ? clip : undefined;
     },
     150_000,

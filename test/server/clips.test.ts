@@ -173,12 +173,7 @@ async function bottomStrip(path: string, seconds: number): Promise<Buffer> {
 }
 
 function clipRow(id: string) {
-  const db = openDatabase(ocular.dataDir);
-  try {
-    return new ClipStore(db).getById(id);
-  } finally {
-    db.close();
-  }
+  return ocular.withDatabase((database) => new ClipStore(database).getById(id));
 }
 
 let upstream: Awaited<ReturnType<typeof startOpenAiUpstream>>;
@@ -225,7 +220,7 @@ describe('POST /v1/clips', () => {
     expect(probe.duration).toBeGreaterThan(output!.end - output!.start - 0.15);
     expect(probe.duration).toBeLessThan(output!.end - output!.start + 0.15);
     // The fixture has a keyframe every 2 s: the cut starts on one and nothing else was asked.
-    expect(clipRow(clip.id)?.outputs[0]?.mode).toBe('copy');
+    expect((await clipRow(clip.id))?.outputs[0]?.mode).toBe('copy');
   });
 
   it('renders each aspect ratio at the asked height, cropped or padded, with several generations', { timeout: 60_000 }, async () => {
@@ -278,7 +273,7 @@ describe('POST /v1/clips', () => {
     expect(Math.max(...top)).toBeLessThan(40);
     const wideProbe = await probeOutput(w!.output[0]!);
     expect({ width: wideProbe.width, height: wideProbe.height }).toEqual({ width: 640, height: 360 });
-    expect(clipRow(w!.id)?.outputs[0]?.mode).toBe('encode');
+    expect((await clipRow(w!.id))?.outputs[0]?.mode).toBe('encode');
   });
 
   it('burns the transcript in as subtitles when asked', { timeout: 60_000 }, async () => {
