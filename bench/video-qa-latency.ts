@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { environmentKeyOwner } from '../src/store/api-keys.ts';
-import { openDatabase } from '../src/store/database.ts';
+import { openSqlDatabase } from '../src/store/sql.ts';
 import { VideoStore } from '../src/store/video-store.ts';
 import { startOcularServe } from './ocular-serve.ts';
 import { median, percentile, printTable, seededRandom, verdict } from './report.ts';
@@ -29,17 +29,20 @@ const SYLLABLES = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'ti', 'vo', 'ze', 'pa', '
 const word = (): string => Array.from({ length: 3 }, () => SYLLABLES[Math.floor(next() * SYLLABLES.length)]!).join('');
 
 /** Writes the two videos; returns, per video, the words of each segment (to ask about). */
-function buildLibrary(dataDir: string): Record<keyof typeof VIDEOS, { id: string; words: string[][] }> {
-  const db = openDatabase(dataDir);
+async function buildLibrary(dataDir: string): Promise<Record<keyof typeof VIDEOS, { id: string; words: string[][] }>> {
+  const database = await openSqlDatabase({ database: 'sqlite' }, { dataDir });
+  const db = database.sqlite!;
   try {
-    const store = new VideoStore(db);
+    const store = new VideoStore(database);
     const owner = environmentKeyOwner(KEY);
-    store.ensureDefaultGroup(owner);
+    await store.ensureDefaultGroup(owner);
     const result = {} as Record<keyof typeof VIDEOS, { id: string; words: string[][] }>;
-    db.transaction(() => {
+    // One transaction for the whole library: the store's queries run on this same handle.
+    db.exec('BEGIN');
+    await (async () => {
       for (const [name, segments] of Object.entries(VIDEOS) as Array<[keyof typeof VIDEOS, number]>) {
         const id = randomUUID();
-        store.insertVideo({
+        await store.insertVideo({
           id,
           owner,
           groupId: 'default',
@@ -65,7 +68,7 @@ function buildLibrary(dataDir: string): Record<keyof typeof VIDEOS, { id: string
         for (let seq = 0; seq < segments; seq++) {
           const spoken = Array.from({ length: 25 }, word);
           words.push(spoken);
-          store.saveSegment({
+          await store.saveSegment({
             videoId: id,
             seq,
             startSeconds: seq * SEGMENT_SECONDS,
@@ -84,9 +87,10 @@ function buildLibrary(dataDir: string): Record<keyof typeof VIDEOS, { id: string
         result[name] = { id, words };
       }
     })();
+    db.exec('COMMIT');
     return result;
   } finally {
-    db.close();
+    await database.close();
   }
 }
 
@@ -132,7 +136,7 @@ export async function runVideoQaLatency(): Promise<boolean> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ocular-bench-qa-'));
   const model = await startModel();
   try {
-    const library = buildLibrary(dataDir);
+    const library = await buildLibrary(dataDir);
     const serve = await startOcularServe(dataDir, KEY, {
       models: [{ id: 'bench', provider: 'openai-compatible', baseUrl: `${model.url}/v1`, model: 'bench', maxRetries: 0 }],
       indexing: { vad: { enabled: false }, labels: { enabled: false } },

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { environmentKeyOwner } from '../src/store/api-keys.ts';
-import { openDatabase } from '../src/store/database.ts';
+import { openSqlDatabase } from '../src/store/sql.ts';
 import { VideoStore } from '../src/store/video-store.ts';
 import { startOcularServe } from './ocular-serve.ts';
 import { percentile, printTable, seededRandom, verdict } from './report.ts';
@@ -87,17 +87,20 @@ const uniformWord = (): string => TITLE_WORDS[Math.floor(next() * TITLE_WORDS.le
 const words = (count: number, draw: () => string): string => Array.from({ length: count }, draw).join(' ');
 
 /** Writes the library into a fresh data dir; returns the on-screen phrases, to query for. */
-function buildLibrary(dataDir: string): string[] {
-  const db = openDatabase(dataDir);
+async function buildLibrary(dataDir: string): Promise<string[]> {
+  const database = await openSqlDatabase({ database: 'sqlite' }, { dataDir });
+  const db = database.sqlite!;
   const phrases: string[] = [];
   try {
-    const store = new VideoStore(db);
+    const store = new VideoStore(database);
     const owner = environmentKeyOwner(KEY);
-    store.ensureDefaultGroup(owner);
-    db.transaction(() => {
+    await store.ensureDefaultGroup(owner);
+    // One transaction for the whole library: the store's queries run on this same handle.
+    db.exec('BEGIN');
+    await (async () => {
       for (let video = 0; video < VIDEOS; video++) {
         const id = randomUUID();
-        store.insertVideo({
+        await store.insertVideo({
           id,
           owner,
           groupId: 'default',
@@ -114,7 +117,7 @@ function buildLibrary(dataDir: string): string[] {
           const ocrText = next() < 0.6 ? words(2 + Math.floor(next() * 3), uniformWord).toUpperCase() : '';
           if (ocrText !== '') phrases.push(ocrText.toLowerCase());
           const objects = [OBJECTS[Math.floor(next() * OBJECTS.length)]!, OBJECTS[Math.floor(next() * OBJECTS.length)]!];
-          store.saveSegment({
+          await store.saveSegment({
             videoId: id,
             seq,
             startSeconds: seq * 10,
@@ -132,8 +135,9 @@ function buildLibrary(dataDir: string): string[] {
         }
       }
     })();
+    db.exec('COMMIT');
   } finally {
-    db.close();
+    await database.close();
   }
   return phrases;
 }
@@ -179,7 +183,7 @@ export async function runVideoSearchLatency(): Promise<boolean> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ocular-bench-search-latency-'));
   try {
     const building = performance.now();
-    const phrases = buildLibrary(dataDir);
+    const phrases = await buildLibrary(dataDir);
     const buildSeconds = (performance.now() - building) / 1000;
     // Nothing to index: no analyzer is needed, so none loads.
     const off = { enabled: false };

@@ -120,7 +120,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
       readOnly: true,
       run: async (args, context) => {
         const query = parseBody(listVideosQuerySchema, args);
-        const page = vision.library.listVideos(context.owner, {
+        const page = await vision.library.listVideos(context.owner, {
           groupId: query.group_id,
           status: query.indexing_status,
           limit: query.limit,
@@ -143,7 +143,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
       readOnly: true,
       run: async (args, context) => {
         const { video_id } = parseBody(videoIdSchema, args);
-        return wireVideo(context, vision.library.getVideo(context.owner, checkedVideoId(video_id)));
+        return wireVideo(context, await vision.library.getVideo(context.owner, checkedVideoId(video_id)));
       },
     });
 
@@ -155,7 +155,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
       readOnly: true,
       run: async (args, context) => {
         const { video_id } = parseBody(videoIdSchema, args);
-        const video = vision.library.getVideo(context.owner, checkedVideoId(video_id));
+        const video = await vision.library.getVideo(context.owner, checkedVideoId(video_id));
         return toWireEvent({ videoId: video.id, status: video.status, stage: video.stage, progress: video.progress, error: video.error });
       },
     });

@@ -22,6 +22,11 @@ export interface ProgressFeed<Event> {
   toWire(event: Event): unknown;
   /** Whether two states differ (to tell a change another process made). @default their wire forms differ */
   same?(a: Event, b: Event): boolean;
+  /**
+   * Calls `notice` when another process says the state changed (a change feed), so the stream reads it at once
+   * instead of at its next poll; returns the unsubscribe.
+   */
+  changes?(notice: () => void): () => void;
 }
 
 /**
@@ -32,8 +37,13 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
   return streamSSE(c, async (stream) => {
     const queue: Event[] = [];
     let wake: (() => void) | undefined;
+    let noticed = false;
     const unsubscribe = feed.subscribe((event) => {
       queue.push(event);
+      wake?.();
+    });
+    const unsubscribeChanges = feed.changes?.(() => {
+      noticed = true;
       wake?.();
     });
     let closed = false;
@@ -50,11 +60,14 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
       while (following && !closed) {
         const next = queue.shift();
         if (next === undefined) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, POLL_MS).unref();
-          });
+          if (!noticed) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+              setTimeout(resolve, POLL_MS).unref();
+            });
+          }
           wake = undefined;
+          noticed = false;
           if (queue.length > 0 || closed) continue;
           const now = await feed.current();
           if (!same(now, last)) queue.push(now);
@@ -74,6 +87,7 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
       // The client went away, or the work's subject was deleted: nothing to tell anyone.
     } finally {
       unsubscribe();
+      unsubscribeChanges?.();
     }
   });
 }

@@ -30,6 +30,7 @@ import { VideoStore } from '../store/video-store.ts';
 import { ImageBlobStore } from '../store/image-blob-store.ts';
 import { ImageStore } from '../store/image-store.ts';
 import { SqliteJobQueue } from '../jobs/job-queue.ts';
+import { LocalChangeFeed, PostgresChangeFeed, type ChangeFeed } from '../store/change-feed.ts';
 import { JobRunner, type JobRunnerOptions } from '../jobs/job-runner.ts';
 import { ServerMetrics } from './metrics.ts';
 import { RateLimits } from './rate-limits.ts';
@@ -288,10 +289,11 @@ interface VisionSetup {
   dependencies: ServerDependencies;
   /** Absent when `metrics.enabled` is false. */
   metrics: ServerMetrics | undefined;
+  changes: ChangeFeed;
 }
 
 /** The video library: stores, signed URLs, analyzers, and the workers that index videos and deliver webhooks. */
-function createVision({ settings, db, database, chat, models, transcriber, modelsDir, logger, dependencies, metrics }: VisionSetup) {
+function createVision({ settings, db, database, chat, models, transcriber, modelsDir, logger, dependencies, metrics, changes }: VisionSetup) {
   const { config, dataDir } = settings;
   const { indexing, media, vision } = config;
   let captioner: Captioner | undefined;
@@ -320,7 +322,7 @@ function createVision({ settings, db, database, chat, models, transcriber, model
     allowHosts: media.allowHosts,
     maxRedirects: 0,
   });
-  const store = new VideoStore(db);
+  const store = new VideoStore(database);
   const summaries = new VideoSummaryStore(database);
   // QA's whole-video summaries are written by the caption model, once per video, as indexing ends.
   const summarize: VideoSummarizer | undefined =
@@ -328,7 +330,7 @@ function createVision({ settings, db, database, chat, models, transcriber, model
   const blobs = new BlobStore(join(dataDir, 'videos'));
   const jobs = new SqliteJobQueue(db);
   metrics?.watchJobs(jobs);
-  const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts });
+  const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts, changes });
   const webhooks = new WebhookNotifier({
     jobs,
     defaultSecret: loadOrCreateWebhookSecret(dataDir, vision.webhookSecret),
@@ -536,10 +538,20 @@ function createVision({ settings, db, database, chat, models, transcriber, model
         if (removedClipFolders + settledClips > 0)
           logger.warn('recovered clips after an unclean stop', { removedClipFolders, settledClips });
       }
+      // One pass at a time: a slow database must not stack passes up.
+      let settling = false;
       settler = setInterval(() => {
-        clips.settle();
-        const settled = library.settleVideos();
-        if (settled > 0) logger.warn('settled videos whose indexing job ended without them', { videos: settled });
+        if (settling) return;
+        settling = true;
+        void (async () => {
+          await clips.settle();
+          const settled = await library.settleVideos();
+          if (settled > 0) logger.warn('settled videos whose indexing job ended without them', { videos: settled });
+        })()
+          .catch((error: unknown) => logger.error('settling videos and clips failed', { error: (error as Error).message }))
+          .finally(() => {
+            settling = false;
+          });
       }, SETTLE_INTERVAL_MS);
       settler.unref();
     },
@@ -588,6 +600,12 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     throw new ConfigError('storage.database "postgres" is not available in this build yet');
   }
   const db: Db = database.sqlite;
+  // Change notices between processes sharing the database (a worker's progress reaches every API process's
+  // event streams at once); one process alone on SQLite tells only itself.
+  const changes: ChangeFeed =
+    database.pool !== undefined && settings.config.storage.url !== undefined
+      ? await PostgresChangeFeed.open(database.pool, settings.config.storage.url)
+      : new LocalChangeFeed();
   await shareSecretFile(database, settings.dataDir, SIGNING_KEY_FILE, () => loadOrCreateSigningSecret(settings.dataDir));
   const configuredWebhookSecret = settings.config.vision.webhookSecret;
   if (configuredWebhookSecret === undefined) {
@@ -618,6 +636,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     logger,
     dependencies,
     metrics,
+    changes,
   });
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
@@ -690,6 +709,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     await conversations.close();
     await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
     verifier?.close();
+    await changes.close();
     await database.close();
     throw error;
   }
@@ -736,6 +756,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       await Promise.all(uniquePulls.map((pull) => pull.close()));
       await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
       verifier?.close();
+      await changes.close();
       await database.close();
       logger.info('stopped');
     })();

@@ -95,7 +95,7 @@ export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRoute
   const serveSigned = (file: 'source' | 'thumbnail') => async (c: Context) => {
     verifySignature(c);
     const id = videoId(c);
-    const contentType = file === 'source' ? deps.library.sourceMediaType(id) : 'image/jpeg';
+    const contentType = file === 'source' ? await deps.library.sourceMediaType(id) : 'image/jpeg';
     if (contentType === undefined) throw new OcularError('not_found_error', `no video with id "${id}"`);
     const target = file === 'source' ? blobs.sourcePath(id) : blobs.thumbnailPath(id);
     return fileResponse(target, c.req.raw, { contentType, cacheControl: 'private, max-age=3600' });
@@ -110,9 +110,9 @@ export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRoute
       cacheControl: 'private, max-age=3600',
     });
   };
-  app.on(['GET', 'HEAD'], '/v1/videos/:id/segments/:seq{[0-9]{1,9}}/thumbnail', (c) => {
+  app.on(['GET', 'HEAD'], '/v1/videos/:id/segments/:seq{[0-9]{1,9}}/thumbnail', async (c) => {
     verifySignature(c);
-    return servePicture(c, deps.library.segmentPicture(videoId(c), Number(c.req.param('seq'))));
+    return servePicture(c, await deps.library.segmentPicture(videoId(c), Number(c.req.param('seq'))));
   });
   app.on(['GET', 'HEAD'], `/v1/videos/:id/keyframes/:name{keyframe-[0-9]{1,12}\\.jpg}`, (c) => {
     verifySignature(c);
@@ -168,7 +168,7 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
 
   app.post('/v1/videos/groups', async (c) => {
     const body = parseBody(createGroupSchema, await readBody(c));
-    const group = library.createGroup(c.get('owner'), {
+    const group = await library.createGroup(c.get('owner'), {
       name: body.name,
       metadata: body.metadata ?? '',
       webhookUrl: body.webhook_url,
@@ -177,17 +177,17 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
     return c.json(toWireGroup(group), 201);
   });
 
-  app.get('/v1/videos/groups', (c) => {
+  app.get('/v1/videos/groups', async (c) => {
     const query = parseQuery(listGroupsQuerySchema, c);
-    const page = library.listGroups(c.get('owner'), query.limit, query.offset);
+    const page = await library.listGroups(c.get('owner'), query.limit, query.offset);
     return c.json({ results: page.items.map(toWireGroup), total: page.total, limit: query.limit, offset: query.offset });
   });
 
-  app.get('/v1/videos/groups/:groupId', (c) => c.json(toWireGroup(library.getGroup(c.get('owner'), c.req.param('groupId')))));
+  app.get('/v1/videos/groups/:groupId', async (c) => c.json(toWireGroup(await library.getGroup(c.get('owner'), c.req.param('groupId')))));
 
   app.patch('/v1/videos/groups/:groupId', async (c) => {
     const body = parseBody(updateGroupSchema, await readBody(c));
-    const group = library.updateGroup(c.get('owner'), c.req.param('groupId'), {
+    const group = await library.updateGroup(c.get('owner'), c.req.param('groupId'), {
       name: body.name,
       metadata: body.metadata,
       webhookUrl: body.webhook_url,
@@ -254,9 +254,9 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
     return c.json(answer);
   });
 
-  app.get('/v1/videos', (c) => {
+  app.get('/v1/videos', async (c) => {
     const query = parseQuery(listVideosQuerySchema, c);
-    const page = library.listVideos(c.get('owner'), {
+    const page = await library.listVideos(c.get('owner'), {
       groupId: query.group_id,
       status: query.indexing_status,
       limit: query.limit,
@@ -265,12 +265,12 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
     return c.json({ results: page.items.map((video) => wireVideo(c, video)), total: page.total, limit: query.limit, offset: query.offset });
   });
 
-  app.get('/v1/videos/:id', (c) => c.json(wireVideo(c, library.getVideo(c.get('owner'), videoId(c)))));
+  app.get('/v1/videos/:id', async (c) => c.json(wireVideo(c, await library.getVideo(c.get('owner'), videoId(c)))));
 
-  app.get('/v1/videos/:id/segments', (c) => {
+  app.get('/v1/videos/:id/segments', async (c) => {
     const id = videoId(c);
     const query = parseQuery(listSegmentsQuerySchema, c);
-    const page = library.listSegments(c.get('owner'), id, query.limit, query.offset);
+    const page = await library.listSegments(c.get('owner'), id, query.limit, query.offset);
     const results = page.items.map((segment) =>
       toWireSegment(segment, {
         thumbnail: signedUrl(c, deps, `/v1/videos/${id}/segments/${segment.seq}/thumbnail`),
@@ -286,15 +286,16 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
     return c.json({ video_id: id, deleted: true });
   });
 
-  app.get('/v1/videos/:id/events', (c) => {
+  app.get('/v1/videos/:id/events', async (c) => {
     const owner = c.get('owner');
-    const video = library.getVideo(owner, videoId(c));
+    const video = await library.getVideo(owner, videoId(c));
     const ended = (status: string): boolean => status === 'indexed' || status === 'failed';
     let queued = false;
     return streamProgress<IndexingEvent>(c, {
       subscribe: (listener) => library.subscribe(video.id, listener),
-      current: () => {
-        const current = library.getVideo(owner, video.id);
+      changes: (notice) => library.watch(video.id, notice),
+      current: async () => {
+        const current = await library.getVideo(owner, video.id);
         queued = current.status === 'pending' && current.indexRequested;
         return { videoId: current.id, status: current.status, stage: current.stage, progress: current.progress, error: current.error };
       },

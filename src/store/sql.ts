@@ -50,23 +50,25 @@ const POSTGRES_TYPES = {
  * Opens the metadata database and brings its schema up to date, unless `migrate` is false: then a schema that is
  * behind is refused (`SchemaBehindError`), for deployments that migrate as a separate step (`ocular migrate`).
  */
+/** The query layer over an open SQLite handle (closing it closes the handle). */
+export function sqliteDatabase(handle: Db): SqlDatabase {
+  const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: handle }) });
+  return {
+    dialect: 'sqlite',
+    db,
+    sqlite: handle,
+    pool: undefined,
+    latestSchemaVersion: SCHEMA_VERSION,
+    schemaVersion: async () => sqliteSchemaVersion(handle),
+    close: () => db.destroy(),
+  };
+}
+
 export async function openSqlDatabase(
   storage: StorageSettings,
   options: { dataDir: string; migrate?: boolean | undefined },
 ): Promise<SqlDatabase> {
-  if (storage.database === 'sqlite') {
-    const handle = openDatabase(options.dataDir, { migrate: options.migrate ?? true });
-    const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: handle }) });
-    return {
-      dialect: 'sqlite',
-      db,
-      sqlite: handle,
-      pool: undefined,
-      latestSchemaVersion: SCHEMA_VERSION,
-      schemaVersion: async () => sqliteSchemaVersion(handle),
-      close: () => db.destroy(),
-    };
-  }
+  if (storage.database === 'sqlite') return sqliteDatabase(openDatabase(options.dataDir, { migrate: options.migrate ?? true }));
   if (!storage.url) throw new Error('storage.url is required when storage.database is "postgres"');
   const pool = new pg.Pool({ connectionString: storage.url, max: storage.poolSize ?? 10, types: POSTGRES_TYPES });
   // An idle connection that the server drops (a restart, a failover) must not crash the process; the pool

@@ -1,4 +1,6 @@
-import type { Db } from './database.ts';
+import type { Selectable, Updateable } from 'kysely';
+import { countRows, type SqlDatabase } from './sql.ts';
+import type { VideoGroupsTable, VideoSegmentsTable, VideosTable } from './tables.ts';
 
 export type IndexingStatus = 'pending' | 'indexing' | 'indexed' | 'failed';
 
@@ -105,54 +107,9 @@ export interface Page<T> {
   total: number;
 }
 
-interface GroupRow {
-  owner: string;
-  id: string;
-  name: string;
-  metadata: string;
-  webhook_url: string | null;
-  webhook_secret: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-interface VideoRow {
-  id: string;
-  owner: string;
-  group_id: string;
-  name: string;
-  status: IndexingStatus;
-  progress: number;
-  stage: string | null;
-  error: string | null;
-  index_requested: number;
-  thumbnails: number;
-  indexing_type: string | null;
-  metadata: string;
-  plan: string | null;
-  start_timestamp: string | null;
-  webhook_url: string | null;
-  webhook_secret: string | null;
-  job_id: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-interface SegmentRow {
-  video_id: string;
-  seq: number;
-  start_seconds: number;
-  end_seconds: number;
-  keyframes: string;
-  ocr_text: string;
-  objects: string;
-  labels: string;
-  transcript: string;
-  speech: string;
-  has_speech: number | null;
-  caption: string;
-  thumbnail: string | null;
-}
+type GroupRow = Selectable<VideoGroupsTable>;
+type VideoRow = Selectable<VideosTable>;
+type SegmentRow = Selectable<VideoSegmentsTable>;
 
 function toGroup(row: GroupRow): GroupRecord {
   return {
@@ -241,17 +198,6 @@ export interface VideoPatch {
   indexingType?: string | null;
 }
 
-const VIDEO_PATCH_COLUMNS: Readonly<Record<keyof VideoPatch, string>> = {
-  status: 'status',
-  progress: 'progress',
-  stage: 'stage',
-  error: 'error',
-  metadata: 'metadata',
-  plan: 'plan',
-  jobId: 'job_id',
-  indexingType: 'indexing_type',
-};
-
 export interface ListVideosFilter {
   groupId?: string | undefined;
   status?: IndexingStatus | undefined;
@@ -259,288 +205,268 @@ export interface ListVideosFilter {
   offset: number;
 }
 
-export interface SearchHit {
-  segment: SegmentRecord;
-  videoName: string;
-  groupId: string;
-  /** bm25 rank: lower is better. */
-  rank: number;
-}
-
 /**
  * The video library's metadata: groups, videos and their indexed segments, each read and written under its
- * owner, so no query can reach another owner's rows. Blobs live on disk (blob-store.ts), keyed by video id.
+ * owner, so no query can reach another owner's rows. Blobs live in the blob store, keyed by video id.
  */
 export class VideoStore {
-  readonly #db: Db;
-  readonly #statements;
+  readonly #database: SqlDatabase;
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#statements = {
-      insertGroup: db.prepare(
-        `INSERT INTO video_groups (owner, id, name, metadata, webhook_url, webhook_secret, created_at, updated_at)
-         VALUES (@owner, @id, @name, @metadata, @webhookUrl, @webhookSecret, @now, @now)`,
-      ),
-      ensureGroup: db.prepare(
-        `INSERT INTO video_groups (owner, id, name, metadata, created_at, updated_at) VALUES (?, ?, ?, '', ?, ?)
-         ON CONFLICT (owner, id) DO NOTHING`,
-      ),
-      getGroup: db.prepare<[string, string], GroupRow>('SELECT * FROM video_groups WHERE owner = ? AND id = ?'),
-      listGroups: db.prepare<[string, number, number], GroupRow>(
-        'SELECT * FROM video_groups WHERE owner = ? ORDER BY created_at, id LIMIT ? OFFSET ?',
-      ),
-      countGroups: db.prepare<[string], number>('SELECT count(*) FROM video_groups WHERE owner = ?').pluck(),
-      deleteGroup: db.prepare('DELETE FROM video_groups WHERE owner = ? AND id = ?'),
-      videosInGroup: db.prepare<[string, string], string>('SELECT id FROM videos WHERE owner = ? AND group_id = ?').pluck(),
-      insertVideo: db.prepare(
-        `INSERT INTO videos (id, owner, group_id, name, status, progress, error, index_requested, thumbnails, indexing_type,
-           metadata, start_timestamp, webhook_url, webhook_secret, created_at, updated_at)
-         VALUES (@id, @owner, @groupId, @name, @status, 0, @error, @indexRequested, @thumbnails, @indexingType,
-           @metadata, @startTimestamp, @webhookUrl, @webhookSecret, @now, @now)`,
-      ),
-      getVideo: db.prepare<[string, string], VideoRow>('SELECT * FROM videos WHERE owner = ? AND id = ?'),
-      getVideoById: db.prepare<[string], VideoRow>('SELECT * FROM videos WHERE id = ?'),
-      deleteVideo: db.prepare('DELETE FROM videos WHERE owner = ? AND id = ?'),
-      upsertSegment: db.prepare(
-        `INSERT INTO video_segments (video_id, seq, start_seconds, end_seconds, keyframes, ocr_text, objects, object_names,
-           labels, label_names, transcript, speech, has_speech, caption, thumbnail)
-         VALUES (@videoId, @seq, @startSeconds, @endSeconds, @keyframes, @ocrText, @objects, @objectNames,
-           @labels, @labelNames, @transcript, @speech, @hasSpeech, @caption, @thumbnail)
-         ON CONFLICT (video_id, seq) DO UPDATE SET start_seconds = excluded.start_seconds, end_seconds = excluded.end_seconds,
-           keyframes = excluded.keyframes, ocr_text = excluded.ocr_text, objects = excluded.objects,
-           object_names = excluded.object_names, labels = excluded.labels, label_names = excluded.label_names,
-           transcript = excluded.transcript, speech = excluded.speech, has_speech = excluded.has_speech,
-           caption = excluded.caption, thumbnail = excluded.thumbnail`,
-      ),
-      listSegments: db.prepare<[string], SegmentRow>('SELECT * FROM video_segments WHERE video_id = ? ORDER BY seq'),
-      pageSegments: db.prepare<[string, number, number], SegmentRow>(
-        'SELECT * FROM video_segments WHERE video_id = ? ORDER BY seq LIMIT ? OFFSET ?',
-      ),
-      countSegments: db.prepare<[string], number>('SELECT count(*) FROM video_segments WHERE video_id = ?').pluck(),
-      getSegment: db.prepare<[string, number], SegmentRow>('SELECT * FROM video_segments WHERE video_id = ? AND seq = ?'),
-      segmentSeqs: db.prepare<[string], number>('SELECT seq FROM video_segments WHERE video_id = ?').pluck(),
-      deleteSegments: db.prepare('DELETE FROM video_segments WHERE video_id = ?'),
-      search: db.prepare<[string, string, number], SegmentRow & { video_name: string; group_id: string; rank: number }>(
-        `SELECT s.*, v.name AS video_name, v.group_id AS group_id, f.rank AS rank
-         FROM video_segments_fts f
-         JOIN video_segments s ON s.rowid = f.rowid
-         JOIN videos v ON v.id = s.video_id
-         WHERE video_segments_fts MATCH ? AND v.owner = ?
-         ORDER BY f.rank LIMIT ?`,
-      ),
-    };
+  constructor(database: SqlDatabase) {
+    this.#database = database;
   }
 
   // ---- groups ----
 
   /** Creates the owner's default group on first use. */
-  ensureDefaultGroup(owner: string): void {
+  async ensureDefaultGroup(owner: string): Promise<void> {
     const now = Date.now();
-    this.#statements.ensureGroup.run(owner, DEFAULT_GROUP_ID, DEFAULT_GROUP_ID, now, now);
+    await this.#database.db
+      .insertInto('video_groups')
+      .values({
+        owner,
+        id: DEFAULT_GROUP_ID,
+        name: DEFAULT_GROUP_ID,
+        metadata: '',
+        webhook_url: null,
+        webhook_secret: null,
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((conflict) => conflict.columns(['owner', 'id']).doNothing())
+      .execute();
   }
 
-  createGroup(group: NewGroup): GroupRecord {
-    this.#statements.insertGroup.run({
-      ...group,
-      webhookUrl: group.webhookUrl ?? null,
-      webhookSecret: group.webhookSecret ?? null,
-      now: Date.now(),
-    });
-    return this.getGroup(group.owner, group.id)!;
+  async createGroup(group: NewGroup): Promise<GroupRecord> {
+    const now = Date.now();
+    await this.#database.db
+      .insertInto('video_groups')
+      .values({
+        owner: group.owner,
+        id: group.id,
+        name: group.name,
+        metadata: group.metadata,
+        webhook_url: group.webhookUrl ?? null,
+        webhook_secret: group.webhookSecret ?? null,
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
+    return (await this.getGroup(group.owner, group.id))!;
   }
 
-  getGroup(owner: string, id: string): GroupRecord | undefined {
-    if (id === DEFAULT_GROUP_ID) this.ensureDefaultGroup(owner);
-    const row = this.#statements.getGroup.get(owner, id);
+  async getGroup(owner: string, id: string): Promise<GroupRecord | undefined> {
+    if (id === DEFAULT_GROUP_ID) await this.ensureDefaultGroup(owner);
+    const row = await this.#database.db
+      .selectFrom('video_groups')
+      .selectAll()
+      .where('owner', '=', owner)
+      .where('id', '=', id)
+      .executeTakeFirst();
     return row && toGroup(row);
   }
 
-  listGroups(owner: string, limit: number, offset: number): Page<GroupRecord> {
-    this.ensureDefaultGroup(owner);
-    return {
-      items: this.#statements.listGroups.all(owner, limit, offset).map(toGroup),
-      total: this.#statements.countGroups.get(owner)!,
-    };
+  async listGroups(owner: string, limit: number, offset: number): Promise<Page<GroupRecord>> {
+    await this.ensureDefaultGroup(owner);
+    const { db } = this.#database;
+    const rows = await db
+      .selectFrom('video_groups')
+      .selectAll()
+      .where('owner', '=', owner)
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    return { items: rows.map(toGroup), total: await countRows(db.selectFrom('video_groups').where('owner', '=', owner)) };
   }
 
-  updateGroup(owner: string, id: string, patch: GroupPatch): GroupRecord | undefined {
-    const columns: Array<[string, unknown]> = [];
-    if (patch.name !== undefined) columns.push(['name', patch.name]);
-    if (patch.metadata !== undefined) columns.push(['metadata', patch.metadata]);
-    if (patch.webhookUrl !== undefined) columns.push(['webhook_url', patch.webhookUrl]);
-    if (patch.webhookSecret !== undefined) columns.push(['webhook_secret', patch.webhookSecret]);
-    columns.push(['updated_at', Date.now()]);
-    const assignments = columns.map(([column]) => `${column} = ?`).join(', ');
-    const changed = this.#db
-      .prepare(`UPDATE video_groups SET ${assignments} WHERE owner = ? AND id = ?`)
-      .run(...columns.map(([, value]) => value), owner, id).changes;
-    return changed > 0 ? this.getGroup(owner, id) : undefined;
+  async updateGroup(owner: string, id: string, patch: GroupPatch): Promise<GroupRecord | undefined> {
+    const result = await this.#database.db
+      .updateTable('video_groups')
+      .set({
+        name: patch.name,
+        metadata: patch.metadata,
+        webhook_url: patch.webhookUrl,
+        webhook_secret: patch.webhookSecret,
+        updated_at: Date.now(),
+      })
+      .where('owner', '=', owner)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n ? this.getGroup(owner, id) : undefined;
   }
 
-  videoIdsInGroup(owner: string, groupId: string): string[] {
-    return this.#statements.videosInGroup.all(owner, groupId);
+  async videoIdsInGroup(owner: string, groupId: string): Promise<string[]> {
+    const rows = await this.#database.db
+      .selectFrom('videos')
+      .select('id')
+      .where('owner', '=', owner)
+      .where('group_id', '=', groupId)
+      .execute();
+    return rows.map((row) => row.id);
   }
 
   /** Deletes the group row; its videos must be gone first (foreign key). */
-  deleteGroup(owner: string, id: string): boolean {
-    return this.#statements.deleteGroup.run(owner, id).changes > 0;
+  async deleteGroup(owner: string, id: string): Promise<boolean> {
+    const result = await this.#database.db.deleteFrom('video_groups').where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
   }
 
   // ---- videos ----
 
-  insertVideo(video: NewVideo): VideoRecord {
-    this.#statements.insertVideo.run({
-      id: video.id,
-      owner: video.owner,
-      groupId: video.groupId,
-      name: video.name,
-      status: video.status,
-      error: video.error ?? null,
-      indexRequested: video.indexRequested ? 1 : 0,
-      thumbnails: video.thumbnails ? 1 : 0,
-      indexingType: video.indexingType ?? null,
-      metadata: video.metadata === null ? '' : JSON.stringify(video.metadata),
-      startTimestamp: video.startTimestamp,
-      webhookUrl: video.webhookUrl,
-      webhookSecret: video.webhookSecret,
-      now: Date.now(),
-    });
-    return this.getVideoById(video.id)!;
+  async insertVideo(video: NewVideo): Promise<VideoRecord> {
+    const now = Date.now();
+    await this.#database.db
+      .insertInto('videos')
+      .values({
+        id: video.id,
+        owner: video.owner,
+        group_id: video.groupId,
+        name: video.name,
+        status: video.status,
+        progress: 0,
+        stage: null,
+        error: video.error ?? null,
+        index_requested: video.indexRequested ? 1 : 0,
+        thumbnails: video.thumbnails ? 1 : 0,
+        indexing_type: video.indexingType ?? null,
+        metadata: video.metadata === null ? '' : JSON.stringify(video.metadata),
+        plan: null,
+        start_timestamp: video.startTimestamp,
+        webhook_url: video.webhookUrl,
+        webhook_secret: video.webhookSecret,
+        job_id: null,
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
+    return (await this.getVideoById(video.id))!;
   }
 
-  getVideo(owner: string, id: string): VideoRecord | undefined {
-    const row = this.#statements.getVideo.get(owner, id);
+  async getVideo(owner: string, id: string): Promise<VideoRecord | undefined> {
+    const row = await this.#database.db.selectFrom('videos').selectAll().where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
     return row && toVideo(row);
   }
 
   /** For the indexer, which acts for whoever owns the video. */
-  getVideoById(id: string): VideoRecord | undefined {
-    const row = this.#statements.getVideoById.get(id);
+  async getVideoById(id: string): Promise<VideoRecord | undefined> {
+    const row = await this.#database.db.selectFrom('videos').selectAll().where('id', '=', id).executeTakeFirst();
     return row && toVideo(row);
   }
 
   /** Oldest first, so offsets stay stable while new uploads arrive. */
-  listVideos(owner: string, filter: ListVideosFilter): Page<VideoRecord> {
-    const conditions = ['owner = ?'];
-    const values: unknown[] = [owner];
-    if (filter.groupId !== undefined) {
-      conditions.push('group_id = ?');
-      values.push(filter.groupId);
-    }
-    if (filter.status !== undefined) {
-      conditions.push('status = ?');
-      values.push(filter.status);
-    }
-    const where = conditions.join(' AND ');
-    const total = this.#db
-      .prepare<unknown[], number>(`SELECT count(*) FROM videos WHERE ${where}`)
-      .pluck()
-      .get(...values)!;
-    const rows = this.#db
-      .prepare<unknown[], VideoRow>(`SELECT * FROM videos WHERE ${where} ORDER BY created_at, id LIMIT ? OFFSET ?`)
-      .all(...values, filter.limit, filter.offset);
-    return { items: rows.map(toVideo), total };
+  async listVideos(owner: string, filter: ListVideosFilter): Promise<Page<VideoRecord>> {
+    let query = this.#database.db.selectFrom('videos').where('owner', '=', owner);
+    if (filter.groupId !== undefined) query = query.where('group_id', '=', filter.groupId);
+    if (filter.status !== undefined) query = query.where('status', '=', filter.status);
+    const rows = await query.selectAll().orderBy('created_at').orderBy('id').limit(filter.limit).offset(filter.offset).execute();
+    return { items: rows.map(toVideo), total: await countRows(query) };
   }
 
   /** False when the video no longer exists (deleted while it was being indexed). */
-  updateVideo(id: string, patch: VideoPatch): boolean {
-    const entries = Object.entries(patch).filter(([, value]) => value !== undefined) as Array<[keyof VideoPatch, unknown]>;
-    const assignments = entries.map(([key]) => `${VIDEO_PATCH_COLUMNS[key]} = ?`);
-    const values = entries.map(([key, value]) => (key === 'metadata' ? JSON.stringify(value) : value));
-    return (
-      this.#db.prepare(`UPDATE videos SET ${[...assignments, 'updated_at = ?'].join(', ')} WHERE id = ?`).run(...values, Date.now(), id)
-        .changes > 0
-    );
+  async updateVideo(id: string, patch: VideoPatch): Promise<boolean> {
+    const values: Updateable<VideosTable> = {
+      status: patch.status,
+      progress: patch.progress,
+      stage: patch.stage,
+      error: patch.error,
+      metadata: patch.metadata === undefined ? undefined : JSON.stringify(patch.metadata),
+      plan: patch.plan,
+      job_id: patch.jobId,
+      indexing_type: patch.indexingType,
+      updated_at: Date.now(),
+    };
+    const result = await this.#database.db.updateTable('videos').set(values).where('id', '=', id).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   /** Removes the video's row, its segments and their index entries (the blobs are the caller's). */
-  deleteVideo(owner: string, id: string): boolean {
-    return this.#db.transaction(() => {
-      if (!this.#statements.getVideo.get(owner, id)) return false;
-      this.#statements.deleteSegments.run(id);
-      return this.#statements.deleteVideo.run(owner, id).changes > 0;
-    })();
+  async deleteVideo(owner: string, id: string): Promise<boolean> {
+    return this.#database.db.transaction().execute(async (trx) => {
+      const video = await trx.selectFrom('videos').select('id').where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
+      if (video === undefined) return false;
+      await trx.deleteFrom('video_segments').where('video_id', '=', id).execute();
+      const result = await trx.deleteFrom('videos').where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    });
   }
 
   // ---- segments ----
 
   /** Writes a segment, replacing the row an earlier (interrupted) run wrote for the same position. */
-  saveSegment(segment: SegmentRecord): void {
-    this.#statements.upsertSegment.run({
-      videoId: segment.videoId,
+  async saveSegment(segment: SegmentRecord): Promise<void> {
+    const row = {
+      video_id: segment.videoId,
       seq: segment.seq,
-      startSeconds: segment.startSeconds,
-      endSeconds: segment.endSeconds,
+      start_seconds: segment.startSeconds,
+      end_seconds: segment.endSeconds,
       keyframes: JSON.stringify(segment.keyframes),
-      ocrText: segment.ocrText,
+      ocr_text: segment.ocrText,
       objects: JSON.stringify(segment.objects),
-      objectNames: segment.objects.map((object) => object.label).join(' '),
+      object_names: segment.objects.map((object) => object.label).join(' '),
       labels: JSON.stringify(segment.labels),
-      labelNames: segment.labels.map((label) => label.label).join(' '),
+      label_names: segment.labels.map((label) => label.label).join(' '),
       transcript: segment.transcript,
       speech: JSON.stringify(segment.speech),
-      hasSpeech: segment.hasSpeech === null ? null : segment.hasSpeech ? 1 : 0,
+      has_speech: segment.hasSpeech === null ? null : segment.hasSpeech ? 1 : 0,
       caption: segment.caption,
       thumbnail: segment.thumbnail,
-    });
+    };
+    const { video_id: _videoId, seq: _seq, ...changes } = row;
+    await this.#database.db
+      .insertInto('video_segments')
+      .values(row)
+      .onConflict((conflict) => conflict.columns(['video_id', 'seq']).doUpdateSet(changes))
+      .execute();
   }
 
-  listSegments(videoId: string): SegmentRecord[] {
-    return this.#statements.listSegments.all(videoId).map(toSegment);
+  async listSegments(videoId: string): Promise<SegmentRecord[]> {
+    const rows = await this.#segments(videoId).selectAll().orderBy('seq').execute();
+    return rows.map(toSegment);
   }
 
   /** One page of the video's segments in plan order (the caller has checked the video is the owner's). */
-  pageSegments(videoId: string, limit: number, offset: number): Page<SegmentRecord> {
-    return {
-      items: this.#statements.pageSegments.all(videoId, limit, offset).map(toSegment),
-      total: this.#statements.countSegments.get(videoId)!,
-    };
+  async pageSegments(videoId: string, limit: number, offset: number): Promise<Page<SegmentRecord>> {
+    const rows = await this.#segments(videoId).selectAll().orderBy('seq').limit(limit).offset(offset).execute();
+    return { items: rows.map(toSegment), total: await this.countSegments(videoId) };
   }
 
-  getSegment(videoId: string, seq: number): SegmentRecord | undefined {
-    const row = this.#statements.getSegment.get(videoId, seq);
+  async countSegments(videoId: string): Promise<number> {
+    return countRows(this.#segments(videoId));
+  }
+
+  async getSegment(videoId: string, seq: number): Promise<SegmentRecord | undefined> {
+    const row = await this.#segments(videoId).selectAll().where('seq', '=', seq).executeTakeFirst();
     return row && toSegment(row);
   }
 
-  savedSegmentSeqs(videoId: string): Set<number> {
-    return new Set(this.#statements.segmentSeqs.all(videoId));
+  async savedSegmentSeqs(videoId: string): Promise<Set<number>> {
+    const rows = await this.#segments(videoId).select('seq').execute();
+    return new Set(rows.map((row) => row.seq));
   }
 
-  deleteSegments(videoId: string): void {
-    this.#statements.deleteSegments.run(videoId);
+  async deleteSegments(videoId: string): Promise<void> {
+    await this.#database.db.deleteFrom('video_segments').where('video_id', '=', videoId).execute();
   }
 
   /** Videos waiting for or in indexing, for reconciling them with their jobs after a restart. */
-  unfinishedVideos(): VideoRecord[] {
-    return this.#db
-      .prepare<[], VideoRow>(`SELECT * FROM videos WHERE index_requested = 1 AND status IN ('pending', 'indexing')`)
-      .all()
-      .map(toVideo);
+  async unfinishedVideos(): Promise<VideoRecord[]> {
+    const rows = await this.#database.db
+      .selectFrom('videos')
+      .selectAll()
+      .where('index_requested', '=', 1)
+      .where('status', 'in', ['pending', 'indexing'])
+      .execute();
+    return rows.map(toVideo);
   }
 
   /** Whether a video row with this id exists (for any owner). */
-  hasVideo(id: string): boolean {
-    return this.#statements.getVideoById.get(id) !== undefined;
+  async hasVideo(id: string): Promise<boolean> {
+    return (await this.#database.db.selectFrom('videos').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
   }
 
-  /** Keyword search over the owner's indexed segments (an FTS5 query), best first. */
-  searchSegments(owner: string, query: string, limit: number): SearchHit[] {
-    return this.#statements.search.all(query, owner, limit).map((row) => ({
-      segment: toSegment(row),
-      videoName: row.video_name,
-      groupId: row.group_id,
-      rank: row.rank,
-    }));
+  #segments(videoId: string) {
+    return this.#database.db.selectFrom('video_segments').where('video_id', '=', videoId);
   }
-}
-
-/** Turns free text into an FTS5 query that matches segments containing all its words (no FTS syntax leaks through). */
-export function toFtsQuery(text: string): string | undefined {
-  const words = text.match(/[\p{L}\p{N}]+/gu);
-  if (!words || words.length === 0) return undefined;
-  return words
-    .slice(0, 32)
-    .map((word) => `"${word}"`)
-    .join(' ');
 }

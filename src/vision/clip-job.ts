@@ -113,7 +113,7 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
       const ready = new Map<string, VideoRecord>();
       let waiting = 0;
       for (const id of clip.request.videoIds) {
-        const video = videos.getVideoById(id);
+        const video = await videos.getVideoById(id);
         if (video === undefined) throw new PermanentJobError(`video "${id}" was deleted`);
         if (video.status === 'failed') throw new PermanentJobError(`video "${id}" could not be indexed: ${video.error ?? 'unknown error'}`);
         if (video.status === 'indexed' && video.metadata !== null) ready.set(id, video);
@@ -144,14 +144,16 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
     }));
     if (candidates.length === 0) {
       // Nothing in the index matches the prompt: the videos' segments in time order still make clips.
-      candidates = request.videoIds.flatMap((id) =>
-        videos.listSegments(id).map((segment) => ({
-          videoId: id,
-          startSeconds: segment.startSeconds,
-          endSeconds: segment.endSeconds,
-          text: [segment.caption, segment.transcript].filter((text) => text !== '').join(' '),
-        })),
-      );
+      for (const id of request.videoIds) {
+        for (const segment of await videos.listSegments(id)) {
+          candidates.push({
+            videoId: id,
+            startSeconds: segment.startSeconds,
+            endSeconds: segment.endSeconds,
+            text: [segment.caption, segment.transcript].filter((text) => text !== '').join(' '),
+          });
+        }
+      }
     }
     if (options.model !== undefined && candidates.length > 0) {
       const picked = await pickWithModel(
@@ -250,7 +252,13 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
           source: { width: metadata.width, height: metadata.height, hasAudio: metadata.hasAudio, fps: metadata.avgFps },
         };
       });
-      const cues = rendering.subtitles ? buildCues(moment.pieces, (id) => videos.listSegments(id)) : [];
+      const segmentsOf = new Map<string, SegmentRecord[]>();
+      if (rendering.subtitles) {
+        for (const piece of moment.pieces) {
+          if (!segmentsOf.has(piece.videoId)) segmentsOf.set(piece.videoId, await videos.listSegments(piece.videoId));
+        }
+      }
+      const cues = rendering.subtitles ? buildCues(moment.pieces, (id) => segmentsOf.get(id) ?? []) : [];
       let startIsKeyframe = false;
       if (pieces.length === 1 && !changesFrames(clip)) {
         const [piece] = pieces;

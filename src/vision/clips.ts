@@ -114,7 +114,7 @@ export class ClipService {
       if (!isVideoId(id)) throw missing;
       let video: VideoRecord;
       try {
-        video = this.#library.getVideo(owner, id);
+        video = await this.#library.getVideo(owner, id);
       } catch {
         throw missing;
       }

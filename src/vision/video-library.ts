@@ -9,6 +9,8 @@ import { extractFramesAt, probeMedia, type MediaProbe } from '../media/video.ts'
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { OcularError } from '../spec/errors.ts';
 import { isVideoId, type BlobStore } from '../store/blob-store.ts';
+import { LocalChangeFeed, type ChangeFeed } from '../store/change-feed.ts';
+import { isForeignKeyViolation } from '../store/sql.ts';
 import {
   DEFAULT_GROUP_ID,
   type GroupPatch,
@@ -71,7 +73,12 @@ export interface VideoLibraryOptions {
   uploadFetcher: MediaFetcher;
   /** Attempts an indexing job gets. */
   maxAttempts: number;
+  /** Tells other processes (API processes streaming a video's events) that a video changed. @default this process only */
+  changes?: ChangeFeed | undefined;
 }
+
+/** The change-feed topic of a video. */
+const videoTopic = (videoId: string): string => `video:${videoId}`;
 
 /** How long deleting a video waits for its running indexing job to notice the cancellation. */
 const JOB_STOP_WAIT_MS = 10_000;
@@ -112,6 +119,9 @@ export class VideoLibrary {
   readonly #fetcher: MediaFetcher;
   readonly #maxAttempts: number;
   readonly #listeners = new Map<string, Set<IndexingListener>>();
+  readonly #changes: ChangeFeed;
+  /** Each video's last progress write, which the next one waits for. */
+  readonly #reports = new Map<string, Promise<boolean>>();
 
   constructor(options: VideoLibraryOptions) {
     this.#store = options.store;
@@ -120,33 +130,34 @@ export class VideoLibrary {
     this.#ffmpeg = options.ffmpeg;
     this.#fetcher = options.uploadFetcher;
     this.#maxAttempts = options.maxAttempts;
+    this.#changes = options.changes ?? new LocalChangeFeed();
   }
 
   // ---- groups ----
 
-  createGroup(owner: string, request: NewGroupRequest): GroupRecord {
+  createGroup(owner: string, request: NewGroupRequest): Promise<GroupRecord> {
     return this.#store.createGroup({ owner, id: randomUUID(), ...request });
   }
 
-  getGroup(owner: string, id: string): GroupRecord {
-    const group = this.#store.getGroup(owner, id);
+  async getGroup(owner: string, id: string): Promise<GroupRecord> {
+    const group = await this.#store.getGroup(owner, id);
     if (!group) throw notFound('group', id);
     return group;
   }
 
-  listGroups(owner: string, limit: number, offset: number): Page<GroupRecord> {
+  listGroups(owner: string, limit: number, offset: number): Promise<Page<GroupRecord>> {
     return this.#store.listGroups(owner, limit, offset);
   }
 
-  updateGroup(owner: string, id: string, patch: GroupPatch): GroupRecord {
-    this.getGroup(owner, id);
-    return this.#store.updateGroup(owner, id, patch)!;
+  async updateGroup(owner: string, id: string, patch: GroupPatch): Promise<GroupRecord> {
+    await this.getGroup(owner, id);
+    return (await this.#store.updateGroup(owner, id, patch))!;
   }
 
   /** A group that holds videos is only deleted with `force`, which deletes its videos too. */
   async deleteGroup(owner: string, id: string, force: boolean): Promise<void> {
-    this.getGroup(owner, id);
-    const videoIds = this.#store.videoIdsInGroup(owner, id);
+    await this.getGroup(owner, id);
+    const videoIds = await this.#store.videoIdsInGroup(owner, id);
     if (videoIds.length > 0 && !force) {
       throw new OcularError(
         'conflict_error',
@@ -154,18 +165,18 @@ export class VideoLibrary {
       );
     }
     for (const videoId of videoIds) await this.deleteVideo(owner, videoId);
-    this.#store.deleteGroup(owner, id);
+    await this.#store.deleteGroup(owner, id);
   }
 
   // ---- videos ----
 
-  getVideo(owner: string, id: string): VideoRecord {
-    const video = this.#store.getVideo(owner, id);
+  async getVideo(owner: string, id: string): Promise<VideoRecord> {
+    const video = await this.#store.getVideo(owner, id);
     if (!video) throw notFound('video', id);
     return video;
   }
 
-  listVideos(owner: string, filter: ListVideosFilter): Page<VideoRecord> {
+  listVideos(owner: string, filter: ListVideosFilter): Promise<Page<VideoRecord>> {
     return this.#store.listVideos(owner, filter);
   }
 
@@ -175,7 +186,7 @@ export class VideoLibrary {
    * indexing. Bytes that are not a video are refused (415); a video ffprobe cannot read is kept as `failed`.
    */
   async addVideo(owner: string, request: UploadRequest, signal: AbortSignal): Promise<VideoRecord> {
-    const group = this.#store.getGroup(owner, request.groupId);
+    const group = await this.#store.getGroup(owner, request.groupId);
     if (!group) throw notFound('group', request.groupId, 'group_id');
     const id = randomUUID();
     const dir = await this.#blobs.createVideoDir(id);
@@ -216,7 +227,7 @@ export class VideoLibrary {
       if (metadata !== null) metadata.hasThumbnail = await this.#writeThumbnail(id, source, metadata, signal);
 
       const indexing = request.index && failure === null;
-      const video = this.#store.insertVideo({
+      const video = await this.#store.insertVideo({
         id,
         owner,
         groupId: group.id,
@@ -232,13 +243,13 @@ export class VideoLibrary {
         webhookSecret: request.webhookSecret ?? null,
       });
       if (!indexing) return video;
-      const job = this.#jobs.enqueue(INDEX_VIDEO_JOB, { videoId: id }, { key: `video:${id}`, maxAttempts: this.#maxAttempts });
-      this.#store.updateVideo(id, { jobId: job.id });
-      return this.#store.getVideoById(id)!;
+      const job = await this.#jobs.enqueue(INDEX_VIDEO_JOB, { videoId: id }, { key: `video:${id}`, maxAttempts: this.#maxAttempts });
+      await this.#store.updateVideo(id, { jobId: job.id });
+      return (await this.#store.getVideoById(id))!;
     } catch (error) {
       await rm(dir, { recursive: true, force: true });
       // The group was deleted while the upload was being received: the row's foreign key has nothing to point at.
-      if ((error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw notFound('group', request.groupId, 'group_id');
+      if (isForeignKeyViolation(error)) throw notFound('group', request.groupId, 'group_id');
       throw error;
     }
   }
@@ -260,9 +271,10 @@ export class VideoLibrary {
    * folder afterwards; then removes its rows, index entries and blobs. Event streams on it end.
    */
   async deleteVideo(owner: string, id: string): Promise<void> {
-    const video = this.getVideo(owner, id);
-    if (video.jobId !== null && this.#jobs.cancel(video.jobId)?.status === 'running') await this.#jobStopped(video.jobId);
-    this.#store.deleteVideo(owner, id);
+    const video = await this.getVideo(owner, id);
+    if (video.jobId !== null && (await this.#jobs.cancel(video.jobId))?.status === 'running') await this.#jobStopped(video.jobId);
+    await this.#store.deleteVideo(owner, id);
+    this.#changes.publish(videoTopic(id));
     await this.#blobs.removeVideo(id);
     const event: IndexingEvent = {
       videoId: id,
@@ -278,14 +290,14 @@ export class VideoLibrary {
   /** Resolves once the job is no longer running, or after `JOB_STOP_WAIT_MS` (a handler stuck in native code). */
   async #jobStopped(jobId: string): Promise<void> {
     const deadline = Date.now() + JOB_STOP_WAIT_MS;
-    while (this.#jobs.get(jobId)?.status === 'running' && Date.now() < deadline) {
+    while ((await this.#jobs.get(jobId))?.status === 'running' && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
   }
 
   /** One page of the owner's video's indexed segments, in time order (404 for a video that is not theirs). */
-  listSegments(owner: string, videoId: string, limit: number, offset: number): Page<SegmentRecord> {
-    this.getVideo(owner, videoId);
+  async listSegments(owner: string, videoId: string, limit: number, offset: number): Promise<Page<SegmentRecord>> {
+    await this.getVideo(owner, videoId);
     return this.#store.pageSegments(videoId, limit, offset);
   }
 
@@ -294,15 +306,15 @@ export class VideoLibrary {
    * (with `enable_thumbnails`), else its middle keyframe, the frame that thumbnail is cut from. Undefined when
    * there is no such segment.
    */
-  segmentPicture(videoId: string, seq: number): string | undefined {
-    const segment = this.#store.getSegment(videoId, seq);
+  async segmentPicture(videoId: string, seq: number): Promise<string | undefined> {
+    const segment = await this.#store.getSegment(videoId, seq);
     if (!segment) return undefined;
     return segment.thumbnail ?? segment.keyframes[Math.floor(segment.keyframes.length / 2)]?.file;
   }
 
   /** The uploaded file's media type, for serving it; undefined when there is no such video. */
-  sourceMediaType(videoId: string): string | undefined {
-    const video = this.#store.getVideoById(videoId);
+  async sourceMediaType(videoId: string): Promise<string | undefined> {
+    const video = await this.#store.getVideoById(videoId);
     return video && (video.metadata?.mediaType ?? 'video/mp4');
   }
 
@@ -317,29 +329,29 @@ export class VideoLibrary {
     await rm(join(this.#blobs.root, INCOMING_DIR), { recursive: true, force: true });
     const entries = await readdir(this.#blobs.root, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
-      if (!entry.isDirectory() || !isVideoId(entry.name) || this.#store.hasVideo(entry.name)) continue;
+      if (!entry.isDirectory() || !isVideoId(entry.name) || (await this.#store.hasVideo(entry.name))) continue;
       await this.#blobs.removeVideo(entry.name);
       removedFolders += 1;
     }
-    return { removedFolders, settledVideos: this.settleVideos() };
+    return { removedFolders, settledVideos: await this.settleVideos() };
   }
 
   /** The settling half of `recover`, cheap enough to run now and then while serving. Returns how many changed. */
-  settleVideos(): number {
+  async settleVideos(): Promise<number> {
     let settledVideos = 0;
-    for (const video of this.#store.unfinishedVideos()) {
-      const job = video.jobId === null ? undefined : this.#jobs.get(video.jobId);
+    for (const video of await this.#store.unfinishedVideos()) {
+      const job = video.jobId === null ? undefined : await this.#jobs.get(video.jobId);
       if (job?.status === 'queued' || job?.status === 'running') continue;
       if (job?.status === 'failed' || job?.status === 'cancelled') {
         const error = job.error ?? (job.status === 'cancelled' ? 'indexing was cancelled' : 'indexing failed');
-        this.report(video.id, { status: 'failed', stage: 'failed', progress: video.progress, error });
+        await this.report(video.id, { status: 'failed', stage: 'failed', progress: video.progress, error });
       } else if (job?.status !== 'succeeded') {
-        const requeued = this.#jobs.enqueue(
+        const requeued = await this.#jobs.enqueue(
           INDEX_VIDEO_JOB,
           { videoId: video.id },
           { key: `video:${video.id}`, maxAttempts: this.#maxAttempts },
         );
-        this.#store.updateVideo(video.id, { jobId: requeued.id });
+        await this.#store.updateVideo(video.id, { jobId: requeued.id });
       } else {
         continue; // succeeded: its handler recorded the outcome itself
       }
@@ -350,7 +362,15 @@ export class VideoLibrary {
 
   // ---- indexing progress ----
 
-  /** Calls `listener` on each progress report for the video until the returned function is called. */
+  /**
+   * Calls `notice` when any process (a worker indexing it elsewhere) changed the video, until the returned
+   * function is called; the new state is read from the store.
+   */
+  watch(videoId: string, notice: () => void): () => void {
+    return this.#changes.subscribe(videoTopic(videoId), notice);
+  }
+
+  /** Calls `listener` on each progress report this process makes for the video until the returned function is called. */
   subscribe(videoId: string, listener: IndexingListener): () => void {
     let listeners = this.#listeners.get(videoId);
     if (!listeners) {
@@ -364,12 +384,34 @@ export class VideoLibrary {
     };
   }
 
-  /** Records the indexer's progress and tells subscribers. False when the video is gone. */
-  report(videoId: string, update: { status: IndexingStatus; stage: string | null; progress: number; error?: string | null }): boolean {
+  /**
+   * Records the indexer's progress and tells subscribers. False when the video is gone. Reports on one video are
+   * written in the order they were made, so a late progress write never lands after the final status.
+   */
+  report(
+    videoId: string,
+    update: { status: IndexingStatus; stage: string | null; progress: number; error?: string | null },
+  ): Promise<boolean> {
+    const previous = this.#reports.get(videoId) ?? Promise.resolve(true);
+    const written = previous.catch(() => true).then(() => this.#writeReport(videoId, update));
+    this.#reports.set(videoId, written);
+    void written
+      .finally(() => {
+        if (this.#reports.get(videoId) === written) this.#reports.delete(videoId);
+      })
+      .catch(() => undefined);
+    return written;
+  }
+
+  async #writeReport(
+    videoId: string,
+    update: { status: IndexingStatus; stage: string | null; progress: number; error?: string | null },
+  ): Promise<boolean> {
     const progress = Math.min(1, Math.max(0, update.progress));
     const error = update.error ?? null;
-    const exists = this.#store.updateVideo(videoId, { status: update.status, stage: update.stage, progress, error });
+    const exists = await this.#store.updateVideo(videoId, { status: update.status, stage: update.stage, progress, error });
     if (!exists) return false;
+    this.#changes.publish(videoTopic(videoId));
     const event: IndexingEvent = { videoId, status: update.status, stage: update.stage, progress, error };
     for (const listener of this.#listeners.get(videoId) ?? []) listener(event);
     return true;

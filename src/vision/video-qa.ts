@@ -235,8 +235,8 @@ export class VideoQa {
     const { capabilities } = this.#chat.describeModel(request.model);
     const video = await this.#ready(request.owner, request.videoId, request.wait ?? false, signal);
 
-    const total = this.#store.pageSegments(video.id, 1, 0).total;
-    const lastSegment = total > 0 ? this.#store.getSegment(video.id, total - 1) : undefined;
+    const total = await this.#store.countSegments(video.id);
+    const lastSegment = total > 0 ? await this.#store.getSegment(video.id, total - 1) : undefined;
     const durationSeconds = video.metadata?.durationSeconds ?? lastSegment?.endSeconds ?? 0;
     const segments = await this.#retrieve(request.owner, video.id, last.content, total, signal);
     const summary = (await this.#summaries.get(video.id))?.summary;
@@ -287,7 +287,7 @@ export class VideoQa {
 
   /** The owner's video once it is indexed: at once, or after waiting (bounded) when asked; 409 otherwise. */
   async #ready(owner: string, videoId: string, wait: boolean, signal: AbortSignal): Promise<VideoRecord> {
-    let video = this.#library.getVideo(owner, videoId);
+    let video = await this.#library.getVideo(owner, videoId);
     if (video.status === 'indexed') return video;
     const waitable = video.status === 'indexing' || (video.status === 'pending' && video.indexRequested);
     if (!wait || !waitable) throw notIndexed(video, false);
@@ -304,12 +304,16 @@ export class VideoQa {
       };
       signal.addEventListener('abort', finish, { once: true });
       // Indexing may have ended between the first read and the subscription.
-      const now = this.#store.getVideo(owner, videoId);
-      if (now === undefined || now.status === 'indexed' || now.status === 'failed') finish();
+      this.#store.getVideo(owner, videoId).then(
+        (now) => {
+          if (now === undefined || now.status === 'indexed' || now.status === 'failed') finish();
+        },
+        () => finish(),
+      );
     });
     await settled;
     signal.throwIfAborted();
-    video = this.#library.getVideo(owner, videoId);
+    video = await this.#library.getVideo(owner, videoId);
     if (video.status !== 'indexed') throw notIndexed(video, true);
     return video;
   }
@@ -327,7 +331,8 @@ export class VideoQa {
     const best = outcome.hits[0]?.score ?? 0;
     const seqs = outcome.hits.filter((hit) => hit.score >= best * RELEVANCE_RATIO).map((hit) => hit.bestSeq);
     const picked = seqs.length > 0 ? seqs : spread(total, limit);
-    return picked.map((seq) => this.#store.getSegment(videoId, seq)).filter((segment) => segment !== undefined);
+    const segments = await Promise.all(picked.map((seq) => this.#store.getSegment(videoId, seq)));
+    return segments.filter((segment) => segment !== undefined);
   }
 
   /** The middle keyframe of each segment as a data URL, within the media limit per turn. */

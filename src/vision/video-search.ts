@@ -214,7 +214,7 @@ export class VideoSearch {
   async search(request: VideoSearchRequest, signal: AbortSignal): Promise<VideoSearchOutcome> {
     const { owner } = request;
     for (const [index, groupId] of (request.groupIds ?? []).entries()) {
-      if (!this.#videos.getGroup(owner, groupId)) {
+      if (!(await this.#videos.getGroup(owner, groupId))) {
         throw new OcularError('not_found_error', `no group with id "${groupId}"`, { param: `group_ids.${index}` });
       }
     }

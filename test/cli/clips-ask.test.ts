@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ocular } from '../../src/sdk/index.ts';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { sendJson } from '../helpers/fake-upstream.ts';
 import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
@@ -43,18 +42,13 @@ function ocularCli(args: string[]) {
   return cli.run(args, { cwd: cli.temporaryDir(), env: { OCULAR_BASE_URL: ocular.url, OCULAR_API_KEY: ocular.key } });
 }
 
-function withStore<T>(use: (store: VideoStore) => T): T {
-  const db = openDatabase(ocular.dataDir);
-  try {
-    return use(new VideoStore(db));
-  } finally {
-    db.close();
-  }
+function withStore<T>(use: (store: VideoStore) => Promise<T>): Promise<T> {
+  return ocular.withDatabase((database) => use(new VideoStore(database)));
 }
 
 describe('ocular ask', () => {
   it('answers a question about an indexed video through /v1/qa/chat, as text or --json', async () => {
-    const id = withStore((store) =>
+    const id = await withStore((store) =>
       insertIndexedVideo(store, environmentKeyOwner(ocular.key), [
         { caption: 'A studio.' },
         { caption: 'A map.' },
@@ -73,7 +67,7 @@ describe('ocular ask', () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('not_found_error');
     expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
-    const pending = withStore((store) => insertIndexedVideo(store, environmentKeyOwner(ocular.key), [{}], { status: 'indexing' }));
+    const pending = await withStore((store) => insertIndexedVideo(store, environmentKeyOwner(ocular.key), [{}], { status: 'indexing' }));
     const busy = await ocularCli(['ask', pending, 'what?']);
     expect(busy.code).toBe(1);
     expect(busy.stderr).toContain('conflict_error');
@@ -84,9 +78,9 @@ describe('ocular clips', () => {
   it('creates and waits, lists, gets (JSON) and removes a clip', { timeout: 60_000 }, async () => {
     const client = new Ocular({ apiKey: ocular.key, baseURL: ocular.url, maxRetries: 0 });
     const video = await client.videos.upload({ file: await makeVideo({ seconds: 12 }), index: false });
-    withStore((store) => {
+    await withStore(async (store) => {
       for (const [seq, text] of ['intro', 'red balloon launch', 'credits'].entries()) {
-        store.saveSegment({
+        await store.saveSegment({
           videoId: video.video_id,
           seq,
           startSeconds: seq * 4,
@@ -102,7 +96,7 @@ describe('ocular clips', () => {
           thumbnail: null,
         });
       }
-      store.updateVideo(video.video_id, { status: 'indexed', stage: 'done', progress: 1 });
+      await store.updateVideo(video.video_id, { status: 'indexed', stage: 'done', progress: 1 });
     });
 
     const created = await ocularCli([

@@ -18,15 +18,15 @@ export interface FixtureVideo {
 }
 
 /** Inserts a video of `owner` (in its default group unless told) with one segment per entry; returns its id. */
-export function insertIndexedVideo(
+export async function insertIndexedVideo(
   store: VideoStore,
   owner: string,
   segments: readonly FixtureSegment[],
   video: FixtureVideo = {},
-): string {
+): Promise<string> {
   const id = randomUUID();
-  store.ensureDefaultGroup(owner);
-  store.insertVideo({
+  await store.ensureDefaultGroup(owner);
+  await store.insertVideo({
     id,
     owner,
     groupId: video.groupId ?? 'default',
@@ -41,7 +41,7 @@ export function insertIndexedVideo(
   });
   let start = 0;
   for (const [seq, { seconds = 5, ...fields }] of segments.entries()) {
-    store.saveSegment({
+    await store.saveSegment({
       videoId: id,
       seq,
       startSeconds: start,

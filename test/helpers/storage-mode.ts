@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { StorageSettings } from '../../src/store/sql.ts';
+import { openSqlDatabase, type SqlDatabase, type StorageSettings } from '../../src/store/sql.ts';
 import { TEST_POSTGRES_URL } from './databases.ts';
 
 /**
@@ -59,4 +59,22 @@ export async function dropRunDatabases(run: string): Promise<void> {
     ]);
     for (const { datname } of rows) await client.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`);
   });
+}
+
+/**
+ * Opens the database of the server on `dataDir` in this run's mode (its SQLite file, or its PostgreSQL database),
+ * for a test that seeds or inspects rows while the server runs or after it stopped; close it after.
+ */
+export async function openDataDirDatabase(dataDir: string): Promise<SqlDatabase> {
+  return openSqlDatabase((await testStorageFor(dataDir)) ?? { database: 'sqlite' }, { dataDir });
+}
+
+/** Runs `use` on the database of the server on `dataDir`, closing it after. */
+export async function withDataDirDatabase<T>(dataDir: string, use: (database: SqlDatabase) => Promise<T> | T): Promise<T> {
+  const database = await openDataDirDatabase(dataDir);
+  try {
+    return await use(database);
+  } finally {
+    await database.close();
+  }
 }

@@ -5,7 +5,6 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
@@ -29,18 +28,15 @@ async function connect(key: string | undefined): Promise<Client> {
   return client;
 }
 
-function insertVideo(key: string, texts: readonly string[], name = 'synthetic'): string {
-  const db = openDatabase(ocular.dataDir);
-  try {
-    return insertIndexedVideo(
-      new VideoStore(db),
+function insertVideo(key: string, texts: readonly string[], name = 'synthetic'): Promise<string> {
+  return ocular.withDatabase((database) =>
+    insertIndexedVideo(
+      new VideoStore(database),
       environmentKeyOwner(key),
       texts.map((text) => ({ ocrText: text, caption: text === '' ? '' : `On-screen text: ${text}` })),
       { name },
-    );
-  } finally {
-    db.close();
-  }
+    ),
+  );
 }
 
 async function call(client: Client, name: string, args: Record<string, unknown>): Promise<CallToolResult> {
@@ -101,8 +97,8 @@ describe('MCP over streamable HTTP', () => {
   });
 
   it("searches the caller's videos and only theirs, with signed URLs that play the range", async () => {
-    const mine = insertVideo(KEY_A, ['', 'CRIMSON HERON', ''], 'mine');
-    insertVideo(KEY_B, ['CRIMSON HERON'], 'theirs');
+    const mine = await insertVideo(KEY_A, ['', 'CRIMSON HERON', ''], 'mine');
+    await insertVideo(KEY_B, ['CRIMSON HERON'], 'theirs');
     const client = await connect(KEY_A);
     const result = await call(client, 'search_videos', { query: 'crimson heron', max_results: 5 });
     expect(result.isError).toBeFalsy();
@@ -119,8 +115,8 @@ describe('MCP over streamable HTTP', () => {
   });
 
   it("gets, lists and deletes videos as the caller; another owner's video is not found", async () => {
-    const mine = insertVideo(KEY_A, ['AMBER LYNX']);
-    const theirs = insertVideo(KEY_B, ['AMBER LYNX']);
+    const mine = await insertVideo(KEY_A, ['AMBER LYNX']);
+    const theirs = await insertVideo(KEY_B, ['AMBER LYNX']);
     const client = await connect(KEY_A);
     const got = await call(client, 'get_video', { video_id: mine });
     expect((got.structuredContent as { video_id: string; indexing_status: string }).indexing_status).toBe('indexed');
@@ -179,8 +175,8 @@ describe('MCP over streamable HTTP', () => {
   });
 
   it("asks about one of the caller's videos", async () => {
-    const video = insertVideo(KEY_A, ['', 'the VIOLET KESTREL lands', ''], 'birds');
-    const theirs = insertVideo(KEY_B, ['VIOLET KESTREL'], 'theirs');
+    const video = await insertVideo(KEY_A, ['', 'the VIOLET KESTREL lands', ''], 'birds');
+    const theirs = await insertVideo(KEY_B, ['VIOLET KESTREL'], 'theirs');
     upstream.behave((_request, response) => sendJson(response, 200, completion('It lands at [00:05].')));
     const client = await connect(KEY_A);
     const result = await call(client, 'ask_video', {
@@ -197,8 +193,8 @@ describe('MCP over streamable HTTP', () => {
   });
 
   it('starts a clip job and reads it back, for the caller only', async () => {
-    const video = insertVideo(KEY_A, ['ORANGE TAPIR', '', ''], 'tapirs');
-    const theirs = insertVideo(KEY_B, ['ORANGE TAPIR'], 'theirs');
+    const video = await insertVideo(KEY_A, ['ORANGE TAPIR', '', ''], 'tapirs');
+    const theirs = await insertVideo(KEY_B, ['ORANGE TAPIR'], 'theirs');
     const client = await connect(KEY_A);
     const created = await call(client, 'create_clip', {
       video_ids: [video],

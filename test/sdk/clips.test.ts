@@ -9,7 +9,6 @@ import {
   Ocular,
   type ClipProgressEvent,
 } from '../../src/sdk/index.ts';
-import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
@@ -25,11 +24,10 @@ let videoId: string;
 /** Uploads a 12 s video with `index: false`, then writes three 4 s segments and marks it indexed. */
 async function indexedVideo(texts: readonly string[]): Promise<string> {
   const video = await client.videos.upload({ file: await makeVideo({ seconds: 12 }), index: false });
-  const db = openDatabase(ocular.dataDir);
-  try {
-    const store = new VideoStore(db);
+  await ocular.withDatabase(async (database) => {
+    const store = new VideoStore(database);
     for (const [seq, text] of texts.entries()) {
-      store.saveSegment({
+      await store.saveSegment({
         videoId: video.video_id,
         seq,
         startSeconds: seq * 4,
@@ -45,10 +43,8 @@ async function indexedVideo(texts: readonly string[]): Promise<string> {
         thumbnail: null,
       });
     }
-    store.updateVideo(video.video_id, { status: 'indexed', stage: 'done', progress: 1 });
-  } finally {
-    db.close();
-  }
+    await store.updateVideo(video.video_id, { status: 'indexed', stage: 'done', progress: 1 });
+  });
   return video.video_id;
 }
 

@@ -4,7 +4,6 @@ import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { APIUserAbortError, BadRequestError, ConflictError, NotFoundError, Ocular, QaChatStream } from '../../src/sdk/index.ts';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { sendJson } from '../helpers/fake-upstream.ts';
 import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
@@ -43,16 +42,13 @@ beforeAll(async () => {
   );
   client = new Ocular({ apiKey: TEST_KEY, baseURL: ocular.url, maxRetries: 0 });
   other = new Ocular({ apiKey: KEY_B, baseURL: ocular.url, maxRetries: 0 });
-  const db = openDatabase(ocular.dataDir);
-  try {
-    videoId = insertIndexedVideo(new VideoStore(db), environmentKeyOwner(TEST_KEY), [
+  videoId = await ocular.withDatabase((database) =>
+    insertIndexedVideo(new VideoStore(database), environmentKeyOwner(TEST_KEY), [
       { caption: 'A presenter in a studio.' },
       { caption: 'A map of the coast.' },
       { caption: 'A rocket on a launch pad.', ocrText: 'QUARTZ FALCON' },
-    ]);
-  } finally {
-    db.close();
-  }
+    ]),
+  );
 }, 30_000);
 
 afterAll(async () => {
@@ -118,13 +114,9 @@ describe('client.qa.chatStream', () => {
     await expect(client.qa.chatStream({ ...question('x'), video_id: 'nope' })).rejects.toBeInstanceOf(NotFoundError);
     await expect(other.qa.chatStream(question('x'))).rejects.toBeInstanceOf(NotFoundError);
     await expect(client.qa.chatStream({ video_id: videoId, messages: [] })).rejects.toBeInstanceOf(BadRequestError);
-    const db = openDatabase(ocular.dataDir);
-    let pending: string;
-    try {
-      pending = insertIndexedVideo(new VideoStore(db), environmentKeyOwner(TEST_KEY), [{}], { status: 'indexing' });
-    } finally {
-      db.close();
-    }
+    const pending = await ocular.withDatabase((database) =>
+      insertIndexedVideo(new VideoStore(database), environmentKeyOwner(TEST_KEY), [{}], { status: 'indexing' }),
+    );
     await expect(client.qa.chatStream({ ...question('x'), video_id: pending })).rejects.toBeInstanceOf(ConflictError);
   });
 });

@@ -11,11 +11,11 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { ClipStore, type ClipRecord } from '../../src/store/clip-store.ts';
-import { openDatabase } from '../../src/store/database.ts';
-import { openSqlDatabase } from '../../src/store/sql.ts';
+import { sql } from 'kysely';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { probeMedia } from '../../src/media/video.ts';
 import { ffmpegContext, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
+import { openDataDirDatabase, testStorageFor, withDataDirDatabase } from '../helpers/storage-mode.ts';
 
 const KEY = 'ocu_clip_crash_test_key_012345';
 const BIN = fileURLToPath(new URL('../../bin/ocular.js', import.meta.url));
@@ -30,9 +30,13 @@ afterAll(() => {
 
 async function startChild(): Promise<{ child: ChildProcess; url: string }> {
   const configPath = join(dataDir, 'ocular.config.json');
+  const storage = await testStorageFor(dataDir);
   writeFileSync(
     configPath,
-    JSON.stringify({ indexing: { objects: { enabled: false }, vad: { enabled: false }, labels: { enabled: false } } }),
+    JSON.stringify({
+      ...(storage === undefined ? {} : { storage }),
+      indexing: { objects: { enabled: false }, vad: { enabled: false }, labels: { enabled: false } },
+    }),
   );
   const child = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, '--config', configPath], {
     env: { ...process.env, OCULAR_API_KEYS: KEY, OCULAR_LOG_LEVEL: 'info' },
@@ -53,7 +57,7 @@ async function startChild(): Promise<{ child: ChildProcess; url: string }> {
 }
 
 async function readClip(id: string): Promise<ClipRecord | undefined> {
-  const database = await openSqlDatabase({ database: 'sqlite' }, { dataDir });
+  const database = await openDataDirDatabase(dataDir);
   try {
     return await new ClipStore(database).getById(id);
   } finally {
@@ -85,12 +89,11 @@ it('resumes a clip job after kill -9 mid-render and completes it', { timeout: 24
   expect(uploaded.status).toBe(200);
   const { video_id: videoId } = (await uploaded.json()) as { video_id: string };
   // Index rows written straight in: "scene" every other 15 s, so the search returns three separate moments.
-  const db = openDatabase(dataDir);
-  try {
-    const store = new VideoStore(db);
+  await withDataDirDatabase(dataDir, async (database) => {
+    const store = new VideoStore(database);
     for (let seq = 0; seq < 6; seq++) {
       const text = seq % 2 === 0 ? `scene number ${seq}` : 'pause';
-      store.saveSegment({
+      await store.saveSegment({
         videoId,
         seq,
         startSeconds: seq * 15,
@@ -106,10 +109,8 @@ it('resumes a clip job after kill -9 mid-render and completes it', { timeout: 24
         thumbnail: null,
       });
     }
-    store.updateVideo(videoId, { status: 'indexed', stage: 'done', progress: 1 });
-  } finally {
-    db.close();
-  }
+    await store.updateVideo(videoId, { status: 'indexed', stage: 'done', progress: 1 });
+  });
 
   const created = await fetch(`${first.url}/v1/clips`, {
     method: 'POST',
@@ -166,15 +167,10 @@ it('resumes a clip job after kill -9 mid-render and completes it', { timeout: 24
     expect(probe.durationSeconds).toBeGreaterThan(24.8);
     expect(probe.durationSeconds).toBeLessThan(25.2);
   }
-  const jobDb = openDatabase(dataDir);
-  try {
-    const job = jobDb
-      .prepare<[string], { attempts: number; status: string }>('SELECT attempts, status FROM jobs WHERE key = ?')
-      .get(`clip:${id}`);
-    expect(job).toMatchObject({ attempts: 2, status: 'succeeded' });
-  } finally {
-    jobDb.close();
-  }
+  const { rows: jobs } = await withDataDirDatabase(dataDir, (database) =>
+    sql<{ attempts: number; status: string }>`SELECT attempts, status FROM jobs WHERE key = ${`clip:${id}`}`.execute(database.db),
+  );
+  expect(jobs[0]).toMatchObject({ attempts: 2, status: 'succeeded' });
 
   const wire = (await (await fetch(`${second.url}/v1/clips/${id}`, { headers: { 'x-api-key': KEY } })).json()) as {
     status: string;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipStore } from '../../src/store/clip-store.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { sql } from 'kysely';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { ffmpegContext, fixturePath, makeVideo, removeMediaFixtures, type VideoFixture } from '../helpers/media-fixtures.ts';
 import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
@@ -72,12 +72,11 @@ async function addIndexedVideo(key: string, video: VideoFixture, segments: reado
   const response = await fetch(`${ocular.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': key }, body: form });
   expect(response.status).toBe(200);
   const { video_id: id } = (await response.json()) as { video_id: string };
-  const db = openDatabase(ocular.dataDir);
-  try {
-    const store = new VideoStore(db);
+  await ocular.withDatabase(async (database) => {
+    const store = new VideoStore(database);
     let start = 0;
     for (const [seq, segment] of segments.entries()) {
-      store.saveSegment({
+      await store.saveSegment({
         videoId: id,
         seq,
         startSeconds: start,
@@ -94,10 +93,8 @@ async function addIndexedVideo(key: string, video: VideoFixture, segments: reado
       });
       start += segment.seconds;
     }
-    store.updateVideo(id, { status: 'indexed', stage: 'done', progress: 1 });
-  } finally {
-    db.close();
-  }
+    await store.updateVideo(id, { status: 'indexed', stage: 'done', progress: 1 });
+  });
   return id;
 }
 
@@ -498,12 +495,9 @@ describe('clip access and errors', () => {
     await expectError(await call('POST', '/v1/clips', KEY_A, { video_ids: ['../../etc'], prompt: 'x' }), 404, 'not_found_error');
     // A video whose indexing failed cannot be clipped.
     const failedId = await addIndexedVideo(KEY_A, { seconds: 4 }, [{ seconds: 4, text: 'broken' }]);
-    const db = openDatabase(ocular.dataDir);
-    try {
-      new VideoStore(db).updateVideo(failedId, { status: 'failed', error: 'could not be decoded' });
-    } finally {
-      db.close();
-    }
+    await ocular.withDatabase((database) =>
+      new VideoStore(database).updateVideo(failedId, { status: 'failed', error: 'could not be decoded' }),
+    );
     const conflict = await expectError(
       await call('POST', '/v1/clips', KEY_A, { video_ids: [failedId], prompt: 'x' }),
       409,
@@ -605,13 +599,10 @@ describe('clip access and errors', () => {
     expect(last).toMatchObject({ status: 'failed', stage: 'deleted' });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(existsSync(join(ocular.dataDir, 'clips', created.id))).toBe(false);
-    const db = openDatabase(ocular.dataDir);
-    try {
-      const job = db.prepare<[string], { status: string }>('SELECT status FROM jobs WHERE key = ?').get(`clip:${created.id}`);
-      expect(job?.status).toBe('cancelled');
-    } finally {
-      db.close();
-    }
+    const { rows: jobs } = await ocular.withDatabase((database) =>
+      sql<{ status: string }>`SELECT status FROM jobs WHERE key = ${`clip:${created.id}`}`.execute(database.db),
+    );
+    expect(jobs[0]?.status).toBe('cancelled');
   });
 
   it('fails a clip whose video was uploaded without indexing', async () => {
@@ -637,12 +628,7 @@ describe('clip limits', () => {
     try {
       const videoId = await addIndexedVideo(key, { seconds: 4 }, [{ seconds: 4, text: 'wait' }]);
       // Still "indexing" with no job to finish it: every clip on it waits.
-      const db = openDatabase(limited.dataDir);
-      try {
-        new VideoStore(db).updateVideo(videoId, { status: 'indexing' });
-      } finally {
-        db.close();
-      }
+      await limited.withDatabase((database) => new VideoStore(database).updateVideo(videoId, { status: 'indexing' }));
       const ids: string[] = [];
       for (let index = 0; index < 16; index++) ids.push((await createClip({ video_ids: [videoId], prompt: 'wait' }, key)).id);
       const refused = await call('POST', '/v1/clips', key, { video_ids: [videoId], prompt: 'wait' });

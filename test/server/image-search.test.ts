@@ -12,6 +12,7 @@ import { ImageBlobStore } from '../../src/store/image-blob-store.ts';
 import { ImageStore } from '../../src/store/image-store.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
+import { withDataDirDatabase } from '../helpers/storage-mode.ts';
 import { writeClipFixture } from '../helpers/clip-model-writer.ts';
 import { sendJson, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
@@ -83,21 +84,17 @@ const config = () => ({
 
 /** A video of `key` whose segments show the given pictures as keyframes (JPEG files in its folder, as indexing writes them). */
 async function insertVideo(key: string, segments: ReadonlyArray<readonly number[]>): Promise<string> {
-  const db = openDatabase(dataDir);
-  let id: string;
-  try {
-    id = insertIndexedVideo(
-      new VideoStore(db),
+  const id = await withDataDirDatabase(dataDir, (database) =>
+    insertIndexedVideo(
+      new VideoStore(database),
       environmentKeyOwner(key),
       segments.map((shown, seq) => ({
         seconds: 5,
         caption: `segment ${seq}`,
         keyframes: shown.map((_, frame) => ({ timeSeconds: seq * 5 + frame * 2, file: `keyframes/keyframe-${seq}-${frame}.jpg` })),
       })),
-    );
-  } finally {
-    db.close();
-  }
+    ),
+  );
   const folder = join(dataDir, 'videos', id, 'keyframes');
   mkdirSync(folder, { recursive: true });
   for (const [seq, shown] of segments.entries()) {

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
+import { withDataDirDatabase } from '../helpers/storage-mode.ts';
 import { sendJson, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
 import { startOcular, TEST_KEY, type TestOcular } from '../helpers/ocular.ts';
@@ -34,17 +34,14 @@ const config = (embeddingModel: string) => ({
   indexing: { embeddingModel },
 });
 
-function insertVideo(captions: readonly string[]): string {
-  const db = openDatabase(dataDir);
-  try {
-    return insertIndexedVideo(
-      new VideoStore(db),
+function insertVideo(captions: readonly string[]): Promise<string> {
+  return withDataDirDatabase(dataDir, (database) =>
+    insertIndexedVideo(
+      new VideoStore(database),
       environmentKeyOwner(TEST_KEY),
       captions.map((caption) => ({ caption, seconds: 10 })),
-    );
-  } finally {
-    db.close();
-  }
+    ),
+  );
 }
 
 beforeAll(async () => {
@@ -56,8 +53,8 @@ beforeAll(async () => {
   // Videos indexed before the server (and its embedding model) started: the job at start embeds them.
   ocular = await startOcular(config('embedder'), { dataDir });
   await ocular.close();
-  carVideo = insertVideo(['A red car waits at the lights.', 'The street is empty.']);
-  insertVideo(['A bowl of apples on a table.']);
+  carVideo = await insertVideo(['A red car waits at the lights.', 'The street is empty.']);
+  await insertVideo(['A bowl of apples on a table.']);
   ocular = await startOcular(config('embedder'), { dataDir });
 }, 30_000);
 

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { VideoSummaryStore } from '../../src/store/video-summary-store.ts';
 import { sendJson, startFakeUpstream, type FakeUpstream, type RecordedRequest } from '../helpers/fake-upstream.ts';
@@ -45,17 +44,8 @@ function qaRequests(): Array<{ model: string; messages: UpstreamMessage[] }> {
     .filter((body) => body?.messages?.[0]?.role === 'system' && textOf(body.messages[0]).includes('questions about one video'));
 }
 
-function withStore<T>(use: (store: VideoStore, db: ReturnType<typeof openDatabase>) => T): T {
-  const db = openDatabase(ocular.dataDir);
-  try {
-    return use(new VideoStore(db), db);
-  } finally {
-    db.close();
-  }
-}
-
-function insertVideo(segments: readonly FixtureSegment[], video: FixtureVideo = {}, key = TEST_KEY): string {
-  return withStore((store) => insertIndexedVideo(store, environmentKeyOwner(key), segments, video));
+function insertVideo(segments: readonly FixtureSegment[], video: FixtureVideo = {}, key = TEST_KEY): Promise<string> {
+  return ocular.withDatabase((database) => insertIndexedVideo(new VideoStore(database), environmentKeyOwner(key), segments, video));
 }
 
 function ask(body: unknown, key = TEST_KEY, signal?: AbortSignal): Promise<Response> {
@@ -137,7 +127,7 @@ beforeEach(() => {
 
 describe('POST /v1/qa/chat', () => {
   it('sends the segments relevant to the question, with timestamps, and not the others', async () => {
-    const id = insertVideo(SEGMENTS);
+    const id = await insertVideo(SEGMENTS);
     const response = await ask({ video_id: id, messages: [{ role: 'user', content: 'When does the quartz falcon launch?' }] });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ chat_response: 'It launches at [00:12].', status: 'success' });
@@ -154,7 +144,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('removes citations that point outside the video', async () => {
-    const id = insertVideo(SEGMENTS); // 30 s long
+    const id = await insertVideo(SEGMENTS); // 30 s long
     answer = 'The rocket is at [00:12], again at [00:29] and at [45:10], and [1:02:03].';
     const response = await ask({ video_id: id, messages: [{ role: 'user', content: 'Where is the quartz falcon?' }] });
     expect(response.status).toBe(200);
@@ -163,7 +153,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('streams the text so far, then a final event with status, citations filtered across deltas', async () => {
-    const id = insertVideo(SEGMENTS);
+    const id = await insertVideo(SEGMENTS);
     streamDeltas = ['It launches ', 'at [00:', '12] and ', 'ends [59', ':00].'];
     const response = await ask({ video_id: id, stream: true, messages: [{ role: 'user', content: 'When does the falcon launch?' }] });
     expect(response.status).toBe(200);
@@ -179,7 +169,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('ends the stream with an error event, and no status, when the upstream breaks off', async () => {
-    const id = insertVideo(SEGMENTS);
+    const id = await insertVideo(SEGMENTS);
     streamDeltas = ['It launches ', 'at [00:12]'];
     streamOmitEnd = true;
     try {
@@ -195,7 +185,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('stops the upstream stream when the client goes away', async () => {
-    const id = insertVideo(SEGMENTS);
+    const id = await insertVideo(SEGMENTS);
     streamDeltas = Array.from({ length: 200 }, (_, index) => `word${index} `);
     streamDelayMs = 20;
     try {
@@ -215,7 +205,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('carries earlier turns and retrieves for the last question', async () => {
-    const id = insertVideo(SEGMENTS);
+    const id = await insertVideo(SEGMENTS);
     const response = await ask({
       video_id: id,
       messages: [
@@ -238,7 +228,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('answers a global question from the whole-video summary and segments spread over the video', async () => {
-    const id = insertVideo(SEGMENTS);
+    const id = await insertVideo(SEGMENTS);
     await ocular.withDatabase((database) =>
       new VideoSummaryStore(database).put(id, 'A news bulletin: a launch, then a cooking segment.', 'vision'),
     );
@@ -255,7 +245,7 @@ describe('POST /v1/qa/chat', () => {
       transcript: 'some narration about the table and the room',
       seconds: 15,
     }));
-    const id = insertVideo(long);
+    const id = await insertVideo(long);
     const response = await ask({ video_id: id, messages: [{ role: 'user', content: 'What is on the table?' }] });
     expect(response.status).toBe(200);
     const system = textOf(qaRequests()[0]!.messages[0]!);
@@ -264,7 +254,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('sends keyframes to a model with image input, within limits.maxMediaPerTurn, and text only to one without', async () => {
-    const id = insertVideo(
+    const id = await insertVideo(
       SEGMENTS.map((segment, index) => ({
         ...segment,
         keyframes: [{ timeSeconds: index * 5 + 2, file: `keyframes/keyframe-00000${index}.jpg` }],
@@ -293,7 +283,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('answers 409 with the indexing status for a video not indexed yet, also after the bounded wait', async () => {
-    const id = insertVideo(SEGMENTS, { status: 'indexing' });
+    const id = await insertVideo(SEGMENTS, { status: 'indexing' });
     const question = { video_id: id, messages: [{ role: 'user', content: 'What is this?' }] };
     await expectError(await ask(question), 409, 'conflict_error');
     const started = Date.now();
@@ -351,7 +341,7 @@ describe('POST /v1/qa/chat', () => {
   }, 60_000);
 
   it("answers 404 for another owner's video and for unknown ids", async () => {
-    const id = insertVideo(SEGMENTS, {}, KEY_B);
+    const id = await insertVideo(SEGMENTS, {}, KEY_B);
     const question = { messages: [{ role: 'user', content: 'What is this?' }] };
     await expectError(await ask({ ...question, video_id: id }), 404, 'not_found_error');
     await expectError(await ask({ ...question, video_id: '00000000-0000-4000-8000-000000000000' }), 404, 'not_found_error');
@@ -382,7 +372,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('answers 400 when the last message is not a user question, and for malformed JSON', async () => {
-    const id = insertVideo(SEGMENTS);
+    const id = await insertVideo(SEGMENTS);
     await expectError(
       await ask({
         video_id: id,
@@ -408,7 +398,7 @@ describe('POST /v1/qa/chat', () => {
   });
 
   it('answers 404 for an unknown model', async () => {
-    const id = insertVideo(SEGMENTS);
+    const id = await insertVideo(SEGMENTS);
     await expectError(await ask({ video_id: id, model: 'nope', messages: [{ role: 'user', content: 'q' }] }), 404, 'not_found_error');
   });
 });

@@ -4,7 +4,6 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { openDatabase } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { createUrlSigner, SIGNING_KEY_FILE } from '../../src/vision/signed-urls.ts';
 import { removeMediaFixtures } from '../helpers/media-fixtures.ts';
@@ -63,11 +62,10 @@ function insertVideo(
   key: string,
   segments: ReadonlyArray<{ ocr: string; seconds?: number }>,
   options: { groupId?: string; startTimestamp?: string; name?: string } = {},
-): string {
-  const db = openDatabase(ocular.dataDir);
-  try {
-    return insertIndexedVideo(
-      new VideoStore(db),
+): Promise<string> {
+  return ocular.withDatabase((database) =>
+    insertIndexedVideo(
+      new VideoStore(database),
       environmentKeyOwner(key),
       segments.map(({ ocr, seconds }) => ({
         ocrText: ocr,
@@ -79,10 +77,8 @@ function insertVideo(
         ...(options.name === undefined ? {} : { name: options.name }),
         ...(options.startTimestamp === undefined ? {} : { startTimestamp: options.startTimestamp }),
       },
-    );
-  } finally {
-    db.close();
-  }
+    ),
+  );
 }
 
 async function uploadAndIndex(path: string, fields: Record<string, string>, key = KEY_A): Promise<string> {
@@ -258,7 +254,7 @@ describe.skipIf(FONT_PATH === undefined)('searching indexed videos', () => {
 
 describe('ranges, filters and paging', () => {
   it('merges neighbouring matching segments of a video into one range', async () => {
-    const id = insertVideo(KEY_A, [
+    const id = await insertVideo(KEY_A, [
       { ocr: 'intro' },
       { ocr: 'ZEPHYR COMET' },
       { ocr: 'ZEPHYR COMET again' },
@@ -282,9 +278,9 @@ describe('ranges, filters and paging', () => {
   it('filters by video, group and absolute time, and pages through the ranges', async () => {
     const group = (await (await call('POST', '/v1/videos/groups', KEY_A, { name: 'filters' })).json()) as { group_id: string };
     const spaced = Array.from({ length: 12 }, (_, index) => ({ ocr: index % 2 === 0 ? 'NEBULA HARBOR' : 'filler' }));
-    const inGroup = insertVideo(KEY_A, spaced, { groupId: group.group_id, startTimestamp: '2025-04-12T10:00:00Z' });
-    const later = insertVideo(KEY_A, spaced, { startTimestamp: '2025-04-12T12:00:00+02:00' });
-    const untimed = insertVideo(KEY_A, spaced);
+    const inGroup = await insertVideo(KEY_A, spaced, { groupId: group.group_id, startTimestamp: '2025-04-12T10:00:00Z' });
+    const later = await insertVideo(KEY_A, spaced, { startTimestamp: '2025-04-12T12:00:00+02:00' });
+    const untimed = await insertVideo(KEY_A, spaced);
 
     const all = await search({ query: 'nebula harbor', max_results: 100 });
     expect(all.total_results).toBe(18);
@@ -333,7 +329,7 @@ describe('ranges, filters and paging', () => {
   });
 
   it('leaves out results under the threshold', async () => {
-    const id = insertVideo(KEY_A, [{ ocr: 'SAFFRON KITE' }, { ocr: '' }, { ocr: 'SAFFRON only' }, { ocr: '' }, { ocr: 'KITE only' }]);
+    const id = await insertVideo(KEY_A, [{ ocr: 'SAFFRON KITE' }, { ocr: '' }, { ocr: 'SAFFRON only' }, { ocr: '' }, { ocr: 'KITE only' }]);
     const all = await search({ query: 'saffron kite', video_ids: [id] });
     expect(all.results).toHaveLength(3);
     expect(all.results[0]).toMatchObject({ start_timestamp: 0, score: 1 });
@@ -352,8 +348,8 @@ describe('ranges, filters and paging', () => {
 
 describe('owner isolation', () => {
   it('never returns another owner’s segments, whatever the filters name', async () => {
-    const mine = insertVideo(KEY_A, [{ ocr: 'OBSIDIAN PELICAN' }]);
-    const theirs = insertVideo(KEY_B, [{ ocr: 'OBSIDIAN PELICAN' }]);
+    const mine = await insertVideo(KEY_A, [{ ocr: 'OBSIDIAN PELICAN' }]);
+    const theirs = await insertVideo(KEY_B, [{ ocr: 'OBSIDIAN PELICAN' }]);
     expect((await search({ query: 'obsidian pelican' }, KEY_A)).results.map((hit) => hit.video_id)).toEqual([mine]);
     expect((await search({ query: 'obsidian pelican' }, KEY_B)).results.map((hit) => hit.video_id)).toEqual([theirs]);
     expect((await search({ query: 'obsidan pelican' }, KEY_B)).results.map((hit) => hit.video_id)).toEqual([theirs]);

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
-import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { openDatabase } from '../../src/store/database.ts';
-import { toFtsQuery, VideoStore } from '../../src/store/video-store.ts';
+import { sql } from 'kysely';
+import { VideoStore } from '../../src/store/video-store.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
+import { testStorageFor, withDataDirDatabase } from '../helpers/storage-mode.ts';
 
 const KEY = 'ocu_crash_test_key_0123456789';
 const BIN = fileURLToPath(new URL('../../bin/ocular.js', import.meta.url));
@@ -30,9 +30,11 @@ async function startChild(): Promise<{ child: ChildProcess; url: string }> {
   const configPath = join(dataDir, 'ocular.config.json');
   // Objects off to keep the test short; OCR stays on, so each segment takes real work.
   // VAD and labels off: their weights would be downloaded in the background, and this test stays off the network.
+  const storage = await testStorageFor(dataDir);
   writeFileSync(
     configPath,
     JSON.stringify({
+      ...(storage === undefined ? {} : { storage }),
       indexing: { objects: { enabled: false }, vad: { enabled: false }, labels: { enabled: false }, ocrIntervalSeconds: 2 },
     }),
   );
@@ -54,22 +56,19 @@ async function startChild(): Promise<{ child: ChildProcess; url: string }> {
   return { child, url };
 }
 
-function readState(videoId: string): { saved: number; planned: number | undefined; status: string | undefined } {
-  const db = openDatabase(dataDir);
-  try {
-    const store = new VideoStore(db);
-    const video = store.getVideoById(videoId);
+function readState(videoId: string): Promise<{ saved: number; planned: number | undefined; status: string | undefined }> {
+  return withDataDirDatabase(dataDir, async (database) => {
+    const store = new VideoStore(database);
+    const video = await store.getVideoById(videoId);
     const plan = video?.plan ? (JSON.parse(video.plan) as { segments: unknown[] }) : undefined;
-    return { saved: store.listSegments(videoId).length, planned: plan?.segments.length, status: video?.status };
-  } finally {
-    db.close();
-  }
+    return { saved: await store.countSegments(videoId), planned: plan?.segments.length, status: video?.status };
+  });
 }
 
-async function until<T>(what: string, check: () => T | undefined, timeoutMs: number, everyMs = 25): Promise<T> {
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, everyMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
@@ -90,15 +89,15 @@ it('resumes indexing after kill -9 and indexes every time range exactly once', {
   // Kill it once some segments, but not all, are saved.
   const atKill = await until(
     'a half-indexed video',
-    () => {
-      const state = readState(videoId);
+    async () => {
+      const state = await readState(videoId);
       return state.saved >= 2 ? state : undefined;
     },
     120_000,
   );
   first.child.kill('SIGKILL');
   await new Promise((resolve) => first.child.once('exit', resolve));
-  const afterKill = readState(videoId);
+  const afterKill = await readState(videoId);
   expect(afterKill.status).toBe('indexing');
   expect(afterKill.planned).toBeGreaterThan(afterKill.saved);
   expect(afterKill.saved).toBeGreaterThanOrEqual(atKill.saved);
@@ -106,8 +105,8 @@ it('resumes indexing after kill -9 and indexes every time range exactly once', {
   const second = await startChild();
   const done = await until(
     'indexing to finish after the restart',
-    () => {
-      const state = readState(videoId);
+    async () => {
+      const state = await readState(videoId);
       return state.status === 'indexed' || state.status === 'failed' ? state : undefined;
     },
     150_000,
@@ -115,10 +114,9 @@ it('resumes indexing after kill -9 and indexes every time range exactly once', {
   );
   expect(done.status).toBe('indexed');
 
-  const db = openDatabase(dataDir);
-  try {
-    const store = new VideoStore(db);
-    const rows = store.listSegments(videoId);
+  await withDataDirDatabase(dataDir, async (database) => {
+    const store = new VideoStore(database);
+    const rows = await store.listSegments(videoId);
     expect(rows.length).toBe(afterKill.planned);
     // Each position once, the ranges contiguous from 0 to the end, none twice.
     expect(rows.map((row) => row.seq)).toEqual(rows.map((_, index) => index));
@@ -126,18 +124,25 @@ it('resumes indexing after kill -9 and indexes every time range exactly once', {
     for (let index = 1; index < rows.length; index++) expect(rows[index]!.startSeconds).toBeCloseTo(rows[index - 1]!.endSeconds, 6);
     expect(rows.at(-1)!.endSeconds).toBeCloseTo(90, 0);
     expect(new Set(rows.map((row) => `${row.startSeconds}-${row.endSeconds}`)).size).toBe(rows.length);
-    // The full-text index holds each segment once too (a replaced row's old entry was removed).
-    const hits = store.searchSegments(environmentKeyOwner(KEY), toFtsQuery('text')!, 1000).filter((hit) => hit.segment.videoId === videoId);
-    expect(hits.length).toBe(rows.filter((row) => /text/i.test(row.caption)).length);
-    expect(new Set(hits.map((hit) => hit.segment.seq)).size).toBe(hits.length);
+    // SQLite's full-text index (a separate table kept by triggers) holds each segment once too: a replaced row's
+    // old entry was removed. (PostgreSQL's is a generated column of the row itself.)
+    if (database.sqlite !== undefined) {
+      const hits = database.sqlite
+        .prepare<[string], { seq: number }>(
+          `SELECT s.seq FROM video_segments_fts f JOIN video_segments s ON s.rowid = f.rowid
+           WHERE video_segments_fts MATCH '"text"' AND s.video_id = ?`,
+        )
+        .all(videoId);
+      expect(hits.length).toBe(rows.filter((row) => /text/i.test(row.caption)).length);
+      expect(new Set(hits.map((hit) => hit.seq)).size).toBe(hits.length);
+    }
     // The job ran twice: the killed attempt and the resumed one.
-    const job = db
-      .prepare<[string], { attempts: number; status: string }>(`SELECT attempts, status FROM jobs WHERE key = ?`)
-      .get(`video:${videoId}`);
-    expect(job).toMatchObject({ attempts: 2 });
-  } finally {
-    db.close();
-  }
+    const { rows: jobs } = await sql<{
+      attempts: number;
+      status: string;
+    }>`SELECT attempts, status FROM jobs WHERE key = ${`video:${videoId}`}`.execute(database.db);
+    expect(jobs[0]).toMatchObject({ attempts: 2 });
+  });
 
   const video = (await (await fetch(`${second.url}/v1/videos/${videoId}`, { headers: { 'x-api-key': KEY } })).json()) as {
     indexing_status: string;

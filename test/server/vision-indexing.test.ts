@@ -11,7 +11,7 @@ import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { ANALYZER_CATALOG } from '../../src/models/analyzer-catalog.ts';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { toFtsQuery, VideoStore } from '../../src/store/video-store.ts';
+import { VideoStore } from '../../src/store/video-store.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 import { FONT_PATH, makeCaptionedVideo } from '../helpers/vision-fixtures.ts';
@@ -68,12 +68,7 @@ async function waitFor(
 }
 
 function segments(id: string, server: TestOcular = ocular) {
-  const db = openDatabase(server.dataDir);
-  try {
-    return new VideoStore(db).listSegments(id);
-  } finally {
-    db.close();
-  }
+  return server.withDatabase((database) => new VideoStore(database).listSegments(id));
 }
 
 beforeAll(async () => {
@@ -128,7 +123,7 @@ describe.skipIf(FONT_PATH === undefined)('indexing a video with on-screen text',
 
     const indexed = await getVideo(video.video_id);
     expect(indexed).toMatchObject({ indexing_status: 'indexed', indexing_progress: 1 });
-    const rows = segments(video.video_id);
+    const rows = await segments(video.video_id);
     expect(rows.length).toBeGreaterThanOrEqual(2);
     // Contiguous, covering the whole video, each 5-15 s.
     expect(rows[0]!.startSeconds).toBe(0);
@@ -155,15 +150,14 @@ describe.skipIf(FONT_PATH === undefined)('indexing a video with on-screen text',
     expect(holding[0]!.caption).toMatch(/On-screen text: .*HELLO/i);
 
     // Keyword search works with no model at all.
-    const db = openDatabase(ocular.dataDir);
-    try {
-      const store = new VideoStore(db);
-      const hits = store.searchSegments(environmentKeyOwner(ocular.key), toFtsQuery('hello ocular')!, 10);
-      expect(hits.map((hit) => hit.segment.videoId)).toContain(video.video_id);
-      expect(store.searchSegments('someone-else', toFtsQuery('hello')!, 10)).toEqual([]);
-    } finally {
-      db.close();
-    }
+    const searched = await fetch(`${ocular.url}/v1/videos/search`, {
+      method: 'POST',
+      headers: { ...ocular.headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'hello ocular', max_results: 10 }),
+    });
+    expect(searched.status).toBe(200);
+    const found = (await searched.json()) as { results: Array<{ video_id: string }> };
+    expect(found.results.map((hit) => hit.video_id)).toContain(video.video_id);
 
     // The webhook: signed with HMAC-SHA256 of the body.
     const deadline = Date.now() + 10_000;
@@ -281,7 +275,7 @@ describe('failures and deletion', () => {
         job = jobs.get(job.id);
       }
       expect(job?.status).toBe('cancelled');
-      expect(new VideoStore(db).listSegments(video.video_id)).toEqual([]);
+      expect(await segments(video.video_id)).toEqual([]);
     } finally {
       db.close();
     }
@@ -319,7 +313,7 @@ describe.skipIf(!hasSharedModels)('indexing with the voice activity detector and
       const path = await makeVideo({ seconds: 12, width: 320, height: 240, withAudio: true });
       const { video_id: id } = await upload(path, { video_name: 'tone', index: 'true' }, server);
       expect((await waitFor(id, ended, 60_000, server)).indexing_status).toBe('indexed');
-      const rows = segments(id, server);
+      const rows = await segments(id, server);
       expect(rows.length).toBeGreaterThan(0);
       // A steady 440 Hz tone is not speech; the detector ran, so the answer is false rather than unknown.
       for (const row of rows) expect(row.hasSpeech).toBe(false);
@@ -398,7 +392,7 @@ describe.skipIf(!hasSharedModels)('analyzer weights pulled in the background', (
       const path = await makeVideo({ seconds: 6, width: 320, height: 240, withAudio: true });
       const { video_id: id } = await upload(path, { video_name: 'tone', index: 'true' }, server);
       expect((await waitFor(id, ended, 60_000, server)).indexing_status).toBe('indexed');
-      const rows = segments(id, server);
+      const rows = await segments(id, server);
       expect(rows.length).toBeGreaterThan(0);
       expect(rows.every((row) => row.hasSpeech === false)).toBe(true); // the detector ran
       expect(rows.some((row) => row.labels.length > 0)).toBe(true); // so did the labeler
@@ -416,7 +410,7 @@ describe('analyzer weights that cannot be downloaded', () => {
       const path = await makeVideo({ seconds: 6, width: 160, height: 120, withAudio: true });
       const { video_id: id } = await upload(path, { video_name: 'offline', index: 'true' }, server);
       expect((await waitFor(id, ended, 30_000, server)).indexing_status).toBe('indexed');
-      const rows = segments(id, server);
+      const rows = await segments(id, server);
       expect(rows.every((row) => row.hasSpeech === null && row.labels.length === 0)).toBe(true);
     } finally {
       await server.close();

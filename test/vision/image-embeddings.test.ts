@@ -8,6 +8,7 @@ import { BlobStore } from '../../src/store/blob-store.ts';
 import { openDatabase, type Db } from '../../src/store/database.ts';
 import { KeyframeEmbeddingStore } from '../../src/store/image-embeddings.ts';
 import { SegmentSearchStore } from '../../src/store/segment-search.ts';
+import { openSqlDatabase, type SqlDatabase } from '../../src/store/sql.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import {
   createEmbedKeyframesHandler,
@@ -22,6 +23,7 @@ import { insertIndexedVideo, runJobOnce } from '../helpers/library-fixtures.ts';
 
 let dir: string;
 let db: Db;
+let database: SqlDatabase;
 let videos: VideoStore;
 let blobs: BlobStore;
 let model: ImageEmbeddingModel;
@@ -34,10 +36,11 @@ const colour = (background: string): Promise<Buffer> =>
     .jpeg()
     .toBuffer();
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ocular-keyframe-embeddings-'));
-  db = openDatabase(dir);
-  videos = new VideoStore(db);
+  database = await openSqlDatabase({ database: 'sqlite' }, { dataDir: dir });
+  db = database.sqlite!;
+  videos = new VideoStore(database);
   blobs = new BlobStore(join(dir, 'videos'));
   model = createClipModel(inspectClipFolder(writeClipFixture(join(dir, 'clip'))));
   embeddings = new KeyframeEmbeddingStore(db, model.id);
@@ -48,7 +51,7 @@ beforeEach(() => {
 afterEach(async () => {
   await vectors.close();
   await model.close();
-  db.close();
+  await database.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -58,7 +61,7 @@ function handler() {
 
 /** A video of `owner` with one segment per entry, each keyframe a file written from its picture (undefined: no file). */
 async function insertVideo(owner: string, segments: ReadonlyArray<ReadonlyArray<Buffer | undefined>>): Promise<string> {
-  const id = insertIndexedVideo(
+  const id = await insertIndexedVideo(
     videos,
     owner,
     segments.map((frames, seq) => ({

@@ -6,6 +6,7 @@ import { openAiCompatible, settingsSchema } from '../../src/providers/openai-com
 import type { LanguageModel } from '../../src/spec/provider.ts';
 import { openDatabase, type Db } from '../../src/store/database.ts';
 import { SegmentEmbeddingStore } from '../../src/store/segment-embeddings.ts';
+import { openSqlDatabase, type SqlDatabase } from '../../src/store/sql.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import {
   createEmbedSegmentsHandler,
@@ -30,6 +31,7 @@ function bagOfWords(text: string): number[] {
 
 let dir: string;
 let db: Db;
+let database: SqlDatabase;
 let videos: VideoStore;
 let upstream: FakeUpstream;
 let model: LanguageModel;
@@ -39,8 +41,9 @@ let vectors: SegmentVectors;
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ocular-semantic-'));
-  db = openDatabase(dir);
-  videos = new VideoStore(db);
+  database = await openSqlDatabase({ database: 'sqlite' }, { dataDir: dir });
+  db = database.sqlite!;
+  videos = new VideoStore(database);
   upstream = await startFakeUpstream((request, response) => {
     const { input } = request.body as { input: string[] };
     sendJson(response, 200, { data: input.map((text, index) => ({ index, embedding: bagOfWords(text) })) });
@@ -57,11 +60,11 @@ afterEach(async () => {
   await vectors.close();
   await model.close?.();
   await upstream.close();
-  db.close();
+  await database.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-function addVideo(owner: string, texts: readonly string[], status: 'indexed' | 'indexing' = 'indexed'): string {
+function addVideo(owner: string, texts: readonly string[], status: 'indexed' | 'indexing' = 'indexed'): Promise<string> {
   return insertIndexedVideo(
     videos,
     owner,
@@ -86,13 +89,13 @@ const retrieve = (owner: string, text: string, videoIds?: string[]) =>
 
 describe('semantic video search', () => {
   it('embeds the segments of indexed videos only, and finds the nearest in meaning for the owner', async () => {
-    const cars = addVideo('alice', ['a red car on the road', 'a bowl of fruit on a table']);
-    addVideo('bob', ['red car red car']);
-    const unfinished = addVideo('alice', ['a car'], 'indexing');
+    const cars = await addVideo('alice', ['a red car on the road', 'a bowl of fruit on a table']);
+    await addVideo('bob', ['red car red car']);
+    const unfinished = await addVideo('alice', ['a car'], 'indexing');
     await runEmbedJob();
     // The video still being indexed waits; once indexed, it is what is left to embed.
     expect(embeddings.missing(10)).toEqual([]);
-    videos.updateVideo(unfinished, { status: 'indexed' });
+    await videos.updateVideo(unfinished, { status: 'indexed' });
     expect(embeddings.missing(10).map((segment) => segment.videoId)).toEqual([unfinished]);
 
     const hits = await retrieve('alice', 'car road');
@@ -105,35 +108,35 @@ describe('semantic video search', () => {
   });
 
   it('narrows to video_ids inside the index', async () => {
-    addVideo('alice', ['a red car']);
-    const other = addVideo('alice', ['a dog in the park']);
+    await addVideo('alice', ['a red car']);
+    const other = await addVideo('alice', ['a dog in the park']);
     await runEmbedJob();
     const hits = await retrieve('alice', 'red car', [other]);
     expect(hits.map((hit) => hit.segmentId)).toEqual(segmentIdsOf(other));
   });
 
   it('finds nothing, without calling the model, before anything is embedded', async () => {
-    addVideo('alice', ['a red car']);
+    await addVideo('alice', ['a red car']);
     expect(await retrieve('alice', 'car')).toEqual([]);
     expect(upstream.requests).toHaveLength(0);
   });
 
   it('re-embeds a segment whose text changed, and drops the embeddings of a deleted video', async () => {
-    const id = addVideo('alice', ['a red car']);
+    const id = await addVideo('alice', ['a red car']);
     await runEmbedJob();
     const [segmentId] = segmentIdsOf(id);
-    videos.saveSegment({ ...videos.getSegment(id, 0)!, caption: 'a dog in the park' });
+    await videos.saveSegment({ ...(await videos.getSegment(id, 0))!, caption: 'a dog in the park' });
     expect(embeddings.missing(10).map((segment) => segment.segmentId)).toEqual([segmentId]);
     await runEmbedJob();
     expect((await retrieve('alice', 'dog park'))[0]!.segmentId).toBe(segmentId);
 
-    videos.deleteVideo('alice', id);
+    await videos.deleteVideo('alice', id);
     expect(embeddings.summary('alice').count).toBe(0);
     expect(await retrieve('alice', 'dog park')).toEqual([]);
   });
 
   it('rebuilds the vector index from the database when its files are gone', async () => {
-    const id = addVideo('alice', ['a red car', 'a bowl of fruit']);
+    const id = await addVideo('alice', ['a red car', 'a bowl of fruit']);
     await runEmbedJob();
     await vectors.close();
     rmSync(join(dir, 'vectors'), { recursive: true, force: true });

@@ -12,10 +12,13 @@ import { BlobStore } from '../../src/store/blob-store.ts';
 import { openDatabase, type Db } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { VideoLibrary } from '../../src/vision/video-library.ts';
+import type { SqlDatabase } from '../../src/store/sql.ts';
+import { dropTestStorageFor, openDataDirDatabase } from '../helpers/storage-mode.ts';
 import { ffmpegContext, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'ocular-library-'));
 let db: Db;
+let database: SqlDatabase;
 let server: Server;
 let port: number;
 /** Lets the held-back half of the video go, now or as soon as the request arrives. */
@@ -39,17 +42,20 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
   db = openDatabase(dataDir);
+  database = await openDataDirDatabase(dataDir);
 });
 
 afterAll(async () => {
   db?.close();
+  await database?.close();
+  await dropTestStorageFor(dataDir);
   await new Promise<void>((resolve) => server?.close(() => resolve()));
   rmSync(dataDir, { recursive: true, force: true });
   removeMediaFixtures();
 });
 
 it('answers 404 for the group, and keeps nothing, when the group is deleted while the upload arrives', async () => {
-  const store = new VideoStore(db);
+  const store = new VideoStore(database);
   const blobs = new BlobStore(join(dataDir, 'videos'));
   const fetcher = createMediaFetcher({ maxBytes: 1e9, connectTimeoutMs: 5_000, timeoutMs: 30_000, allowHosts: [`127.0.0.1:${port}`] });
   const library = new VideoLibrary({
@@ -61,7 +67,7 @@ it('answers 404 for the group, and keeps nothing, when the group is deleted whil
     maxAttempts: 3,
   });
   try {
-    const group = library.createGroup('owner-1', { name: 'short-lived', metadata: '' });
+    const group = await library.createGroup('owner-1', { name: 'short-lived', metadata: '' });
     const adding = library.addVideo(
       'owner-1',
       {
@@ -89,7 +95,7 @@ it('answers 404 for the group, and keeps nothing, when the group is deleted whil
     expect(error).toBeInstanceOf(OcularError);
     expect(error).toMatchObject({ type: 'not_found_error', param: 'group_id' });
     expect(readdirSync(blobs.root)).toEqual([]);
-    expect(library.listVideos('owner-1', { limit: 10, offset: 0 }).total).toBe(0);
+    expect((await library.listVideos('owner-1', { limit: 10, offset: 0 })).total).toBe(0);
   } finally {
     await fetcher.close();
   }

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { migrate, openDatabase, type Db } from '../../src/store/database.ts';
 import { SegmentSearchStore } from '../../src/store/segment-search.ts';
+import { openSqlDatabase, sqliteDatabase, type SqlDatabase } from '../../src/store/sql.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { createLexicalRetriever } from '../../src/vision/lexical-retrievers.ts';
 import {
@@ -129,38 +130,47 @@ describe('fusion and merging', () => {
 describe('segment search in SQLite', () => {
   let dir: string;
   let db: Db;
+  let database: SqlDatabase;
   let videos: VideoStore;
   let segments: SegmentSearchStore;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ocular-search-'));
-    db = openDatabase(dir);
-    videos = new VideoStore(db);
+    database = await openSqlDatabase({ database: 'sqlite' }, { dataDir: dir });
+    db = database.sqlite!;
+    videos = new VideoStore(database);
     segments = new SegmentSearchStore(db);
   });
 
-  afterEach(() => {
-    db.close();
+  afterEach(async () => {
+    await database.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function addVideo(owner: string, texts: readonly string[]): string {
-    return db.transaction(() =>
-      insertIndexedVideo(
+  /** In one transaction (thousands of rows): the store's queries run on this same handle. */
+  async function addVideo(owner: string, texts: readonly string[]): Promise<string> {
+    db.exec('BEGIN');
+    try {
+      const id = await insertIndexedVideo(
         videos,
         owner,
         texts.map((ocrText) => ({ ocrText })),
         { name: 'v' },
-      ),
-    )();
+      );
+      db.exec('COMMIT');
+      return id;
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
   }
 
-  it('applies the owner inside the query, so other owners’ matches never use up the candidate cap', () => {
-    addVideo(
+  it('applies the owner inside the query, so other owners’ matches never use up the candidate cap', async () => {
+    await addVideo(
       'crowd',
       Array.from({ length: CANDIDATES + 100 }, () => 'AMBER FALCON'),
     );
-    const mine = addVideo('me', ['AMBER FALCON']);
+    const mine = await addVideo('me', ['AMBER FALCON']);
     for (const match of [segments.matchWords({ owner: 'me' }, '"amber"', 5), segments.matchTrigrams({ owner: 'me' }, '"amb"', 5)]) {
       expect(match).toHaveLength(1);
       expect(
@@ -177,35 +187,37 @@ describe('segment search in SQLite', () => {
     expect(segments.details('me', [theirs])).toEqual([]);
   });
 
-  it('keeps the trigram index in step with segments written, rewritten and deleted', () => {
-    const id = addVideo('me', ['COBALT HERON']);
+  it('keeps the trigram index in step with segments written, rewritten and deleted', async () => {
+    const id = await addVideo('me', ['COBALT HERON']);
     expect(segments.matchTrigrams({ owner: 'me' }, '"balt"', 10)).toHaveLength(1);
-    videos.saveSegment({ ...videos.listSegments(id)[0]!, ocrText: 'SCARLET IBIS' });
+    await videos.saveSegment({ ...(await videos.listSegments(id))[0]!, ocrText: 'SCARLET IBIS' });
     expect(segments.matchTrigrams({ owner: 'me' }, '"balt"', 10)).toEqual([]);
     expect(segments.matchTrigrams({ owner: 'me' }, '"rlet"', 10)).toHaveLength(1);
-    videos.deleteVideo('me', id);
+    await videos.deleteVideo('me', id);
     expect(segments.matchTrigrams({ owner: 'me' }, '"rlet"', 10)).toEqual([]);
   });
 
-  it('fills the trigram index from segments indexed before it existed', () => {
+  it('fills the trigram index from segments indexed before it existed', async () => {
     // A database as the Ocular before the trigram index left it (schema version 3), holding an indexed segment.
-    db.close();
+    await database.close();
     const old = join(dir, 'old');
     mkdirSync(old);
     db = new Database(join(old, 'ocular.db'));
     migrate(db, 3);
-    videos = new VideoStore(db);
-    addVideo('me', ['VIOLET CONDOR']);
+    database = sqliteDatabase(db);
+    videos = new VideoStore(database);
+    await addVideo('me', ['VIOLET CONDOR']);
     expect(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'video_segments_trigram'").pluck().get()).toBe(0);
-    db.close();
-    db = openDatabase(old);
+    await database.close();
+    database = await openSqlDatabase({ database: 'sqlite' }, { dataDir: old });
+    db = database.sqlite!;
     segments = new SegmentSearchStore(db);
     expect(db.pragma('user_version', { simple: true })).toBeGreaterThanOrEqual(4);
     expect(segments.matchTrigrams({ owner: 'me' }, '"ondo"', 10)).toHaveLength(1);
   });
 
   it('ranks segments holding the whole query first, OCR slips and typos included', async () => {
-    addVideo('me', ['SCARLET BRONZE PELICAN', 'nothing', 'SCARLETVELVET PELICAN', 'nothing', 'VELVET OTTER']);
+    await addVideo('me', ['SCARLET BRONZE PELICAN', 'nothing', 'SCARLETVELVET PELICAN', 'nothing', 'VELVET OTTER']);
     const retriever = createLexicalRetriever(segments);
     const rank = async (text: string) => {
       const hits = await retriever.retrieve({ text, scope: { owner: 'me' }, limit: 10, signal: new AbortController().signal });
@@ -229,7 +241,7 @@ describe('segment search in SQLite', () => {
   });
 
   it('lets rarer words bring in the candidates when a query mixes them with words found everywhere', async () => {
-    addVideo('me', [...Array.from({ length: 300 }, () => 'a PERSON walking'), 'FALCON', 'PERSON and FALCON']);
+    await addVideo('me', [...Array.from({ length: 300 }, () => 'a PERSON walking'), 'FALCON', 'PERSON and FALCON']);
     const retriever = createLexicalRetriever(segments);
     const retrieve = (text: string) =>
       retriever.retrieve({ text, scope: { owner: 'me' }, limit: 50, signal: new AbortController().signal });
@@ -250,7 +262,7 @@ describe('segment search in SQLite', () => {
   });
 
   it('runs one more retriever as one more ranking in the fusion (the slot semantic search plugs into)', async () => {
-    const id = addVideo('me', ['GRANITE LYNX', 'nothing', 'nothing', 'a picture of a cat']);
+    const id = await addVideo('me', ['GRANITE LYNX', 'nothing', 'nothing', 'a picture of a cat']);
     const picture = segments.matchWords({ owner: 'me' }, '"cat"', 1)[0]!.segmentId;
     const calls: string[] = [];
     const semantic: SegmentRetriever = {

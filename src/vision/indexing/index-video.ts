@@ -153,17 +153,28 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
 
   return async (job: Job, context: JobContext) => {
     const { videoId } = z.object({ videoId: z.string() }).parse(job.payload);
-    const video = store.getVideoById(videoId);
+    const video = await store.getVideoById(videoId);
     if (video === undefined || video.status === 'indexed') return; // deleted, or finished by an earlier run
     // Progress never goes back, also when a resumed run passes through stages an earlier run finished.
     let reached = video.progress;
+    // Progress is written in the background (in order); a write that finds the row gone stops the run at the
+    // next report, and `settled` waits for the writes before the steps that must not outlive the video.
+    let gone = false;
+    let lastWrite: Promise<boolean> = Promise.resolve(true);
+    const deleted = (): OcularError => new OcularError('not_found_error', 'the video was deleted');
     const report = (stage: string, progress: number): void => {
       context.signal.throwIfAborted();
+      if (gone) throw deleted();
       reached = Math.max(reached, progress);
-      if (!library.report(videoId, { status: 'indexing', stage, progress: reached })) {
-        throw new OcularError('not_found_error', 'the video was deleted');
-      }
+      lastWrite = library.report(videoId, { status: 'indexing', stage, progress: reached });
+      lastWrite.then(
+        (exists) => void (gone ||= !exists),
+        () => undefined, // surfaces in `settled`
+      );
       context.reportProgress(reached);
+    };
+    const settled = async (): Promise<void> => {
+      if (!(await lastWrite)) throw deleted();
     };
     const started = performance.now();
     try {
@@ -186,16 +197,17 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
       } finally {
         context.signal.removeEventListener('abort', stopAudio);
       }
-      store.updateVideo(video.id, { plan: JSON.stringify(withAudio) });
+      await store.updateVideo(video.id, { plan: JSON.stringify(withAudio) });
       report('analyzing', AUDIO_END);
       await indexSegments(video, withAudio, context, report);
       if (options.summarize) {
         report('summarizing', SEGMENTS_END);
         await options.summarize(videoId, context.signal);
       }
-      library.report(videoId, { status: 'indexed', stage: 'done', progress: 1 });
+      await settled();
+      if (!(await library.report(videoId, { status: 'indexed', stage: 'done', progress: 1 }))) throw deleted();
       context.reportProgress(1);
-      notify(videoId, 'video.indexed');
+      await notify(videoId, 'video.indexed');
       const runSeconds = (performance.now() - started) / 1000;
       options.onIndexed?.(videoId, { mediaSeconds: video.metadata?.durationSeconds ?? 0, runSeconds });
     } catch (error) {
@@ -203,13 +215,14 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
       if (isOcularError(error) && error.type === 'not_found_error') return; // deleted mid-way: nothing left to index
       const lastAttempt = job.attempts >= job.maxAttempts;
       if (isPermanent(error) || lastAttempt) {
-        library.report(videoId, {
+        await lastWrite.catch(() => undefined);
+        await library.report(videoId, {
           status: 'failed',
           stage: 'failed',
-          progress: store.getVideoById(videoId)?.progress ?? 0,
+          progress: (await store.getVideoById(videoId))?.progress ?? 0,
           error: describeFailure(error),
         });
-        notify(videoId, 'video.failed');
+        await notify(videoId, 'video.failed');
         // Retrying cannot help (the file itself is the problem): the job fails now, the video says why.
         if (isPermanent(error)) throw new PermanentJobError(describeFailure(error), { cause: error });
       } else {
@@ -219,9 +232,9 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     }
   };
 
-  function notify(videoId: string, event: 'video.indexed' | 'video.failed'): void {
-    const video = store.getVideoById(videoId);
-    if (video) options.webhooks.notify(video, store.getGroup(video.owner, video.groupId), event);
+  async function notify(videoId: string, event: 'video.indexed' | 'video.failed'): Promise<void> {
+    const video = await store.getVideoById(videoId);
+    if (video) options.webhooks.notify(video, await store.getGroup(video.owner, video.groupId), event);
   }
 
   async function ensurePlan(
@@ -234,7 +247,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     if (saved && saved.segments.every((segment) => segment.keyframes.every((frame) => existsSync(join(dir, frame.file))))) return saved;
 
     // A new plan: rows written under an earlier one (whose keyframes are gone) no longer line up with it.
-    store.deleteSegments(video.id);
+    await store.deleteSegments(video.id);
     const keyframesDir = join(dir, KEYFRAMES_DIR);
     await rm(keyframesDir, { recursive: true, force: true });
     await mkdir(keyframesDir, { recursive: true });
@@ -266,7 +279,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
         })),
       })),
     };
-    store.updateVideo(video.id, { plan: JSON.stringify(plan) });
+    await store.updateVideo(video.id, { plan: JSON.stringify(plan) });
     report('scanning', SCAN_END);
     return plan;
   }
@@ -295,7 +308,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     context: JobContext,
     report: (stage: string, progress: number) => void,
   ): Promise<void> {
-    const done = store.savedSegmentSeqs(video.id);
+    const done = await store.savedSegmentSeqs(video.id);
     const total = plan.segments.length;
     // Two segments in flight: while one waits for its slowest analyzer, the next keeps the other workers busy.
     // Rows are written by position, so finishing out of order (or resuming after a crash) is harmless.
@@ -309,7 +322,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
           signal.throwIfAborted();
           const record = await analyzeSegment(video, plan, seq, segment, signal);
           signal.throwIfAborted();
-          store.saveSegment(record);
+          await store.saveSegment(record);
           done.add(seq);
           context.heartbeat();
           report('analyzing', AUDIO_END + (done.size / total) * (SEGMENTS_END - AUDIO_END));

@@ -28,12 +28,12 @@ function clip(text: string, max: number): string {
 export function createVideoSummarizer(chat: ChatService, model: string, store: VideoStore, summaries: VideoSummaryStore): VideoSummarizer {
   return async (videoId, signal) => {
     if ((await summaries.get(videoId)) !== undefined) return;
-    const total = store.pageSegments(videoId, 1, 0).total;
+    const total = await store.countSegments(videoId);
     if (total === 0) return;
     const count = Math.min(total, MAX_SEGMENTS);
     const notes: string[] = [];
     for (let index = 0; index < count; index++) {
-      const segment = store.getSegment(videoId, Math.floor(((index + 0.5) * total) / count));
+      const segment = await store.getSegment(videoId, Math.floor(((index + 0.5) * total) / count));
       if (!segment) continue;
       const parts = [segment.caption, segment.ocrText && `text: ${segment.ocrText}`, segment.transcript && `speech: ${segment.transcript}`];
       const line = clip(parts.filter((part) => part.trim() !== '').join(' | '), MAX_LINE_CHARS);
