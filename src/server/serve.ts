@@ -293,7 +293,19 @@ interface VisionSetup {
 }
 
 /** The video library: stores, signed URLs, analyzers, and the workers that index videos and deliver webhooks. */
-function createVision({ settings, db, database, chat, models, transcriber, modelsDir, logger, dependencies, metrics, changes }: VisionSetup) {
+function createVision({
+  settings,
+  db,
+  database,
+  chat,
+  models,
+  transcriber,
+  modelsDir,
+  logger,
+  dependencies,
+  metrics,
+  changes,
+}: VisionSetup) {
   const { config, dataDir } = settings;
   const { indexing, media, vision } = config;
   let captioner: Captioner | undefined;
@@ -382,7 +394,7 @@ function createVision({ settings, db, database, chat, models, transcriber, model
     WEBHOOK_JOB,
     createWebhookHandler(webhookFetcher),
   );
-  const segments = new SegmentSearchStore(db);
+  const segments = new SegmentSearchStore(database);
   const semantic = createSemanticSearch({
     db,
     dataDir,

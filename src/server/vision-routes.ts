@@ -2,11 +2,11 @@ import { mkdir, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type { Context, Hono } from 'hono';
-import { OcularError, validationError } from '../spec/errors.ts';
+import { isOcularError, OcularError, validationError } from '../spec/errors.ts';
 import { isVideoId, type BlobStore } from '../store/blob-store.ts';
 import type { VideoRecord } from '../store/video-store.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
-import type { IndexingEvent, UploadSource, VideoLibrary } from '../vision/video-library.ts';
+import { deletedEvent, type IndexingEvent, type UploadSource, type VideoLibrary } from '../vision/video-library.ts';
 import { imageSearchUnavailable, type VideoSearch } from '../vision/video-search.ts';
 import type { QueryImageLoader } from '../vision/query-image.ts';
 import { KEYFRAMES_DIR } from '../vision/indexing/index-video.ts';
@@ -295,7 +295,12 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
       subscribe: (listener) => library.subscribe(video.id, listener),
       changes: (notice) => library.watch(video.id, notice),
       current: async () => {
-        const current = await library.getVideo(owner, video.id);
+        // Deleted since the stream began (here or by another process): the stream ends saying so.
+        const current = await library.getVideo(owner, video.id).catch((error: unknown) => {
+          if (isOcularError(error) && error.type === 'not_found_error') return undefined;
+          throw error;
+        });
+        if (current === undefined) return deletedEvent(video.id, video.progress);
         queued = current.status === 'pending' && current.indexRequested;
         return { videoId: current.id, status: current.status, stage: current.stage, progress: current.progress, error: current.error };
       },

@@ -151,7 +151,7 @@ async function nearestSegments(
   // An embedding whose segment went away (a deleted video) is dropped from the index as it is met.
   for (const match of matches) if (!found.has(match.id)) index.remove(scope.owner, match.id);
   const narrowed = scope.groupIds !== undefined || scope.from !== undefined || scope.to !== undefined;
-  const allowed = narrowed ? inScope(scope, [...new Set([...found.values()].map((entry) => entry.segmentId))]) : undefined;
+  const allowed = narrowed ? await inScope(scope, [...new Set([...found.values()].map((entry) => entry.segmentId))]) : undefined;
   const hits: RetrievedSegment[] = [];
   const seen = new Set<number>();
   for (const match of matches) {

@@ -6,7 +6,7 @@ import { OcularError, validationError } from '../spec/errors.ts';
 import type { ImageBlobStore } from '../store/image-blob-store.ts';
 import type { ImageRecord, ImageStore, NewImage } from '../store/image-store.ts';
 import type { Page } from '../store/video-store.ts';
-import { createFuzzyJudge, prepareWords, queryWords, toTrigramQuery, wordCoverage } from './text-match.ts';
+import { createFuzzyJudge, prepareWords, queryWords, toTrigramPieces, wordCoverage } from './text-match.ts';
 
 /** The job kind that indexes one image; its payload is `{ imageId }`. */
 export const INDEX_IMAGE_JOB = 'image.index';
@@ -163,8 +163,9 @@ export class ImageLibrary {
    */
   search(request: ImageSearchRequest): ImageSearchHit[] {
     const words = queryWords(request.query);
-    const ftsQuery = toTrigramQuery(words);
-    if (ftsQuery === undefined) return [];
+    const pieces = toTrigramPieces(words);
+    if (pieces === undefined) return [];
+    const ftsQuery = pieces.map((piece) => `"${piece}"`).join(' OR ');
     const judge = createFuzzyJudge(words);
     const scored = this.#store.matchTrigrams(request.owner, ftsQuery, SEARCH_CANDIDATES).map((match, rank) => {
       const text = prepareWords(match.text);

@@ -1,5 +1,5 @@
-import type { SegmentSearchStore } from '../store/segment-search.ts';
-import { createFuzzyJudge, prepareWords, queryWords, toTrigramQuery, toWordPhrase, wordCoverage, type Words } from './text-match.ts';
+import type { SegmentSearchStore, WordTerm } from '../store/segment-search.ts';
+import { createFuzzyJudge, prepareWords, queryWords, toTrigramPieces, toWordTerms, wordCoverage, type Words } from './text-match.ts';
 import type { SegmentRetriever } from './video-search.ts';
 
 /** The lexical retriever's name, as the `X-Ocular-Retrievers` header lists it. */
@@ -27,48 +27,45 @@ const MAX_TRIGRAM_WORDS = 4;
 const COMMON_SHARE = 0.05;
 const COMMON_MIN_SEGMENTS = 200;
 
-/** The FTS5 query for the word index: the query's words that occur but are not common, else all of them. */
-function anchoredWordQuery(store: SegmentSearchStore, words: readonly string[]): string | undefined {
-  const phrases = words.map((word, index) => toWordPhrase(word, index === words.length - 1));
-  if (phrases.length === 0) return undefined;
-  if (phrases.length > 1) {
-    const common = Math.max(COMMON_MIN_SEGMENTS, Math.ceil(store.segmentCount() * COMMON_SHARE));
-    const anchors = phrases.filter((phrase) => {
-      const matches = store.countWordMatches(phrase, common);
-      return matches > 0 && matches < common;
-    });
-    if (anchors.length > 0) return anchors.join(' OR ');
+/** The word-index query: the query's words that occur but are not common, else all of them. */
+async function anchoredWordQuery(store: SegmentSearchStore, words: readonly string[]): Promise<WordTerm[]> {
+  const terms = toWordTerms(words);
+  if (terms.length > 1) {
+    const common = Math.max(COMMON_MIN_SEGMENTS, Math.ceil((await store.segmentCount()) * COMMON_SHARE));
+    const counts = await Promise.all(terms.map((term) => store.countWordMatches(term, common)));
+    const anchors = terms.filter((_, index) => counts[index]! > 0 && counts[index]! < common);
+    if (anchors.length > 0) return anchors;
   }
-  return phrases.join(' OR ');
+  return terms;
 }
 
 interface Candidate {
   segmentId: number;
   relevance: number;
-  /** bm25 in the word index; undefined for a segment only the trigram index found. */
-  wordBm25: number | undefined;
-  /** bm25 in the trigram index, for a segment only it found (0 otherwise). */
-  trigramBm25: number;
+  /** Rank in the word index (lower is better); undefined for a segment only the trigram index found. */
+  wordRank: number | undefined;
+  /** Rank in the trigram index, for a segment only it found (0 otherwise). */
+  trigramRank: number;
   words: Words;
 }
 
-/** Higher relevance first; among equals, word-index matches by bm25, then trigram-only ones, then older rows. */
+/** Higher relevance first; among equals, word-index matches by rank, then trigram-only ones, then older rows. */
 function byRelevance(a: Candidate, b: Candidate): number {
   return (
     b.relevance - a.relevance ||
-    (a.wordBm25 ?? Number.POSITIVE_INFINITY) - (b.wordBm25 ?? Number.POSITIVE_INFINITY) ||
-    a.trigramBm25 - b.trigramBm25 ||
+    (a.wordRank ?? Number.POSITIVE_INFINITY) - (b.wordRank ?? Number.POSITIVE_INFINITY) ||
+    a.trigramRank - b.trigramRank ||
     a.segmentId - b.segmentId
   );
 }
 
 /**
  * Lexical search over segment text (caption, on-screen text, object and label names, transcript), tolerant of
- * typos and OCR noise. First BM25 over the word index (segments holding any of the query's words, its common
+ * typos and OCR noise. First the database's full-text rank over the word index (segments holding any of the query's words, its common
  * ones aside when it has others): relevance is the share of the query's words a segment holds (the last word
  * may be cut short: `quartz falc`). When no segment holds them all (a typo, or OCR that
  * misread, merged or split the words on screen), the best word matches, and for a short query the segments
- * the trigram index finds for its words (text-match.ts, toTrigramQuery), are judged word by word with an edit
+ * the trigram index finds for its words (text-match.ts, toTrigramPieces), are judged word by word with an edit
  * allowance (`falcn` and `qaurtz` find QUARTZ FALCON, `quartz falcon` finds QUARTZFALC0N); a segment's
  * relevance is then the better of the two judgments. Exact queries never pay for that pass.
  */
@@ -77,18 +74,18 @@ export function createLexicalRetriever(store: SegmentSearchStore): SegmentRetrie
     name: LEXICAL_RETRIEVER,
     async retrieve({ text, scope, limit }) {
       const words = queryWords(text);
-      const wordQuery = anchoredWordQuery(store, words);
-      if (wordQuery === undefined) return [];
+      if (words.length === 0) return [];
+      const wordQuery = await anchoredWordQuery(store, words);
       const candidates = new Map<number, Candidate>();
       // Every match of a one-word query holds that word (or begins with it): no text to read and judge.
       const single = words.length === 1;
-      for (const match of store.matchWords(scope, wordQuery, limit, !single)) {
+      for (const match of await store.matchWords(scope, wordQuery, limit, !single)) {
         const matched = prepareWords(match.text);
         candidates.set(match.segmentId, {
           segmentId: match.segmentId,
           relevance: single ? 1 : wordCoverage(words, matched),
-          wordBm25: match.bm25,
-          trigramBm25: 0,
+          wordRank: match.rank,
+          trigramRank: 0,
           words: matched,
         });
       }
@@ -98,9 +95,8 @@ export function createLexicalRetriever(store: SegmentSearchStore): SegmentRetrie
         for (const candidate of [...candidates.values()].sort(byRelevance).slice(0, FUZZY_CANDIDATES)) {
           candidate.relevance = Math.max(candidate.relevance, judge(candidate.words));
         }
-        const trigramQuery = words.length > MAX_TRIGRAM_WORDS ? undefined : toTrigramQuery(words);
-        const trigramMatches =
-          trigramQuery === undefined ? [] : store.matchTrigrams(scope, trigramQuery, Math.min(limit, FUZZY_CANDIDATES));
+        const pieces = words.length > MAX_TRIGRAM_WORDS ? undefined : toTrigramPieces(words);
+        const trigramMatches = pieces === undefined ? [] : await store.matchTrigrams(scope, pieces, Math.min(limit, FUZZY_CANDIDATES));
         for (const match of trigramMatches) {
           if (candidates.has(match.segmentId)) continue;
           const matched = prepareWords(match.text);
@@ -109,8 +105,8 @@ export function createLexicalRetriever(store: SegmentSearchStore): SegmentRetrie
           candidates.set(match.segmentId, {
             segmentId: match.segmentId,
             relevance,
-            wordBm25: undefined,
-            trigramBm25: match.bm25,
+            wordRank: undefined,
+            trigramRank: match.rank,
             words: matched,
           });
         }

@@ -96,7 +96,7 @@ export function createEmbedSegmentsHandler(options: {
 }
 
 /** Keeps from `segmentIds` those inside `scope` (its filters besides owner and videos). */
-export type ScopeFilter = (scope: SegmentScope, segmentIds: readonly number[]) => Set<number>;
+export type ScopeFilter = (scope: SegmentScope, segmentIds: readonly number[]) => Promise<Set<number>>;
 
 /**
  * Finds segments whose meaning is near the query's: embeds the query, asks the vector index for the owner's
@@ -127,7 +127,7 @@ export function createSemanticRetriever(options: {
       for (const match of matches) if (!found.has(match.id)) index.remove(scope.owner, match.id);
       const narrowed = scope.groupIds !== undefined || scope.from !== undefined || scope.to !== undefined;
       const allowed = narrowed
-        ? inScope(
+        ? await inScope(
             scope,
             [...found.values()].map((entry) => entry.segmentId),
           )

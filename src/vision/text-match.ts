@@ -1,12 +1,13 @@
 // How well a segment's text matches a query, judged word by word. The full-text indexes find candidates; these
 // functions give each one a relevance in 0..1 on an absolute scale (the share of the query found in it), which
 // is what lets fused search scores mean something for `threshold`.
+import type { WordTerm } from '../store/segment-search.ts';
 
 /** Words a query is cut to: longer queries are prose, and the first words carry them. */
 export const MAX_QUERY_WORDS = 32;
 /** Characters of a word that count (a longer run is noise or a URL). */
 const MAX_WORD_LENGTH = 32;
-/** Substrings sent to the trigram index, so a query stays one bounded FTS lookup. */
+/** Substrings sent to the trigram index, so a query stays one bounded lookup. */
 export const MAX_QUERY_PIECES = 48;
 /** A word found only inside a longer word, or split in two (OCR merged or split the text), counts this much. */
 const JOINED_CREDIT = 0.8;
@@ -39,18 +40,11 @@ export function queryWords(text: string): string[] {
 }
 
 /**
- * An FTS5 query for the word index: any of the words (bm25 ranks segments holding more of them, and rarer ones,
- * first), the last one also as a prefix, since a query typed or cut short ends mid-word (`quartz falc`).
- * Only letters and digits reach FTS5, quoted, so no query syntax leaks through.
+ * The word-index query for a text's words: any of them (the rank puts segments holding more of them, and rarer
+ * ones, first), the last one also as a prefix, since a query typed or cut short ends mid-word (`quartz falc`).
  */
-export function toWordQuery(words: readonly string[]): string | undefined {
-  if (words.length === 0) return undefined;
-  return words.map((word, index) => toWordPhrase(word, index === words.length - 1)).join(' OR ');
-}
-
-/** One query word as an FTS5 phrase: quoted, and as a prefix when it is the query's last word. */
-export function toWordPhrase(word: string, last: boolean): string {
-  return last ? `"${word}"*` : `"${word}"`;
+export function toWordTerms(words: readonly string[]): WordTerm[] {
+  return words.map((word, index) => ({ word, prefix: index === words.length - 1 }));
 }
 
 /** Edits a word of this length may differ by and still count as found (the usual fuzzy-search steps). */
@@ -59,13 +53,13 @@ function allowedEdits(length: number): number {
 }
 
 /**
- * An FTS5 query for the trigram index that finds every segment holding a query word within its edit
+ * The substrings to look up in the trigram index to find every segment holding a query word within its edit
  * allowance: each word is cut into pieces of at least three characters, one more piece than edits allowed
  * (two more where the word is long enough, so a swap of two letters is covered too), and a text within the
  * allowance holds at least one piece unchanged. Words of four or five letters are too short to cut and send
  * their trigrams instead; words of two letters or fewer cannot be looked up by trigram at all.
  */
-export function toTrigramQuery(words: readonly string[]): string | undefined {
+export function toTrigramPieces(words: readonly string[]): string[] | undefined {
   const pieces = new Set<string>();
   for (const word of words) {
     const characters = Array.from(word);
@@ -83,10 +77,7 @@ export function toTrigramQuery(words: readonly string[]): string | undefined {
     }
   }
   if (pieces.size === 0) return undefined;
-  return [...pieces]
-    .slice(0, MAX_QUERY_PIECES)
-    .map((piece) => `"${piece}"`)
-    .join(' OR ');
+  return [...pieces].slice(0, MAX_QUERY_PIECES);
 }
 
 /**

@@ -77,6 +77,11 @@ export interface VideoLibraryOptions {
   changes?: ChangeFeed | undefined;
 }
 
+/** What event streams on a video say last when it is deleted (in any process). */
+export function deletedEvent(videoId: string, progress: number): IndexingEvent {
+  return { videoId, status: 'failed', stage: 'deleted', progress, error: 'the video was deleted' };
+}
+
 /** The change-feed topic of a video. */
 const videoTopic = (videoId: string): string => `video:${videoId}`;
 
@@ -274,17 +279,11 @@ export class VideoLibrary {
     const video = await this.getVideo(owner, id);
     if (video.jobId !== null && (await this.#jobs.cancel(video.jobId))?.status === 'running') await this.#jobStopped(video.jobId);
     await this.#store.deleteVideo(owner, id);
-    this.#changes.publish(videoTopic(id));
     await this.#blobs.removeVideo(id);
-    const event: IndexingEvent = {
-      videoId: id,
-      status: 'failed',
-      stage: 'deleted',
-      progress: video.progress,
-      error: 'the video was deleted',
-    };
+    const event = deletedEvent(id, video.progress);
     for (const listener of this.#listeners.get(id) ?? []) listener(event);
     this.#listeners.delete(id);
+    this.#changes.publish(videoTopic(id));
   }
 
   /** Resolves once the job is no longer running, or after `JOB_STOP_WAIT_MS` (a handler stuck in native code). */

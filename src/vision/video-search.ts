@@ -239,17 +239,14 @@ export class VideoSearch {
     const threshold = request.threshold ?? 0;
     const scores = fuseRankings(ran);
     for (const [id, score] of scores) if (score <= 0 || score < threshold) scores.delete(id);
-    const runs = mergeNeighbours(this.#segments.spans(owner, [...scores.keys()]), scores);
+    const runs = mergeNeighbours(await this.#segments.spans(owner, [...scores.keys()]), scores);
     const page = runs.slice(request.offset, request.offset + request.maxResults);
 
-    const details = new Map(
-      this.#segments
-        .details(
-          owner,
-          page.flatMap((run) => run.members.map((member) => member.segmentId)),
-        )
-        .map((row) => [row.segmentId, row]),
+    const rows = await this.#segments.details(
+      owner,
+      page.flatMap((run) => run.members.map((member) => member.segmentId)),
     );
+    const details = new Map(rows.map((row) => [row.segmentId, row]));
     const hits = page.map((run): VideoSearchHit => {
       const members = run.members.map((member) => details.get(member.segmentId)).filter((row) => row !== undefined);
       const seqs = run.members.map((member) => member.seq);

@@ -100,12 +100,12 @@ describe('keyframe embeddings', () => {
     const mine = await insertVideo('owner-a', [[blue], [blue, red]]);
     await insertVideo('owner-b', [[red]]);
     await runJobOnce(handler(), EMBED_KEYFRAMES_JOB, {});
-    const segments = new SegmentSearchStore(db);
+    const segments = new SegmentSearchStore(database);
     const inScope = (scope: Parameters<SegmentSearchStore['inScope']>[0], ids: readonly number[]) => segments.inScope(scope, ids);
     const retriever = createImageRetriever({ embeddings, vectors, model, inScope });
     const signal = new AbortController().signal;
     const hits = await retriever.retrieve({ text: '', image: red, scope: { owner: 'owner-a' }, limit: 10, signal });
-    const spans = segments.spans(
+    const spans = await segments.spans(
       'owner-a',
       hits.map((hit) => hit.segmentId),
     );

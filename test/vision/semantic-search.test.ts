@@ -81,7 +81,7 @@ async function runEmbedJob(): Promise<void> {
 }
 
 function retriever() {
-  return createSemanticRetriever({ embeddings, vectors, embed, inScope: (_scope, ids) => new Set(ids) });
+  return createSemanticRetriever({ embeddings, vectors, embed, inScope: async (_scope, ids) => new Set(ids) });
 }
 
 const retrieve = (owner: string, text: string, videoIds?: string[]) =>

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { migrate, openDatabase, type Db } from '../../src/store/database.ts';
+import { migrate } from '../../src/store/database.ts';
 import { SegmentSearchStore } from '../../src/store/segment-search.ts';
 import { openSqlDatabase, sqliteDatabase, type SqlDatabase } from '../../src/store/sql.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
@@ -13,11 +13,12 @@ import {
   fuzzyRelevance,
   prepareWords,
   queryWords,
-  toTrigramQuery,
-  toWordQuery,
+  toTrigramPieces,
+  toWordTerms,
   wordCoverage,
 } from '../../src/vision/text-match.ts';
 import { CANDIDATES, fuseRankings, mergeNeighbours, VideoSearch, type SegmentRetriever } from '../../src/vision/video-search.ts';
+import { createTestDatabase, DIALECTS, type TestDatabase } from '../helpers/databases.ts';
 import { insertIndexedVideo } from '../helpers/library-fixtures.ts';
 
 describe('text matching', () => {
@@ -46,16 +47,20 @@ describe('text matching', () => {
     expect(fuzzyRelevance(queryWords('Café'), 'CAFE')).toBe(1);
   });
 
-  it('builds FTS queries of quoted words only, bounded in size', () => {
-    expect(toWordQuery(queryWords('"quartz" NEAR(falc*'))).toBe('"quartz" OR "near" OR "falc"*');
-    expect(toWordQuery(queryWords('?!'))).toBeUndefined();
-    expect(toTrigramQuery(queryWords('a falcn'))).toBe('"fal" OR "alc" OR "lcn"');
-    expect(toTrigramQuery(queryWords('ab'))).toBeUndefined();
+  it('builds full-text queries of plain words only, bounded in size', () => {
+    expect(toWordTerms(queryWords('"quartz" NEAR(falc*'))).toEqual([
+      { word: 'quartz', prefix: false },
+      { word: 'near', prefix: false },
+      { word: 'falc', prefix: true },
+    ]);
+    expect(toWordTerms(queryWords('?!'))).toEqual([]);
+    expect(toTrigramPieces(queryWords('a falcn'))).toEqual(['fal', 'alc', 'lcn']);
+    expect(toTrigramPieces(queryWords('ab'))).toBeUndefined();
     expect(queryWords('word '.repeat(10) + Array.from({ length: 40 }, (_, index) => `w${index}`).join(' '))).toHaveLength(32);
     // Words cut into distinct pieces (`000100` into `000` and `100`), more of them than are sent.
     const many = Array.from({ length: 40 }, (_, index) => `${String(index).padStart(3, '0')}${index + 100}`).join(' ');
-    expect(toTrigramQuery(queryWords(many))!.split(' OR ')).toHaveLength(48);
-    expect(toTrigramQuery(queryWords('falcon qaurtzite'))).toBe('"fal" OR "con" OR "qau" OR "rtz" OR "ite"');
+    expect(toTrigramPieces(queryWords(many))).toHaveLength(48);
+    expect(toTrigramPieces(queryWords('falcon qaurtzite'))).toEqual(['fal', 'con', 'qau', 'rtz', 'ite']);
   });
 });
 
@@ -127,40 +132,42 @@ describe('fusion and merging', () => {
   });
 });
 
-describe('segment search in SQLite', () => {
-  let dir: string;
-  let db: Db;
+describe.each(DIALECTS)('segment search on %s', (dialect) => {
+  let target: TestDatabase;
   let database: SqlDatabase;
   let videos: VideoStore;
   let segments: SegmentSearchStore;
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ocular-search-'));
-    database = await openSqlDatabase({ database: 'sqlite' }, { dataDir: dir });
-    db = database.sqlite!;
+    target = await createTestDatabase(dialect);
+    database = await target.open();
     videos = new VideoStore(database);
-    segments = new SegmentSearchStore(db);
+    segments = new SegmentSearchStore(database);
   });
 
   afterEach(async () => {
-    await database.close();
-    rmSync(dir, { recursive: true, force: true });
+    await target.drop();
+    rmSync(target.dataDir, { recursive: true, force: true });
   });
 
-  /** In one transaction (thousands of rows): the store's queries run on this same handle. */
+  /** On SQLite in one transaction (hundreds of rows): the store's queries run on the same handle. */
   async function addVideo(owner: string, texts: readonly string[]): Promise<string> {
-    db.exec('BEGIN');
-    try {
-      const id = await insertIndexedVideo(
+    const add = () =>
+      insertIndexedVideo(
         videos,
         owner,
         texts.map((ocrText) => ({ ocrText })),
         { name: 'v' },
       );
-      db.exec('COMMIT');
+    const handle = database.sqlite;
+    if (handle === undefined) return add();
+    handle.exec('BEGIN');
+    try {
+      const id = await add();
+      handle.exec('COMMIT');
       return id;
     } catch (error) {
-      db.exec('ROLLBACK');
+      handle.exec('ROLLBACK');
       throw error;
     }
   }
@@ -171,49 +178,89 @@ describe('segment search in SQLite', () => {
       Array.from({ length: CANDIDATES + 100 }, () => 'AMBER FALCON'),
     );
     const mine = await addVideo('me', ['AMBER FALCON']);
-    for (const match of [segments.matchWords({ owner: 'me' }, '"amber"', 5), segments.matchTrigrams({ owner: 'me' }, '"amb"', 5)]) {
+    const amber = [{ word: 'amber', prefix: false }];
+    for (const match of [await segments.matchWords({ owner: 'me' }, amber, 5), await segments.matchTrigrams({ owner: 'me' }, ['amb'], 5)]) {
       expect(match).toHaveLength(1);
-      expect(
-        segments.spans(
-          'me',
-          match.map((hit) => hit.segmentId),
-        )[0]!.videoId,
-      ).toBe(mine);
+      const spans = await segments.spans(
+        'me',
+        match.map((hit) => hit.segmentId),
+      );
+      expect(spans[0]!.videoId).toBe(mine);
     }
-    expect(segments.matchWords({ owner: 'nobody' }, '"amber"', 5)).toEqual([]);
+    expect(await segments.matchWords({ owner: 'nobody' }, amber, 5)).toEqual([]);
     // Lookups by id are owner-checked too.
-    const theirs = segments.matchWords({ owner: 'crowd' }, '"amber"', 1)[0]!.segmentId;
-    expect(segments.spans('me', [theirs])).toEqual([]);
-    expect(segments.details('me', [theirs])).toEqual([]);
+    const theirs = (await segments.matchWords({ owner: 'crowd' }, amber, 1))[0]!.segmentId;
+    expect(await segments.spans('me', [theirs])).toEqual([]);
+    expect(await segments.details('me', [theirs])).toEqual([]);
+    expect(await segments.inScope({ owner: 'me' }, [theirs])).toEqual(new Set());
   });
 
   it('keeps the trigram index in step with segments written, rewritten and deleted', async () => {
     const id = await addVideo('me', ['COBALT HERON']);
-    expect(segments.matchTrigrams({ owner: 'me' }, '"balt"', 10)).toHaveLength(1);
+    expect(await segments.matchTrigrams({ owner: 'me' }, ['balt'], 10)).toHaveLength(1);
     await videos.saveSegment({ ...(await videos.listSegments(id))[0]!, ocrText: 'SCARLET IBIS' });
-    expect(segments.matchTrigrams({ owner: 'me' }, '"balt"', 10)).toEqual([]);
-    expect(segments.matchTrigrams({ owner: 'me' }, '"rlet"', 10)).toHaveLength(1);
+    expect(await segments.matchTrigrams({ owner: 'me' }, ['balt'], 10)).toEqual([]);
+    expect(await segments.matchTrigrams({ owner: 'me' }, ['rlet'], 10)).toHaveLength(1);
+    // The segment holding more of the pieces ranks first.
+    const other = await addVideo('me', ['SCARLET OTTER']);
+    const both = await segments.matchTrigrams({ owner: 'me' }, ['rlet', 'ibis'], 10);
+    expect((await segments.spans('me', [both[0]!.segmentId]))[0]!.videoId).toBe(id);
+    expect(both).toHaveLength(2);
     await videos.deleteVideo('me', id);
-    expect(segments.matchTrigrams({ owner: 'me' }, '"rlet"', 10)).toEqual([]);
+    expect(await segments.matchTrigrams({ owner: 'me' }, ['rlet', 'ibis'], 10)).toHaveLength(1);
+    await videos.deleteVideo('me', other);
+    expect(await segments.matchTrigrams({ owner: 'me' }, ['rlet'], 10)).toEqual([]);
   });
 
-  it('fills the trigram index from segments indexed before it existed', async () => {
+  it.skipIf(dialect !== 'sqlite')('fills the trigram index from segments indexed before it existed', async () => {
     // A database as the Ocular before the trigram index left it (schema version 3), holding an indexed segment.
-    await database.close();
-    const old = join(dir, 'old');
+    const old = join(target.dataDir, 'old');
     mkdirSync(old);
-    db = new Database(join(old, 'ocular.db'));
+    const db = new Database(join(old, 'ocular.db'));
     migrate(db, 3);
-    database = sqliteDatabase(db);
-    videos = new VideoStore(database);
-    await addVideo('me', ['VIOLET CONDOR']);
+    const legacy = sqliteDatabase(db);
+    await insertIndexedVideo(new VideoStore(legacy), 'me', [{ ocrText: 'VIOLET CONDOR' }]);
     expect(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'video_segments_trigram'").pluck().get()).toBe(0);
-    await database.close();
-    database = await openSqlDatabase({ database: 'sqlite' }, { dataDir: old });
-    db = database.sqlite!;
-    segments = new SegmentSearchStore(db);
-    expect(db.pragma('user_version', { simple: true })).toBeGreaterThanOrEqual(4);
-    expect(segments.matchTrigrams({ owner: 'me' }, '"ondo"', 10)).toHaveLength(1);
+    await legacy.close();
+    const upgraded = await openSqlDatabase({ database: 'sqlite' }, { dataDir: old });
+    try {
+      expect(upgraded.sqlite!.pragma('user_version', { simple: true })).toBeGreaterThanOrEqual(4);
+      expect(await new SegmentSearchStore(upgraded).matchTrigrams({ owner: 'me' }, ['ondo'], 10)).toHaveLength(1);
+    } finally {
+      await upgraded.close();
+    }
+  });
+
+  it('filters by video, group and absolute time inside the query, and takes any text as words', async () => {
+    const early = await addVideo('me', ['JADE ORCHID', 'JADE ORCHID']);
+    const late = await addVideo('me', ['JADE ORCHID']);
+    const { db } = database;
+    await db.updateTable('videos').set({ start_timestamp: '2025-04-12T10:00:00Z' }).where('id', '=', early).execute();
+    await db.updateTable('videos').set({ start_timestamp: '2025-04-12T12:00:00+02:00' }).where('id', '=', late).execute();
+    const jade = [{ word: 'jade', prefix: false }];
+    const found = async (scope: Omit<Parameters<SegmentSearchStore['matchWords']>[0], 'owner'>) => {
+      const matches = await segments.matchWords({ owner: 'me', ...scope }, jade, 10);
+      const spans = await segments.spans(
+        'me',
+        matches.map((match) => match.segmentId),
+      );
+      return spans.map((span) => `${span.videoId === early ? 'early' : 'late'}:${span.seq}`).sort();
+    };
+    expect(await found({})).toEqual(['early:0', 'early:1', 'late:0']);
+    expect(await found({ videoIds: [late] })).toEqual(['late:0']);
+    expect(await found({ videoIds: [] })).toEqual([]);
+    expect(await found({ groupIds: ['default'] })).toHaveLength(3);
+    expect(await found({ groupIds: ['elsewhere'] })).toEqual([]);
+    // Segments are 5 s long: the early video's second one runs 10:00:05-10:00:10 (UTC); the late video starts at 10:00 UTC too.
+    expect(await found({ from: '2025-04-12T10:00:07Z' })).toEqual(['early:1']);
+    expect(await found({ to: '2025-04-12T10:00:04' })).toEqual(['early:0', 'late:0']); // no offset: UTC
+    expect(await found({ from: '2025-04-12T12:00:00+02:00', to: '2025-04-12T12:00:01+02:00' })).toEqual(['early:0', 'late:0']);
+    expect(await found({ from: '2030-01-01T00:00:00Z' })).toEqual([]);
+    // A prefix term finds longer words; every term is plain text, never query syntax.
+    expect(await segments.matchWords({ owner: 'me' }, [{ word: 'orch', prefix: true }], 10)).toHaveLength(3);
+    expect(await segments.countWordMatches({ word: 'jade', prefix: false }, 2)).toBe(2);
+    expect(await segments.countWordMatches({ word: 'nothing', prefix: false }, 10)).toBe(0);
+    expect(await segments.segmentCount()).toBe(3);
   });
 
   it('ranks segments holding the whole query first, OCR slips and typos included', async () => {
@@ -221,12 +268,11 @@ describe('segment search in SQLite', () => {
     const retriever = createLexicalRetriever(segments);
     const rank = async (text: string) => {
       const hits = await retriever.retrieve({ text, scope: { owner: 'me' }, limit: 10, signal: new AbortController().signal });
-      return segments
-        .details(
-          'me',
-          hits.map((hit) => hit.segmentId),
-        )
-        .map((detail) => [detail.seq, hits.find((hit) => hit.segmentId === detail.segmentId)!.relevance]);
+      const details = await segments.details(
+        'me',
+        hits.map((hit) => hit.segmentId),
+      );
+      return details.map((detail) => [detail.seq, hits.find((hit) => hit.segmentId === detail.segmentId)!.relevance]);
     };
     const ordered = async (text: string) => (await rank(text)).sort((a, b) => b[1]! - a[1]!).map(([seq]) => seq);
     expect(await ordered('scarlet velvet pelican')).toEqual([2, 0, 4]);
@@ -246,15 +292,11 @@ describe('segment search in SQLite', () => {
     const retrieve = (text: string) =>
       retriever.retrieve({ text, scope: { owner: 'me' }, limit: 50, signal: new AbortController().signal });
     const mixed = await retrieve('person falcon');
-    expect(
-      segments
-        .details(
-          'me',
-          mixed.map((hit) => hit.segmentId),
-        )
-        .map((detail) => detail.seq)
-        .sort(),
-    ).toEqual([300, 301]);
+    const details = await segments.details(
+      'me',
+      mixed.map((hit) => hit.segmentId),
+    );
+    expect(details.map((detail) => detail.seq).sort()).toEqual([300, 301]);
     expect(mixed.map((hit) => hit.relevance)).toEqual([1, 0.5]);
     // Words found everywhere, and nothing rarer: they are searched as they are.
     expect(await retrieve('person walking')).toHaveLength(50);
@@ -263,7 +305,7 @@ describe('segment search in SQLite', () => {
 
   it('runs one more retriever as one more ranking in the fusion (the slot semantic search plugs into)', async () => {
     const id = await addVideo('me', ['GRANITE LYNX', 'nothing', 'nothing', 'a picture of a cat']);
-    const picture = segments.matchWords({ owner: 'me' }, '"cat"', 1)[0]!.segmentId;
+    const picture = (await segments.matchWords({ owner: 'me' }, [{ word: 'cat', prefix: false }], 1))[0]!.segmentId;
     const calls: string[] = [];
     const semantic: SegmentRetriever = {
       name: 'semantic',
