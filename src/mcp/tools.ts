@@ -304,7 +304,7 @@ export function createOcularTools(deps: McpDependencies): OcularTool[] {
       run: async (args, context) => {
         const { image_id } = parseBody(imageIdSchema, args);
         if (!isImageId(image_id)) throw new OcularError('not_found_error', `no image with id "${image_id}"`, { param: 'image_id' });
-        const image = images.library.getImage(context.owner, image_id);
+        const image = await images.library.getImage(context.owner, image_id);
         return toWireImage(image, imageUrl(context, image.id));
       },
     });

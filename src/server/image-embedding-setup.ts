@@ -5,7 +5,7 @@ import { JobRunner, type JobRunnerOptions } from '../jobs/job-runner.ts';
 import { createMediaFetcher } from '../media/fetch-media.ts';
 import { createClipModel, inspectClipFolder, type ImageEmbeddingModel } from '../perception/clip/clip-model.ts';
 import type { BlobStore } from '../store/blob-store.ts';
-import type { Db } from '../store/database.ts';
+import type { SqlDatabase } from '../store/sql.ts';
 import { ImageEmbeddingStore, KeyframeEmbeddingStore } from '../store/image-embeddings.ts';
 import type { ImageBlobStore } from '../store/image-blob-store.ts';
 import type { ImageStore } from '../store/image-store.ts';
@@ -37,7 +37,7 @@ import type { Logger } from './logger.ts';
  * Undefined without one.
  */
 export function createImageEmbeddingSearch(options: {
-  db: Db;
+  database: SqlDatabase;
   dataDir: string;
   modelPath: string | undefined;
   media: MediaSettings;
@@ -47,7 +47,7 @@ export function createImageEmbeddingSearch(options: {
   logger: Logger;
   onSettled?: JobRunnerOptions['onSettled'];
 }) {
-  const { db, dataDir, modelPath, media, jobs, segments, blobs, logger, onSettled } = options;
+  const { database, dataDir, modelPath, media, jobs, segments, blobs, logger, onSettled } = options;
   if (modelPath === undefined) return undefined;
   let model;
   try {
@@ -56,9 +56,7 @@ export function createImageEmbeddingSearch(options: {
     throw new ConfigError(`invalid config: indexing.imageEmbeddingModel: ${(error as Error).message}`);
   }
   // Vectors of another model cannot be compared with this one's.
-  const keyframes = new KeyframeEmbeddingStore(db, model.id);
-  const dropped = keyframes.dropOtherModels();
-  if (dropped > 0) logger.warn('the image embedding model changed: keyframes are embedded again', { dropped });
+  const keyframes = new KeyframeEmbeddingStore(database, model.id);
   const vectors = keyframeVectors(dataDir, keyframes);
   const runner = new JobRunner({ queue: jobs, log: logger, onSettled, concurrency: 1 }).handle(
     EMBED_KEYFRAMES_JOB,
@@ -81,7 +79,9 @@ export function createImageEmbeddingSearch(options: {
       maxPixels: media.maxImagePixels,
     }),
     queue,
-    start(): void {
+    async start(): Promise<void> {
+      const dropped = await keyframes.dropOtherModels();
+      if (dropped > 0) logger.warn('the image embedding model changed: keyframes are embedded again', { dropped });
       runner.start();
       queue();
     },
@@ -102,7 +102,7 @@ export function createImageEmbeddingSearch(options: {
  * `images.embed` job makes (queued at start and after each image is indexed).
  */
 export function createImageLibrarySearch(options: {
-  db: Db;
+  database: SqlDatabase;
   dataDir: string;
   jobs: SqliteJobQueue;
   library: ImageLibrary;
@@ -113,23 +113,24 @@ export function createImageLibrarySearch(options: {
   logger: Logger;
   onSettled?: JobRunnerOptions['onSettled'];
 }) {
-  const { db, dataDir, jobs, library, store, blobs, clip, text, logger, onSettled } = options;
+  const { database, dataDir, jobs, library, store, blobs, clip, text, logger, onSettled } = options;
   const parts: ImageEmbeddingParts = {};
   if (clip !== undefined) {
-    const embeddings = new ImageEmbeddingStore(db, 'picture', clip.id);
-    const dropped = embeddings.dropOtherModels();
-    if (dropped > 0) logger.warn('the image embedding model changed: library images are embedded again', { dropped });
+    const embeddings = new ImageEmbeddingStore(database, 'picture', clip.id);
     parts.pictures = { embeddings, vectors: imageVectors(dataDir, embeddings, 'picture'), model: clip };
   }
   if (text !== undefined) {
-    const embeddings = new ImageEmbeddingStore(db, 'text', text.modelId);
-    const dropped = embeddings.dropOtherModels();
-    if (dropped > 0) logger.warn('the embedding model changed: library image texts are embedded again', { dropped });
+    const embeddings = new ImageEmbeddingStore(database, 'text', text.modelId);
     parts.texts = { embeddings, vectors: imageVectors(dataDir, embeddings, 'text'), embed: text.embed };
   }
   const search = new ImageSearch({ library, store, retrievers: createImageRetrievers(parts) });
   if (parts.pictures === undefined && parts.texts === undefined) {
-    return { search, queue: (): void => undefined, start: (): void => undefined, stop: async (): Promise<void> => undefined };
+    return {
+      search,
+      queue: (): void => undefined,
+      start: async (): Promise<void> => undefined,
+      stop: async (): Promise<void> => undefined,
+    };
   }
   const runner = new JobRunner({ queue: jobs, log: logger, onSettled, concurrency: 1 }).handle(
     EMBED_IMAGES_JOB,
@@ -140,7 +141,11 @@ export function createImageLibrarySearch(options: {
   return {
     search,
     queue,
-    start(): void {
+    async start(): Promise<void> {
+      const pictures = await parts.pictures?.embeddings.dropOtherModels();
+      if (pictures) logger.warn('the image embedding model changed: library images are embedded again', { dropped: pictures });
+      const texts = await parts.texts?.embeddings.dropOtherModels();
+      if (texts) logger.warn('the embedding model changed: library image texts are embedded again', { dropped: texts });
       runner.start();
       queue();
     },

@@ -70,7 +70,7 @@ function uploadRequests(field: string | undefined, count: number): ImageUploadRe
 
 /** The signed image file route: the signature is the credential, so it is registered before the API-key middleware. */
 export function registerImageBlobRoutes(app: Hono<ImageEnv>, deps: ImageRouteDependencies): void {
-  app.on(['GET', 'HEAD'], '/v1/images/:id/file', (c) => {
+  app.on(['GET', 'HEAD'], '/v1/images/:id/file', async (c) => {
     const verdict = deps.signer.verify(new URL(c.req.url).pathname, {
       expires: c.req.query('expires'),
       signature: c.req.query('signature'),
@@ -79,7 +79,7 @@ export function registerImageBlobRoutes(app: Hono<ImageEnv>, deps: ImageRouteDep
       throw new OcularError('permission_error', 'this signed URL has expired; fetch the image again for a fresh one');
     if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
     const id = imageId(c);
-    const contentType = deps.library.mediaType(id);
+    const contentType = await deps.library.mediaType(id);
     if (contentType === undefined) throw new OcularError('not_found_error', `no image with id "${id}"`);
     return fileResponse(deps.library.blobPath(id), c.req.raw, { contentType, cacheControl: 'private, max-age=3600' });
   });
@@ -157,13 +157,13 @@ export function registerImageRoutes(app: Hono<ImageEnv>, deps: ImageRouteDepende
     return c.json(answer);
   });
 
-  app.get('/v1/images', (c) => {
+  app.get('/v1/images', async (c) => {
     const query = parseBody(listImagesQuerySchema, c.req.query());
-    const page = library.listImages(c.get('owner'), query.limit, query.offset);
+    const page = await library.listImages(c.get('owner'), query.limit, query.offset);
     return c.json({ results: page.items.map((image) => wireImage(c, image)), total: page.total, limit: query.limit, offset: query.offset });
   });
 
-  app.get('/v1/images/:id', (c) => c.json(wireImage(c, library.getImage(c.get('owner'), imageId(c)))));
+  app.get('/v1/images/:id', async (c) => c.json(wireImage(c, await library.getImage(c.get('owner'), imageId(c)))));
 
   app.delete('/v1/images/:id', async (c) => {
     const id = imageId(c);

@@ -226,7 +226,7 @@ const WEBHOOK_TIMEOUT_MS = 10_000;
  * start for segments indexed before, and after each video is indexed) and the retriever. Undefined without one.
  */
 function createSemanticSearch(options: {
-  db: Db;
+  database: SqlDatabase;
   dataDir: string;
   models: ModelRegistry;
   embeddingModel: string | undefined;
@@ -235,7 +235,7 @@ function createSemanticSearch(options: {
   logger: Logger;
   onSettled?: JobRunnerOptions['onSettled'];
 }) {
-  const { db, dataDir, models, embeddingModel, jobs, segments, logger, onSettled } = options;
+  const { database, dataDir, models, embeddingModel, jobs, segments, logger, onSettled } = options;
   if (embeddingModel === undefined) return undefined;
   let model: LanguageModel;
   try {
@@ -251,9 +251,7 @@ function createSemanticSearch(options: {
     );
   }
   // Vectors of another model (the setting or the model behind it changed) cannot be compared with this one's.
-  const embeddings = new SegmentEmbeddingStore(db, `${model.provider}:${model.upstreamModel}`);
-  const dropped = embeddings.dropOtherModels();
-  if (dropped > 0) logger.warn('the embedding model changed: segments are embedded again', { dropped });
+  const embeddings = new SegmentEmbeddingStore(database, `${model.provider}:${model.upstreamModel}`);
   const vectors = new SegmentVectors(dataDir, embeddings);
   const runner = new JobRunner({ queue: jobs, log: logger, onSettled, concurrency: 1 }).handle(
     EMBED_SEGMENTS_JOB,
@@ -266,7 +264,9 @@ function createSemanticSearch(options: {
     modelId: `${model.provider}:${model.upstreamModel}`,
     retriever: createSemanticRetriever({ embeddings, vectors, embed, inScope: (scope, ids) => segments.inScope(scope, ids) }),
     queue,
-    start(): void {
+    async start(): Promise<void> {
+      const dropped = await embeddings.dropOtherModels();
+      if (dropped > 0) logger.warn('the embedding model changed: segments are embedded again', { dropped });
       runner.start();
       queue();
     },
@@ -357,7 +357,7 @@ function createVision({
   const { analyzers } = analyzerSet;
   // Images are indexed with the analyzers keyframes get, by the same workers.
   const imageBlobs = new ImageBlobStore(join(dataDir, 'images'));
-  const imageStore = new ImageStore(db);
+  const imageStore = new ImageStore(database);
   const images = new ImageLibrary({
     store: imageStore,
     blobs: imageBlobs,
@@ -396,7 +396,7 @@ function createVision({
   );
   const segments = new SegmentSearchStore(database);
   const semantic = createSemanticSearch({
-    db,
+    database,
     dataDir,
     models,
     embeddingModel: indexing.embeddingModel,
@@ -406,7 +406,7 @@ function createVision({
     onSettled: metrics?.jobSettled,
   });
   const imageEmbeddings = createImageEmbeddingSearch({
-    db,
+    database,
     dataDir,
     modelPath: indexing.imageEmbeddingModel,
     media,
@@ -417,7 +417,7 @@ function createVision({
     onSettled: metrics?.jobSettled,
   });
   const imageSearch = createImageLibrarySearch({
-    db,
+    database,
     dataDir,
     jobs,
     library: images,
@@ -533,9 +533,9 @@ function createVision({
       if (runsJobs) {
         indexer.start();
         deliverer.start();
-        semantic?.start();
-        imageEmbeddings?.start();
-        imageSearch.start();
+        await semantic?.start();
+        await imageEmbeddings?.start();
+        await imageSearch.start();
         analyzerSet.startPulls();
         clipRunner.start();
       }

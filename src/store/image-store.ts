@@ -1,5 +1,6 @@
-import type { Statement } from 'better-sqlite3';
-import type { Db } from './database.ts';
+import { sql, type Selectable } from 'kysely';
+import { countRows, type SqlDatabase } from './sql.ts';
+import type { ImagesTable } from './tables.ts';
 import type { IndexingStatus, Page } from './video-store.ts';
 
 /** An object the detector found in an image, its box in relative coordinates (0..1), top-left origin. */
@@ -51,32 +52,13 @@ export type NewImage = Pick<
 /** An image a full-text query matched, with the text it was matched on. */
 export interface ImageTextMatch {
   imageId: string;
-  /** FTS5 bm25: lower (more negative) is better. */
-  bm25: number;
-  /** Caption, on-screen text, object names and label names, newline-separated. */
+  /** The database's rank (FTS5 bm25 on SQLite; on PostgreSQL, how many of the pieces it holds, negated): lower is better. */
+  rank: number;
+  /** Caption, on-screen text, object names and label names, separated by white space. */
   text: string;
 }
 
-interface ImageRow {
-  id: string;
-  owner: string;
-  name: string;
-  media_type: string;
-  width: number;
-  height: number;
-  size_bytes: number;
-  metadata: string;
-  status: IndexingStatus;
-  index_requested: number;
-  error: string | null;
-  job_id: string | null;
-  caption: string;
-  ocr_text: string;
-  detections: string;
-  labels: string;
-  created_at: number;
-  updated_at: number;
-}
+type ImageRow = Selectable<ImagesTable>;
 
 /**
  * Candidates read from the trigram index per query at most, newest first: keeps a query of a piece found in
@@ -107,123 +89,166 @@ function toRecord(row: ImageRow): ImageRecord {
   };
 }
 
-/** Rows of the image library and the trigram index over what indexing found in them; owner is in every lookup. */
-export class ImageStore {
-  readonly #db: Db;
-  readonly #insert: Statement;
-  readonly #get: Statement<[string, string], ImageRow>;
-  readonly #getById: Statement<[string], ImageRow>;
-  readonly #list: Statement<[string, number, number], ImageRow>;
-  readonly #count: Statement<[string], number>;
-  readonly #delete: Statement<[string, string]>;
-  readonly #setStatus: Statement<[IndexingStatus, string | null, number, string]>;
-  readonly #setJob: Statement<[string, number, string]>;
-  readonly #saveFindings: Statement;
-  readonly #match: Statement<[string, string, number], { id: string; bm25: number; text: string }>;
-  readonly #unfinished: Statement<[], ImageRow>;
-  readonly #exists: Statement<[string], number>;
+/** A LIKE pattern holding `piece` anywhere (the pattern characters escaped). */
+function containing(piece: string): string {
+  return `%${piece.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
+}
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#insert = db.prepare(
-      `INSERT INTO images (id, owner, name, media_type, width, height, size_bytes, metadata, status, index_requested, created_at, updated_at)
-       VALUES (@id, @owner, @name, @mediaType, @width, @height, @sizeBytes, @metadata, @status, @indexRequested, @now, @now)`,
-    );
-    this.#get = db.prepare('SELECT * FROM images WHERE owner = ? AND id = ?');
-    this.#getById = db.prepare('SELECT * FROM images WHERE id = ?');
-    this.#list = db.prepare('SELECT * FROM images WHERE owner = ? ORDER BY created_at, rowid LIMIT ? OFFSET ?');
-    this.#count = db.prepare<[string], number>('SELECT count(*) FROM images WHERE owner = ?').pluck();
-    this.#delete = db.prepare('DELETE FROM images WHERE owner = ? AND id = ?');
-    this.#setStatus = db.prepare('UPDATE images SET status = ?, error = ?, updated_at = ? WHERE id = ?');
-    this.#setJob = db.prepare('UPDATE images SET job_id = ?, updated_at = ? WHERE id = ?');
-    this.#saveFindings = db.prepare(
-      `UPDATE images SET status = 'indexed', error = NULL, caption = @caption, ocr_text = @ocrText, detections = @detections,
-         object_names = @objectNames, labels = @labels, label_names = @labelNames, updated_at = @now
-       WHERE id = @id`,
-    );
-    // The trigram index decides which rows are visited (newest first, owner checked on the way); they are ranked
-    // by bm25 after, and only the ranked ones have their text read.
-    this.#match = db.prepare(
-      `WITH scanned AS (
-         SELECT f.rowid AS row_id, bm25(images_trigram, 1.0, 2.0, 1.0, 1.0) AS bm25
-         FROM images_trigram f JOIN images i ON i.rowid = f.rowid
-         WHERE images_trigram MATCH ? AND i.owner = ?
-         ORDER BY f.rowid DESC LIMIT ${MAX_SCANNED_MATCHES}
-       ),
-       ranked AS (SELECT row_id, bm25 FROM scanned ORDER BY bm25 LIMIT ?)
-       SELECT i.id, r.bm25, i.caption || char(10) || i.ocr_text || char(10) || i.object_names || char(10) || i.label_names AS text
-       FROM ranked r JOIN images i ON i.rowid = r.row_id
-       ORDER BY r.bm25`,
-    );
-    this.#unfinished = db.prepare(`SELECT * FROM images WHERE index_requested = 1 AND status IN ('pending', 'indexing')`);
-    this.#exists = db.prepare<[string], number>('SELECT count(*) FROM images WHERE id = ?').pluck();
+/**
+ * Rows of the image library and the trigram index over what indexing found in them (FTS5 on SQLite, pg_trgm on
+ * PostgreSQL); the owner is in every lookup.
+ */
+export class ImageStore {
+  readonly #database: SqlDatabase;
+
+  constructor(database: SqlDatabase) {
+    this.#database = database;
   }
 
   /** Inserts the images of one upload together: all of them or none. */
-  insertImages(images: readonly NewImage[]): void {
+  async insertImages(images: readonly NewImage[]): Promise<void> {
+    if (images.length === 0) return;
     const now = Date.now();
-    this.#db.transaction(() => {
-      for (const image of images) {
-        this.#insert.run({ ...image, metadata: JSON.stringify(image.metadata), indexRequested: image.indexRequested ? 1 : 0, now });
-      }
-    })();
+    await this.#database.db
+      .insertInto('images')
+      .values(
+        images.map((image) => ({
+          id: image.id,
+          owner: image.owner,
+          name: image.name,
+          media_type: image.mediaType,
+          width: image.width,
+          height: image.height,
+          size_bytes: image.sizeBytes,
+          metadata: JSON.stringify(image.metadata),
+          status: image.status,
+          index_requested: image.indexRequested ? 1 : 0,
+          error: null,
+          job_id: null,
+          created_at: now,
+          updated_at: now,
+        })),
+      )
+      .execute();
   }
 
-  get(owner: string, id: string): ImageRecord | undefined {
-    const row = this.#get.get(owner, id);
+  async get(owner: string, id: string): Promise<ImageRecord | undefined> {
+    const row = await this.#database.db.selectFrom('images').selectAll().where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
     return row && toRecord(row);
   }
 
-  getById(id: string): ImageRecord | undefined {
-    const row = this.#getById.get(id);
+  async getById(id: string): Promise<ImageRecord | undefined> {
+    const row = await this.#database.db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst();
     return row && toRecord(row);
   }
 
-  has(id: string): boolean {
-    return this.#exists.get(id)! > 0;
+  async has(id: string): Promise<boolean> {
+    return (await this.#database.db.selectFrom('images').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
   }
 
   /** The owner's images, oldest first (and in the order sent, within one upload). */
-  list(owner: string, limit: number, offset: number): Page<ImageRecord> {
-    return { items: this.#list.all(owner, limit, offset).map(toRecord), total: this.#count.get(owner)! };
+  async list(owner: string, limit: number, offset: number): Promise<Page<ImageRecord>> {
+    const { db } = this.#database;
+    const rows = await db
+      .selectFrom('images')
+      .selectAll()
+      .where('owner', '=', owner)
+      .orderBy('created_at')
+      .orderBy('rowid')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    return { items: rows.map(toRecord), total: await countRows(db.selectFrom('images').where('owner', '=', owner)) };
   }
 
-  delete(owner: string, id: string): boolean {
-    return this.#delete.run(owner, id).changes > 0;
+  async delete(owner: string, id: string): Promise<boolean> {
+    const result = await this.#database.db.deleteFrom('images').where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
   }
 
   /** False when the image is gone. */
-  setStatus(id: string, status: IndexingStatus, error: string | null = null): boolean {
-    return this.#setStatus.run(status, error, Date.now(), id).changes > 0;
+  async setStatus(id: string, status: IndexingStatus, error: string | null = null): Promise<boolean> {
+    const result = await this.#database.db
+      .updateTable('images')
+      .set({ status, error, updated_at: Date.now() })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
-  setJob(id: string, jobId: string): void {
-    this.#setJob.run(jobId, Date.now(), id);
+  async setJob(id: string, jobId: string): Promise<void> {
+    await this.#database.db.updateTable('images').set({ job_id: jobId, updated_at: Date.now() }).where('id', '=', id).execute();
   }
 
   /** Writes what indexing found and marks the image indexed (searchable at once). False when the image is gone. */
-  saveFindings(id: string, findings: ImageFindings): boolean {
-    return (
-      this.#saveFindings.run({
-        id,
+  async saveFindings(id: string, findings: ImageFindings): Promise<boolean> {
+    const result = await this.#database.db
+      .updateTable('images')
+      .set({
+        status: 'indexed',
+        error: null,
         caption: findings.caption,
-        ocrText: findings.ocrText,
+        ocr_text: findings.ocrText,
         detections: JSON.stringify(findings.detections),
-        objectNames: [...new Set(findings.detections.map((detection) => detection.label))].join('\n'),
+        object_names: [...new Set(findings.detections.map((detection) => detection.label))].join('\n'),
         labels: JSON.stringify(findings.labels),
-        labelNames: findings.labels.map((label) => label.label).join('\n'),
-        now: Date.now(),
-      }).changes > 0
-    );
+        label_names: findings.labels.map((label) => label.label).join('\n'),
+        updated_at: Date.now(),
+      })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
-  /** The owner's images matching an FTS5 query over the trigram index, best bm25 first, at most `limit`. */
-  matchTrigrams(owner: string, ftsQuery: string, limit: number): ImageTextMatch[] {
-    return this.#match.all(ftsQuery, owner, limit).map((row) => ({ imageId: row.id, bm25: row.bm25, text: row.text }));
+  /**
+   * The owner's images holding any of these substrings (case-insensitively), best first, at most `limit`. The
+   * index decides which rows are visited (newest first, owner checked on the way, at most MAX_SCANNED_MATCHES);
+   * they are ranked after, and only the ranked ones have their text read.
+   */
+  async matchTrigrams(owner: string, pieces: readonly string[], limit: number): Promise<ImageTextMatch[]> {
+    if (pieces.length === 0) return [];
+    if (this.#database.dialect === 'sqlite') {
+      const query = pieces.map((piece) => `"${piece.replaceAll('"', '""')}"`).join(' OR ');
+      const { rows } = await sql<{ id: string; rank: number; text: string }>`
+        WITH scanned AS (
+          SELECT f.rowid AS row_id, bm25(images_trigram, 1.0, 2.0, 1.0, 1.0) AS rank
+          FROM images_trigram f JOIN images i ON i.rowid = f.rowid
+          WHERE images_trigram MATCH ${query} AND i.owner = ${owner}
+          ORDER BY f.rowid DESC LIMIT ${sql.lit(MAX_SCANNED_MATCHES)}
+        ),
+        ranked AS (SELECT row_id, rank FROM scanned ORDER BY rank LIMIT ${limit})
+        SELECT i.id, r.rank, i.caption || char(10) || i.ocr_text || char(10) || i.object_names || char(10) || i.label_names AS text
+        FROM ranked r JOIN images i ON i.rowid = r.row_id
+        ORDER BY r.rank`.execute(this.#database.db);
+      return rows.map((row) => ({ imageId: row.id, rank: row.rank, text: row.text }));
+    }
+    const tests = pieces.map((piece) => sql`i.search_text ILIKE ${containing(piece)}`);
+    const held = sql.join(
+      tests.map((test) => sql`(${test})::int`),
+      sql` + `,
+    );
+    const { rows } = await sql<{ id: string; rank: number; text: string }>`
+      WITH scanned AS (
+        SELECT i.rowid AS row_id, -(${held}) AS rank
+        FROM images i
+        WHERE (${sql.join(tests, sql` OR `)}) AND i.owner = ${owner}
+        ORDER BY i.rowid DESC LIMIT ${sql.lit(MAX_SCANNED_MATCHES)}
+      ),
+      ranked AS (SELECT row_id, rank FROM scanned ORDER BY rank LIMIT ${limit})
+      SELECT i.id, r.rank, i.search_text AS text
+      FROM ranked r JOIN images i ON i.rowid = r.row_id
+      ORDER BY r.rank, r.row_id DESC`.execute(this.#database.db);
+    return rows.map((row) => ({ imageId: row.id, rank: row.rank, text: row.text }));
   }
 
   /** Images waiting for or in the middle of indexing (to re-queue after a crash). */
-  unfinished(): ImageRecord[] {
-    return this.#unfinished.all().map(toRecord);
+  async unfinished(): Promise<ImageRecord[]> {
+    const rows = await this.#database.db
+      .selectFrom('images')
+      .selectAll()
+      .where('index_requested', '=', 1)
+      .where('status', 'in', ['pending', 'indexing'])
+      .execute();
+    return rows.map(toRecord);
   }
 }

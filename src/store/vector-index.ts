@@ -553,3 +553,46 @@ export async function openVectorIndex(options: VectorIndexOptions): Promise<Vect
   const lance = await loadLanceDb();
   return new LanceVectorIndex(lance, await lance.connect(options.directory), options);
 }
+
+/** A source of vectors whose dimensions are known once something is stored. */
+export interface EmbeddingSource extends VectorSource {
+  dimensions(): Promise<number | undefined>;
+}
+
+/**
+ * A vector index opened on first use, in `directory`: its dimensions are those of the first vector stored (or
+ * already in the database), which the model decides.
+ */
+export class LazyVectorIndex {
+  readonly #directory: string;
+  readonly #source: EmbeddingSource;
+  #index: Promise<VectorIndex | undefined> | undefined;
+
+  constructor(directory: string, source: EmbeddingSource) {
+    this.#directory = directory;
+    this.#source = source;
+  }
+
+  /** The index, or undefined while nothing has been embedded (and `dimensions` is not given). */
+  open(dimensions?: number): Promise<VectorIndex | undefined> {
+    if (this.#index === undefined) {
+      const opening = (async () => {
+        const known = (await this.#source.dimensions()) ?? dimensions;
+        return known === undefined ? undefined : openVectorIndex({ directory: this.#directory, dimensions: known, source: this.#source });
+      })();
+      this.#index = opening;
+      // Nothing to open yet, or a failed open: the next caller tries again.
+      const retry = (): void => {
+        if (this.#index === opening) this.#index = undefined;
+      };
+      opening.then((index) => index === undefined && retry(), retry);
+    }
+    return this.#index;
+  }
+
+  async close(): Promise<void> {
+    const index = this.#index;
+    this.#index = undefined;
+    await (await index?.catch(() => undefined))?.close();
+  }
+}

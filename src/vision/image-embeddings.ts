@@ -12,7 +12,7 @@ import type { ImageEmbeddingModel } from '../perception/clip/clip-model.ts';
 import { isAbortError } from '../spec/errors.ts';
 import type { BlobStore } from '../store/blob-store.ts';
 import type { KeyframeEmbeddingStore } from '../store/image-embeddings.ts';
-import { openVectorIndex, type VectorIndex, type VectorSource } from '../store/vector-index.ts';
+import { LazyVectorIndex } from '../store/vector-index.ts';
 import type { ScopeFilter } from './semantic-search.ts';
 import type { RetrievedSegment, SegmentRetriever } from './video-search.ts';
 
@@ -39,44 +39,6 @@ const MAX_KEYFRAME_MATCHES = 2_000;
 const TEXT_IMAGE_FLOOR = 0.15;
 const TEXT_IMAGE_SPAN = 0.2;
 
-/** A source of vectors whose dimensions are known once something is stored. */
-export interface EmbeddingSource extends VectorSource {
-  dimensions(): number | undefined;
-}
-
-/**
- * A vector index opened on first use, in `directory`: its dimensions are those of the first vector stored (or
- * already in the database), which the model decides.
- */
-export class LazyVectorIndex {
-  readonly #directory: string;
-  readonly #source: EmbeddingSource;
-  #index: Promise<VectorIndex> | undefined;
-
-  constructor(directory: string, source: EmbeddingSource) {
-    this.#directory = directory;
-    this.#source = source;
-  }
-
-  /** The index, or undefined while nothing has been embedded (and `dimensions` is not given). */
-  open(dimensions?: number): Promise<VectorIndex> | undefined {
-    if (this.#index === undefined) {
-      const known = this.#source.dimensions() ?? dimensions;
-      if (known === undefined) return undefined;
-      this.#index = openVectorIndex({ directory: this.#directory, dimensions: known, source: this.#source });
-      // A failed open is retried by the next caller.
-      this.#index.catch(() => (this.#index = undefined));
-    }
-    return this.#index;
-  }
-
-  async close(): Promise<void> {
-    const index = this.#index;
-    this.#index = undefined;
-    await (await index?.catch(() => undefined))?.close();
-  }
-}
-
 /** The keyframe vector index: `<dataDir>/vectors/keyframe-image`. */
 export function keyframeVectors(dataDir: string, embeddings: KeyframeEmbeddingStore): LazyVectorIndex {
   return new LazyVectorIndex(join(dataDir, 'vectors', 'keyframe-image'), embeddings);
@@ -97,7 +59,11 @@ export function createEmbedKeyframesHandler(options: {
   const { embeddings, vectors, model, blobs, log } = options;
   return async (_job, { signal, heartbeat }) => {
     let after = 0;
-    for (let batch = embeddings.missing(after, SEGMENT_BATCH); batch.length > 0; batch = embeddings.missing(after, SEGMENT_BATCH)) {
+    for (
+      let batch = await embeddings.missing(after, SEGMENT_BATCH);
+      batch.length > 0;
+      batch = await embeddings.missing(after, SEGMENT_BATCH)
+    ) {
       for (const segment of batch) {
         after = segment.segmentId;
         const frames: Array<{ timeSeconds: number; vector: Float32Array }> = [];
@@ -117,7 +83,7 @@ export function createEmbedKeyframesHandler(options: {
           }
         }
         if (frames.length === 0) continue;
-        const ids = embeddings.save(segment, frames);
+        const ids = await embeddings.save(segment, frames);
         const index = await vectors.open(frames[0]!.vector.length);
         ids.forEach((id, position) => index?.add(segment.owner, { id, vector: frames[position]!.vector, group: segment.videoId }));
         heartbeat();
@@ -138,13 +104,12 @@ async function nearestSegments(
 ): Promise<RetrievedSegment[]> {
   const { embeddings, vectors, inScope } = options;
   const { scope, limit } = request;
-  const opened = vectors.open();
-  if (opened === undefined) return []; // nothing embedded yet
-  const index = await opened;
+  const index = await vectors.open();
+  if (index === undefined) return []; // nothing embedded yet
   if (query.length !== index.dimensions) return [];
   const k = Math.min(MAX_KEYFRAME_MATCHES, limit * KEYFRAMES_PER_SEGMENT);
   const matches = await index.search(query, k, { owner: scope.owner, groups: scope.videoIds });
-  const found = embeddings.lookup(
+  const found = await embeddings.lookup(
     scope.owner,
     matches.map((match) => match.id),
   );

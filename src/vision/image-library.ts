@@ -115,41 +115,42 @@ export class ImageLibrary {
           indexRequested: request.index,
         });
       }
-      this.#store.insertImages(added);
+      await this.#store.insertImages(added);
     } catch (error) {
       await Promise.all(added.map((image) => this.#blobs.remove(image.id)));
       throw error;
     }
-    for (const image of added) if (image.indexRequested) this.#queue(image.id);
-    return added.map((image) => this.#store.getById(image.id)!);
+    for (const image of added) if (image.indexRequested) await this.#queue(image.id);
+    const stored = await Promise.all(added.map((image) => this.#store.getById(image.id)));
+    return stored.map((image) => image!);
   }
 
-  #queue(imageId: string): void {
-    const job = this.#jobs.enqueue(INDEX_IMAGE_JOB, { imageId }, { key: `image:${imageId}`, maxAttempts: this.#options.maxAttempts });
-    this.#store.setJob(imageId, job.id);
+  async #queue(imageId: string): Promise<void> {
+    const job = await this.#jobs.enqueue(INDEX_IMAGE_JOB, { imageId }, { key: `image:${imageId}`, maxAttempts: this.#options.maxAttempts });
+    await this.#store.setJob(imageId, job.id);
   }
 
-  getImage(owner: string, id: string): ImageRecord {
-    const image = this.#store.get(owner, id);
+  async getImage(owner: string, id: string): Promise<ImageRecord> {
+    const image = await this.#store.get(owner, id);
     if (!image) throw notFound(id);
     return image;
   }
 
-  listImages(owner: string, limit: number, offset: number): Page<ImageRecord> {
+  listImages(owner: string, limit: number, offset: number): Promise<Page<ImageRecord>> {
     return this.#store.list(owner, limit, offset);
   }
 
   /** Cancels its indexing, then removes its row (and index entries) and its blob. */
   async deleteImage(owner: string, id: string): Promise<void> {
-    const image = this.getImage(owner, id);
-    if (image.jobId !== null) this.#jobs.cancel(image.jobId);
-    this.#store.delete(owner, id);
+    const image = await this.getImage(owner, id);
+    if (image.jobId !== null) await this.#jobs.cancel(image.jobId);
+    await this.#store.delete(owner, id);
     await this.#blobs.remove(id);
   }
 
   /** The stored image's type, for serving it; undefined when there is no such image. */
-  mediaType(id: string): string | undefined {
-    return this.#store.getById(id)?.mediaType;
+  async mediaType(id: string): Promise<string | undefined> {
+    return (await this.#store.getById(id))?.mediaType;
   }
 
   blobPath(id: string): string {
@@ -161,13 +162,13 @@ export class ImageLibrary {
    * best first. The trigram index finds candidates (every query word within its edit allowance, text-match.ts),
    * and each is scored by the share of the query's words it holds, exactly or within a typo or OCR slip.
    */
-  search(request: ImageSearchRequest): ImageSearchHit[] {
+  async search(request: ImageSearchRequest): Promise<ImageSearchHit[]> {
     const words = queryWords(request.query);
     const pieces = toTrigramPieces(words);
     if (pieces === undefined) return [];
-    const ftsQuery = pieces.map((piece) => `"${piece}"`).join(' OR ');
     const judge = createFuzzyJudge(words);
-    const scored = this.#store.matchTrigrams(request.owner, ftsQuery, SEARCH_CANDIDATES).map((match, rank) => {
+    const matches = await this.#store.matchTrigrams(request.owner, pieces, SEARCH_CANDIDATES);
+    const scored = matches.map((match, rank) => {
       const text = prepareWords(match.text);
       return { imageId: match.imageId, rank, score: Math.max(wordCoverage(words, text), judge(text)) };
     });
@@ -175,7 +176,7 @@ export class ImageLibrary {
     const hits: ImageSearchHit[] = [];
     for (const candidate of scored.filter((entry) => entry.score >= floor).sort((a, b) => b.score - a.score || a.rank - b.rank)) {
       if (hits.length >= request.maxResults) break;
-      const image = this.#store.get(request.owner, candidate.imageId);
+      const image = await this.#store.get(request.owner, candidate.imageId);
       if (image) hits.push({ image, score: Math.round(candidate.score * 10_000) / 10_000 });
     }
     return hits;
@@ -188,13 +189,13 @@ export class ImageLibrary {
   async recover(): Promise<{ removedBlobs: number; requeued: number }> {
     const removedBlobs = await this.#blobs.sweep((id) => this.#store.has(id));
     let requeued = 0;
-    for (const image of this.#store.unfinished()) {
-      const job = image.jobId === null ? undefined : this.#jobs.get(image.jobId);
+    for (const image of await this.#store.unfinished()) {
+      const job = image.jobId === null ? undefined : await this.#jobs.get(image.jobId);
       if (job?.status === 'queued' || job?.status === 'running' || job?.status === 'succeeded') continue;
       if (job?.status === 'failed' || job?.status === 'cancelled') {
-        this.#store.setStatus(image.id, 'failed', job.error ?? 'indexing failed');
+        await this.#store.setStatus(image.id, 'failed', job.error ?? 'indexing failed');
       } else {
-        this.#queue(image.id);
+        await this.#queue(image.id);
       }
       requeued += 1;
     }

@@ -15,7 +15,8 @@ import type { ImageBlobStore } from '../store/image-blob-store.ts';
 import type { ImageEmbeddingStore } from '../store/image-embeddings.ts';
 import type { ImageStore } from '../store/image-store.ts';
 import type { ImageLibrary, ImageSearchHit } from './image-library.ts';
-import { IMAGE_RETRIEVER, LazyVectorIndex, VISUAL_RETRIEVER } from './image-embeddings.ts';
+import { LazyVectorIndex } from '../store/vector-index.ts';
+import { IMAGE_RETRIEVER, VISUAL_RETRIEVER } from './image-embeddings.ts';
 import { embeddingText, type Embed } from './semantic-search.ts';
 import { fuseRankings, imageSearchUnavailable } from './video-search.ts';
 
@@ -88,7 +89,7 @@ export class ImageSearch {
     if (input === 'image' && retrievers.length === 0) throw imageSearchUnavailable();
     const rankings: Array<{ name: string; hits: Array<{ imageId: string; relevance: number }> }> = [];
     if (input === 'text') {
-      const lexical = this.#library.search({ owner, query: request.query ?? '', maxResults: CANDIDATES, threshold: 0 });
+      const lexical = await this.#library.search({ owner, query: request.query ?? '', maxResults: CANDIDATES, threshold: 0 });
       rankings.push({ name: LEXICAL, hits: lexical.map((hit) => ({ imageId: hit.image.id, relevance: hit.score })) });
     }
     for (const retriever of retrievers) {
@@ -114,7 +115,7 @@ export class ImageSearch {
     const hits: ImageSearchHit[] = [];
     for (const [index, score] of ranked) {
       if (hits.length >= request.maxResults) break;
-      const image = this.#store.get(owner, ids[index]!);
+      const image = await this.#store.get(owner, ids[index]!);
       if (image?.status === 'indexed') hits.push({ image, score: Math.round(score * 10_000) / 10_000 });
     }
     return { hits, retrievers: rankings.map((ranking) => ranking.name) };
@@ -140,13 +141,12 @@ function vectorRetriever(options: {
     name: options.name,
     input: options.input,
     async retrieve(request) {
-      const opened = vectors.open();
-      if (opened === undefined) return []; // nothing embedded yet
-      const index = await opened;
+      const index = await vectors.open();
+      if (index === undefined) return []; // nothing embedded yet
       const query = await options.embedQuery(request);
       if (query === undefined || query.length !== index.dimensions) return [];
       const matches = await index.search(query, request.limit, { owner: request.owner });
-      const found = embeddings.lookup(
+      const found = await embeddings.lookup(
         request.owner,
         matches.map((match) => match.id),
       );
@@ -218,9 +218,9 @@ export function createEmbedImagesHandler(parts: ImageEmbeddingParts & { blobs: I
     if (pictures !== undefined) {
       let after = '';
       for (
-        let batch = pictures.embeddings.missing(after, EMBED_BATCH);
+        let batch = await pictures.embeddings.missing(after, EMBED_BATCH);
         batch.length > 0;
-        batch = pictures.embeddings.missing(after, EMBED_BATCH)
+        batch = await pictures.embeddings.missing(after, EMBED_BATCH)
       ) {
         for (const image of batch) {
           after = image.imageId;
@@ -233,7 +233,7 @@ export function createEmbedImagesHandler(parts: ImageEmbeddingParts & { blobs: I
             log.warn('an image could not be embedded', { imageId: image.imageId, error: (error as Error).message });
           }
           if (vector === undefined) continue;
-          const id = pictures.embeddings.save(image.imageId, vector);
+          const id = await pictures.embeddings.save(image.imageId, vector);
           if (id !== undefined) (await pictures.vectors.open(vector.length))?.add(image.owner, { id, vector });
         }
         heartbeat();
@@ -242,9 +242,9 @@ export function createEmbedImagesHandler(parts: ImageEmbeddingParts & { blobs: I
     if (texts !== undefined) {
       let after = '';
       for (
-        let batch = texts.embeddings.missing(after, EMBED_BATCH);
+        let batch = await texts.embeddings.missing(after, EMBED_BATCH);
         batch.length > 0;
-        batch = texts.embeddings.missing(after, EMBED_BATCH)
+        batch = await texts.embeddings.missing(after, EMBED_BATCH)
       ) {
         after = batch[batch.length - 1]!.imageId;
         const vectors = await texts.embed(
@@ -254,7 +254,7 @@ export function createEmbedImagesHandler(parts: ImageEmbeddingParts & { blobs: I
         for (const [position, image] of batch.entries()) {
           const vector = vectors[position];
           if (vector === undefined) continue;
-          const id = texts.embeddings.save(image.imageId, vector);
+          const id = await texts.embeddings.save(image.imageId, vector);
           if (id !== undefined) (await texts.vectors.open(vector.length))?.add(image.owner, { id, vector });
         }
         heartbeat();

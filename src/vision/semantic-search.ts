@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { JobHandler } from '../jobs/job-runner.ts';
 import type { SegmentEmbeddingStore } from '../store/segment-embeddings.ts';
 import type { SegmentScope } from '../store/segment-search.ts';
-import { openVectorIndex, type VectorIndex } from '../store/vector-index.ts';
+import { LazyVectorIndex } from '../store/vector-index.ts';
 import type { RetrievedSegment, SegmentRetriever } from './video-search.ts';
 
 /** The durable job that embeds every segment of an indexed video that has no embedding yet. */
@@ -37,33 +37,10 @@ export function embeddingText(text: string): string {
  * The vector index of segment embeddings, opened on first use: its dimensions are those of the first vector
  * stored (or already in the database), which the model decides.
  */
-export class SegmentVectors {
-  readonly #directory: string;
-  readonly #embeddings: SegmentEmbeddingStore;
-  #index: Promise<VectorIndex> | undefined;
-
+export class SegmentVectors extends LazyVectorIndex {
   /** @param dataDir the index lives in `<dataDir>/vectors/segment-text`. */
   constructor(dataDir: string, embeddings: SegmentEmbeddingStore) {
-    this.#directory = join(dataDir, 'vectors', 'segment-text');
-    this.#embeddings = embeddings;
-  }
-
-  /** The index, or undefined while nothing has been embedded (and `dimensions` is not given). */
-  open(dimensions?: number): Promise<VectorIndex> | undefined {
-    if (this.#index === undefined) {
-      const known = this.#embeddings.dimensions() ?? dimensions;
-      if (known === undefined) return undefined;
-      this.#index = openVectorIndex({ directory: this.#directory, dimensions: known, source: this.#embeddings });
-      // A failed open is retried by the next caller.
-      this.#index.catch(() => (this.#index = undefined));
-    }
-    return this.#index;
-  }
-
-  async close(): Promise<void> {
-    const index = this.#index;
-    this.#index = undefined;
-    await (await index?.catch(() => undefined))?.close();
+    super(join(dataDir, 'vectors', 'segment-text'), embeddings);
   }
 }
 
@@ -79,17 +56,17 @@ export function createEmbedSegmentsHandler(options: {
 }): JobHandler {
   const { embeddings, vectors, embed } = options;
   return async (_job, { signal, heartbeat }) => {
-    for (let batch = embeddings.missing(EMBED_BATCH); batch.length > 0; batch = embeddings.missing(EMBED_BATCH)) {
+    for (let batch = await embeddings.missing(EMBED_BATCH); batch.length > 0; batch = await embeddings.missing(EMBED_BATCH)) {
       const vectorsOut = await embed(
         batch.map((segment) => embeddingText(segment.text)),
         signal,
       );
       const index = await vectors.open(vectorsOut[0]?.length);
-      batch.forEach((segment, position) => {
+      for (const [position, segment] of batch.entries()) {
         const vector = vectorsOut[position]!;
-        const id = embeddings.save(segment, vector);
+        const id = await embeddings.save(segment, vector);
         if (id !== undefined) index?.add(segment.owner, { id, vector, group: segment.videoId });
-      });
+      }
       heartbeat();
     }
   };
@@ -113,13 +90,12 @@ export function createSemanticRetriever(options: {
   return {
     name: 'semantic',
     async retrieve({ text, scope, limit, signal }): Promise<RetrievedSegment[]> {
-      const opened = vectors.open();
-      if (opened === undefined) return []; // nothing embedded yet
-      const index = await opened;
+      const index = await vectors.open();
+      if (index === undefined) return []; // nothing embedded yet
       const [query] = await embed([text], signal);
       if (query === undefined || query.length !== index.dimensions) return [];
       const matches = await index.search(query, limit, { owner: scope.owner, groups: scope.videoIds });
-      const found = embeddings.lookup(
+      const found = await embeddings.lookup(
         scope.owner,
         matches.map((match) => match.id),
       );

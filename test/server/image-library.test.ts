@@ -10,7 +10,7 @@ import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegContext, fixturePath, removeMediaFixtures } from '../helpers/media-fixtures.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { withDataDirDatabase } from '../helpers/storage-mode.ts';
 import { sendJson } from '../helpers/fake-upstream.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
@@ -383,9 +383,13 @@ describe('durability', () => {
       await first.close();
 
       // As a crash can leave it: the row unfinished, its job gone.
-      const db = openDatabase(dataDir);
-      db.prepare(`UPDATE images SET status = 'pending', job_id = NULL, caption = '', ocr_text = '' WHERE id = ?`).run(image!.image_id);
-      db.close();
+      await withDataDirDatabase(dataDir, (database) =>
+        database.db
+          .updateTable('images')
+          .set({ status: 'pending', job_id: null, caption: '', ocr_text: '' })
+          .where('id', '=', image!.image_id)
+          .execute(),
+      );
 
       // What a crash between writing a blob and its row, or mid-upload, leaves behind.
       const orphan = join(dataDir, 'images', randomUUID());

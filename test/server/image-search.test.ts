@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
 import { ImageBlobStore } from '../../src/store/image-blob-store.ts';
 import { ImageStore } from '../../src/store/image-store.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { sql } from 'kysely';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { withDataDirDatabase } from '../helpers/storage-mode.ts';
 import { writeClipFixture } from '../helpers/clip-model-writer.ts';
@@ -110,10 +110,9 @@ async function insertImage(key: string, index: number, caption: string): Promise
   const id = randomUUID();
   const data = pictures[index]!;
   await new ImageBlobStore(join(dataDir, 'images')).put(id, data);
-  const db = openDatabase(dataDir);
-  try {
-    const store = new ImageStore(db);
-    store.insertImages([
+  await withDataDirDatabase(dataDir, async (database) => {
+    const store = new ImageStore(database);
+    await store.insertImages([
       {
         id,
         owner: environmentKeyOwner(key),
@@ -127,10 +126,8 @@ async function insertImage(key: string, index: number, caption: string): Promise
         indexRequested: true,
       },
     ]);
-    store.saveFindings(id, { caption, ocrText: '', detections: [], labels: [] });
-  } finally {
-    db.close();
-  }
+    await store.saveFindings(id, { caption, ocrText: '', detections: [], labels: [] });
+  });
   return id;
 }
 
@@ -157,40 +154,25 @@ async function expectError(response: Response, status: number, type: string): Pr
 
 /** Waits for the background job to have embedded the keyframes of every segment. */
 async function allEmbedded(): Promise<void> {
-  const pending = (): number => {
-    const db = openDatabase(dataDir);
-    try {
-      return (
-        db
-          .prepare(
-            'SELECT count(*) AS n FROM video_segments s WHERE NOT EXISTS (SELECT 1 FROM keyframe_embeddings e WHERE e.segment_id = s.rowid)',
-          )
-          .get() as { n: number }
-      ).n;
-    } finally {
-      db.close();
-    }
-  };
+  const pending = (): Promise<number> =>
+    withDataDirDatabase(dataDir, async (database) => {
+      const { rows } = await sql<{ n: number | string }>`
+        SELECT count(*) AS n FROM video_segments s
+        WHERE NOT EXISTS (SELECT 1 FROM keyframe_embeddings e WHERE e.segment_id = s.rowid)`.execute(database.db);
+      return Number(rows[0]!.n);
+    });
   await expect.poll(pending, { timeout: 15_000, interval: 100 }).toBe(0);
 }
 
 /** Waits for the background job to have embedded every library image, picture and text. */
 async function allImagesEmbedded(): Promise<void> {
-  const pending = (): number => {
-    const db = openDatabase(dataDir);
-    try {
-      return (
-        db
-          .prepare(
-            `SELECT count(*) AS n FROM images i, (SELECT 'picture' AS kind UNION ALL SELECT 'text') k
-             WHERE NOT EXISTS (SELECT 1 FROM image_embeddings e WHERE e.image_id = i.id AND e.kind = k.kind)`,
-          )
-          .get() as { n: number }
-      ).n;
-    } finally {
-      db.close();
-    }
-  };
+  const pending = (): Promise<number> =>
+    withDataDirDatabase(dataDir, async (database) => {
+      const { rows } = await sql<{ n: number | string }>`
+        SELECT count(*) AS n FROM images i, (SELECT 'picture' AS kind UNION ALL SELECT 'text' AS kind) k
+        WHERE NOT EXISTS (SELECT 1 FROM image_embeddings e WHERE e.image_id = i.id AND e.kind = k.kind)`.execute(database.db);
+      return Number(rows[0]!.n);
+    });
   await expect.poll(pending, { timeout: 15_000, interval: 100 }).toBe(0);
 }
 
@@ -341,13 +323,13 @@ describe('search by image', () => {
     await untilFound(6);
     const response = await call(`/v1/videos/${videoB}`, undefined, KEY_A, 'DELETE');
     expect(response.status).toBe(200);
-    const db = openDatabase(dataDir);
-    try {
-      expect(db.prepare('SELECT count(*) AS n FROM keyframe_embeddings WHERE video_id = ?').get(videoB)).toEqual({ n: 0 });
-      expect((db.prepare('SELECT count(*) AS n FROM keyframe_embeddings WHERE video_id = ?').get(videoA) as { n: number }).n).toBe(5);
-    } finally {
-      db.close();
-    }
+    const keyframesOf = (videoId: string): Promise<number> =>
+      withDataDirDatabase(dataDir, async (database) => {
+        const rows = await database.db.selectFrom('keyframe_embeddings').select('id').where('video_id', '=', videoId).execute();
+        return rows.length;
+      });
+    expect(await keyframesOf(videoB)).toBe(0);
+    expect(await keyframesOf(videoA)).toBe(5);
     const { results } = await search({ image_url: dataUrl(pictures[6]!) });
     expect(results.some((hit) => hit.video_id === videoB)).toBe(false);
   });
@@ -435,13 +417,13 @@ describe('image library search', () => {
     await allImagesEmbedded();
     const response = await call(`/v1/images/${libraryImages.car}`, undefined, KEY_A, 'DELETE');
     expect(response.status).toBe(200);
-    const db = openDatabase(dataDir);
-    try {
-      expect(db.prepare('SELECT count(*) AS n FROM image_embeddings WHERE image_id = ?').get(libraryImages.car)).toEqual({ n: 0 });
-      expect(db.prepare('SELECT count(*) AS n FROM image_embeddings WHERE image_id = ?').get(libraryImages.fruit)).toEqual({ n: 2 });
-    } finally {
-      db.close();
-    }
+    const embeddingsOf = (imageId: string): Promise<number> =>
+      withDataDirDatabase(dataDir, async (database) => {
+        const rows = await database.db.selectFrom('image_embeddings').select('id').where('image_id', '=', imageId).execute();
+        return rows.length;
+      });
+    expect(await embeddingsOf(libraryImages.car!)).toBe(0);
+    expect(await embeddingsOf(libraryImages.fruit!)).toBe(2);
     const { results } = await searchImages({ image_url: dataUrl(pictures[1]!) });
     expect(results.map((hit) => hit.image_id)).not.toContain(libraryImages.car);
   });

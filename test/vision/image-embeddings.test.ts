@@ -1,14 +1,13 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClipModel, inspectClipFolder, type ImageEmbeddingModel } from '../../src/perception/clip/clip-model.ts';
 import { BlobStore } from '../../src/store/blob-store.ts';
-import { openDatabase, type Db } from '../../src/store/database.ts';
 import { KeyframeEmbeddingStore } from '../../src/store/image-embeddings.ts';
 import { SegmentSearchStore } from '../../src/store/segment-search.ts';
-import { openSqlDatabase, type SqlDatabase } from '../../src/store/sql.ts';
+import type { SqlDatabase } from '../../src/store/sql.ts';
+import type { LazyVectorIndex } from '../../src/store/vector-index.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import {
   createEmbedKeyframesHandler,
@@ -16,13 +15,13 @@ import {
   createVisualRetriever,
   EMBED_KEYFRAMES_JOB,
   keyframeVectors,
-  type LazyVectorIndex,
 } from '../../src/vision/image-embeddings.ts';
 import { writeClipFixture } from '../helpers/clip-model-writer.ts';
+import { createTestDatabase, DIALECTS, type TestDatabase } from '../helpers/databases.ts';
 import { insertIndexedVideo, runJobOnce } from '../helpers/library-fixtures.ts';
 
+let target: TestDatabase;
 let dir: string;
-let db: Db;
 let database: SqlDatabase;
 let videos: VideoStore;
 let blobs: BlobStore;
@@ -36,24 +35,10 @@ const colour = (background: string): Promise<Buffer> =>
     .jpeg()
     .toBuffer();
 
-beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'ocular-keyframe-embeddings-'));
-  database = await openSqlDatabase({ database: 'sqlite' }, { dataDir: dir });
-  db = database.sqlite!;
-  videos = new VideoStore(database);
-  blobs = new BlobStore(join(dir, 'videos'));
-  model = createClipModel(inspectClipFolder(writeClipFixture(join(dir, 'clip'))));
-  embeddings = new KeyframeEmbeddingStore(db, model.id);
-  vectors = keyframeVectors(dir, embeddings);
-  warnings = [];
-});
-
-afterEach(async () => {
-  await vectors.close();
-  await model.close();
-  await database.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+async function count(): Promise<number> {
+  const rows = await database.db.selectFrom('keyframe_embeddings').select('id').execute();
+  return rows.length;
+}
 
 function handler() {
   return createEmbedKeyframesHandler({ embeddings, vectors, model, blobs, log: { warn: (_message, fields) => warnings.push(fields) } });
@@ -78,20 +63,42 @@ async function insertVideo(owner: string, segments: ReadonlyArray<ReadonlyArray<
   return id;
 }
 
-describe('keyframe embeddings', () => {
+describe.each(DIALECTS)('keyframe embeddings on %s', (dialect) => {
+  beforeEach(async () => {
+    target = await createTestDatabase(dialect);
+    dir = target.dataDir;
+    database = await target.open();
+    videos = new VideoStore(database);
+    blobs = new BlobStore(join(dir, 'videos'));
+    model = createClipModel(inspectClipFolder(writeClipFixture(join(dir, 'clip'))));
+    embeddings = new KeyframeEmbeddingStore(database, model.id);
+    vectors = keyframeVectors(dir, embeddings);
+    warnings = [];
+  });
+
+  afterEach(async () => {
+    await vectors.close();
+    await model.close();
+    await target.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('embeds every readable keyframe, skips missing and corrupt ones, and ends', async () => {
     const red = await colour('#e02020');
     const id = await insertVideo('owner-a', [[red, undefined], [Buffer.from('not a jpeg')], [await colour('#2040f0')]]);
     await runJobOnce(handler(), EMBED_KEYFRAMES_JOB, {});
-    const rows = db.prepare('SELECT segment_id, time_seconds FROM keyframe_embeddings WHERE video_id = ? ORDER BY id').all(id) as Array<{
-      time_seconds: number;
-    }>;
+    const rows = await database.db
+      .selectFrom('keyframe_embeddings')
+      .select(['segment_id', 'time_seconds'])
+      .where('video_id', '=', id)
+      .orderBy('id')
+      .execute();
     expect(rows.map((row) => row.time_seconds)).toEqual([0, 10]);
     expect(warnings).toHaveLength(2);
     // The segment without a usable keyframe is left for the next run; the others are not embedded again.
-    expect(embeddings.missing(0, 10).map((segment) => segment.keyframes.length)).toEqual([1]);
+    expect((await embeddings.missing(0, 10)).map((segment) => segment.keyframes.length)).toEqual([1]);
     await runJobOnce(handler(), EMBED_KEYFRAMES_JOB, {});
-    expect(db.prepare('SELECT count(*) AS n FROM keyframe_embeddings').get()).toEqual({ n: 2 });
+    expect(await count()).toBe(2);
   });
 
   it('ranks segments by their best keyframe, for the owner and the scope only', async () => {
@@ -131,10 +138,10 @@ describe('keyframe embeddings', () => {
   it('drops the embeddings of a deleted segment and of a re-planned one', async () => {
     const id = await insertVideo('owner-a', [[await colour('#e02020')], [await colour('#20e020')]]);
     await runJobOnce(handler(), EMBED_KEYFRAMES_JOB, {});
-    expect(db.prepare('SELECT count(*) AS n FROM keyframe_embeddings').get()).toEqual({ n: 2 });
-    db.prepare("UPDATE video_segments SET keyframes = '[]' WHERE video_id = ? AND seq = 0").run(id);
-    expect(db.prepare('SELECT count(*) AS n FROM keyframe_embeddings').get()).toEqual({ n: 1 });
-    db.prepare('DELETE FROM videos WHERE id = ?').run(id);
-    expect(db.prepare('SELECT count(*) AS n FROM keyframe_embeddings').get()).toEqual({ n: 0 });
+    expect(await count()).toBe(2);
+    await database.db.updateTable('video_segments').set({ keyframes: '[]' }).where('video_id', '=', id).where('seq', '=', 0).execute();
+    expect(await count()).toBe(1);
+    await videos.deleteVideo('owner-a', id);
+    expect(await count()).toBe(0);
   });
 });

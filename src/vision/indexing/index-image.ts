@@ -33,11 +33,11 @@ export function createIndexImageHandler(options: ImageIndexerOptions): JobHandle
   const { store, blobs, analyzers } = options;
   return async (job: Job, context: JobContext) => {
     const { imageId } = z.object({ imageId: z.string() }).parse(job.payload);
-    const image = store.getById(imageId);
+    const image = await store.getById(imageId);
     if (image === undefined || image.status === 'indexed') return;
     const { signal } = context;
     try {
-      store.setStatus(imageId, 'indexing');
+      await store.setStatus(imageId, 'indexing');
       const data = await readFile(blobs.path(imageId));
       const input: AnalyzerImage = { data, width: image.width, height: image.height };
       const [text, objects, labels] = await Promise.all([
@@ -60,7 +60,7 @@ export function createIndexImageHandler(options: ImageIndexerOptions): JobHandle
           signal,
         );
       signal.throwIfAborted();
-      store.saveFindings(imageId, {
+      await store.saveFindings(imageId, {
         caption,
         ocrText: findings.ocrText,
         detections: objects.map((object) => ({
@@ -74,15 +74,15 @@ export function createIndexImageHandler(options: ImageIndexerOptions): JobHandle
       options.onIndexed?.();
     } catch (error) {
       if (signal.aborted || isAbortError(error)) throw error;
-      if (!store.has(imageId)) return; // deleted mid-way: nothing left to index
+      if (!(await store.has(imageId))) return; // deleted mid-way: nothing left to index
       const message = isOcularError(error) ? error.message : `indexing failed: ${(error as Error)?.message ?? String(error)}`;
       // The stored image is one we decoded at upload: a decoder refusing it now will refuse it on every retry.
       const permanent = isOcularError(error) && (error.type === 'unsupported_media_type' || error.type === 'validation_error');
       if (permanent || job.attempts >= job.maxAttempts) {
-        store.setStatus(imageId, 'failed', message);
+        await store.setStatus(imageId, 'failed', message);
         if (permanent) throw new PermanentJobError(message, { cause: error });
       } else {
-        store.setStatus(imageId, 'pending');
+        await store.setStatus(imageId, 'pending');
         options.log.warn('image indexing attempt failed; it will be retried', { imageId, attempt: job.attempts, error: message });
       }
       throw error;
