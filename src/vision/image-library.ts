@@ -120,12 +120,12 @@ export class ImageLibrary {
       await Promise.all(added.map((image) => this.#blobs.remove(image.id)));
       throw error;
     }
-    for (const image of added) if (image.indexRequested) this.#queue(image.id);
+    for (const image of added) if (image.indexRequested) await this.#queue(image.id);
     return added.map((image) => this.#store.getById(image.id)!);
   }
 
-  #queue(imageId: string): void {
-    const job = this.#jobs.enqueue(INDEX_IMAGE_JOB, { imageId }, { key: `image:${imageId}`, maxAttempts: this.#options.maxAttempts });
+  async #queue(imageId: string): Promise<void> {
+    const job = await this.#jobs.enqueue(INDEX_IMAGE_JOB, { imageId }, { key: `image:${imageId}`, maxAttempts: this.#options.maxAttempts });
     this.#store.setJob(imageId, job.id);
   }
 
@@ -142,7 +142,7 @@ export class ImageLibrary {
   /** Cancels its indexing, then removes its row (and index entries) and its blob. */
   async deleteImage(owner: string, id: string): Promise<void> {
     const image = this.getImage(owner, id);
-    if (image.jobId !== null) this.#jobs.cancel(image.jobId);
+    if (image.jobId !== null) await this.#jobs.cancel(image.jobId);
     this.#store.delete(owner, id);
     await this.#blobs.remove(id);
   }
@@ -188,12 +188,12 @@ export class ImageLibrary {
     const removedBlobs = await this.#blobs.sweep((id) => this.#store.has(id));
     let requeued = 0;
     for (const image of this.#store.unfinished()) {
-      const job = image.jobId === null ? undefined : this.#jobs.get(image.jobId);
+      const job = image.jobId === null ? undefined : await this.#jobs.get(image.jobId);
       if (job?.status === 'queued' || job?.status === 'running' || job?.status === 'succeeded') continue;
       if (job?.status === 'failed' || job?.status === 'cancelled') {
         this.#store.setStatus(image.id, 'failed', job.error ?? 'indexing failed');
       } else {
-        this.#queue(image.id);
+        await this.#queue(image.id);
       }
       requeued += 1;
     }

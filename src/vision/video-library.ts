@@ -232,7 +232,7 @@ export class VideoLibrary {
         webhookSecret: request.webhookSecret ?? null,
       });
       if (!indexing) return video;
-      const job = this.#jobs.enqueue(INDEX_VIDEO_JOB, { videoId: id }, { key: `video:${id}`, maxAttempts: this.#maxAttempts });
+      const job = await this.#jobs.enqueue(INDEX_VIDEO_JOB, { videoId: id }, { key: `video:${id}`, maxAttempts: this.#maxAttempts });
       this.#store.updateVideo(id, { jobId: job.id });
       return this.#store.getVideoById(id)!;
     } catch (error) {
@@ -261,7 +261,7 @@ export class VideoLibrary {
    */
   async deleteVideo(owner: string, id: string): Promise<void> {
     const video = this.getVideo(owner, id);
-    if (video.jobId !== null && this.#jobs.cancel(video.jobId)?.status === 'running') await this.#jobStopped(video.jobId);
+    if (video.jobId !== null && (await this.#jobs.cancel(video.jobId))?.status === 'running') await this.#jobStopped(video.jobId);
     this.#store.deleteVideo(owner, id);
     await this.#blobs.removeVideo(id);
     const event: IndexingEvent = {
@@ -278,7 +278,7 @@ export class VideoLibrary {
   /** Resolves once the job is no longer running, or after `JOB_STOP_WAIT_MS` (a handler stuck in native code). */
   async #jobStopped(jobId: string): Promise<void> {
     const deadline = Date.now() + JOB_STOP_WAIT_MS;
-    while (this.#jobs.get(jobId)?.status === 'running' && Date.now() < deadline) {
+    while ((await this.#jobs.get(jobId))?.status === 'running' && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
   }
@@ -321,20 +321,20 @@ export class VideoLibrary {
       await this.#blobs.removeVideo(entry.name);
       removedFolders += 1;
     }
-    return { removedFolders, settledVideos: this.settleVideos() };
+    return { removedFolders, settledVideos: await this.settleVideos() };
   }
 
   /** The settling half of `recover`, cheap enough to run now and then while serving. Returns how many changed. */
-  settleVideos(): number {
+  async settleVideos(): Promise<number> {
     let settledVideos = 0;
     for (const video of this.#store.unfinishedVideos()) {
-      const job = video.jobId === null ? undefined : this.#jobs.get(video.jobId);
+      const job = video.jobId === null ? undefined : await this.#jobs.get(video.jobId);
       if (job?.status === 'queued' || job?.status === 'running') continue;
       if (job?.status === 'failed' || job?.status === 'cancelled') {
         const error = job.error ?? (job.status === 'cancelled' ? 'indexing was cancelled' : 'indexing failed');
         this.report(video.id, { status: 'failed', stage: 'failed', progress: video.progress, error });
       } else if (job?.status !== 'succeeded') {
-        const requeued = this.#jobs.enqueue(
+        const requeued = await this.#jobs.enqueue(
           INDEX_VIDEO_JOB,
           { videoId: video.id },
           { key: `video:${video.id}`, maxAttempts: this.#maxAttempts },

@@ -195,7 +195,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
       }
       library.report(videoId, { status: 'indexed', stage: 'done', progress: 1 });
       context.reportProgress(1);
-      notify(videoId, 'video.indexed');
+      await notify(videoId, 'video.indexed');
       const runSeconds = (performance.now() - started) / 1000;
       options.onIndexed?.(videoId, { mediaSeconds: video.metadata?.durationSeconds ?? 0, runSeconds });
     } catch (error) {
@@ -209,7 +209,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
           progress: store.getVideoById(videoId)?.progress ?? 0,
           error: describeFailure(error),
         });
-        notify(videoId, 'video.failed');
+        await notify(videoId, 'video.failed');
         // Retrying cannot help (the file itself is the problem): the job fails now, the video says why.
         if (isPermanent(error)) throw new PermanentJobError(describeFailure(error), { cause: error });
       } else {
@@ -219,9 +219,9 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     }
   };
 
-  function notify(videoId: string, event: 'video.indexed' | 'video.failed'): void {
+  async function notify(videoId: string, event: 'video.indexed' | 'video.failed'): Promise<void> {
     const video = store.getVideoById(videoId);
-    if (video) options.webhooks.notify(video, store.getGroup(video.owner, video.groupId), event);
+    if (video) await options.webhooks.notify(video, store.getGroup(video.owner, video.groupId), event);
   }
 
   async function ensurePlan(
