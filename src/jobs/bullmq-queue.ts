@@ -91,6 +91,9 @@ end
 return taken`;
 
 const RECOVERY_LOCK_MS = 30_000;
+const KIND_CACHE_SIZE = 10_000;
+const CONNECT_WAIT_MS = 2_000;
+const CLAIM_TIMEOUT_MS = 10_000;
 
 /**
  * The job queue on Redis, through BullMQ, for API processes and workers on several machines.
@@ -174,8 +177,14 @@ export class BullmqJobQueue implements WorkerQueue {
     if (cached !== undefined) return cached;
     const kind = await this.#redis.hget(this.#key('job-kind'), id);
     if (kind === null) return undefined;
-    this.#kindOf.set(id, kind);
+    this.#rememberKind(id, kind);
     return kind;
+  }
+
+  /** A cache of job kinds, for the lease calls of running jobs; bounded, as a server enqueues without end. */
+  #rememberKind(id: string, kind: string): void {
+    if (this.#kindOf.size >= KIND_CACHE_SIZE) this.#kindOf.delete(this.#kindOf.keys().next().value!);
+    this.#kindOf.set(id, kind);
   }
 
   async enqueue(kind: string, payload: JsonValue, options: EnqueueOptions = {}): Promise<Job> {
@@ -207,8 +216,9 @@ export class BullmqJobQueue implements WorkerQueue {
       .zadd(this.#key('index'), seq, id)
       .zadd(this.#key(`index:${kind}`), seq, id)
       .exec();
-    const job = await this.get(id);
-    if (job === undefined) throw new Error(`job ${id} vanished as it was enqueued`);
+    // As added, not as read back: a worker may have claimed it already, and the caller enqueued a queued job.
+    const job = await this.#toJob(added, added.delay > 0 ? 'delayed' : 'waiting');
+    if (job === undefined) throw new Error(`job ${id} could not be read as it was enqueued`);
     this.#emit({ type: 'enqueued', job });
     return job;
   }
@@ -343,9 +353,9 @@ export class BullmqJobQueue implements WorkerQueue {
       if (!KIND_PATTERN.test(kind)) continue;
       const worker = this.#worker(kind, leaseMs);
       for (;;) {
-        const job = (await worker.getNextJob(owner, { block: false })) as BullmqJob | undefined;
+        const job = await this.#nextJob(worker, owner);
         if (job === undefined) break;
-        this.#kindOf.set(job.id!, kind);
+        this.#rememberKind(job.id!, kind);
         // Cancelled while it was being given back to the queue: it ends here instead of running.
         if ((await this.#redis.sismember(this.#key('cancel'), job.id!)) === 1) {
           await this.#endCancelled(job, owner, undefined);
@@ -355,6 +365,36 @@ export class BullmqJobQueue implements WorkerQueue {
       }
     }
     return undefined;
+  }
+
+  /**
+   * BullMQ's worker connection retries a command forever (it must, for blocking reads), so a claim sent while Redis
+   * is away would hold up `JobRunner.stop()`: claims are refused unless the connection is up, and bounded in time.
+   * A claim that times out but lands later leaves a locked job nobody runs; its lease expires and recovery takes it.
+   */
+  async #nextJob(worker: Worker<JsonValue, unknown, string>, owner: string): Promise<BullmqJob | undefined> {
+    if (this.#workerRedis.status !== 'ready') {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.#workerRedis.off('ready', onReady);
+          reject(new Error(`Redis is not reachable (connection ${this.#workerRedis.status})`));
+        }, CONNECT_WAIT_MS);
+        const onReady = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        this.#workerRedis.once('ready', onReady);
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer a claim within ${CLAIM_TIMEOUT_MS} ms`)), CLAIM_TIMEOUT_MS);
+    });
+    try {
+      return (await Promise.race([worker.getNextJob(owner, { block: false }), timeout])) as BullmqJob | undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async renewLease(id: string, owner: string, leaseMs: number): Promise<LeaseState> {

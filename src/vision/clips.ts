@@ -240,7 +240,11 @@ export class ClipService {
           error: job.error ?? 'clip generation failed',
         });
       } else {
-        const requeued = await this.#jobs.enqueue(CLIP_JOB, { clipId: clip.id }, { key: `clip:${clip.id}`, maxAttempts: this.#maxAttempts });
+        const requeued = await this.#jobs.enqueue(
+          CLIP_JOB,
+          { clipId: clip.id },
+          { key: `clip:${clip.id}`, maxAttempts: this.#maxAttempts },
+        );
         await this.#store.update(clip.id, { jobId: requeued.id });
       }
       settled += 1;
