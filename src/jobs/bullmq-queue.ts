@@ -117,7 +117,6 @@ export class BullmqJobQueue implements WorkerQueue {
   readonly #queues = new Map<string, Queue<JsonValue, unknown, string>>();
   readonly #workers = new Map<string, Worker<JsonValue, unknown, string>>();
   readonly #kindOf = new Map<string, string>();
-  readonly #knownKinds = new Set<string>();
   readonly #listeners = new Set<(event: JobEvent) => void>();
   #claimCursor = 0;
 
@@ -190,13 +189,9 @@ export class BullmqJobQueue implements WorkerQueue {
   async enqueue(kind: string, payload: JsonValue, options: EnqueueOptions = {}): Promise<Job> {
     const { maxAttempts, now, runAt, key } = checkEnqueue(kind, payload, options);
     if (!KIND_PATTERN.test(kind)) throw validationError('a job kind is letters, digits and . _ - only', 'kind');
-    if (!this.#knownKinds.has(kind)) {
-      await this.#redis.sadd(this.#key('kinds'), kind);
-      this.#knownKinds.add(kind);
-    }
     const id = newJobId();
-    // The kind first: a worker may claim the job the moment BullMQ has it.
-    await this.#redis.hset(this.#key('job-kind'), id, kind);
+    // The kind first: a worker may claim the job the moment BullMQ has it, and recovery looks at known kinds only.
+    await this.#redis.multi().sadd(this.#key('kinds'), kind).hset(this.#key('job-kind'), id, kind).exec();
     const added = await this.#queue(kind).add(kind, payload, {
       jobId: id,
       attempts: maxAttempts,
