@@ -87,6 +87,21 @@ describe('environment substitution', () => {
 });
 
 describe('config file validation', () => {
+  it('keeps jobs in SQLite unless the queue names a Redis, whose url it checks', () => {
+    expect(parseConfig({}, {}).queue).toEqual({ kind: 'sqlite' });
+    expect(parseConfig({ queue: { kind: 'redis', url: 'redis://cache:6379/2' } }, {}).queue).toEqual({
+      kind: 'redis',
+      url: 'redis://cache:6379/2',
+      prefix: 'ocular',
+    });
+    expect(configErrorOf(() => parseConfig({ queue: { kind: 'redis' } }, {}))).toContain('queue.url');
+    expect(configErrorOf(() => parseConfig({ queue: { kind: 'redis', url: 'http://cache:6379' } }, {}))).toContain('queue.url');
+    expect(configErrorOf(() => parseConfig({ queue: { kind: 'redis', url: 'redis://cache', prefix: 'a:b' } }, {}))).toContain(
+      'queue.prefix',
+    );
+    expect(configErrorOf(() => parseConfig({ queue: { kind: 'kafka' } }, {}))).toContain('queue');
+  });
+
   it('rejects a file that is not JSON, naming the file', () => {
     const path = writeConfig('broken.json', '{ "models": [ }');
     const message = configErrorOf(() => loadConfigFile(path, {}));

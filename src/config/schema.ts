@@ -267,6 +267,26 @@ export const storageSchema = z
     path: ['url'],
   });
 
+/**
+ * Where jobs (indexing, embedding, clips, webhooks) wait and run: `sqlite`, the jobs table of the embedded database
+ * (workers on one machine), or `redis`, BullMQ queues that API processes and workers on any machine share.
+ */
+export const queueSchema = z
+  .discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('sqlite') }),
+    z.strictObject({
+      kind: z.literal('redis'),
+      /** Redis connection string, `redis://[user:password@]host:6379[/db]` (`rediss://` for TLS). */
+      url: z.url({ protocol: /^rediss?$/ }),
+      /** Prefix of every key the queues write, so several deployments can share one Redis. @default ocular */
+      prefix: z
+        .string()
+        .regex(/^[\w.-]+$/, 'use letters, digits and . _ - only')
+        .default('ocular'),
+    }),
+  ])
+  .default({ kind: 'sqlite' });
+
 /** A research model (the Research API): a chat model from `models` run as a web-research agent. */
 export const researchModelSchema = z.strictObject({
   id: z
@@ -302,6 +322,7 @@ export const configFileSchema = z.strictObject({
   memory: memorySchema.prefault({}),
   qa: qaSchema.prefault({}),
   storage: storageSchema.prefault({}),
+  queue: queueSchema,
   metrics: metricsSchema.prefault({}),
   rateLimits: rateLimitsSchema.prefault({}),
   /** Research models, served on the OpenAI chat routes (they need `search.provider`). @default [] */
@@ -320,3 +341,4 @@ export type MemorySettings = z.infer<typeof memorySchema>;
 export type QaSettings = z.infer<typeof qaSchema>;
 export type MetricsSettings = z.infer<typeof metricsSchema>;
 export type RateLimitSettings = z.infer<typeof rateLimitsSchema>;
+export type QueueSettings = z.infer<typeof queueSchema>;

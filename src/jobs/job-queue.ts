@@ -46,17 +46,21 @@ export interface ListJobsOptions {
 
 /** What services see: the part of a job queue that a Redis + BullMQ implementation would offer as well. */
 export interface JobQueue {
-  enqueue(kind: string, payload: JsonValue, options?: EnqueueOptions): Job;
-  get(id: string): Job | undefined;
+  enqueue(kind: string, payload: JsonValue, options?: EnqueueOptions): Promise<Job>;
+  get(id: string): Promise<Job | undefined>;
   /**
    * A queued job becomes cancelled at once; a running one is asked to stop (its handler's signal is aborted)
    * and ends cancelled. Finished jobs are left as they are. Undefined when there is no such job.
    */
-  cancel(id: string): Job | undefined;
+  cancel(id: string): Promise<Job | undefined>;
   /** Newest first. */
-  list(options: ListJobsOptions): Job[];
+  list(options: ListJobsOptions): Promise<Job[]>;
   /** How many jobs there are of each kind in each status (queue depth, for metrics and readiness). */
-  counts(): Array<{ kind: string; status: JobStatus; count: number }>;
+  counts(): Promise<Array<{ kind: string; status: JobStatus; count: number }>>;
+  /** Throws when the queue's store cannot be reached (readiness checks). */
+  ping(): Promise<void>;
+  /** Releases what the queue holds open (connections); the queue is unusable afterwards. */
+  close(): Promise<void>;
 }
 
 export type JobEvent = { type: 'enqueued'; job: Job } | { type: 'cancel-requested'; id: string };
@@ -73,25 +77,25 @@ export interface LeaseState {
  */
 export interface WorkerQueue extends JobQueue {
   /** Takes the oldest runnable job of one of `kinds`, marking it running under `owner` for `leaseMs`. */
-  claim(owner: string, kinds: readonly string[], leaseMs: number): Job | undefined;
-  renewLease(id: string, owner: string, leaseMs: number): LeaseState;
-  setProgress(id: string, owner: string, progress: number): boolean;
-  complete(id: string, owner: string): boolean;
+  claim(owner: string, kinds: readonly string[], leaseMs: number): Promise<Job | undefined>;
+  renewLease(id: string, owner: string, leaseMs: number): Promise<LeaseState>;
+  setProgress(id: string, owner: string, progress: number): Promise<boolean>;
+  complete(id: string, owner: string): Promise<boolean>;
   /** Back to queued until `retryAt` when given and attempts remain, else failed (cancelled when that was asked). */
-  fail(id: string, owner: string, message: string, retryAt: Date | undefined): boolean;
+  fail(id: string, owner: string, message: string, retryAt: Date | undefined): Promise<boolean>;
   /** Ends a running job as cancelled. */
-  finishCancelled(id: string, owner: string): boolean;
+  finishCancelled(id: string, owner: string): Promise<boolean>;
   /** Back to queued, runnable now, with the attempt given back (the worker is shutting down, not failing). */
-  release(id: string, owner: string): boolean;
+  release(id: string, owner: string): Promise<boolean>;
   /**
    * Jobs whose lease expired (their process died) go back to queued with their attempts kept; a job that had
    * used its last attempt fails, one whose cancellation was asked ends cancelled. Jobs leased to one of
    * `deadOwners` (workers known to have died) are recovered the same way without waiting for their leases to
    * expire. Returns how many changed.
    */
-  recoverExpired(deadOwners?: readonly string[]): number;
+  recoverExpired(deadOwners?: readonly string[]): Promise<number>;
   /** The lease owners of running jobs. */
-  runningOwners(): string[];
+  runningOwners(): Promise<string[]>;
   /** In-process notifications (wake-ups on enqueue, cancellations); returns the unsubscribe function. */
   subscribe(listener: (event: JobEvent) => void): () => void;
 }
@@ -130,6 +134,28 @@ function toJob(row: JobRow): Job {
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
   };
+}
+
+/** What every queue checks before enqueueing; throws a validation error naming the bad field. */
+export function checkEnqueue(
+  kind: string,
+  payload: JsonValue,
+  options: EnqueueOptions,
+): { maxAttempts: number; encoded: string; now: number; runAt: number; key: string | null } {
+  if (kind.length === 0) throw validationError('a job needs a kind', 'kind');
+  const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw validationError('maxAttempts must be an integer >= 1', 'maxAttempts');
+  const encoded = JSON.stringify(payload) as string | undefined;
+  if (encoded === undefined) throw validationError('the payload must be JSON', 'payload');
+  const now = Date.now();
+  const runAt = options.runAt?.getTime() ?? now;
+  if (!Number.isFinite(runAt)) throw validationError('runAt is not a valid date', 'runAt');
+  return { maxAttempts, encoded, now, runAt, key: options.key ?? null };
+}
+
+/** A new job id: `job_` and 16 hex digits. */
+export function newJobId(): string {
+  return `job_${randomBytes(8).toString('hex')}`;
 }
 
 /** The job queue kept in Ocular's SQLite metadata database; several processes may share the file. */
@@ -201,22 +227,14 @@ export class SqliteJobQueue implements WorkerQueue {
     };
   }
 
-  enqueue(kind: string, payload: JsonValue, options: EnqueueOptions = {}): Job {
-    if (kind.length === 0) throw validationError('a job needs a kind', 'kind');
-    const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw validationError('maxAttempts must be an integer >= 1', 'maxAttempts');
-    const encoded = JSON.stringify(payload) as string | undefined;
-    if (encoded === undefined) throw validationError('the payload must be JSON', 'payload');
-    const now = Date.now();
-    const runAt = options.runAt?.getTime() ?? now;
-    if (!Number.isFinite(runAt)) throw validationError('runAt is not a valid date', 'runAt');
-    const key = options.key ?? null;
+  async enqueue(kind: string, payload: JsonValue, options: EnqueueOptions = {}): Promise<Job> {
+    const { maxAttempts, encoded, now, runAt, key } = checkEnqueue(kind, payload, options);
 
     // Immediate: the key check and the insert must not interleave with another process's enqueue.
     const insert = this.#db.transaction((): { job: Job; created: boolean } => {
       const live = key === null ? undefined : this.#statements.liveByKey.get(key);
       if (live !== undefined) return { job: toJob(live), created: false };
-      const id = `job_${randomBytes(8).toString('hex')}`;
+      const id = newJobId();
       this.#statements.insert.run(id, kind, key, encoded, maxAttempts, runAt, now, now);
       return { job: toJob(this.#statements.get.get(id)!), created: true };
     });
@@ -225,28 +243,32 @@ export class SqliteJobQueue implements WorkerQueue {
     return job;
   }
 
-  get(id: string): Job | undefined {
+  async get(id: string): Promise<Job | undefined> {
+    return this.#read(id);
+  }
+
+  #read(id: string): Job | undefined {
     const row = this.#statements.get.get(id);
     return row === undefined ? undefined : toJob(row);
   }
 
-  cancel(id: string): Job | undefined {
+  async cancel(id: string): Promise<Job | undefined> {
     const now = Date.now();
     const requested = this.#db.transaction(() => {
       if (this.#statements.cancelQueued.run(now, id).changes > 0) return false;
       return this.#statements.requestCancel.run(now, id).changes > 0;
     });
     if (requested.immediate()) this.#emit({ type: 'cancel-requested', id });
-    return this.get(id);
+    return this.#read(id);
   }
 
-  list(options: ListJobsOptions): Job[] {
+  async list(options: ListJobsOptions): Promise<Job[]> {
     return this.#statements.list
       .all({ kind: options.kind ?? null, status: options.status ?? null, limit: options.limit, offset: options.offset })
       .map(toJob);
   }
 
-  claim(owner: string, kinds: readonly string[], leaseMs: number): Job | undefined {
+  async claim(owner: string, kinds: readonly string[], leaseMs: number): Promise<Job | undefined> {
     // BEGIN IMMEDIATE takes the write lock before the SELECT, so two processes cannot claim the same job.
     const claim = this.#db.transaction((): Job | undefined => {
       const now = Date.now();
@@ -258,47 +280,54 @@ export class SqliteJobQueue implements WorkerQueue {
     return claim.immediate();
   }
 
-  renewLease(id: string, owner: string, leaseMs: number): LeaseState {
+  async renewLease(id: string, owner: string, leaseMs: number): Promise<LeaseState> {
     const row = this.#statements.renew.get(Date.now() + leaseMs, id, owner) as { cancel_requested: number } | undefined;
     return row === undefined ? { held: false, cancelRequested: false } : { held: true, cancelRequested: row.cancel_requested !== 0 };
   }
 
-  setProgress(id: string, owner: string, progress: number): boolean {
+  async setProgress(id: string, owner: string, progress: number): Promise<boolean> {
     const clamped = Number.isFinite(progress) ? Math.min(1, Math.max(0, progress)) : 0;
     return this.#statements.progress.run(clamped, Date.now(), id, owner).changes > 0;
   }
 
-  complete(id: string, owner: string): boolean {
+  async complete(id: string, owner: string): Promise<boolean> {
     return this.#statements.complete.run(Date.now(), id, owner).changes > 0;
   }
 
-  fail(id: string, owner: string, message: string, retryAt: Date | undefined): boolean {
+  async fail(id: string, owner: string, message: string, retryAt: Date | undefined): Promise<boolean> {
     return this.#statements.fail.run({ retryAt: retryAt?.getTime() ?? null, message, now: Date.now(), id, owner }).changes > 0;
   }
 
-  finishCancelled(id: string, owner: string): boolean {
+  async finishCancelled(id: string, owner: string): Promise<boolean> {
     return this.#statements.finishCancelled.run(Date.now(), id, owner).changes > 0;
   }
 
-  release(id: string, owner: string): boolean {
+  async release(id: string, owner: string): Promise<boolean> {
     return this.#statements.release.run({ now: Date.now(), id, owner }).changes > 0;
   }
 
-  recoverExpired(deadOwners: readonly string[] = []): number {
+  async recoverExpired(deadOwners: readonly string[] = []): Promise<number> {
     return this.#statements.recover.run({ now: Date.now(), dead: JSON.stringify(deadOwners) }).changes;
   }
 
-  runningOwners(): string[] {
+  async runningOwners(): Promise<string[]> {
     return this.#statements.runningOwners.all();
   }
 
-  counts(): Array<{ kind: string; status: JobStatus; count: number }> {
+  async counts(): Promise<Array<{ kind: string; status: JobStatus; count: number }>> {
     return this.#db
       .prepare<[], { kind: string; status: JobStatus; count: number }>(
         'SELECT kind, status, count(*) AS count FROM jobs GROUP BY kind, status',
       )
       .all();
   }
+
+  async ping(): Promise<void> {
+    this.#db.prepare('SELECT 1 FROM jobs LIMIT 1').get();
+  }
+
+  /** The database is the caller's to close. */
+  async close(): Promise<void> {}
 
   subscribe(listener: (event: JobEvent) => void): () => void {
     this.#listeners.add(listener);

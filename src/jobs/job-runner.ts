@@ -59,6 +59,10 @@ interface Running {
   job: Job;
   controller: AbortController;
   cause: AbortCause | undefined;
+  /** Progress writes, chained so they land in order and before the outcome is recorded. */
+  writes: Promise<void>;
+  /** Set while a lease renewal is in flight, so slow renewals do not pile up. */
+  renewing: boolean;
 }
 
 function abortReason(cause: AbortCause): Error {
@@ -87,6 +91,10 @@ export class JobRunner {
   readonly #running = new Map<string, Running>();
   readonly #settled = new Set<Promise<void>>();
   #started = false;
+  /** The claim loop in flight (claims are async: one loop at a time keeps the concurrency bound). */
+  #filling: Promise<void> | undefined;
+  #fillAgain = false;
+  #recovering = false;
   #timers: NodeJS.Timeout[] = [];
   #unsubscribe: (() => void) | undefined;
 
@@ -120,9 +128,9 @@ export class JobRunner {
     if (this.#started) return;
     this.#started = true;
     this.#unsubscribe = this.#queue.subscribe((event) => this.#onEvent(event));
-    this.#recover();
-    this.#timers = [setInterval(() => this.#fill(), this.#pollMs), setInterval(() => this.#recover(), this.#recoverMs)];
-    this.#fill();
+    this.#timers = [setInterval(() => this.#fill(), this.#pollMs), setInterval(() => void this.#recover(), this.#recoverMs)];
+    // Recover first so that jobs of dead workers are runnable by the first claims.
+    void this.#recover().finally(() => this.#fill());
   }
 
   /** Aborts the running jobs, waits for their handlers to return, and leaves those jobs queued for the next start. */
@@ -133,6 +141,7 @@ export class JobRunner {
     this.#timers = [];
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
+    await this.#filling; // a claim in flight may still start a job, which is aborted below
     for (const running of this.#running.values()) this.#abort(running, 'stopping');
     await Promise.all(this.#settled);
   }
@@ -157,9 +166,9 @@ export class JobRunner {
    * to expire. Owners are `<host>:<pid>:<random>`; an owner on another host, or one this check cannot read, is
    * left to lease expiry.
    */
-  #deadLocalOwners(): string[] {
+  async #deadLocalOwners(): Promise<string[]> {
     const host = hostname();
-    return this.#queue.runningOwners().filter((owner) => {
+    return (await this.#queue.runningOwners()).filter((owner) => {
       const match = /^(.*):(\d+):[0-9a-f]+$/.exec(owner);
       if (!match || match[1] !== host || owner === this.owner) return false;
       const pid = Number(match[2]);
@@ -173,92 +182,125 @@ export class JobRunner {
     });
   }
 
-  #recover(): void {
+  async #recover(): Promise<void> {
+    if (this.#recovering) return;
+    this.#recovering = true;
     try {
-      const recovered = this.#queue.recoverExpired(this.#deadLocalOwners());
+      const recovered = await this.#queue.recoverExpired(await this.#deadLocalOwners());
       if (recovered > 0) {
         this.#log.warn('jobs whose worker stopped renewing its lease went back to the queue', { count: recovered });
         this.#fill();
       }
     } catch (error) {
       this.#log.warn('could not recover expired jobs', { error: String(error) });
+    } finally {
+      this.#recovering = false;
     }
   }
 
-  /** Claims jobs until the concurrency bound is reached or none is runnable. Synchronous, so it cannot interleave. */
+  /** Claims jobs until the concurrency bound is reached or none is runnable; a call during a claim loop reruns it. */
   #fill(): void {
-    const kinds = [...this.#handlers.keys()];
-    while (this.#started && this.#running.size < this.#concurrency && kinds.length > 0) {
-      let job: Job | undefined;
-      try {
-        job = this.#queue.claim(this.owner, kinds, this.#leaseMs);
-      } catch (error) {
-        this.#log.warn('could not claim a job', { error: String(error) });
-        return;
-      }
-      if (job === undefined) return;
-      const running: Running = { job, controller: new AbortController(), cause: undefined };
-      this.#running.set(job.id, running);
-      const settled = this.#execute(running).finally(() => {
-        this.#running.delete(job.id);
-        this.#settled.delete(settled);
-        this.#fill();
-      });
-      this.#settled.add(settled);
+    if (this.#filling !== undefined) {
+      this.#fillAgain = true;
+      return;
     }
+    this.#filling = this.#claimLoop().finally(() => (this.#filling = undefined));
   }
 
-  #heartbeat(running: Running): void {
+  async #claimLoop(): Promise<void> {
+    const kinds = [...this.#handlers.keys()];
+    do {
+      this.#fillAgain = false;
+      while (this.#started && this.#running.size < this.#concurrency && kinds.length > 0) {
+        let job: Job | undefined;
+        try {
+          job = await this.#queue.claim(this.owner, kinds, this.#leaseMs);
+        } catch (error) {
+          this.#log.warn('could not claim a job', { error: String(error) });
+          return;
+        }
+        if (job === undefined) break;
+        this.#launch(job);
+      }
+    } while (this.#fillAgain && this.#started);
+  }
+
+  #launch(job: Job): void {
+    const running: Running = { job, controller: new AbortController(), cause: undefined, writes: Promise.resolve(), renewing: false };
+    this.#running.set(job.id, running);
+    // Stopped while the claim was in flight: the job starts aborted and is given back at once.
+    if (!this.#started) this.#abort(running, 'stopping');
+    const settled = this.#execute(running).finally(() => {
+      this.#running.delete(job.id);
+      this.#settled.delete(settled);
+      this.#fill();
+    });
+    this.#settled.add(settled);
+  }
+
+  async #heartbeat(running: Running): Promise<void> {
+    if (running.renewing) return;
+    running.renewing = true;
     try {
-      const lease = this.#queue.renewLease(running.job.id, this.owner, this.#leaseMs);
+      const lease = await this.#queue.renewLease(running.job.id, this.owner, this.#leaseMs);
       if (!lease.held) this.#abort(running, 'lease-lost');
       else if (lease.cancelRequested) this.#abort(running, 'cancelled');
     } catch (error) {
       this.#log.warn('could not renew a job lease', { job: running.job.id, error: String(error) });
+    } finally {
+      running.renewing = false;
     }
   }
 
   async #execute(running: Running): Promise<void> {
     const { job, controller } = running;
     const handler = this.#handlers.get(job.kind)!;
-    const timer = setInterval(() => this.#heartbeat(running), this.#heartbeatMs);
+    const timer = setInterval(() => void this.#heartbeat(running), this.#heartbeatMs);
     const context: JobContext = {
       signal: controller.signal,
       reportProgress: (progress) => {
-        if (!this.#queue.setProgress(job.id, this.owner, progress)) this.#abort(running, 'lease-lost');
+        running.writes = running.writes.then(async () => {
+          try {
+            if (!(await this.#queue.setProgress(job.id, this.owner, progress))) this.#abort(running, 'lease-lost');
+          } catch (error) {
+            this.#log.warn('could not save job progress', { job: job.id, error: String(error) });
+          }
+        });
       },
-      heartbeat: () => this.#heartbeat(running),
+      heartbeat: () => void this.#heartbeat(running),
     };
     let failure: unknown;
     let failed = false;
     const started = performance.now();
     try {
+      if (controller.signal.aborted) throw controller.signal.reason;
       await handler(job, context);
     } catch (error) {
       failed = true;
       failure = error;
     } finally {
       clearInterval(timer);
+      await running.writes;
     }
     const outcome =
       running.cause === 'cancelled' ? 'cancelled' : running.cause !== undefined ? 'released' : failed ? 'failed' : 'completed';
     this.#onSettled?.(job.kind, outcome, (performance.now() - started) / 1000);
     try {
-      this.#record(running, failed, failure);
+      await this.#record(running, failed, failure);
     } catch (error) {
       // The lease will expire and the job run again: handlers are resumable.
       this.#log.warn('could not record a job outcome', { job: job.id, error: String(error) });
     }
   }
 
-  #record(running: Running, failed: boolean, failure: unknown): void {
+  async #record(running: Running, failed: boolean, failure: unknown): Promise<void> {
     const { job } = running;
     switch (running.cause) {
       case 'cancelled':
-        this.#queue.finishCancelled(job.id, this.owner);
+        await this.#queue.finishCancelled(job.id, this.owner);
         return;
       case 'stopping':
-        this.#queue.release(job.id, this.owner);
+        await this.#queue.release(job.id, this.owner);
         return;
       case 'lease-lost':
         return; // another worker has it, or it went back to the queue
@@ -266,14 +308,14 @@ export class JobRunner {
         break;
     }
     if (!failed) {
-      this.#queue.complete(job.id, this.owner);
+      await this.#queue.complete(job.id, this.owner);
       return;
     }
     const message = failure instanceof Error ? failure.message : String(failure);
     // `job.attempts` already counts this attempt (claims increment it).
     const delay = Math.min(this.#backoffMaxMs, this.#backoffBaseMs * 2 ** (job.attempts - 1));
     const retryAt = !(failure instanceof PermanentJobError) && job.attempts < job.maxAttempts ? new Date(Date.now() + delay) : undefined;
-    this.#queue.fail(job.id, this.owner, message, retryAt);
+    await this.#queue.fail(job.id, this.owner, message, retryAt);
     if (retryAt !== undefined) this.#log.warn('a job failed and will be retried', { job: job.id, kind: job.kind, error: message });
     else this.#log.warn('a job failed for good', { job: job.id, kind: job.kind, attempts: job.attempts, error: message });
   }

@@ -1,6 +1,6 @@
 import { ConfigError } from '../config/load-config.ts';
 import type { MediaSettings } from '../config/schema.ts';
-import type { SqliteJobQueue } from '../jobs/job-queue.ts';
+import type { WorkerQueue } from '../jobs/job-queue.ts';
 import { JobRunner, type JobRunnerOptions } from '../jobs/job-runner.ts';
 import { createMediaFetcher } from '../media/fetch-media.ts';
 import { createClipModel, inspectClipFolder, type ImageEmbeddingModel } from '../perception/clip/clip-model.ts';
@@ -41,7 +41,7 @@ export function createImageEmbeddingSearch(options: {
   dataDir: string;
   modelPath: string | undefined;
   media: MediaSettings;
-  jobs: SqliteJobQueue;
+  jobs: WorkerQueue;
   segments: SegmentSearchStore;
   blobs: BlobStore;
   logger: Logger;
@@ -65,7 +65,10 @@ export function createImageEmbeddingSearch(options: {
   const fetcher = createMediaFetcher({ ...media, allowHosts: media.allowHosts });
   const inScope = (scope: Parameters<SegmentSearchStore['inScope']>[0], ids: readonly number[]) => segments.inScope(scope, ids);
   // One live job at a time: it runs until no indexed segment lacks keyframe embeddings.
-  const queue = (): void => void jobs.enqueue(EMBED_KEYFRAMES_JOB, {}, { key: EMBED_KEYFRAMES_JOB, maxAttempts: 5 });
+  const queue = (): void =>
+    void jobs
+      .enqueue(EMBED_KEYFRAMES_JOB, {}, { key: EMBED_KEYFRAMES_JOB, maxAttempts: 5 })
+      .catch((error: unknown) => logger.warn('could not queue a job', { kind: EMBED_KEYFRAMES_JOB, error: String(error) }));
   return {
     model,
     retrievers: [
@@ -104,7 +107,7 @@ export function createImageEmbeddingSearch(options: {
 export function createImageLibrarySearch(options: {
   database: SqlDatabase;
   dataDir: string;
-  jobs: SqliteJobQueue;
+  jobs: WorkerQueue;
   library: ImageLibrary;
   store: ImageStore;
   blobs: ImageBlobStore;
@@ -137,7 +140,10 @@ export function createImageLibrarySearch(options: {
     createEmbedImagesHandler({ ...parts, blobs, log: logger }),
   );
   // One live job at a time: it runs until no indexed image lacks an embedding.
-  const queue = (): void => void jobs.enqueue(EMBED_IMAGES_JOB, {}, { key: EMBED_IMAGES_JOB, maxAttempts: 5 });
+  const queue = (): void =>
+    void jobs
+      .enqueue(EMBED_IMAGES_JOB, {}, { key: EMBED_IMAGES_JOB, maxAttempts: 5 })
+      .catch((error: unknown) => logger.warn('could not queue a job', { kind: EMBED_IMAGES_JOB, error: String(error) }));
   return {
     search,
     queue,

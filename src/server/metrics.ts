@@ -93,9 +93,10 @@ export class ServerMetrics {
       help: 'Jobs by kind and status (queued: the queue depth)',
       labelNames: ['kind', 'status'],
       registers: [this.registry],
-      collect() {
+      async collect() {
+        const counts = await jobs.counts();
         this.reset();
-        for (const { kind, status, count } of jobs.counts()) this.set({ kind, status }, count);
+        for (const { kind, status, count } of counts) this.set({ kind, status }, count);
       },
     });
   }

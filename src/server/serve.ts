@@ -29,8 +29,9 @@ import { SegmentSearchStore } from '../store/segment-search.ts';
 import { VideoStore } from '../store/video-store.ts';
 import { ImageBlobStore } from '../store/image-blob-store.ts';
 import { ImageStore } from '../store/image-store.ts';
-import { SqliteJobQueue } from '../jobs/job-queue.ts';
 import { LocalChangeFeed, PostgresChangeFeed, type ChangeFeed } from '../store/change-feed.ts';
+import type { WorkerQueue } from '../jobs/job-queue.ts';
+import { openJobQueue } from '../jobs/open-job-queue.ts';
 import { JobRunner, type JobRunnerOptions } from '../jobs/job-runner.ts';
 import { ServerMetrics } from './metrics.ts';
 import { RateLimits } from './rate-limits.ts';
@@ -230,7 +231,7 @@ function createSemanticSearch(options: {
   dataDir: string;
   models: ModelRegistry;
   embeddingModel: string | undefined;
-  jobs: SqliteJobQueue;
+  jobs: WorkerQueue;
   segments: SegmentSearchStore;
   logger: Logger;
   onSettled?: JobRunnerOptions['onSettled'];
@@ -258,7 +259,10 @@ function createSemanticSearch(options: {
     createEmbedSegmentsHandler({ embeddings, vectors, embed }),
   );
   // One live job at a time: it runs until no indexed segment lacks an embedding.
-  const queue = (): void => void jobs.enqueue(EMBED_SEGMENTS_JOB, {}, { key: EMBED_SEGMENTS_JOB, maxAttempts: 5 });
+  const queue = (): void =>
+    void jobs
+      .enqueue(EMBED_SEGMENTS_JOB, {}, { key: EMBED_SEGMENTS_JOB, maxAttempts: 5 })
+      .catch((error: unknown) => logger.warn('could not queue a job', { kind: EMBED_SEGMENTS_JOB, error: String(error) }));
   return {
     embed,
     modelId: `${model.provider}:${model.upstreamModel}`,
@@ -340,7 +344,7 @@ function createVision({
   const summarize: VideoSummarizer | undefined =
     indexing.captionModel === undefined ? undefined : createVideoSummarizer(chat, indexing.captionModel, store, summaries);
   const blobs = new BlobStore(join(dataDir, 'videos'));
-  const jobs = new SqliteJobQueue(db);
+  const jobs = openJobQueue(settings.config.queue, db);
   metrics?.watchJobs(jobs);
   const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts, changes });
   const webhooks = new WebhookNotifier({
@@ -579,6 +583,7 @@ function createVision({
         imageSearch.stop(),
       ]);
       await Promise.all([analyzerSet.close(), uploadFetcher.close(), webhookFetcher.close(), imageEmbeddings?.close()]);
+      await jobs.close(); // the Redis connections, with the redis queue
     },
   };
 }
@@ -664,7 +669,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const research = createResearch(settings, models, chat);
   const readiness: ReadinessCheck[] = [
     { name: 'database', check: async () => void (await sql`SELECT 1`.execute(database.db)) },
-    { name: 'queue', check: () => void vision.jobs.counts() },
+    { name: 'queue', check: () => vision.jobs.ping() },
     {
       name: 'blobs',
       check: async () => {

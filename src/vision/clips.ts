@@ -147,7 +147,7 @@ export class ClipService {
     const { videoIds: _ids, videoUrls: _urls, ...rest } = request;
     const id = randomUUID();
     await this.#store.insert({ id, owner, request: { ...rest, videoIds, videoUrls: [...urls] } });
-    const job = this.#jobs.enqueue(CLIP_JOB, { clipId: id }, { key: `clip:${id}`, maxAttempts: this.#maxAttempts });
+    const job = await this.#jobs.enqueue(CLIP_JOB, { clipId: id }, { key: `clip:${id}`, maxAttempts: this.#maxAttempts });
     await this.#store.update(id, { jobId: job.id });
     return (await this.#store.getById(id))!;
   }
@@ -201,7 +201,7 @@ export class ClipService {
   /** Cancels the job (a running render's ffmpeg is killed), waits briefly for it to stop, then removes the clip and its files. */
   async delete(owner: string, id: string): Promise<void> {
     const clip = await this.get(owner, id);
-    if (clip.jobId !== null && this.#jobs.cancel(clip.jobId)?.status === 'running') await this.#jobStopped(clip.jobId);
+    if (clip.jobId !== null && (await this.#jobs.cancel(clip.jobId))?.status === 'running') await this.#jobStopped(clip.jobId);
     await this.#store.remove(owner, id);
     await this.#blobs.removeClip(id);
     const event: ClipEvent = { clipId: id, status: 'failed', stage: 'deleted', progress: clip.progress, error: 'the clip was deleted' };
@@ -211,7 +211,7 @@ export class ClipService {
 
   async #jobStopped(jobId: string): Promise<void> {
     const deadline = Date.now() + JOB_STOP_WAIT_MS;
-    while (this.#jobs.get(jobId)?.status === 'running' && Date.now() < deadline) {
+    while ((await this.#jobs.get(jobId))?.status === 'running' && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
   }
@@ -230,7 +230,7 @@ export class ClipService {
   async settle(): Promise<number> {
     let settled = 0;
     for (const clip of await this.#store.unfinished()) {
-      const job = clip.jobId === null ? undefined : this.#jobs.get(clip.jobId);
+      const job = clip.jobId === null ? undefined : await this.#jobs.get(clip.jobId);
       if (job?.status === 'queued' || job?.status === 'running' || job?.status === 'succeeded') continue;
       if (job?.status === 'failed' || job?.status === 'cancelled') {
         await this.report(clip.id, {
@@ -240,7 +240,11 @@ export class ClipService {
           error: job.error ?? 'clip generation failed',
         });
       } else {
-        const requeued = this.#jobs.enqueue(CLIP_JOB, { clipId: clip.id }, { key: `clip:${clip.id}`, maxAttempts: this.#maxAttempts });
+        const requeued = await this.#jobs.enqueue(
+          CLIP_JOB,
+          { clipId: clip.id },
+          { key: `clip:${clip.id}`, maxAttempts: this.#maxAttempts },
+        );
         await this.#store.update(clip.id, { jobId: requeued.id });
       }
       settled += 1;

@@ -56,7 +56,7 @@ export class WebhookNotifier {
   }
 
   /** The upload's own webhook wins over its group's; nothing is sent when neither has one. */
-  notify(video: VideoRecord, group: GroupRecord | undefined, event: WebhookEvent): void {
+  async notify(video: VideoRecord, group: GroupRecord | undefined, event: WebhookEvent): Promise<void> {
     const url = video.webhookUrl ?? group?.webhookUrl ?? null;
     if (url === null) return;
     const secret = (video.webhookUrl !== null ? video.webhookSecret : group?.webhookSecret) ?? this.#options.defaultSecret;
@@ -69,7 +69,7 @@ export class WebhookNotifier {
       ...(video.error === null ? {} : { error: video.error }),
       timestamp: new Date().toISOString(),
     });
-    this.#options.jobs.enqueue(WEBHOOK_JOB, { url, secret, event, body }, { maxAttempts: this.#options.maxAttempts });
+    await this.#options.jobs.enqueue(WEBHOOK_JOB, { url, secret, event, body }, { maxAttempts: this.#options.maxAttempts });
   }
 }
 

@@ -1,15 +1,17 @@
-// Child process for the crash test in job-queue.test.ts: `node test/jobs/crash-worker.ts DATA_DIR JOB_ID`.
+// Child process for the crash test in job-queue.test.ts: `node test/jobs/crash-worker.ts DATA_DIR JOB_ID [REDIS_URL PREFIX]`.
 // Runs the `crash-test` job with a resumable handler and exits once the job has finished. The test kills it with
-// SIGKILL mid-job and starts it again.
+// SIGKILL mid-job and starts it again. The steps are recorded in DATA_DIR's SQLite database; the queue is that
+// database's, or BullMQ's on Redis when REDIS_URL and PREFIX are given.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JobRunner } from '../../src/jobs/job-runner.ts';
-import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
+import { BullmqJobQueue } from '../../src/jobs/bullmq-queue.ts';
+import { SqliteJobQueue, type WorkerQueue } from '../../src/jobs/job-queue.ts';
 import { openDatabase } from '../../src/store/database.ts';
 
 const CRASH_TEST_STEPS = 10;
 const CRASH_TEST_STEP_MS = 100;
 
-const [dataDir, jobId] = process.argv.slice(2);
+const [dataDir, jobId, redisUrl, prefix] = process.argv.slice(2);
 if (dataDir === undefined || jobId === undefined) {
   process.stderr.write('usage: crash-worker.ts DATA_DIR JOB_ID\n');
   process.exit(2);
@@ -23,7 +25,7 @@ const doneSteps = db.prepare<[string], number>('SELECT step FROM steps WHERE job
 const recordStep = db.prepare('INSERT INTO steps (job_id, step, pid) VALUES (?, ?, ?)');
 const recordRun = db.prepare('INSERT INTO runs (job_id, pid, first_step) VALUES (?, ?, ?)');
 
-const queue = new SqliteJobQueue(db);
+const queue: WorkerQueue = redisUrl === undefined ? new SqliteJobQueue(db) : new BullmqJobQueue({ url: redisUrl, prefix });
 const runner = new JobRunner({
   queue,
   log: { warn: (message, fields) => process.stderr.write(`${message} ${JSON.stringify(fields ?? {})}\n`) },
@@ -50,7 +52,7 @@ runner.start();
 // Exit once the job is over (bounded, so a broken queue cannot leave the process behind).
 const deadline = Date.now() + 15_000;
 for (;;) {
-  const status = queue.get(jobId)?.status;
+  const status = (await queue.get(jobId))?.status;
   if (status === 'succeeded' || status === 'failed' || status === 'cancelled') break;
   if (Date.now() > deadline) {
     process.stderr.write(`crash-worker: job ${jobId} still ${status} after 15 s\n`);
@@ -60,4 +62,5 @@ for (;;) {
   await sleep(25);
 }
 await runner.stop();
+await queue.close();
 db.close();

@@ -4,7 +4,10 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteJobQueue, type Job, type JobStatus } from '../../src/jobs/job-queue.ts';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { BullmqJobQueue } from '../../src/jobs/bullmq-queue.ts';
+import { SqliteJobQueue, type Job, type JobStatus, type WorkerQueue } from '../../src/jobs/job-queue.ts';
 import { JobRunner, PermanentJobError, type JobRunnerOptions } from '../../src/jobs/job-runner.ts';
 import { openDatabase, type Db } from '../../src/store/database.ts';
 
@@ -19,11 +22,64 @@ function tempDir(): string {
   return dir;
 }
 
-function openQueue(dataDir = tempDir()): { db: Db; queue: SqliteJobQueue; dataDir: string } {
-  const db = openDatabase(dataDir);
-  cleanups.push(() => db.close());
-  return { db, queue: new SqliteJobQueue(db), dataDir };
+const REDIS_URL = process.env['OCULAR_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+
+/** Deletes every key under `prefix` (each BullMQ test has its own). */
+async function deleteKeys(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
+
+/**
+ * One queue implementation under test. `open` gives a queue, with `db` (where the crash test records its steps)
+ * and `connect()`, another handle on the same queue as a second process would have it (no in-process events).
+ */
+interface Backend {
+  name: string;
+  open(): { db: Db; queue: WorkerQueue; dataDir: string; connect(): WorkerQueue; crashArgs: string[] };
+}
+
+const backends: Backend[] = [
+  {
+    name: 'SqliteJobQueue',
+    open() {
+      const dataDir = tempDir();
+      const connect = (): SqliteJobQueue => {
+        const db = openDatabase(dataDir);
+        cleanups.push(() => db.close());
+        return new SqliteJobQueue(db);
+      };
+      const db = openDatabase(dataDir);
+      cleanups.push(() => db.close());
+      return { db, queue: new SqliteJobQueue(db), dataDir, connect, crashArgs: [] };
+    },
+  },
+  {
+    name: 'BullmqJobQueue',
+    open() {
+      const dataDir = tempDir();
+      const prefix = `ocular-test-${randomBytes(6).toString('hex')}`;
+      cleanups.push(() => deleteKeys(prefix));
+      const connect = (): BullmqJobQueue => {
+        const queue = new BullmqJobQueue({ url: REDIS_URL, prefix });
+        cleanups.push(() => queue.close());
+        return queue;
+      };
+      const db = openDatabase(dataDir);
+      cleanups.push(() => db.close());
+      return { db, queue: connect(), dataDir, connect, crashArgs: [REDIS_URL, prefix] };
+    },
+  },
+];
 
 /** Runner warnings (failed attempts, recoveries) are expected here; the assertions look at job state instead. */
 const quietLog = { warn: (): void => {} };
@@ -42,19 +98,30 @@ function startRunner(options: Omit<JobRunnerOptions, 'log'>, handlers: Record<st
 }
 
 /** Polls until `check` returns a value other than undefined/false; throws after `timeoutMs`. */
-async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
+async function waitFor<T>(
+  what: string | (() => Promise<string>),
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 5000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : await what()}`);
     await sleep(10);
   }
 }
 
-const statusOf = (queue: SqliteJobQueue, id: string): JobStatus | undefined => queue.get(id)?.status;
-const waitForStatus = (queue: SqliteJobQueue, id: string, status: JobStatus, timeoutMs?: number): Promise<Job> =>
-  waitFor(`job ${id} to be ${status} (it is ${statusOf(queue, id)})`, () => queue.get(id)?.status === status && queue.get(id), timeoutMs);
+const statusOf = async (queue: WorkerQueue, id: string): Promise<JobStatus | undefined> => (await queue.get(id))?.status;
+const waitForStatus = (queue: WorkerQueue, id: string, status: JobStatus, timeoutMs?: number): Promise<Job> =>
+  waitFor(
+    async () => `job ${id} to be ${status} (it is ${await statusOf(queue, id)})`,
+    async () => {
+      const job = await queue.get(id);
+      return job?.status === status && job;
+    },
+    timeoutMs,
+  );
 
 /** A promise with its resolve function, to hold handlers at a point. */
 function gate(): { promise: Promise<void>; open: () => void } {
@@ -63,69 +130,94 @@ function gate(): { promise: Promise<void>; open: () => void } {
   return { promise, open };
 }
 
+const sortCounts = (counts: Array<{ kind: string; status: JobStatus; count: number }>) =>
+  [...counts].sort((a, b) => a.kind.localeCompare(b.kind) || a.status.localeCompare(b.status));
+
 const untilAborted = (signal: AbortSignal): Promise<never> =>
   new Promise((_, reject) => {
     if (signal.aborted) reject(signal.reason);
     signal.addEventListener('abort', () => reject(signal.reason), { once: true });
   });
 
-describe('SqliteJobQueue', () => {
-  it('enqueues, gets and lists jobs; claims the oldest runnable job of the given kinds only', () => {
+describe.each(backends)('$name', ({ open: openQueue }) => {
+  it('enqueues, gets and lists jobs; claims the oldest runnable job of the given kinds only', async () => {
     const { queue } = openQueue();
-    const first = queue.enqueue('index-video', { videoId: 'v1', options: [1, 2] });
+    const first = await queue.enqueue('index-video', { videoId: 'v1', options: [1, 2] });
     expect(first).toMatchObject({ kind: 'index-video', key: null, status: 'queued', attempts: 0, maxAttempts: 3, progress: 0 });
     expect(first.error).toBeUndefined();
-    const later = queue.enqueue('index-video', { videoId: 'v2' }, { runAt: new Date(Date.now() + 60_000) });
-    const other = queue.enqueue('thumbnail', 'x', { maxAttempts: 1 });
-    expect(queue.get(first.id)).toEqual(first);
-    expect(queue.get('job_missing')).toBeUndefined();
+    const later = await queue.enqueue('index-video', { videoId: 'v2' }, { runAt: new Date(Date.now() + 60_000) });
+    const other = await queue.enqueue('thumbnail', 'x', { maxAttempts: 1 });
+    expect(await queue.get(first.id)).toEqual(first);
+    expect(await queue.get('job_missing')).toBeUndefined();
 
-    expect(queue.list({ limit: 10, offset: 0 }).map((job) => job.id)).toEqual([other.id, later.id, first.id]);
-    expect(queue.list({ kind: 'index-video', limit: 10, offset: 0 }).map((job) => job.id)).toEqual([later.id, first.id]);
-    expect(queue.list({ kind: 'index-video', limit: 1, offset: 1 }).map((job) => job.id)).toEqual([first.id]);
+    const ids = async (options: Parameters<WorkerQueue['list']>[0]): Promise<string[]> => (await queue.list(options)).map((job) => job.id);
+    expect(await ids({ limit: 10, offset: 0 })).toEqual([other.id, later.id, first.id]);
+    expect(await ids({ kind: 'index-video', limit: 10, offset: 0 })).toEqual([later.id, first.id]);
+    expect(await ids({ kind: 'index-video', limit: 1, offset: 1 })).toEqual([first.id]);
+    expect(await ids({ status: 'queued', limit: 10, offset: 0 })).toEqual([other.id, later.id, first.id]);
+    expect(await ids({ status: 'queued', limit: 1, offset: 1 })).toEqual([later.id]);
+    expect(sortCounts(await queue.counts())).toEqual([
+      { kind: 'index-video', status: 'queued', count: 2 },
+      { kind: 'thumbnail', status: 'queued', count: 1 },
+    ]);
 
-    const claimed = queue.claim('worker-a', ['index-video'], 1000);
+    const claimed = await queue.claim('worker-a', ['index-video'], 1000);
     expect(claimed).toMatchObject({ id: first.id, status: 'running', attempts: 1, payload: { videoId: 'v1', options: [1, 2] } });
     // `later` is not due yet and `thumbnail` is not a kind asked for.
-    expect(queue.claim('worker-a', ['index-video'], 1000)).toBeUndefined();
-    expect(queue.list({ status: 'running', limit: 10, offset: 0 }).map((job) => job.id)).toEqual([first.id]);
-    expect(queue.complete(first.id, 'worker-b')).toBe(false); // not the lease holder
-    expect(queue.complete(first.id, 'worker-a')).toBe(true);
-    expect(queue.get(first.id)).toMatchObject({ status: 'succeeded', progress: 1 });
+    expect(await queue.claim('worker-a', ['index-video'], 1000)).toBeUndefined();
+    expect(await ids({ status: 'running', limit: 10, offset: 0 })).toEqual([first.id]);
+    expect(await queue.complete(first.id, 'worker-b')).toBe(false); // not the lease holder
+    expect(await queue.complete(first.id, 'worker-a')).toBe(true);
+    expect(await queue.get(first.id)).toMatchObject({ status: 'succeeded', progress: 1 });
+    expect(await ids({ status: 'succeeded', limit: 10, offset: 0 })).toEqual([first.id]);
+    expect(await ids({ kind: 'thumbnail', status: 'succeeded', limit: 10, offset: 0 })).toEqual([]);
+    expect(sortCounts(await queue.counts())).toEqual([
+      { kind: 'index-video', status: 'queued', count: 1 },
+      { kind: 'index-video', status: 'succeeded', count: 1 },
+      { kind: 'thumbnail', status: 'queued', count: 1 },
+    ]);
+    await queue.ping();
   });
 
-  it('rejects what is not a job', () => {
+  it('rejects what is not a job', async () => {
     const { queue } = openQueue();
-    expect(() => queue.enqueue('', {})).toThrow(expect.objectContaining({ type: 'validation_error', param: 'kind' }));
-    expect(() => queue.enqueue('k', {}, { maxAttempts: 0 })).toThrow(expect.objectContaining({ type: 'validation_error' }));
-    expect(() => queue.enqueue('k', undefined as never)).toThrow(expect.objectContaining({ type: 'validation_error', param: 'payload' }));
+    await expect(queue.enqueue('', {})).rejects.toThrow(expect.objectContaining({ type: 'validation_error', param: 'kind' }));
+    await expect(queue.enqueue('k', {}, { maxAttempts: 0 })).rejects.toThrow(expect.objectContaining({ type: 'validation_error' }));
+    await expect(queue.enqueue('k', undefined as never)).rejects.toThrow(
+      expect.objectContaining({ type: 'validation_error', param: 'payload' }),
+    );
   });
 
-  it('keeps one live job per idempotency key', () => {
+  it('keeps one live job per idempotency key', async () => {
     const { queue } = openQueue();
-    const first = queue.enqueue('index-video', { videoId: 'v1' }, { key: 'video:v1' });
-    const again = queue.enqueue('index-video', { videoId: 'v1', retry: true }, { key: 'video:v1' });
+    const first = await queue.enqueue('index-video', { videoId: 'v1' }, { key: 'video:v1' });
+    expect(first.key).toBe('video:v1');
+    const again = await queue.enqueue('index-video', { videoId: 'v1', retry: true }, { key: 'video:v1' });
     expect(again.id).toBe(first.id);
     expect(again.payload).toEqual({ videoId: 'v1' });
-    expect(queue.enqueue('index-video', { videoId: 'v2' }, { key: 'video:v2' }).id).not.toBe(first.id);
-    expect(queue.list({ limit: 10, offset: 0 })).toHaveLength(2);
+    expect((await queue.enqueue('index-video', { videoId: 'v2' }, { key: 'video:v2' })).id).not.toBe(first.id);
+    expect(await queue.list({ limit: 10, offset: 0 })).toHaveLength(2);
 
     // Still live while running; once finished, the key is free again.
-    queue.claim('worker', ['index-video'], 1000);
-    expect(queue.enqueue('index-video', {}, { key: 'video:v1' }).id).toBe(first.id);
-    queue.complete(first.id, 'worker');
-    const fresh = queue.enqueue('index-video', { videoId: 'v1' }, { key: 'video:v1' });
+    await queue.claim('worker', ['index-video'], 1000);
+    expect((await queue.enqueue('index-video', {}, { key: 'video:v1' })).id).toBe(first.id);
+    await queue.complete(first.id, 'worker');
+    const fresh = await queue.enqueue('index-video', { videoId: 'v1' }, { key: 'video:v1' });
     expect(fresh.id).not.toBe(first.id);
     expect(fresh.status).toBe('queued');
+    // A cancelled job frees its key as well.
+    expect((await queue.cancel(fresh.id))?.status).toBe('cancelled');
+    expect((await queue.enqueue('index-video', {}, { key: 'video:v1' })).id).not.toBe(fresh.id);
+    expect(await queue.list({ status: 'cancelled', limit: 10, offset: 0 })).toMatchObject([{ id: fresh.id, status: 'cancelled' }]);
   });
 });
 
-describe('JobRunner', () => {
+describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   it('runs a job to success with its payload', async () => {
     const { queue } = openQueue();
     const seen: unknown[] = [];
     startRunner({ queue }, { echo: async (job) => void seen.push(job.payload) });
-    const job = queue.enqueue('echo', { hello: 'world' });
+    const job = await queue.enqueue('echo', { hello: 'world' });
     const done = await waitForStatus(queue, job.id, 'succeeded');
     expect(seen).toEqual([{ hello: 'world' }]);
     expect(done).toMatchObject({ attempts: 1, progress: 1 });
@@ -134,7 +226,7 @@ describe('JobRunner', () => {
   it('wakes up on an enqueue in the same process without waiting for the poll', async () => {
     const { queue } = openQueue();
     startRunner({ queue, pollMs: 60_000 }, { echo: async () => {} });
-    const job = queue.enqueue('echo', null);
+    const job = await queue.enqueue('echo', null);
     await waitForStatus(queue, job.id, 'succeeded', 1000);
   });
 
@@ -150,9 +242,9 @@ describe('JobRunner', () => {
         },
       },
     );
-    const job = queue.enqueue('flaky', {}, { maxAttempts: 3 });
-    const afterFirst = await waitFor('the first failure', () => {
-      const current = queue.get(job.id)!;
+    const job = await queue.enqueue('flaky', {}, { maxAttempts: 3 });
+    const afterFirst = await waitFor('the first failure', async () => {
+      const current = (await queue.get(job.id))!;
       return current.status === 'queued' && current.attempts === 1 && current;
     });
     expect(afterFirst.error).toBe('boom 1');
@@ -170,7 +262,7 @@ describe('JobRunner', () => {
 
   it('fails a job at once, attempts left or not, when its handler throws PermanentJobError', async () => {
     const { queue } = openQueue();
-    const job = queue.enqueue('work', {}, { maxAttempts: 5 });
+    const job = await queue.enqueue('work', {}, { maxAttempts: 5 });
     let runs = 0;
     startRunner(
       { queue },
@@ -190,13 +282,13 @@ describe('JobRunner', () => {
   it('cancels a queued job before it runs', async () => {
     const { queue } = openQueue();
     let ran = 0;
-    const job = queue.enqueue('work', {}, { runAt: new Date(Date.now() + 200) });
-    expect(queue.cancel(job.id)?.status).toBe('cancelled');
+    const job = await queue.enqueue('work', {}, { runAt: new Date(Date.now() + 200) });
+    expect((await queue.cancel(job.id))?.status).toBe('cancelled');
     startRunner({ queue }, { work: async () => void ran++ });
     await sleep(300);
     expect(ran).toBe(0);
-    expect(statusOf(queue, job.id)).toBe('cancelled');
-    expect(queue.cancel('job_missing')).toBeUndefined();
+    expect(await statusOf(queue, job.id)).toBe('cancelled');
+    expect(await queue.cancel('job_missing')).toBeUndefined();
   });
 
   it('cancels a running job through its signal', async () => {
@@ -215,17 +307,17 @@ describe('JobRunner', () => {
         },
       },
     );
-    const job = queue.enqueue('work', {});
+    const job = await queue.enqueue('work', {});
     await started.promise;
-    expect(queue.cancel(job.id)?.status).toBe('running');
+    expect((await queue.cancel(job.id))?.status).toBe('running');
     const cancelled = await waitForStatus(queue, job.id, 'cancelled', 2000);
     expect(reason).toMatchObject({ name: 'AbortError' });
     expect(cancelled.attempts).toBe(1);
   });
 
   it('notices a cancellation made by another process at its next heartbeat', async () => {
-    const { queue, db, dataDir } = openQueue();
-    const otherProcess = openQueue(dataDir).queue; // another connection: no in-process event reaches the runner
+    const { queue, connect } = openQueue();
+    const otherProcess = connect(); // another connection: no in-process event reaches the runner
     const started = gate();
     startRunner(
       { queue, leaseMs: 300, heartbeatMs: 30 },
@@ -236,11 +328,10 @@ describe('JobRunner', () => {
         },
       },
     );
-    const job = queue.enqueue('work', {});
+    const job = await queue.enqueue('work', {});
     await started.promise;
-    otherProcess.cancel(job.id);
-    await waitForStatus(queue, job.id, 'cancelled', 2000);
-    expect(db.prepare('SELECT cancel_requested FROM jobs WHERE id = ?').pluck().get(job.id)).toBe(1);
+    expect((await otherProcess.cancel(job.id))?.status).toBe('running');
+    await waitForStatus(otherProcess, job.id, 'cancelled', 2000);
   });
 
   it('runs at most `concurrency` jobs at once', async () => {
@@ -258,11 +349,11 @@ describe('JobRunner', () => {
         },
       },
     );
-    const jobs = Array.from({ length: 5 }, (_, index) => queue.enqueue('work', { index }));
+    const jobs = await Promise.all(Array.from({ length: 5 }, (_, index) => queue.enqueue('work', { index })));
     await waitFor('two jobs running', () => active === 2);
     await sleep(100); // room for a third claim, if the bound were broken
     expect(runner.activeCount).toBe(2);
-    expect(queue.list({ status: 'running', limit: 10, offset: 0 })).toHaveLength(2);
+    expect(await queue.list({ status: 'running', limit: 10, offset: 0 })).toHaveLength(2);
     release.open();
     for (const job of jobs) await waitForStatus(queue, job.id, 'succeeded');
     expect(peak).toBe(2);
@@ -281,9 +372,9 @@ describe('JobRunner', () => {
         },
       },
     );
-    const job = queue.enqueue('work', {});
-    await waitFor('progress 0.5', () => queue.get(job.id)?.progress === 0.5);
-    expect(statusOf(queue, job.id)).toBe('running');
+    const job = await queue.enqueue('work', {});
+    await waitFor('progress 0.5', async () => (await queue.get(job.id))?.progress === 0.5);
+    expect(await statusOf(queue, job.id)).toBe('running');
     release.open();
     expect((await waitForStatus(queue, job.id, 'succeeded')).progress).toBe(1);
   });
@@ -305,13 +396,13 @@ describe('JobRunner', () => {
         },
       },
     );
-    const job = queue.enqueue('work', {});
+    const job = await queue.enqueue('work', {});
     await started.promise;
     await runner.stop();
     expect(aborted).toBe(true);
     // The interrupted attempt is given back: stopping is not failing.
-    expect(queue.get(job.id)).toMatchObject({ status: 'queued', attempts: 0, progress: 0.3 });
-    expect(queue.get(job.id)?.error).toBeUndefined();
+    expect(await queue.get(job.id)).toMatchObject({ status: 'queued', attempts: 0, progress: 0.3 });
+    expect((await queue.get(job.id))?.error).toBeUndefined();
 
     startRunner({ queue }, { work: async () => {} });
     expect((await waitForStatus(queue, job.id, 'succeeded')).attempts).toBe(1);
@@ -319,25 +410,25 @@ describe('JobRunner', () => {
 
   it('puts a job whose lease expired (its worker died) back in the queue, attempts kept', async () => {
     const { queue } = openQueue();
-    const job = queue.enqueue('work', { n: 1 });
-    expect(queue.claim('dead-worker', ['work'], 50)?.id).toBe(job.id); // a worker that will never renew
-    expect(queue.recoverExpired()).toBe(0); // the lease still holds
+    const job = await queue.enqueue('work', { n: 1 });
+    expect((await queue.claim('dead-worker', ['work'], 50))?.id).toBe(job.id); // a worker that will never renew
+    expect(await queue.recoverExpired()).toBe(0); // the lease still holds
     await sleep(80);
     const runs: number[] = [];
     startRunner({ queue }, { work: async (current) => void runs.push(current.attempts) });
     const done = await waitForStatus(queue, job.id, 'succeeded');
     expect(runs).toEqual([2]);
     expect(done.attempts).toBe(2);
-    expect(queue.complete(job.id, 'dead-worker')).toBe(false); // a late write from the dead worker is ignored
+    expect(await queue.complete(job.id, 'dead-worker')).toBe(false); // a late write from the dead worker is ignored
   });
 
   it('fails a job whose worker died on its last attempt instead of running it again', async () => {
     const { queue } = openQueue();
-    const job = queue.enqueue('work', {}, { maxAttempts: 1 });
-    queue.claim('dead-worker', ['work'], 1);
+    const job = await queue.enqueue('work', {}, { maxAttempts: 1 });
+    await queue.claim('dead-worker', ['work'], 1);
     await sleep(10);
-    expect(queue.recoverExpired()).toBe(1);
-    expect(queue.get(job.id)).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('lease expired') });
+    expect(await queue.recoverExpired()).toBe(1);
+    expect(await queue.get(job.id)).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('lease expired') });
   });
 
   it('takes back at once the jobs of a worker on this host whose process is gone, not those of live ones', async () => {
@@ -347,22 +438,24 @@ describe('JobRunner', () => {
     const deadOwner = `${hostname()}:${exited.pid}:0a1b2c3d`;
     const liveOwner = `${hostname()}:${process.ppid}:0a1b2c3d`;
     const remoteOwner = `another-host:${exited.pid}:0a1b2c3d`;
-    const jobs = [deadOwner, liveOwner, remoteOwner].map((owner) => {
-      const job = queue.enqueue('work', { owner });
-      expect(queue.claim(owner, ['work'], 60_000)?.id).toBe(job.id); // leases far from expiring
-      return job;
-    });
+    const jobs: Job[] = [];
+    for (const owner of [deadOwner, liveOwner, remoteOwner]) {
+      const job = await queue.enqueue('work', { owner });
+      expect((await queue.claim(owner, ['work'], 60_000))?.id).toBe(job.id); // leases far from expiring
+      jobs.push(job);
+    }
+    expect((await queue.runningOwners()).sort()).toEqual([deadOwner, liveOwner, remoteOwner].sort());
     const runs: string[] = [];
     startRunner({ queue }, { work: async (current) => void runs.push((current.payload as { owner: string }).owner) });
     await waitForStatus(queue, jobs[0]!.id, 'succeeded');
     await sleep(100);
     expect(runs).toEqual([deadOwner]);
-    expect(statusOf(queue, jobs[1]!.id)).toBe('running');
-    expect(statusOf(queue, jobs[2]!.id)).toBe('running');
+    expect(await statusOf(queue, jobs[1]!.id)).toBe('running');
+    expect(await statusOf(queue, jobs[2]!.id)).toBe('running');
   });
 
   it('heartbeats keep a long job from being taken by another worker', async () => {
-    const { queue, dataDir } = openQueue();
+    const { queue, connect } = openQueue();
     let runs = 0;
     const release = gate();
     startRunner(
@@ -375,8 +468,8 @@ describe('JobRunner', () => {
       },
     );
     // A second worker on its own connection, recovering expired leases often and eager for work.
-    startRunner({ queue: openQueue(dataDir).queue, leaseMs: 250, recoverMs: 20, owner: 'rival' }, { work: async () => void runs++ });
-    const job = queue.enqueue('work', {});
+    startRunner({ queue: connect(), leaseMs: 250, recoverMs: 20, owner: 'rival' }, { work: async () => void runs++ });
+    const job = await queue.enqueue('work', {});
     await waitFor('the job to start', () => runs === 1);
     await sleep(750); // three lease lengths
     expect(runs).toBe(1);
@@ -386,13 +479,13 @@ describe('JobRunner', () => {
 
   it('a job survives kill -9 of its worker and resumes, each step done exactly once', { timeout: 30_000 }, async () => {
     const steps = 10;
-    const { db, queue, dataDir } = openQueue();
-    const job = queue.enqueue('crash-test', { steps });
+    const { db, queue, dataDir, crashArgs } = openQueue();
+    const job = await queue.enqueue('crash-test', { steps });
     const children: ChildProcess[] = [];
     cleanups.push(() => children.forEach((child) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));
     let stderr = '';
     const startWorker = (): { child: ChildProcess; exited: Promise<number | null> } => {
-      const child = spawn(process.execPath, ['test/jobs/crash-worker.ts', dataDir, job.id], {
+      const child = spawn(process.execPath, ['test/jobs/crash-worker.ts', dataDir, job.id, ...crashArgs], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       children.push(child);
@@ -409,7 +502,7 @@ describe('JobRunner', () => {
     await waitFor('the first worker to do 3 steps', () => stepCount() >= 3, 15_000);
     first.child.kill('SIGKILL');
     await first.exited;
-    const atKill = queue.get(job.id)!;
+    const atKill = (await queue.get(job.id))!;
     expect(atKill.status).toBe('running'); // its lease is still held by the dead process
     const doneAtKill = stepCount();
     expect(doneAtKill).toBeLessThan(steps);
@@ -419,7 +512,7 @@ describe('JobRunner', () => {
     const code = await Promise.race([second.exited, sleep(20_000).then(() => 'timeout' as const)]);
     expect(code, `the second worker's stderr: ${stderr}`).toBe(0);
 
-    const done = queue.get(job.id)!;
+    const done = (await queue.get(job.id))!;
     expect(done).toMatchObject({ status: 'succeeded', attempts: 2, progress: 1 });
     const rows = db.prepare<[], { step: number; pid: number }>('SELECT step, pid FROM steps ORDER BY rowid').all();
     expect(rows.map((row) => row.step)).toEqual(Array.from({ length: steps }, (_, index) => index));

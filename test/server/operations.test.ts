@@ -3,7 +3,9 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BullmqJobQueue } from '../../src/jobs/bullmq-queue.ts';
 import { sendJson } from '../helpers/fake-upstream.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
@@ -11,6 +13,8 @@ import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
 let upstream: Awaited<ReturnType<typeof startOpenAiUpstream>>;
 const servers: TestOcular[] = [];
 const REDIS_PREFIX = `ocular-test:${process.pid}:${Date.now()}`;
+/** The job queue's key prefix (letters, digits, `.`, `_`, `-`: no colon). */
+const QUEUE_PREFIX = `ocular-test-queue-${process.pid}-${Date.now()}`;
 
 const models = () => [{ id: 'flash', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'm', maxRetries: 0 }];
 
@@ -45,7 +49,7 @@ afterAll(async () => {
   await Promise.all(servers.map((server) => server.close()));
   await upstream?.close();
   const redis = new Redis('redis://127.0.0.1:6379');
-  const keys = await redis.keys(`${REDIS_PREFIX}*`);
+  const keys = [...(await redis.keys(`${REDIS_PREFIX}*`)), ...(await redis.keys(`${QUEUE_PREFIX}:*`))];
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
 });
@@ -169,5 +173,44 @@ describe('GET /readyz', () => {
     });
     // The API itself keeps answering: counting falls back to memory.
     expect((await chat(unreachable)).status).toBe(200);
+  });
+});
+
+describe('the job queue on Redis (queue.kind redis)', () => {
+  it('serves with BullMQ queues, and readiness fails on the queue when its Redis does not answer', { timeout: 30_000 }, async () => {
+    const server = await start({ queue: { kind: 'redis', url: 'redis://127.0.0.1:6379', prefix: QUEUE_PREFIX } });
+    const ready = await fetch(`${server.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { queue: { status: 'ok' } } });
+    // An upload's indexing job goes to Redis, where another process sees it.
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#336699' } })
+      .png()
+      .toBuffer();
+    const body = new FormData();
+    body.append('images', new Blob([new Uint8Array(png)], { type: 'image/png' }), 'image.png');
+    const uploaded = await fetch(`${server.url}/v1/images/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body });
+    expect(uploaded.status).toBe(200);
+    const observer = new BullmqJobQueue({ url: 'redis://127.0.0.1:6379', prefix: QUEUE_PREFIX });
+    try {
+      const jobs = await observer.list({ limit: 10, offset: 0 });
+      expect(jobs).toHaveLength(1);
+      expect(jobs[0]).toMatchObject({ key: expect.stringMatching(/^image:/) });
+      expect(await observer.counts()).toContainEqual(expect.objectContaining({ kind: jobs[0]!.kind, count: 1 }));
+    } finally {
+      await observer.close();
+    }
+
+    const unreachable = await start({ queue: { kind: 'redis', url: 'redis://127.0.0.1:9', prefix: QUEUE_PREFIX } });
+    const answer = await fetch(`${unreachable.url}/readyz`);
+    expect(answer.status).toBe(503);
+    expect(await answer.json()).toMatchObject({
+      status: 'not_ready',
+      checks: { queue: { status: 'failing' }, database: { status: 'ok' } },
+    });
+    // Shutting down does not wait for a Redis that is not there.
+    const closing = Date.now();
+    await unreachable.close();
+    servers.splice(servers.indexOf(unreachable), 1);
+    expect(Date.now() - closing).toBeLessThan(10_000);
   });
 });

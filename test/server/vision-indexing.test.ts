@@ -218,14 +218,22 @@ describe('webhooks that cannot succeed', () => {
     const db = openDatabase(ocular.dataDir);
     try {
       const jobs = new SqliteJobQueue(db);
-      const webhookJob = (videoId: string) =>
-        jobs.list({ kind: 'webhook.deliver', limit: 100, offset: 0 }).find((job) => JSON.stringify(job.payload).includes(videoId));
+      const webhookJob = async (videoId: string) =>
+        (await jobs.list({ kind: 'webhook.deliver', limit: 100, offset: 0 })).find((job) => JSON.stringify(job.payload).includes(videoId));
+      const allFailed = async (): Promise<boolean> => {
+        for (const video of [gone, blocked]) if ((await webhookJob(video.video_id))?.status !== 'failed') return false;
+        return true;
+      };
       const deadline = Date.now() + 10_000;
-      while (Date.now() < deadline && ![gone, blocked].every((video) => webhookJob(video.video_id)?.status === 'failed')) {
+      while (Date.now() < deadline && !(await allFailed())) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      expect(webhookJob(gone.video_id)).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('410') });
-      expect(webhookJob(blocked.video_id)).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('not fetched') });
+      expect(await webhookJob(gone.video_id)).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('410') });
+      expect(await webhookJob(blocked.video_id)).toMatchObject({
+        status: 'failed',
+        attempts: 1,
+        error: expect.stringContaining('not fetched'),
+      });
       expect(deliveries.filter((delivery) => delivery.body.includes(gone.video_id))).toHaveLength(1);
     } finally {
       db.close();
@@ -267,12 +275,12 @@ describe('failures and deletion', () => {
     try {
       const jobs = new SqliteJobQueue(db);
       const deadline = Date.now() + 15_000;
-      let job = jobs
-        .list({ kind: 'video.index', limit: 50, offset: 0 })
-        .find((entry) => JSON.stringify(entry.payload).includes(video.video_id));
+      let job = (await jobs.list({ kind: 'video.index', limit: 50, offset: 0 })).find((entry) =>
+        JSON.stringify(entry.payload).includes(video.video_id),
+      );
       while (job && job.status !== 'cancelled' && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
-        job = jobs.get(job.id);
+        job = await jobs.get(job.id);
       }
       expect(job?.status).toBe('cancelled');
       expect(await segments(video.video_id)).toEqual([]);

@@ -40,11 +40,11 @@ it('after an unclean stop, removes half-received uploads and orphan folders, and
   writeFileSync(join(orphan, 'source'), 'bytes without a row');
   const db = openDatabase(dataDir);
   const jobs = new SqliteJobQueue(db);
-  const job = jobs.enqueue('video.index', { videoId: kept.video_id }, { maxAttempts: 1 });
-  jobs.claim('gone-worker', ['video.index'], 1);
+  const job = await jobs.enqueue('video.index', { videoId: kept.video_id }, { maxAttempts: 1 });
+  await jobs.claim('gone-worker', ['video.index'], 1);
   await new Promise((resolve) => setTimeout(resolve, 5));
-  jobs.recoverExpired();
-  expect(jobs.get(job.id)?.status).toBe('failed');
+  await jobs.recoverExpired();
+  expect((await jobs.get(job.id))?.status).toBe('failed');
   db.prepare(`UPDATE videos SET status = 'indexing', index_requested = 1, job_id = ? WHERE id = ?`).run(job.id, kept.video_id);
   db.close();
 

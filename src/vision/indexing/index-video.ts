@@ -234,7 +234,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
 
   async function notify(videoId: string, event: 'video.indexed' | 'video.failed'): Promise<void> {
     const video = await store.getVideoById(videoId);
-    if (video) options.webhooks.notify(video, await store.getGroup(video.owner, video.groupId), event);
+    if (video) await options.webhooks.notify(video, await store.getGroup(video.owner, video.groupId), event);
   }
 
   async function ensurePlan(
