@@ -88,7 +88,7 @@ describe('environment substitution', () => {
 
 describe('config file validation', () => {
   it('keeps jobs in SQLite unless the queue names a Redis, whose url it checks', () => {
-    expect(parseConfig({}, {}).queue).toEqual({ kind: 'sqlite' });
+    expect(parseConfig({}, {}).queue).toEqual({ kind: 'database' });
     expect(parseConfig({ queue: { kind: 'redis', url: 'redis://cache:6379/2' } }, {}).queue).toEqual({
       kind: 'redis',
       url: 'redis://cache:6379/2',

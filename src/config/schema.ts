@@ -268,12 +268,13 @@ export const storageSchema = z
   });
 
 /**
- * Where jobs (indexing, embedding, clips, webhooks) wait and run: `sqlite`, the jobs table of the embedded database
- * (workers on one machine), or `redis`, BullMQ queues that API processes and workers on any machine share.
+ * Where jobs (indexing, embedding, clips, webhooks) wait and run: `database`, the jobs table of the metadata database
+ * (`storage`: SQLite for workers on one machine, PostgreSQL for workers on many), or `redis`, BullMQ queues that API
+ * processes and workers on any machine share.
  */
 export const queueSchema = z
   .discriminatedUnion('kind', [
-    z.strictObject({ kind: z.literal('sqlite') }),
+    z.strictObject({ kind: z.literal('database') }),
     z.strictObject({
       kind: z.literal('redis'),
       /** Redis connection string, `redis://[user:password@]host:6379[/db]` (`rediss://` for TLS). */
@@ -285,7 +286,7 @@ export const queueSchema = z
         .default('ocular'),
     }),
   ])
-  .default({ kind: 'sqlite' });
+  .default({ kind: 'database' });
 
 /** A research model (the Research API): a chat model from `models` run as a web-research agent. */
 export const researchModelSchema = z.strictObject({

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { validationError } from '../spec/errors.ts';
-import type { Db } from '../store/database.ts';
+import { sql, type UpdateObject } from 'kysely';
+import { isUniqueViolation, type SqlDatabase } from '../store/sql.ts';
+import type { Tables } from '../store/tables.ts';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -115,7 +117,20 @@ interface JobRow {
   updated_at: number;
 }
 
-const COLUMNS = 'id, kind, key, payload, status, attempts, max_attempts, progress, error, run_at, created_at, updated_at';
+const JOB_COLUMNS = [
+  'id',
+  'kind',
+  'key',
+  'payload',
+  'status',
+  'attempts',
+  'max_attempts',
+  'progress',
+  'error',
+  'run_at',
+  'created_at',
+  'updated_at',
+] as const;
 const DEFAULT_MAX_ATTEMPTS = 3;
 
 function toJob(row: JobRow): Job {
@@ -158,172 +173,227 @@ export function newJobId(): string {
   return `job_${randomBytes(8).toString('hex')}`;
 }
 
-/** The job queue kept in Ocular's SQLite metadata database; several processes may share the file. */
-export class SqliteJobQueue implements WorkerQueue {
-  readonly #db: Db;
+/**
+ * The job queue in Ocular's metadata database (the `jobs` table, SQLite or PostgreSQL), which every process that
+ * shares the database shares: a claim is one atomic UPDATE of the oldest runnable row (on PostgreSQL with
+ * `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait for each other), and every change to a running job
+ * names its lease owner.
+ */
+export class SqlJobQueue implements WorkerQueue {
+  readonly #database: SqlDatabase;
   readonly #listeners = new Set<(event: JobEvent) => void>();
-  readonly #statements;
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#statements = {
-      insert: db.prepare(
-        `INSERT INTO jobs (id, kind, key, payload, status, max_attempts, run_at, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
-      ),
-      get: db.prepare<[string], JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE id = ?`),
-      liveByKey: db.prepare<[string], JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE key = ? AND status IN ('queued', 'running')`),
-      cancelQueued: db.prepare(`UPDATE jobs SET status = 'cancelled', updated_at = ? WHERE id = ? AND status = 'queued'`),
-      requestCancel: db.prepare(`UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ? AND status = 'running'`),
-      list: db.prepare<[{ kind: string | null; status: string | null; limit: number; offset: number }], JobRow>(
-        `SELECT ${COLUMNS} FROM jobs WHERE (@kind IS NULL OR kind = @kind) AND (@status IS NULL OR status = @status)
-         ORDER BY created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`,
-      ),
-      // The (status, run_at) index serves this; json_each lets one statement take any number of kinds.
-      nextRunnable: db.prepare<[number, string], { id: string }>(
-        `SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ? AND kind IN (SELECT value FROM json_each(?))
-         ORDER BY run_at, rowid LIMIT 1`,
-      ),
-      markRunning: db.prepare(
-        `UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, updated_at = ?
-         WHERE id = ? AND status = 'queued'`,
-      ),
-      renew: db.prepare(
-        `UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'
-         RETURNING cancel_requested`,
-      ),
-      progress: db.prepare(`UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'`),
-      complete: db.prepare(
-        `UPDATE jobs SET status = 'succeeded', progress = 1, error = NULL, lease_owner = NULL, lease_expires_at = NULL,
-         updated_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running'`,
-      ),
-      fail: db.prepare(
-        `UPDATE jobs SET
-           status = CASE WHEN cancel_requested THEN 'cancelled' WHEN @retryAt IS NOT NULL AND attempts < max_attempts THEN 'queued'
-                    ELSE 'failed' END,
-           run_at = COALESCE(@retryAt, run_at), error = @message, lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
-         WHERE id = @id AND lease_owner = @owner AND status = 'running'`,
-      ),
-      finishCancelled: db.prepare(
-        `UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-         WHERE id = ? AND lease_owner = ? AND status = 'running'`,
-      ),
-      release: db.prepare(
-        `UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
-           attempts = MAX(attempts - 1, 0), run_at = @now, lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
-         WHERE id = @id AND lease_owner = @owner AND status = 'running'`,
-      ),
-      recover: db.prepare(
-        `UPDATE jobs SET
-           status = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-           error = CASE WHEN cancel_requested OR attempts < max_attempts THEN error
-                   ELSE 'the worker running it stopped (lease expired) on its last attempt' END,
-           run_at = @now, lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
-         WHERE status = 'running' AND (lease_expires_at < @now OR lease_owner IN (SELECT value FROM json_each(@dead)))`,
-      ),
-      runningOwners: db
-        .prepare<[], string>(`SELECT DISTINCT lease_owner FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL`)
-        .pluck(),
-    };
+  constructor(database: SqlDatabase) {
+    this.#database = database;
   }
 
   async enqueue(kind: string, payload: JsonValue, options: EnqueueOptions = {}): Promise<Job> {
     const { maxAttempts, encoded, now, runAt, key } = checkEnqueue(kind, payload, options);
-
-    // Immediate: the key check and the insert must not interleave with another process's enqueue.
-    const insert = this.#db.transaction((): { job: Job; created: boolean } => {
-      const live = key === null ? undefined : this.#statements.liveByKey.get(key);
-      if (live !== undefined) return { job: toJob(live), created: false };
+    const { db } = this.#database;
+    // The partial unique index on live keys decides between two enqueues racing with the same key.
+    for (let attempt = 0; ; attempt++) {
+      if (key !== null) {
+        const live = await this.#select().where('key', '=', key).where('status', 'in', ['queued', 'running']).executeTakeFirst();
+        if (live !== undefined) return toJob(live);
+      }
       const id = newJobId();
-      this.#statements.insert.run(id, kind, key, encoded, maxAttempts, runAt, now, now);
-      return { job: toJob(this.#statements.get.get(id)!), created: true };
-    });
-    const { job, created } = insert.immediate();
-    if (created) this.#emit({ type: 'enqueued', job });
-    return job;
+      try {
+        await db
+          .insertInto('jobs')
+          .values({
+            id,
+            kind,
+            key,
+            payload: encoded,
+            status: 'queued',
+            max_attempts: maxAttempts,
+            run_at: runAt,
+            created_at: now,
+            updated_at: now,
+          })
+          .execute();
+      } catch (error) {
+        if (key !== null && isUniqueViolation(error) && attempt < 3) continue;
+        throw error;
+      }
+      const job = (await this.#read(id))!;
+      this.#emit({ type: 'enqueued', job });
+      return job;
+    }
   }
 
   async get(id: string): Promise<Job | undefined> {
     return this.#read(id);
   }
 
-  #read(id: string): Job | undefined {
-    const row = this.#statements.get.get(id);
+  async #read(id: string): Promise<Job | undefined> {
+    const row = await this.#select().where('id', '=', id).executeTakeFirst();
     return row === undefined ? undefined : toJob(row);
   }
 
+  #select() {
+    return this.#database.db.selectFrom('jobs').select(JOB_COLUMNS);
+  }
+
   async cancel(id: string): Promise<Job | undefined> {
+    const { db } = this.#database;
     const now = Date.now();
-    const requested = this.#db.transaction(() => {
-      if (this.#statements.cancelQueued.run(now, id).changes > 0) return false;
-      return this.#statements.requestCancel.run(now, id).changes > 0;
-    });
-    if (requested.immediate()) this.#emit({ type: 'cancel-requested', id });
+    const cancelled = await db
+      .updateTable('jobs')
+      .set({ status: 'cancelled', updated_at: now })
+      .where('id', '=', id)
+      .where('status', '=', 'queued')
+      .executeTakeFirst();
+    if (cancelled.numUpdatedRows === 0n) {
+      const requested = await db
+        .updateTable('jobs')
+        .set({ cancel_requested: 1, updated_at: now })
+        .where('id', '=', id)
+        .where('status', '=', 'running')
+        .executeTakeFirst();
+      if (requested.numUpdatedRows > 0n) this.#emit({ type: 'cancel-requested', id });
+    }
     return this.#read(id);
   }
 
   async list(options: ListJobsOptions): Promise<Job[]> {
-    return this.#statements.list
-      .all({ kind: options.kind ?? null, status: options.status ?? null, limit: options.limit, offset: options.offset })
-      .map(toJob);
+    let query = this.#select();
+    if (options.kind !== undefined) query = query.where('kind', '=', options.kind);
+    if (options.status !== undefined) query = query.where('status', '=', options.status);
+    const rows = await query.orderBy('created_at', 'desc').orderBy('rowid', 'desc').limit(options.limit).offset(options.offset).execute();
+    return rows.map(toJob);
   }
 
   async claim(owner: string, kinds: readonly string[], leaseMs: number): Promise<Job | undefined> {
-    // BEGIN IMMEDIATE takes the write lock before the SELECT, so two processes cannot claim the same job.
-    const claim = this.#db.transaction((): Job | undefined => {
-      const now = Date.now();
-      const next = this.#statements.nextRunnable.get(now, JSON.stringify(kinds));
-      if (next === undefined) return undefined;
-      this.#statements.markRunning.run(owner, now + leaseMs, now, next.id);
-      return toJob(this.#statements.get.get(next.id)!);
-    });
-    return claim.immediate();
+    if (kinds.length === 0) return undefined;
+    const now = Date.now();
+    // One statement: the oldest runnable row is picked and marked in the same step (SQLite: under its write lock;
+    // PostgreSQL: rows another worker is claiming are skipped, not waited for).
+    const skipLocked = this.#database.dialect === 'postgres' ? sql` FOR UPDATE SKIP LOCKED` : sql``;
+    const { rows } = await sql<JobRow>`
+      UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ${owner}, lease_expires_at = ${now + leaseMs},
+        updated_at = ${now}
+      WHERE id = (
+        SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ${now} AND kind IN (${sql.join(kinds.map((kind) => sql`${kind}`))})
+        ORDER BY run_at, rowid LIMIT 1${skipLocked}
+      ) AND status = 'queued'
+      RETURNING ${sql.raw(JOB_COLUMNS.join(', '))}`.execute(this.#database.db);
+    return rows[0] === undefined ? undefined : toJob(rows[0]);
   }
 
   async renewLease(id: string, owner: string, leaseMs: number): Promise<LeaseState> {
-    const row = this.#statements.renew.get(Date.now() + leaseMs, id, owner) as { cancel_requested: number } | undefined;
+    const row = await this.#database.db
+      .updateTable('jobs')
+      .set({ lease_expires_at: Date.now() + leaseMs })
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .where('status', '=', 'running')
+      .returning('cancel_requested')
+      .executeTakeFirst();
     return row === undefined ? { held: false, cancelRequested: false } : { held: true, cancelRequested: row.cancel_requested !== 0 };
   }
 
   async setProgress(id: string, owner: string, progress: number): Promise<boolean> {
     const clamped = Number.isFinite(progress) ? Math.min(1, Math.max(0, progress)) : 0;
-    return this.#statements.progress.run(clamped, Date.now(), id, owner).changes > 0;
+    return this.#updateHeld(id, owner, { progress: clamped, updated_at: Date.now() });
   }
 
   async complete(id: string, owner: string): Promise<boolean> {
-    return this.#statements.complete.run(Date.now(), id, owner).changes > 0;
+    return this.#updateHeld(id, owner, {
+      status: 'succeeded',
+      progress: 1,
+      error: null,
+      lease_owner: null,
+      lease_expires_at: null,
+      updated_at: Date.now(),
+    });
   }
 
   async fail(id: string, owner: string, message: string, retryAt: Date | undefined): Promise<boolean> {
-    return this.#statements.fail.run({ retryAt: retryAt?.getTime() ?? null, message, now: Date.now(), id, owner }).changes > 0;
+    const retry = retryAt === undefined ? sql`` : sql` WHEN attempts < max_attempts THEN 'queued'`;
+    return this.#updateHeld(id, owner, {
+      status: sql<JobStatus>`CASE WHEN cancel_requested <> 0 THEN 'cancelled'${retry} ELSE 'failed' END`,
+      run_at: retryAt?.getTime() ?? sql<number>`run_at`,
+      error: message,
+      lease_owner: null,
+      lease_expires_at: null,
+      updated_at: Date.now(),
+    });
   }
 
   async finishCancelled(id: string, owner: string): Promise<boolean> {
-    return this.#statements.finishCancelled.run(Date.now(), id, owner).changes > 0;
+    return this.#updateHeld(id, owner, { status: 'cancelled', lease_owner: null, lease_expires_at: null, updated_at: Date.now() });
   }
 
   async release(id: string, owner: string): Promise<boolean> {
-    return this.#statements.release.run({ now: Date.now(), id, owner }).changes > 0;
+    const now = Date.now();
+    const greatest = this.#database.dialect === 'postgres' ? sql<number>`GREATEST(attempts - 1, 0)` : sql<number>`MAX(attempts - 1, 0)`;
+    return this.#updateHeld(id, owner, {
+      status: sql<JobStatus>`CASE WHEN cancel_requested <> 0 THEN 'cancelled' ELSE 'queued' END`,
+      attempts: greatest,
+      run_at: now,
+      lease_owner: null,
+      lease_expires_at: null,
+      updated_at: now,
+    });
+  }
+
+  /** Applies `changes` to a running job while `owner` holds its lease; false when it no longer does. */
+  async #updateHeld(id: string, owner: string, changes: UpdateObject<Tables, 'jobs'>): Promise<boolean> {
+    const result = await this.#database.db
+      .updateTable('jobs')
+      .set(changes)
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .where('status', '=', 'running')
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   async recoverExpired(deadOwners: readonly string[] = []): Promise<number> {
-    return this.#statements.recover.run({ now: Date.now(), dead: JSON.stringify(deadOwners) }).changes;
+    const now = Date.now();
+    const result = await this.#database.db
+      .updateTable('jobs')
+      .set({
+        status: sql<JobStatus>`CASE WHEN cancel_requested <> 0 THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END`,
+        error: sql<string | null>`CASE WHEN cancel_requested <> 0 OR attempts < max_attempts THEN error
+          ELSE 'the worker running it stopped (lease expired) on its last attempt' END`,
+        run_at: now,
+        lease_owner: null,
+        lease_expires_at: null,
+        updated_at: now,
+      })
+      .where('status', '=', 'running')
+      .where((eb) => {
+        const expired = eb('lease_expires_at', '<', now);
+        return deadOwners.length === 0 ? expired : eb.or([expired, eb('lease_owner', 'in', [...deadOwners])]);
+      })
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
   async runningOwners(): Promise<string[]> {
-    return this.#statements.runningOwners.all();
+    const rows = await this.#database.db
+      .selectFrom('jobs')
+      .select('lease_owner')
+      .distinct()
+      .where('status', '=', 'running')
+      .where('lease_owner', 'is not', null)
+      .execute();
+    return rows.map((row) => row.lease_owner!);
   }
 
   async counts(): Promise<Array<{ kind: string; status: JobStatus; count: number }>> {
-    return this.#db
-      .prepare<[], { kind: string; status: JobStatus; count: number }>(
-        'SELECT kind, status, count(*) AS count FROM jobs GROUP BY kind, status',
-      )
-      .all();
+    const rows = await this.#database.db
+      .selectFrom('jobs')
+      .select((eb) => ['kind', 'status', eb.fn.countAll<number | string>().as('count')])
+      .groupBy(['kind', 'status'])
+      .execute();
+    return rows.map((row) => ({ kind: row.kind, status: row.status, count: Number(row.count) }));
   }
 
   async ping(): Promise<void> {
-    this.#db.prepare('SELECT 1 FROM jobs LIMIT 1').get();
+    await this.#database.db.selectFrom('jobs').select('id').limit(1).execute();
   }
 
   /** The database is the caller's to close. */

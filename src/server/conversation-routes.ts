@@ -14,7 +14,6 @@ import { OcularError, validationError } from '../spec/errors.ts';
 import type { StreamPart } from '../spec/stream-parts.ts';
 import { AssetStore, type AssetRecord } from '../store/asset-store.ts';
 import { ConversationStore } from '../store/conversation-store.ts';
-import type { Db } from '../store/database.ts';
 import type { SqlDatabase } from '../store/sql.ts';
 import { ImageBlobStore } from '../store/image-blob-store.ts';
 import { createUrlSigner, loadOrCreateSigningSecret, type UrlSigner } from '../vision/signed-urls.ts';
@@ -59,12 +58,11 @@ const TEXT_HEADERS = { 'content-type': 'text/plain; charset=utf-8', 'cache-contr
 /** Everything the conversation API needs, built from the settings at boot. */
 export function createConversations(options: {
   settings: ServerSettings;
-  db: Db;
   database: SqlDatabase;
   chat: ChatService;
   models: ModelRegistry;
 }) {
-  const { settings, db, chat, models } = options;
+  const { settings, chat, models } = options;
   const { config, dataDir } = settings;
   const { media } = config;
   let webSearch;

@@ -21,7 +21,7 @@ import { OcularError } from '../spec/errors.ts';
 import type { LanguageModel } from '../spec/provider.ts';
 import { PROVIDERS } from '../providers/index.ts';
 import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
-import { SchemaBehindError, type Db } from '../store/database.ts';
+import { SchemaBehindError } from '../store/database.ts';
 import { openSqlDatabase, type SqlDatabase } from '../store/sql.ts';
 import { sql } from 'kysely';
 import { BlobStore } from '../store/blob-store.ts';
@@ -283,7 +283,6 @@ function createSemanticSearch(options: {
 
 interface VisionSetup {
   settings: ServerSettings;
-  db: Db;
   database: SqlDatabase;
   chat: ChatService;
   models: ModelRegistry;
@@ -297,19 +296,7 @@ interface VisionSetup {
 }
 
 /** The video library: stores, signed URLs, analyzers, and the workers that index videos and deliver webhooks. */
-function createVision({
-  settings,
-  db,
-  database,
-  chat,
-  models,
-  transcriber,
-  modelsDir,
-  logger,
-  dependencies,
-  metrics,
-  changes,
-}: VisionSetup) {
+function createVision({ settings, database, chat, models, transcriber, modelsDir, logger, dependencies, metrics, changes }: VisionSetup) {
   const { config, dataDir } = settings;
   const { indexing, media, vision } = config;
   let captioner: Captioner | undefined;
@@ -344,7 +331,7 @@ function createVision({
   const summarize: VideoSummarizer | undefined =
     indexing.captionModel === undefined ? undefined : createVideoSummarizer(chat, indexing.captionModel, store, summaries);
   const blobs = new BlobStore(join(dataDir, 'videos'));
-  const jobs = openJobQueue(settings.config.queue, db);
+  const jobs = openJobQueue(settings.config.queue, database);
   metrics?.watchJobs(jobs);
   const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts, changes });
   const webhooks = new WebhookNotifier({
@@ -612,11 +599,6 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     if (error instanceof SchemaBehindError) throw new ConfigError(error.message);
     throw error;
   }
-  if (database.sqlite === undefined) {
-    await database.close();
-    throw new ConfigError('storage.database "postgres" is not available in this build yet');
-  }
-  const db: Db = database.sqlite;
   // Change notices between processes sharing the database (a worker's progress reaches every API process's
   // event streams at once); one process alone on SQLite tells only itself.
   const changes: ChangeFeed =
@@ -644,7 +626,6 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const chat = new ChatService(models, settings.config.limits, media.resolver, metrics?.chat);
   const vision = createVision({
     settings,
-    db,
     database,
     chat,
     models,
@@ -662,7 +643,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     speech: new SpeechService({ media: media.resolver, chat, transcriber: media.transcriber, synthesizer: media.synthesizer }),
     maxAudioBytes: settings.config.media.maxBytes,
   };
-  const conversations = createConversations({ settings, db, database, chat, models });
+  const conversations = createConversations({ settings, database, chat, models });
   await conversations.recover();
   const web = { dir: dependencies.webDir ?? DEFAULT_WEB_DIR };
   const rateLimits = RateLimits.create(settings.config.rateLimits);

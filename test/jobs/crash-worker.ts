@@ -1,17 +1,19 @@
-// Child process for the crash test in job-queue.test.ts: `node test/jobs/crash-worker.ts DATA_DIR JOB_ID [REDIS_URL PREFIX]`.
+// Child process for the crash test in job-queue.test.ts:
+// `node test/jobs/crash-worker.ts DATA_DIR JOB_ID [sqlite | postgres URL | redis URL PREFIX]`.
 // Runs the `crash-test` job with a resumable handler and exits once the job has finished. The test kills it with
 // SIGKILL mid-job and starts it again. The steps are recorded in DATA_DIR's SQLite database; the queue is that
-// database's, or BullMQ's on Redis when REDIS_URL and PREFIX are given.
+// database's jobs table, a PostgreSQL database's, or BullMQ's on Redis.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JobRunner } from '../../src/jobs/job-runner.ts';
 import { BullmqJobQueue } from '../../src/jobs/bullmq-queue.ts';
-import { SqliteJobQueue, type WorkerQueue } from '../../src/jobs/job-queue.ts';
+import { SqlJobQueue, type WorkerQueue } from '../../src/jobs/job-queue.ts';
 import { openDatabase } from '../../src/store/database.ts';
+import { openSqlDatabase, sqliteDatabase, type SqlDatabase } from '../../src/store/sql.ts';
 
 const CRASH_TEST_STEPS = 10;
 const CRASH_TEST_STEP_MS = 100;
 
-const [dataDir, jobId, redisUrl, prefix] = process.argv.slice(2);
+const [dataDir, jobId, kind = 'sqlite', url, prefix] = process.argv.slice(2);
 if (dataDir === undefined || jobId === undefined) {
   process.stderr.write('usage: crash-worker.ts DATA_DIR JOB_ID\n');
   process.exit(2);
@@ -25,7 +27,14 @@ const doneSteps = db.prepare<[string], number>('SELECT step FROM steps WHERE job
 const recordStep = db.prepare('INSERT INTO steps (job_id, step, pid) VALUES (?, ?, ?)');
 const recordRun = db.prepare('INSERT INTO runs (job_id, pid, first_step) VALUES (?, ?, ?)');
 
-const queue: WorkerQueue = redisUrl === undefined ? new SqliteJobQueue(db) : new BullmqJobQueue({ url: redisUrl, prefix });
+let database: SqlDatabase | undefined;
+let queue: WorkerQueue;
+if (kind === 'redis') {
+  queue = new BullmqJobQueue({ url: url!, prefix });
+} else {
+  database = kind === 'postgres' ? await openSqlDatabase({ database: 'postgres', url }, { dataDir }) : sqliteDatabase(db);
+  queue = new SqlJobQueue(database);
+}
 const runner = new JobRunner({
   queue,
   log: { warn: (message, fields) => process.stderr.write(`${message} ${JSON.stringify(fields ?? {})}\n`) },
@@ -63,4 +72,5 @@ for (;;) {
 }
 await runner.stop();
 await queue.close();
-db.close();
+if (database !== undefined) await database.close();
+if (db.open) db.close();

@@ -7,9 +7,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { BullmqJobQueue } from '../../src/jobs/bullmq-queue.ts';
-import { SqliteJobQueue, type Job, type JobStatus, type WorkerQueue } from '../../src/jobs/job-queue.ts';
+import { SqlJobQueue, type Job, type JobStatus, type WorkerQueue } from '../../src/jobs/job-queue.ts';
 import { JobRunner, PermanentJobError, type JobRunnerOptions } from '../../src/jobs/job-runner.ts';
 import { openDatabase, type Db } from '../../src/store/database.ts';
+import { createTestDatabase } from '../helpers/databases.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -45,38 +46,37 @@ async function deleteKeys(prefix: string): Promise<void> {
  */
 interface Backend {
   name: string;
-  open(): { db: Db; queue: WorkerQueue; dataDir: string; connect(): WorkerQueue; crashArgs: string[] };
+  open(): Promise<{ db: Db; queue: WorkerQueue; dataDir: string; connect(): Promise<WorkerQueue>; crashArgs: string[] }>;
 }
 
 const backends: Backend[] = [
-  {
-    name: 'SqliteJobQueue',
-    open() {
-      const dataDir = tempDir();
-      const connect = (): SqliteJobQueue => {
-        const db = openDatabase(dataDir);
-        cleanups.push(() => db.close());
-        return new SqliteJobQueue(db);
-      };
-      const db = openDatabase(dataDir);
+  ...(['sqlite', 'postgres'] as const).map((dialect): Backend => ({
+    name: `SqlJobQueue on ${dialect}`,
+    async open() {
+      const target = await createTestDatabase(dialect, tempDir());
+      cleanups.push(() => target.drop());
+      const connect = async (): Promise<SqlJobQueue> => new SqlJobQueue(await target.open());
+      // Where the crash test records its steps (each process opens the file itself).
+      const db = openDatabase(target.dataDir);
       cleanups.push(() => db.close());
-      return { db, queue: new SqliteJobQueue(db), dataDir, connect, crashArgs: [] };
+      const crashArgs = dialect === 'postgres' ? ['postgres', target.storage.url!] : ['sqlite'];
+      return { db, queue: await connect(), dataDir: target.dataDir, connect, crashArgs };
     },
-  },
+  })),
   {
     name: 'BullmqJobQueue',
-    open() {
+    async open() {
       const dataDir = tempDir();
       const prefix = `ocular-test-${randomBytes(6).toString('hex')}`;
       cleanups.push(() => deleteKeys(prefix));
-      const connect = (): BullmqJobQueue => {
+      const connect = async (): Promise<BullmqJobQueue> => {
         const queue = new BullmqJobQueue({ url: REDIS_URL, prefix });
         cleanups.push(() => queue.close());
         return queue;
       };
       const db = openDatabase(dataDir);
       cleanups.push(() => db.close());
-      return { db, queue: connect(), dataDir, connect, crashArgs: [REDIS_URL, prefix] };
+      return { db, queue: await connect(), dataDir, connect, crashArgs: ['redis', REDIS_URL, prefix] };
     },
   },
 ];
@@ -141,7 +141,7 @@ const untilAborted = (signal: AbortSignal): Promise<never> =>
 
 describe.each(backends)('$name', ({ open: openQueue }) => {
   it('enqueues, gets and lists jobs; claims the oldest runnable job of the given kinds only', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const first = await queue.enqueue('index-video', { videoId: 'v1', options: [1, 2] });
     expect(first).toMatchObject({ kind: 'index-video', key: null, status: 'queued', attempts: 0, maxAttempts: 3, progress: 0 });
     expect(first.error).toBeUndefined();
@@ -180,7 +180,7 @@ describe.each(backends)('$name', ({ open: openQueue }) => {
   });
 
   it('rejects what is not a job', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     await expect(queue.enqueue('', {})).rejects.toThrow(expect.objectContaining({ type: 'validation_error', param: 'kind' }));
     await expect(queue.enqueue('k', {}, { maxAttempts: 0 })).rejects.toThrow(expect.objectContaining({ type: 'validation_error' }));
     await expect(queue.enqueue('k', undefined as never)).rejects.toThrow(
@@ -189,7 +189,7 @@ describe.each(backends)('$name', ({ open: openQueue }) => {
   });
 
   it('keeps one live job per idempotency key', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const first = await queue.enqueue('index-video', { videoId: 'v1' }, { key: 'video:v1' });
     expect(first.key).toBe('video:v1');
     const again = await queue.enqueue('index-video', { videoId: 'v1', retry: true }, { key: 'video:v1' });
@@ -214,7 +214,7 @@ describe.each(backends)('$name', ({ open: openQueue }) => {
 
 describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   it('runs a job to success with its payload', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const seen: unknown[] = [];
     startRunner({ queue }, { echo: async (job) => void seen.push(job.payload) });
     const job = await queue.enqueue('echo', { hello: 'world' });
@@ -224,14 +224,14 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('wakes up on an enqueue in the same process without waiting for the poll', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     startRunner({ queue, pollMs: 60_000 }, { echo: async () => {} });
     const job = await queue.enqueue('echo', null);
     await waitForStatus(queue, job.id, 'succeeded', 1000);
   });
 
   it('retries a failing job with exponential backoff, then fails it with the last error', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const calls: number[] = [];
     startRunner(
       { queue, backoffBaseMs: 40 },
@@ -261,7 +261,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('fails a job at once, attempts left or not, when its handler throws PermanentJobError', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const job = await queue.enqueue('work', {}, { maxAttempts: 5 });
     let runs = 0;
     startRunner(
@@ -280,7 +280,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('cancels a queued job before it runs', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     let ran = 0;
     const job = await queue.enqueue('work', {}, { runAt: new Date(Date.now() + 200) });
     expect((await queue.cancel(job.id))?.status).toBe('cancelled');
@@ -292,7 +292,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('cancels a running job through its signal', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const started = gate();
     let reason: unknown;
     startRunner(
@@ -316,8 +316,8 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('notices a cancellation made by another process at its next heartbeat', async () => {
-    const { queue, connect } = openQueue();
-    const otherProcess = connect(); // another connection: no in-process event reaches the runner
+    const { queue, connect } = await openQueue();
+    const otherProcess = await connect(); // another connection: no in-process event reaches the runner
     const started = gate();
     startRunner(
       { queue, leaseMs: 300, heartbeatMs: 30 },
@@ -335,7 +335,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('runs at most `concurrency` jobs at once', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const release = gate();
     let active = 0;
     let peak = 0;
@@ -360,7 +360,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('saves reported progress while the job runs', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const release = gate();
     startRunner(
       { queue },
@@ -380,7 +380,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('stop() aborts running jobs and leaves them queued for the next start', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const started = gate();
     let aborted = false;
     const runner = startRunner(
@@ -409,7 +409,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('puts a job whose lease expired (its worker died) back in the queue, attempts kept', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const job = await queue.enqueue('work', { n: 1 });
     expect((await queue.claim('dead-worker', ['work'], 50))?.id).toBe(job.id); // a worker that will never renew
     expect(await queue.recoverExpired()).toBe(0); // the lease still holds
@@ -423,7 +423,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('fails a job whose worker died on its last attempt instead of running it again', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const job = await queue.enqueue('work', {}, { maxAttempts: 1 });
     await queue.claim('dead-worker', ['work'], 1);
     await sleep(10);
@@ -432,7 +432,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('takes back at once the jobs of a worker on this host whose process is gone, not those of live ones', async () => {
-    const { queue } = openQueue();
+    const { queue } = await openQueue();
     const exited = spawn(process.execPath, ['-e', '']);
     await new Promise((resolve) => exited.once('exit', resolve));
     const deadOwner = `${hostname()}:${exited.pid}:0a1b2c3d`;
@@ -455,7 +455,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
   });
 
   it('heartbeats keep a long job from being taken by another worker', async () => {
-    const { queue, connect } = openQueue();
+    const { queue, connect } = await openQueue();
     let runs = 0;
     const release = gate();
     startRunner(
@@ -468,7 +468,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
       },
     );
     // A second worker on its own connection, recovering expired leases often and eager for work.
-    startRunner({ queue: connect(), leaseMs: 250, recoverMs: 20, owner: 'rival' }, { work: async () => void runs++ });
+    startRunner({ queue: await connect(), leaseMs: 250, recoverMs: 20, owner: 'rival' }, { work: async () => void runs++ });
     const job = await queue.enqueue('work', {});
     await waitFor('the job to start', () => runs === 1);
     await sleep(750); // three lease lengths
@@ -479,7 +479,7 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
 
   it('a job survives kill -9 of its worker and resumes, each step done exactly once', { timeout: 30_000 }, async () => {
     const steps = 10;
-    const { db, queue, dataDir, crashArgs } = openQueue();
+    const { db, queue, dataDir, crashArgs } = await openQueue();
     const job = await queue.enqueue('crash-test', { steps });
     const children: ChildProcess[] = [];
     cleanups.push(() => children.forEach((child) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));

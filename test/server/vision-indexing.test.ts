@@ -7,8 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createParser } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { SqlJobQueue } from '../../src/jobs/job-queue.ts';
 import { ANALYZER_CATALOG } from '../../src/models/analyzer-catalog.ts';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
@@ -215,9 +214,9 @@ describe('webhooks that cannot succeed', () => {
     const blocked = await upload(path, { video_name: 'blocked', index: 'true', webhook_url: 'http://10.1.2.3/hook' });
     await waitFor(gone.video_id, ended);
     await waitFor(blocked.video_id, ended);
-    const db = openDatabase(ocular.dataDir);
+    const database = await ocular.openDatabase();
     try {
-      const jobs = new SqliteJobQueue(db);
+      const jobs = new SqlJobQueue(database);
       const webhookJob = async (videoId: string) =>
         (await jobs.list({ kind: 'webhook.deliver', limit: 100, offset: 0 })).find((job) => JSON.stringify(job.payload).includes(videoId));
       const allFailed = async (): Promise<boolean> => {
@@ -236,7 +235,7 @@ describe('webhooks that cannot succeed', () => {
       });
       expect(deliveries.filter((delivery) => delivery.body.includes(gone.video_id))).toHaveLength(1);
     } finally {
-      db.close();
+      await database.close();
     }
   }, 60_000);
 });
@@ -271,9 +270,9 @@ describe('failures and deletion', () => {
     expect((await ocular.get(`/v1/videos/${video.video_id}`)).status).toBe(404);
     expect(existsSync(join(ocular.dataDir, 'videos', video.video_id))).toBe(false);
     // The job ends cancelled, and nothing it was doing writes rows afterwards.
-    const db = openDatabase(ocular.dataDir);
+    const database = await ocular.openDatabase();
     try {
-      const jobs = new SqliteJobQueue(db);
+      const jobs = new SqlJobQueue(database);
       const deadline = Date.now() + 15_000;
       let job = (await jobs.list({ kind: 'video.index', limit: 50, offset: 0 })).find((entry) =>
         JSON.stringify(entry.payload).includes(video.video_id),
@@ -285,7 +284,7 @@ describe('failures and deletion', () => {
       expect(job?.status).toBe('cancelled');
       expect(await segments(video.video_id)).toEqual([]);
     } finally {
-      db.close();
+      await database.close();
     }
     // The server goes on indexing other videos.
     const next = await upload(await makeVideo({ seconds: 6, width: 160, height: 120 }), { video_name: 'after', index: 'true' });

@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { SqlJobQueue } from '../../src/jobs/job-queue.ts';
+import { openDataDirDatabase } from '../helpers/storage-mode.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular } from '../helpers/ocular.ts';
 
@@ -38,15 +38,19 @@ it('after an unclean stop, removes half-received uploads and orphan folders, and
   const orphan = join(videos, randomUUID());
   mkdirSync(orphan);
   writeFileSync(join(orphan, 'source'), 'bytes without a row');
-  const db = openDatabase(dataDir);
-  const jobs = new SqliteJobQueue(db);
+  const database = await openDataDirDatabase(dataDir);
+  const jobs = new SqlJobQueue(database);
   const job = await jobs.enqueue('video.index', { videoId: kept.video_id }, { maxAttempts: 1 });
   await jobs.claim('gone-worker', ['video.index'], 1);
   await new Promise((resolve) => setTimeout(resolve, 5));
   await jobs.recoverExpired();
   expect((await jobs.get(job.id))?.status).toBe('failed');
-  db.prepare(`UPDATE videos SET status = 'indexing', index_requested = 1, job_id = ? WHERE id = ?`).run(job.id, kept.video_id);
-  db.close();
+  await database.db
+    .updateTable('videos')
+    .set({ status: 'indexing', index_requested: 1, job_id: job.id })
+    .where('id', '=', kept.video_id)
+    .execute();
+  await database.close();
 
   const second = await startOcular(config, { dataDir });
   try {

@@ -5,11 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { SqliteJobQueue } from '../../src/jobs/job-queue.ts';
+import { SqlJobQueue } from '../../src/jobs/job-queue.ts';
 import { createMediaFetcher } from '../../src/media/fetch-media.ts';
 import { OcularError } from '../../src/spec/errors.ts';
 import { BlobStore } from '../../src/store/blob-store.ts';
-import { openDatabase, type Db } from '../../src/store/database.ts';
 import { VideoStore } from '../../src/store/video-store.ts';
 import { VideoLibrary } from '../../src/vision/video-library.ts';
 import type { SqlDatabase } from '../../src/store/sql.ts';
@@ -17,7 +16,6 @@ import { dropTestStorageFor, openDataDirDatabase } from '../helpers/storage-mode
 import { ffmpegContext, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'ocular-library-'));
-let db: Db;
 let database: SqlDatabase;
 let server: Server;
 let port: number;
@@ -41,12 +39,10 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
-  db = openDatabase(dataDir);
   database = await openDataDirDatabase(dataDir);
 });
 
 afterAll(async () => {
-  db?.close();
   await database?.close();
   await dropTestStorageFor(dataDir);
   await new Promise<void>((resolve) => server?.close(() => resolve()));
@@ -61,7 +57,7 @@ it('answers 404 for the group, and keeps nothing, when the group is deleted whil
   const library = new VideoLibrary({
     store,
     blobs,
-    jobs: new SqliteJobQueue(db),
+    jobs: new SqlJobQueue(database),
     ffmpeg: ffmpegContext,
     uploadFetcher: fetcher,
     maxAttempts: 3,
