@@ -223,13 +223,17 @@ export class BullmqJobQueue implements WorkerQueue {
     if (record !== null) return parseRecord(record);
     const kind = await this.#kindOfJob(id);
     if (kind === undefined) return undefined;
-    const job = (await BullJob.fromId(this.#queue(kind), id)) as BullmqJob | undefined;
+    // The state before the job's fields: a job seen queued again after a failed attempt is then read with that
+    // attempt's error (BullMQ writes the error in the same step that moves the job on).
+    const queue = this.#queue(kind);
+    const state = await queue.getJobState(id);
+    const job = (await BullJob.fromId(queue, id)) as BullmqJob | undefined;
     if (job === undefined) {
       // Cancelled (and removed from BullMQ) between the two reads.
       const late = await this.#redis.hget(this.#key('cancelled'), id);
       return late === null ? undefined : parseRecord(late);
     }
-    return this.#toJob(job, await job.getState());
+    return this.#toJob(job, state);
   }
 
   async #toJob(job: BullmqJob, state: JobState | 'unknown'): Promise<Job | undefined> {

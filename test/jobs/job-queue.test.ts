@@ -4,13 +4,12 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { BullmqJobQueue } from '../../src/jobs/bullmq-queue.ts';
 import { SqlJobQueue, type Job, type JobStatus, type WorkerQueue } from '../../src/jobs/job-queue.ts';
 import { JobRunner, PermanentJobError, type JobRunnerOptions } from '../../src/jobs/job-runner.ts';
 import { openDatabase, type Db } from '../../src/store/database.ts';
 import { createTestDatabase } from '../helpers/databases.ts';
+import { deleteKeys, TEST_REDIS_URL as REDIS_URL, testKeyPrefix } from '../helpers/redis.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -21,23 +20,6 @@ function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'ocular-jobs-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-const REDIS_URL = process.env['OCULAR_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-
-/** Deletes every key under `prefix` (each BullMQ test has its own). */
-async function deleteKeys(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      if (keys.length > 0) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
 }
 
 /**
@@ -67,7 +49,7 @@ const backends: Backend[] = [
     name: 'BullmqJobQueue',
     async open() {
       const dataDir = tempDir();
-      const prefix = `ocular-test-${randomBytes(6).toString('hex')}`;
+      const prefix = testKeyPrefix();
       cleanups.push(() => deleteKeys(prefix));
       const connect = async (): Promise<BullmqJobQueue> => {
         const queue = new BullmqJobQueue({ url: REDIS_URL, prefix });
