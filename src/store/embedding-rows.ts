@@ -19,12 +19,16 @@ export function toSummary(row: { count: unknown; max_id: unknown; id_sum: unknow
   return { count: Number(row?.count ?? 0), maxId: Number(row?.max_id ?? 0), idSum: Number(row?.id_sum ?? 0) };
 }
 
-/** Every row `page` returns, a page at a time in id order (`page(after)`: the next rows with an id above `after`). */
+/**
+ * Every row above id `from` that `page` returns, a page at a time in id order (`page(after)`: the next rows with an
+ * id above `after`).
+ */
 export async function* pagedRows<Row extends { id: number }>(
+  from: number,
   page: (after: number, limit: number) => Promise<Row[]>,
   toEntry: (row: Row) => VectorEntry,
 ): AsyncIterable<VectorEntry> {
-  let after = 0;
+  let after = from;
   for (;;) {
     const rows = await page(after, ROWS_PAGE);
     for (const row of rows) yield toEntry(row);

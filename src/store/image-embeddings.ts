@@ -133,8 +133,9 @@ export class KeyframeEmbeddingStore implements VectorSource {
     return toSummary(row);
   }
 
-  rows(owner: string): AsyncIterable<VectorEntry> {
+  rows(owner: string, from = 0): AsyncIterable<VectorEntry> {
     return pagedRows(
+      from,
       (after, limit) =>
         this.#database.db
           .selectFrom('keyframe_embeddings')
@@ -268,8 +269,9 @@ export class ImageEmbeddingStore implements VectorSource {
     return toSummary(row);
   }
 
-  rows(owner: string): AsyncIterable<VectorEntry> {
+  rows(owner: string, from = 0): AsyncIterable<VectorEntry> {
     return pagedRows(
+      from,
       (after, limit) =>
         this.#database.db
           .selectFrom('image_embeddings')

@@ -130,8 +130,9 @@ export class SegmentEmbeddingStore implements VectorSource {
     return toSummary(row);
   }
 
-  rows(owner: string): AsyncIterable<VectorEntry> {
+  rows(owner: string, from = 0): AsyncIterable<VectorEntry> {
     return pagedRows(
+      from,
       (after, limit) =>
         this.#database.db
           .selectFrom('segment_embeddings')

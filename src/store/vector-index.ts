@@ -60,7 +60,8 @@ export interface VectorSummary {
 /** Where an owner's vectors are rebuilt from: the database, which is the truth the index follows. */
 export interface VectorSource {
   summary(owner: string): VectorSummary | Promise<VectorSummary>;
-  rows(owner: string): Iterable<VectorEntry> | AsyncIterable<VectorEntry>;
+  /** The owner's vectors in id order; only those with an id above `after` when given. */
+  rows(owner: string, after?: number): Iterable<VectorEntry> | AsyncIterable<VectorEntry>;
 }
 
 /** What `sync` found: the index matched the database, was patched to match it, or was built from it. */
@@ -120,6 +121,13 @@ export interface VectorIndexOptions {
    * @default 128
    */
   searchEf?: number;
+  /**
+   * A search checks, at most this often per owner, whether the database holds vectors this index lacks or lost
+   * (written or deleted by another process: a worker, another API process) and catches up before answering. The
+   * database is the index every process shares; each process's files are its cache of it.
+   * @default 2000
+   */
+  catchUpMs?: number;
   /**
    * HNSW candidate list size while building.
    * @default 64
@@ -191,6 +199,10 @@ interface OwnerState {
   trainedRows: number;
   flushesSinceOptimize: number;
   timer: NodeJS.Timeout | undefined;
+  /** What the index holds (disk and buffer), as of the last sync and this process's adds since; undefined: unknown. */
+  known: VectorSummary | undefined;
+  /** When a search last compared `known` with the database. */
+  checkedAt: number;
 }
 
 class LanceVectorIndex implements VectorIndex {
@@ -206,6 +218,7 @@ class LanceVectorIndex implements VectorIndex {
   readonly #reindexAfter: number;
   readonly #exactScanLimit: number;
   readonly #searchEf: number;
+  readonly #catchUpMs: number;
   readonly #buildEf: number;
   readonly #onError: (error: unknown) => void;
   readonly #schema: ArrowModule.Schema;
@@ -223,6 +236,7 @@ class LanceVectorIndex implements VectorIndex {
     this.#reindexAfter = options.reindexAfter ?? 20_000;
     this.#exactScanLimit = options.exactScanLimit ?? 20_000;
     this.#searchEf = options.searchEf ?? 128;
+    this.#catchUpMs = options.catchUpMs ?? 2000;
     this.#buildEf = options.buildEf ?? 64;
     this.#onError = options.onError ?? ((error) => process.emitWarning(error instanceof Error ? error : String(error)));
     this.#schema = new arrow.Schema([
@@ -246,6 +260,13 @@ class LanceVectorIndex implements VectorIndex {
   #change(owner: string, id: number, change: Change): void {
     if (this.#closed) throw new Error('the vector index is closed');
     const state = this.#state(owner);
+    // Ids only grow: a new id above the largest known adds one row; anything else (a replacement, a removal that
+    // may not be there) leaves the summary unknown until the next sync.
+    const known = state.known;
+    state.known =
+      change !== null && known !== undefined && id > known.maxId
+        ? { count: known.count + 1, maxId: id, idSum: known.idSum + id }
+        : undefined;
     state.pending.set(id, change);
     if (state.pending.size >= this.#maxPending) this.#scheduleFlush(state, 0);
     else if (state.timer === undefined) this.#scheduleFlush(state, this.#flushDelayMs);
@@ -268,6 +289,7 @@ class LanceVectorIndex implements VectorIndex {
     if (groups?.size === 0) return [];
     const state = this.#state(filter.owner);
     await state.ready;
+    await this.#catchUp(state);
 
     // Changes not yet on disk overlay the table: their ids are hidden from its answer and the buffered entries
     // are scored exactly here (they are few: at most maxPending plus one commit's worth).
@@ -308,6 +330,39 @@ class LanceVectorIndex implements VectorIndex {
     const rows = (await query.toArray()) as { id: bigint | number; _distance: number }[];
     // LanceDB's cosine distance is 1 - similarity.
     return rows.map((row) => ({ id: Number(row.id), score: 1 - row._distance }));
+  }
+
+  /** See `catchUpMs`: one summary query now and then; a full sync only when the database changed elsewhere. */
+  async #catchUp(state: OwnerState): Promise<void> {
+    if (Date.now() - state.checkedAt < this.#catchUpMs) return;
+    state.checkedAt = Date.now();
+    try {
+      const expected = await this.#source.summary(state.owner);
+      if (sameSummary(expected, state.known)) return;
+      // Usually another process only added vectors: read those alone; anything else takes a full sync.
+      if (await this.#enqueue(state, () => this.#appendNewer(state, expected))) return;
+      await this.#enqueue(state, () => this.#syncOwner(state));
+    } catch (error) {
+      // The database or the index is unreachable for now: answer from what the index holds.
+      this.#onError(error);
+    }
+  }
+
+  /** Writes the database's vectors above the largest known id; true when that brings the index up to `expected`. */
+  async #appendNewer(state: OwnerState, expected: VectorSummary): Promise<boolean> {
+    const known = state.known;
+    if (known === undefined || expected.maxId <= known.maxId || expected.count <= known.count) return false;
+    const batch = new Map<number, Change>();
+    let summary = known;
+    for await (const row of this.#source.rows(state.owner, known.maxId)) {
+      if (row.id <= known.maxId) continue; // a source that ignores `after`
+      checkVector(row.vector, this.dimensions);
+      batch.set(row.id, { id: row.id, vector: Float32Array.from(row.vector), group: row.group });
+      summary = { count: summary.count + 1, maxId: Math.max(summary.maxId, row.id), idSum: summary.idSum + row.id };
+    }
+    if (batch.size > 0) await this.#write(state, batch);
+    state.known = sameSummary(summary, expected) ? expected : undefined;
+    return state.known !== undefined;
   }
 
   sync(owner: string): Promise<SyncOutcome> {
@@ -352,6 +407,8 @@ class LanceVectorIndex implements VectorIndex {
         trainedRows: 0,
         flushesSinceOptimize: 0,
         timer: undefined,
+        known: undefined,
+        checkedAt: Date.now(),
       };
       this.#owners.set(owner, created);
       state = created;
@@ -497,7 +554,9 @@ class LanceVectorIndex implements VectorIndex {
       else present.add(id);
     }
     const actual = summarize(present);
-    if (actual.count === expected.count && actual.maxId === expected.maxId && actual.idSum === expected.idSum) return 'fresh';
+    state.known = expected;
+    state.checkedAt = Date.now();
+    if (sameSummary(actual, expected)) return 'fresh';
 
     const rebuilding = state.table === undefined;
     // Rows the database has and the index lacks are appended; rows the index has and the database lost are
@@ -531,6 +590,10 @@ class LanceVectorIndex implements VectorIndex {
     }
     return ids;
   }
+}
+
+function sameSummary(a: VectorSummary, b: VectorSummary | undefined): boolean {
+  return b !== undefined && a.count === b.count && a.maxId === b.maxId && a.idSum === b.idSum;
 }
 
 function summarize(ids: Iterable<number>): VectorSummary {

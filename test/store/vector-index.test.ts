@@ -51,10 +51,10 @@ class EmbeddingTable implements VectorSource {
     return row;
   }
 
-  *rows(owner: string): Iterable<VectorEntry> {
+  *rows(owner: string, after = 0): Iterable<VectorEntry> {
     for (const row of this.db
-      .prepare('SELECT id, video_id, vector FROM embeddings WHERE owner = ? ORDER BY id')
-      .iterate(owner) as Iterable<{ id: number; video_id: string; vector: Buffer }>) {
+      .prepare('SELECT id, video_id, vector FROM embeddings WHERE owner = ? AND id > ? ORDER BY id')
+      .iterate(owner, after) as Iterable<{ id: number; video_id: string; vector: Buffer }>) {
       this.rowsRead += 1;
       const vector = new Float32Array(row.vector.buffer.slice(row.vector.byteOffset, row.vector.byteOffset + row.vector.byteLength));
       yield { id: row.id, vector, group: row.video_id };
@@ -224,6 +224,37 @@ describe('vector index', () => {
     vectors = await open();
     expect(await vectors.sync('alice')).toBe('fresh');
     expect((await vectors.search([1, 0, 0, 0], 10, { owner: 'alice' })).map((match) => match.id)).toEqual([first, second]);
+  });
+
+  it('catches up with vectors another process wrote or deleted, checking the database at most every catchUpMs', async () => {
+    // Two processes: each its own index files, one database between them.
+    const worker = await open({ catchUpMs: 60_000 });
+    const elsewhere = mkdtempSync(join(tmpdir(), 'ocular-vectors-'));
+    const api = await openVectorIndex({ directory: elsewhere, dimensions: 4, source: table, flushDelayMs: 10_000, catchUpMs: 100 });
+    try {
+      const first = write('alice', 'v1', [1, 0, 0, 0]);
+      expect((await api.search([1, 0, 0, 0], 5, { owner: 'alice' })).map((match) => match.id)).toEqual([first]); // its first sync
+      const second = write('alice', 'v2', [0.9, 0.1, 0, 0]);
+      const rowsBefore = table.rowsRead;
+      // Within the interval the API process answers from what it holds, without asking the database.
+      expect((await api.search([1, 0, 0, 0], 5, { owner: 'alice' })).map((match) => match.id)).toEqual([first]);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect((await api.search([1, 0, 0, 0], 5, { owner: 'alice' })).map((match) => match.id)).toEqual([first, second]);
+      expect(table.rowsRead - rowsBefore).toBe(1); // only the new row
+      // A deletion elsewhere (the video removed through the other process) is caught up with too.
+      table.delete(first);
+      worker.remove('alice', first);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect((await api.search([1, 0, 0, 0], 5, { owner: 'alice' })).map((match) => match.id)).toEqual([second]);
+      // Nothing changed since: a check costs one summary, no rows read.
+      const rowsAfter = table.rowsRead;
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      await api.search([1, 0, 0, 0], 5, { owner: 'alice' });
+      expect(table.rowsRead).toBe(rowsAfter);
+    } finally {
+      await api.close();
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it('refuses vectors of another size, and rebuilds an index opened with another size', async () => {
