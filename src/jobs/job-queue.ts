@@ -244,16 +244,17 @@ export class SqlJobQueue implements WorkerQueue {
       .where('id', '=', id)
       .where('status', '=', 'queued')
       .executeTakeFirst();
-    if (cancelled.numUpdatedRows === 0n) {
-      const requested = await db
-        .updateTable('jobs')
-        .set({ cancel_requested: 1, updated_at: now })
-        .where('id', '=', id)
-        .where('status', '=', 'running')
-        .executeTakeFirst();
-      if (requested.numUpdatedRows > 0n) this.#emit({ type: 'cancel-requested', id });
-    }
-    return this.#read(id);
+    if (cancelled.numUpdatedRows > 0n) return this.#read(id);
+    const requested = await db
+      .updateTable('jobs')
+      .set({ cancel_requested: 1, updated_at: now })
+      .where('id', '=', id)
+      .where('status', '=', 'running')
+      .executeTakeFirst();
+    // Read before telling this process's runner: the answer is the job as the request found it (still running).
+    const job = await this.#read(id);
+    if (requested.numUpdatedRows > 0n) this.#emit({ type: 'cancel-requested', id });
+    return job;
   }
 
   async list(options: ListJobsOptions): Promise<Job[]> {

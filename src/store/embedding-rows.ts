@@ -1,5 +1,8 @@
 import type { VectorEntry, VectorSummary } from './vector-index.ts';
 
+/** Joins the text columns that are embedded, as a query parameter (the same on both databases). */
+export const NEWLINE = '\n';
+
 /** Rows a vector index is rebuilt from are read this many at a time (by id), never all at once. */
 const ROWS_PAGE = 1_000;
 

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { pagedRows, toBytes, toSummary, toVector } from './embedding-rows.ts';
+import { NEWLINE, pagedRows, toBytes, toSummary, toVector } from './embedding-rows.ts';
 import type { SqlDatabase } from './sql.ts';
 import type { VectorEntry, VectorSource, VectorSummary } from './vector-index.ts';
 
@@ -179,10 +179,7 @@ export class ImageEmbeddingStore implements VectorSource {
 
   /** Up to `limit` indexed images with an id after `after` that lack this kind's embedding, in id order. */
   async missing(after: string, limit: number): Promise<ImageToEmbed[]> {
-    const text =
-      this.#database.dialect === 'sqlite'
-        ? sql<string>`i.caption || char(10) || i.ocr_text || char(10) || i.object_names || char(10) || i.label_names`
-        : sql<string>`i.search_text`;
+    const text = sql<string>`i.caption || ${NEWLINE} || i.ocr_text || ${NEWLINE} || i.object_names || ${NEWLINE} || i.label_names`;
     const rows = await this.#database.db
       .selectFrom('images as i')
       .select(['i.id', 'i.owner', text.as('text')])

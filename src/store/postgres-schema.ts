@@ -290,4 +290,29 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
      value BYTEA NOT NULL,
      created_at BIGINT NOT NULL
    );`,
+  // Search text matches as SQLite's FTS5 tables do (\`remove_diacritics\`): lower-cased and without diacritics,
+  // so the folded words and pieces of a query (text-match.ts) find "Café" with "cafe". unaccent() is only STABLE
+  // (its dictionary could change) and a generated column needs an IMMUTABLE function: the wrapper names the
+  // dictionary and pins the search path it was created under.
+  `CREATE EXTENSION IF NOT EXISTS unaccent;
+   CREATE FUNCTION ocular_fold(value TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+     SET search_path FROM CURRENT
+     AS $$ SELECT lower(unaccent('unaccent'::regdictionary, value)) $$;
+   ALTER TABLE video_segments DROP COLUMN search_text, DROP COLUMN search_words;
+   ALTER TABLE video_segments
+     ADD COLUMN search_text TEXT GENERATED ALWAYS AS
+       (ocular_fold(caption || ' ' || ocr_text || ' ' || object_names || ' ' || label_names || ' ' || transcript)) STORED,
+     ADD COLUMN search_words tsvector GENERATED ALWAYS AS (
+       setweight(to_tsvector('simple', ocular_fold(caption)), 'A') ||
+       setweight(to_tsvector('simple', ocular_fold(ocr_text)), 'B') ||
+       setweight(to_tsvector('simple', ocular_fold(object_names)), 'C') ||
+       setweight(to_tsvector('simple', ocular_fold(label_names)), 'C') ||
+       setweight(to_tsvector('simple', ocular_fold(transcript)), 'B')
+     ) STORED;
+   CREATE INDEX video_segments_words ON video_segments USING GIN (search_words);
+   CREATE INDEX video_segments_trigram ON video_segments USING GIN (search_text gin_trgm_ops);
+   ALTER TABLE images DROP COLUMN search_text;
+   ALTER TABLE images ADD COLUMN search_text TEXT GENERATED ALWAYS AS
+     (ocular_fold(caption || ' ' || ocr_text || ' ' || object_names || ' ' || label_names)) STORED;
+   CREATE INDEX images_trigram ON images USING GIN (search_text gin_trgm_ops);`,
 ];

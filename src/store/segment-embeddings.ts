@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { pagedRows, toBytes, toSummary, toVector } from './embedding-rows.ts';
+import { NEWLINE, pagedRows, toBytes, toSummary, toVector } from './embedding-rows.ts';
 import type { SqlDatabase } from './sql.ts';
 import type { VectorEntry, VectorSource, VectorSummary } from './vector-index.ts';
 
@@ -8,7 +8,7 @@ export interface SegmentToEmbed {
   segmentId: number;
   owner: string;
   videoId: string;
-  /** Caption, on-screen text, object and label names and transcript, separated by white space. */
+  /** Caption, on-screen text, object and label names and transcript, newline-separated. */
   text: string;
 }
 
@@ -38,10 +38,7 @@ export class SegmentEmbeddingStore implements VectorSource {
   /** Up to `limit` segments of indexed videos without an embedding from this model, oldest first. */
   async missing(limit: number): Promise<SegmentToEmbed[]> {
     // Segments of indexed videos only: a video still being indexed gets its segments embedded once it is done.
-    const text =
-      this.#database.dialect === 'sqlite'
-        ? sql<string>`s.caption || char(10) || s.ocr_text || char(10) || s.object_names || char(10) || s.label_names || char(10) || s.transcript`
-        : sql<string>`s.search_text`;
+    const text = sql<string>`s.caption || ${NEWLINE} || s.ocr_text || ${NEWLINE} || s.object_names || ${NEWLINE} || s.label_names || ${NEWLINE} || s.transcript`;
     const rows = await this.#database.db
       .selectFrom('video_segments as s')
       .innerJoin('videos as v', 'v.id', 's.video_id')

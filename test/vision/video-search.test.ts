@@ -263,6 +263,26 @@ describe.each(DIALECTS)('segment search on %s', (dialect) => {
     expect(await segments.segmentCount()).toBe(3);
   });
 
+  it('matches without regard to case or diacritics, as the query words are folded', async () => {
+    const id = await addVideo('me', ['Crème BRÛLÉE au CAFÉ']);
+    for (const word of ['creme', 'brulee', 'cafe']) {
+      const found = await segments.matchWords({ owner: 'me' }, [{ word, prefix: false }], 5);
+      expect(
+        (
+          await segments.spans(
+            'me',
+            found.map((match) => match.segmentId),
+          )
+        )[0]?.videoId,
+        word,
+      ).toBe(id);
+    }
+    expect(await segments.matchTrigrams({ owner: 'me' }, ['rule'], 5)).toHaveLength(1);
+    const retriever = createLexicalRetriever(segments);
+    const hits = await retriever.retrieve({ text: 'Creme brulee', scope: { owner: 'me' }, limit: 5, signal: new AbortController().signal });
+    expect(hits.map((hit) => hit.relevance)).toEqual([1]);
+  });
+
   it('ranks segments holding the whole query first, OCR slips and typos included', async () => {
     await addVideo('me', ['SCARLET BRONZE PELICAN', 'nothing', 'SCARLETVELVET PELICAN', 'nothing', 'VELVET OTTER']);
     const retriever = createLexicalRetriever(segments);
