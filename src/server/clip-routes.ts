@@ -1,8 +1,8 @@
 import type { Context, Hono } from 'hono';
-import { OcularError } from '../spec/errors.ts';
+import { isOcularError, OcularError } from '../spec/errors.ts';
 import type { ClipRecord } from '../store/clip-store.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
-import type { ClipEvent, ClipService } from '../vision/clips.ts';
+import { deletedClipEvent, type ClipEvent, type ClipService } from '../vision/clips.ts';
 import { parseBody } from './errors.ts';
 import { fileResponse } from './file-response.ts';
 import { streamProgress } from './progress-stream.ts';
@@ -74,8 +74,14 @@ export function registerClipRoutes(app: Hono<ClipEnv>, deps: ClipRouteDependenci
     const ended = (event: ClipEvent): boolean => event.status === 'completed' || event.status === 'failed';
     return streamProgress<ClipEvent>(c, {
       subscribe: (listener) => clips.subscribe(clip.id, listener),
+      changes: (notice) => clips.watch(clip.id, notice),
       current: async () => {
-        const current = await clips.get(owner, clip.id);
+        // Deleted since the stream began (here or by another process): the stream ends saying so.
+        const current = await clips.get(owner, clip.id).catch((error: unknown) => {
+          if (isOcularError(error) && error.type === 'not_found_error') return undefined;
+          throw error;
+        });
+        if (current === undefined) return deletedClipEvent(clip.id, clip.progress);
         return { clipId: current.id, status: current.status, stage: current.stage, progress: current.progress, error: current.error };
       },
       follows: (current) => !ended(current),

@@ -485,6 +485,7 @@ function createVision({ settings, database, chat, models, transcriber, modelsDir
     library,
     maxAttempts: indexing.maxAttempts,
     maxConcurrentFetches: config.limits.maxConcurrentUploads,
+    changes,
   });
   const clipRunner = new JobRunner({ queue: jobs, log: logger, onSettled: metrics?.jobSettled, concurrency: 1 }).handle(
     CLIP_JOB,

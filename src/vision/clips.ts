@@ -6,6 +6,7 @@ import type { ClipBlobStore, ClipRecord, ClipRequest, ClipStatus, ClipStore } fr
 import { isVideoId } from '../store/blob-store.ts';
 import type { Page, VideoRecord } from '../store/video-store.ts';
 import type { VideoLibrary } from './video-library.ts';
+import { LocalChangeFeed, type ChangeFeed } from '../store/change-feed.ts';
 
 /** The job kind that makes one clip request's outputs; its payload is `{ clipId }`. */
 export const CLIP_JOB = 'clip.generate';
@@ -40,6 +41,16 @@ export interface ClipServiceOptions {
   maxUnfinishedPerOwner?: number | undefined;
   /** Requests with `video_urls` downloading at once (they count like uploads); more are answered 429. @default 8 */
   maxConcurrentFetches?: number | undefined;
+  /** Tells other processes (API processes streaming a clip's events) that a clip changed. @default this process only */
+  changes?: ChangeFeed | undefined;
+}
+
+/** The change-feed topic of a clip. */
+const clipTopic = (clipId: string): string => `clip:${clipId}`;
+
+/** What event streams on a clip say last when it is deleted (in any process). */
+export function deletedClipEvent(clipId: string, progress: number): ClipEvent {
+  return { clipId, status: 'failed', stage: 'deleted', progress, error: 'the clip was deleted' };
 }
 
 /** Rendering is one job at a time: a deep queue per owner only delays everyone else's clips. */
@@ -81,8 +92,10 @@ export class ClipService {
   readonly #maxFetches: number;
   #fetching = 0;
   readonly #listeners = new Map<string, Set<ClipListener>>();
+  readonly #changes: ChangeFeed;
 
   constructor(options: ClipServiceOptions) {
+    this.#changes = options.changes ?? new LocalChangeFeed();
     this.#store = options.store;
     this.#blobs = options.blobs;
     this.#jobs = options.jobs;
@@ -204,9 +217,10 @@ export class ClipService {
     if (clip.jobId !== null && (await this.#jobs.cancel(clip.jobId))?.status === 'running') await this.#jobStopped(clip.jobId);
     await this.#store.remove(owner, id);
     await this.#blobs.removeClip(id);
-    const event: ClipEvent = { clipId: id, status: 'failed', stage: 'deleted', progress: clip.progress, error: 'the clip was deleted' };
+    const event = deletedClipEvent(id, clip.progress);
     for (const listener of this.#listeners.get(id) ?? []) listener(event);
     this.#listeners.delete(id);
+    this.#changes.publish(clipTopic(id));
   }
 
   async #jobStopped(jobId: string): Promise<void> {
@@ -254,6 +268,11 @@ export class ClipService {
 
   // ---- progress ----
 
+  /** Calls `notice` when any process changed the clip (a worker rendering it), until the returned function is called. */
+  watch(clipId: string, notice: () => void): () => void {
+    return this.#changes.subscribe(clipTopic(clipId), notice);
+  }
+
   subscribe(clipId: string, listener: ClipListener): () => void {
     let listeners = this.#listeners.get(clipId);
     if (!listeners) {
@@ -277,6 +296,7 @@ export class ClipService {
     if (!(await this.#store.update(clipId, { status: update.status, stage: update.stage, progress, error }))) return false;
     const event: ClipEvent = { clipId, status: update.status, stage: update.stage, progress, error };
     for (const listener of this.#listeners.get(clipId) ?? []) listener(event);
+    this.#changes.publish(clipTopic(clipId));
     return true;
   }
 }
