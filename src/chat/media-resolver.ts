@@ -134,6 +134,8 @@ export class MediaResolver {
     let acquired: Acquired;
     if (part.localPath !== undefined) {
       acquired = { path: part.localPath };
+    } else if (part.localData !== undefined) {
+      acquired = { data: await part.localData() };
     } else if (isDataUrl(part.url)) {
       const decoded = decodeDataUrl(part.url, { maxBytes: this.#settings.maxBytes, label });
       if (decoded.type === 'frames') {

@@ -288,6 +288,45 @@ export const queueSchema = z
   ])
   .default({ kind: 'database' });
 
+/**
+ * Where blobs (uploaded videos, keyframes, thumbnails, images, conversation assets, rendered clips) live: `fs`,
+ * folders under the data directory (the embedded default, one machine or a shared file system), or `s3`, one
+ * bucket of any S3-compatible store (AWS S3, MinIO, Ceph, R2) that every API process and worker reads. With `s3`
+ * the data directory only holds working copies: ffmpeg reads a local copy of a video while it indexes or cuts it.
+ */
+export const blobsSchema = z
+  .discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('fs') }),
+    z.strictObject({
+      kind: z.literal('s3'),
+      /** The bucket; it must exist. */
+      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'not an S3 bucket name'),
+      /** Prefix of every key Ocular writes (`ocular/`), so several deployments can share a bucket. @default none */
+      prefix: z
+        .string()
+        .regex(/^(?:[\w.-]+\/)*$/, 'use letters, digits and . _ - separated by / and ending with /')
+        .default(''),
+      /** @default us-east-1 */
+      region: z.string().min(1).default('us-east-1'),
+      /** The store's URL for anything but AWS (`http://minio:9000`). @default AWS's endpoint for the region */
+      endpoint: z.url({ protocol: /^https?$/ }).optional(),
+      /** `bucket` in the path rather than the host name, as MinIO and Ceph usually need. @default false */
+      forcePathStyle: z.boolean().default(false),
+      /** Static credentials; without them the AWS SDK's default chain (environment, profile, instance role) is used. */
+      accessKeyId: z.string().min(1).optional(),
+      secretAccessKey: z.string().min(1).optional(),
+      /**
+       * Blob downloads (`/v1/videos/{id}/file`, thumbnails, images, clips, assets) answer with a redirect to a URL
+       * the store signed, after Ocular checked its own signature, so the bytes do not pass through Ocular.
+       * @default false: Ocular streams them, with Range support
+       */
+      redirect: z.boolean().default(false),
+      /** Size of each part of a multipart upload, in MiB (S3 needs at least 5). @default 8 */
+      partSizeMiB: z.int().min(5).max(512).default(8),
+    }),
+  ])
+  .default({ kind: 'fs' });
+
 /** A research model (the Research API): a chat model from `models` run as a web-research agent. */
 export const researchModelSchema = z.strictObject({
   id: z
@@ -324,6 +363,7 @@ export const configFileSchema = z.strictObject({
   qa: qaSchema.prefault({}),
   storage: storageSchema.prefault({}),
   queue: queueSchema,
+  blobs: blobsSchema,
   metrics: metricsSchema.prefault({}),
   rateLimits: rateLimitsSchema.prefault({}),
   /** Research models, served on the OpenAI chat routes (they need `search.provider`). @default [] */
@@ -343,3 +383,4 @@ export type QaSettings = z.infer<typeof qaSchema>;
 export type MetricsSettings = z.infer<typeof metricsSchema>;
 export type RateLimitSettings = z.infer<typeof rateLimitsSchema>;
 export type QueueSettings = z.infer<typeof queueSchema>;
+export type BlobSettings = z.infer<typeof blobsSchema>;

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { rename } from 'node:fs/promises';
 import type { FfmpegContext } from '../media/binaries.ts';
 import { normalizeImage } from '../media/image.ts';
 import { sniffFile } from '../media/sniff.ts';
@@ -7,6 +6,7 @@ import { probeMedia } from '../media/video.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
 import type { AssetRecord, AssetStore } from '../store/asset-store.ts';
 import type { ImageBlobStore } from '../store/image-blob-store.ts';
+import type { BlobSource } from '../store/object-store.ts';
 import type { Page } from '../store/video-store.ts';
 
 /** An uploaded file, already on disk (in the blob store's incoming folder, so it can be renamed into place). */
@@ -103,7 +103,7 @@ export class AssetLibrary {
           height = probe.video.height;
         }
       }
-      await rename(file.path, this.#blobs.path(key));
+      await this.#blobs.putFile(key, file.path);
       record = { ...base, mediaType: sniffed.mediaType, sizeBytes: file.size, width, height, durationSeconds };
     }
     try {
@@ -140,8 +140,14 @@ export class AssetLibrary {
     return ASSET_KEY.test(key) ? this.#store.getByKey(key) : undefined;
   }
 
-  path(key: string): string {
-    return this.#blobs.path(key);
+  /** How a chat request reads the asset: its file on disk, or its bytes from the store. */
+  held(key: string): { localPath: string } | { localData: () => Promise<Buffer> } {
+    return this.#blobs.remote ? { localData: () => this.#blobs.read(key) } : { localPath: this.#blobs.path(key) };
+  }
+
+  /** Where a download of the asset reads from. */
+  source(key: string): BlobSource {
+    return this.#blobs.source(key);
   }
 
   /** Removes half-received uploads and files without a row (a crash between the two). */

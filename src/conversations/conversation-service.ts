@@ -382,7 +382,7 @@ export class ConversationService {
   }
 
   #mediaOf(asset: AssetRecord): MediaReference {
-    return { type: 'media', kind: asset.kind, url: `asset:${asset.key}`, localPath: this.#assets.path(asset.key) };
+    return { type: 'media', kind: asset.kind, url: `asset:${asset.key}`, ...this.#assets.held(asset.key) };
   }
 
   /**

@@ -33,9 +33,9 @@ export function registerClipBlobRoutes(app: Hono<ClipEnv>, deps: ClipRouteDepend
     if (verdict === 'expired')
       throw new OcularError('permission_error', 'this signed URL has expired; fetch the clip again for a fresh one');
     if (verdict !== 'ok') throw new OcularError('permission_error', 'this URL is not validly signed');
-    const path = await deps.clips.outputPath(c.req.param('id'), Number.parseInt(c.req.param('file'), 10));
-    if (path === undefined) throw new OcularError('not_found_error', 'no such clip output');
-    return fileResponse(path, c.req.raw, { contentType: 'video/mp4', cacheControl: 'private, max-age=3600' });
+    const source = await deps.clips.outputSource(c.req.param('id'), Number.parseInt(c.req.param('file'), 10));
+    if (source === undefined) throw new OcularError('not_found_error', 'no such clip output');
+    return fileResponse(source, c.req.raw, { contentType: 'video/mp4', cacheControl: 'private, max-age=3600' });
   });
 }
 

@@ -16,6 +16,7 @@ import { AssetStore, type AssetRecord } from '../store/asset-store.ts';
 import { ConversationStore } from '../store/conversation-store.ts';
 import type { SqlDatabase } from '../store/sql.ts';
 import { ImageBlobStore } from '../store/image-blob-store.ts';
+import type { S3Blobs } from '../store/object-store.ts';
 import { createUrlSigner, loadOrCreateSigningSecret, type UrlSigner } from '../vision/signed-urls.ts';
 import { errorEnvelope, parseBody } from './errors.ts';
 import { fileResponse } from './file-response.ts';
@@ -61,6 +62,8 @@ export function createConversations(options: {
   database: SqlDatabase;
   chat: ChatService;
   models: ModelRegistry;
+  /** The S3 store holding assets, with `blobs.kind` s3. */
+  remote?: S3Blobs | undefined;
 }) {
   const { settings, chat, models } = options;
   const { config, dataDir } = settings;
@@ -80,7 +83,7 @@ export function createConversations(options: {
   }
   const assets = new AssetLibrary({
     store: new AssetStore(options.database),
-    blobs: new ImageBlobStore(join(dataDir, 'assets')),
+    blobs: new ImageBlobStore(join(dataDir, 'assets'), options.remote?.within('assets')),
     ffmpeg: createFfmpegContext({ ...settings.binaries, timeoutMs: media.processTimeoutMs, maxOutputBytes: media.maxBytes }),
     maxImageSide: media.maxImageSide,
     maxImagePixels: media.maxImagePixels,
@@ -133,7 +136,7 @@ export function registerConversationBlobRoutes(app: Hono<ConversationEnv>, deps:
     const key = assetKey(c);
     const asset = await deps.assets.byKey(key);
     if (!asset) throw new OcularError('not_found_error', `no asset with key "${key}"`);
-    return fileResponse(deps.assets.path(key), c.req.raw, { contentType: asset.mediaType, cacheControl: 'private, max-age=3600' });
+    return fileResponse(deps.assets.source(key), c.req.raw, { contentType: asset.mediaType, cacheControl: 'private, max-age=3600' });
   });
 }
 

@@ -1,7 +1,7 @@
-import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { OcularError } from '../spec/errors.ts';
+import { contentDisposition, fileSource, STORE_URL_SECONDS, type BlobSource } from '../store/object-store.ts';
 
 /** What `fileResponse` reads from the request: a fetch `Request` (`c.req.raw`) fits. */
 export interface FileRequest {
@@ -15,6 +15,8 @@ export interface FileResponseOptions {
   cacheControl?: string | undefined;
   /** When set, the response is a download (`Content-Disposition: attachment`) under this name. */
   downloadName?: string | undefined;
+  /** When the URL that asked ends; a redirect to the blob store's own signed URL lasts as long. @default 5 minutes */
+  expiresAt?: Date | undefined;
 }
 
 /** A byte range, both ends inclusive. */
@@ -49,11 +51,6 @@ export function parseRange(header: string, size: number): RangeRequest {
   return { kind: 'range', start, end: Math.min(end, size - 1) };
 }
 
-/** Strong validator from size and modification time, the pair nginx uses; blobs are written once and renamed. */
-function entityTag(size: number, mtimeMs: number): string {
-  return `"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`;
-}
-
 /** Weak comparison (RFC 9110 §8.8.3.2), as `If-None-Match` requires. */
 function noneMatch(header: string, etag: string): boolean {
   if (header.trim() === '*') return true;
@@ -68,24 +65,6 @@ function ifRangeHolds(header: string, etag: string, mtimeMs: number): boolean {
   return !Number.isNaN(date) && Math.floor(mtimeMs / 1000) * 1000 === date;
 }
 
-/** `attachment` with an ASCII fallback name and the exact name as RFC 8187 `filename*`. */
-function contentDisposition(name: string): string {
-  const fallback = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
-}
-
-async function openFile(path: string): Promise<FileHandle> {
-  try {
-    return await open(path, 'r');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR')
-      throw new OcularError('not_found_error', 'no such file', { cause: error });
-    throw error;
-  }
-}
-
 /**
  * Answers a GET or HEAD for a file on disk, streaming it (never buffering) with range and conditional request
  * support: `bytes=a-b`, `bytes=a-` and `bytes=-n` get 206 with `Content-Range`, a range past the end 416
@@ -96,17 +75,20 @@ async function openFile(path: string): Promise<FileHandle> {
  * replaced by rename while this runs is served whole, old or new, never mixed. A missing file is a 404
  * `OcularError`; other methods are rejected (the router should only send GET and HEAD here).
  */
-export async function fileResponse(path: string, request: FileRequest, options: FileResponseOptions): Promise<Response> {
+export async function fileResponse(file: string | BlobSource, request: FileRequest, options: FileResponseOptions): Promise<Response> {
   const method = request.method.toUpperCase();
   if (method !== 'GET' && method !== 'HEAD')
     throw new OcularError('validation_error', `${request.method} is not supported here; use GET or HEAD`);
-  const handle = await openFile(path);
-  let streaming = false;
+  const source = typeof file === 'string' ? fileSource(file) : file;
+  if (source.redirect !== undefined) {
+    // The store serves the bytes (ranges and validators included) under a URL it signed.
+    const location = await source.redirect(options.expiresAt ?? new Date(Date.now() + STORE_URL_SECONDS * 1000), options);
+    return new Response(null, { status: 302, headers: { Location: location, 'Cache-Control': 'no-store' } });
+  }
   try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) throw new OcularError('not_found_error', 'no such file');
-    const size = stats.size;
-    const etag = entityTag(size, stats.mtimeMs);
+    const stats = await source.stat();
+    if (stats === undefined) throw new OcularError('not_found_error', 'no such file');
+    const { size, etag } = stats;
     const validators: Record<string, string> = {
       ETag: etag,
       'Last-Modified': new Date(stats.mtimeMs).toUTCString(),
@@ -145,12 +127,10 @@ export async function fileResponse(path: string, request: FileRequest, options: 
     if (status === 206) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
     if (method === 'HEAD' || end < start) return new Response(null, { status, headers });
 
-    // The stream closes the descriptor when it ends or when the client goes away (the web stream is cancelled).
-    const stream = handle.createReadStream({ start, end });
-    streaming = true;
+    const stream = await source.stream(start, end);
     const body = Readable.toWeb(stream) as NodeReadableStream<Uint8Array> as unknown as ReadableStream<Uint8Array>;
     return new Response(body, { status, headers });
   } finally {
-    if (!streaming) await handle.close();
+    await source.close();
   }
 }

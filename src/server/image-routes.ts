@@ -81,7 +81,7 @@ export function registerImageBlobRoutes(app: Hono<ImageEnv>, deps: ImageRouteDep
     const id = imageId(c);
     const contentType = await deps.library.mediaType(id);
     if (contentType === undefined) throw new OcularError('not_found_error', `no image with id "${id}"`);
-    return fileResponse(deps.library.blobPath(id), c.req.raw, { contentType, cacheControl: 'private, max-age=3600' });
+    return fileResponse(deps.library.blobSource(id), c.req.raw, { contentType, cacheControl: 'private, max-age=3600' });
   });
 }
 

@@ -25,6 +25,7 @@ import { SchemaBehindError } from '../store/database.ts';
 import { openSqlDatabase, type SqlDatabase } from '../store/sql.ts';
 import { sql } from 'kysely';
 import { BlobStore } from '../store/blob-store.ts';
+import { S3Blobs } from '../store/object-store.ts';
 import { SegmentSearchStore } from '../store/segment-search.ts';
 import { VideoStore } from '../store/video-store.ts';
 import { ImageBlobStore } from '../store/image-blob-store.ts';
@@ -293,10 +294,24 @@ interface VisionSetup {
   /** Absent when `metrics.enabled` is false. */
   metrics: ServerMetrics | undefined;
   changes: ChangeFeed;
+  /** The S3 store holding blobs, with `blobs.kind` s3; absent: folders under the data directory. */
+  remote: S3Blobs | undefined;
 }
 
 /** The video library: stores, signed URLs, analyzers, and the workers that index videos and deliver webhooks. */
-function createVision({ settings, database, chat, models, transcriber, modelsDir, logger, dependencies, metrics, changes }: VisionSetup) {
+function createVision({
+  settings,
+  database,
+  chat,
+  models,
+  transcriber,
+  modelsDir,
+  logger,
+  dependencies,
+  metrics,
+  changes,
+  remote,
+}: VisionSetup) {
   const { config, dataDir } = settings;
   const { indexing, media, vision } = config;
   let captioner: Captioner | undefined;
@@ -330,7 +345,7 @@ function createVision({ settings, database, chat, models, transcriber, modelsDir
   // QA's whole-video summaries are written by the caption model, once per video, as indexing ends.
   const summarize: VideoSummarizer | undefined =
     indexing.captionModel === undefined ? undefined : createVideoSummarizer(chat, indexing.captionModel, store, summaries);
-  const blobs = new BlobStore(join(dataDir, 'videos'));
+  const blobs = new BlobStore(join(dataDir, 'videos'), remote?.within('videos'));
   const jobs = openJobQueue(settings.config.queue, database);
   metrics?.watchJobs(jobs);
   const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts, changes });
@@ -347,7 +362,7 @@ function createVision({ settings, database, chat, models, transcriber, modelsDir
   );
   const { analyzers } = analyzerSet;
   // Images are indexed with the analyzers keyframes get, by the same workers.
-  const imageBlobs = new ImageBlobStore(join(dataDir, 'images'));
+  const imageBlobs = new ImageBlobStore(join(dataDir, 'images'), remote?.within('images'));
   const imageStore = new ImageStore(database);
   const images = new ImageLibrary({
     store: imageStore,
@@ -477,7 +492,7 @@ function createVision({ settings, database, chat, models, transcriber, modelsDir
     }
   }
   const clipStore = new ClipStore(database);
-  const clipBlobs = new ClipBlobStore(join(dataDir, 'clips'));
+  const clipBlobs = new ClipBlobStore(join(dataDir, 'clips'), remote?.within('clips'));
   const clips = new ClipService({
     store: clipStore,
     blobs: clipBlobs,
@@ -602,6 +617,17 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   }
   // Change notices between processes sharing the database (a worker's progress reaches every API process's
   // event streams at once); one process alone on SQLite tells only itself.
+  const blobSettings = settings.config.blobs;
+  const remote = blobSettings.kind === 's3' ? new S3Blobs(blobSettings) : undefined;
+  try {
+    await remote?.check();
+  } catch (error) {
+    remote?.close();
+    await database.close();
+    throw new ConfigError(
+      `blobs: the bucket "${blobSettings.kind === 's3' ? blobSettings.bucket : ''}" cannot be reached: ${(error as Error).name} ${(error as Error).message}`.trim(),
+    );
+  }
   const changes: ChangeFeed =
     database.pool !== undefined && settings.config.storage.url !== undefined
       ? await PostgresChangeFeed.open(database.pool, settings.config.storage.url)
@@ -636,6 +662,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     dependencies,
     metrics,
     changes,
+    remote,
   });
   const shutdown = new AbortController();
   const signals = new RequestSignals(shutdown.signal);
@@ -644,7 +671,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     speech: new SpeechService({ media: media.resolver, chat, transcriber: media.transcriber, synthesizer: media.synthesizer }),
     maxAudioBytes: settings.config.media.maxBytes,
   };
-  const conversations = createConversations({ settings, database, chat, models });
+  const conversations = createConversations({ settings, database, chat, models, remote });
   await conversations.recover();
   const web = { dir: dependencies.webDir ?? DEFAULT_WEB_DIR };
   const rateLimits = RateLimits.create(settings.config.rateLimits);
@@ -655,6 +682,8 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     {
       name: 'blobs',
       check: async () => {
+        // With a store: it answers for this bucket; the local folders still take uploads and working copies.
+        await remote?.check();
         for (const root of vision.blobRoots) {
           await mkdir(root, { recursive: true });
           const probe = join(root, `.readyz-${process.pid}`);
@@ -756,6 +785,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
       verifier?.close();
       await changes.close();
+      remote?.close();
       await database.close();
       logger.info('stopped');
     })();

@@ -3,7 +3,7 @@ import { basename } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type { Context, Hono } from 'hono';
 import { isOcularError, OcularError, validationError } from '../spec/errors.ts';
-import { isVideoId, type BlobStore } from '../store/blob-store.ts';
+import { isVideoId, SOURCE_FILE, THUMBNAIL_FILE, type BlobStore } from '../store/blob-store.ts';
 import type { VideoRecord } from '../store/video-store.ts';
 import type { UrlSigner } from '../vision/signed-urls.ts';
 import { deletedEvent, type IndexingEvent, type UploadSource, type VideoLibrary } from '../vision/video-library.ts';
@@ -97,7 +97,7 @@ export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRoute
     const id = videoId(c);
     const contentType = file === 'source' ? await deps.library.sourceMediaType(id) : 'image/jpeg';
     if (contentType === undefined) throw new OcularError('not_found_error', `no video with id "${id}"`);
-    const target = file === 'source' ? blobs.sourcePath(id) : blobs.thumbnailPath(id);
+    const target = blobs.source(id, file === 'source' ? SOURCE_FILE : THUMBNAIL_FILE);
     return fileResponse(target, c.req.raw, { contentType, cacheControl: 'private, max-age=3600' });
   };
   app.on(['GET', 'HEAD'], '/v1/videos/:id/file', serveSigned('source'));
@@ -105,7 +105,7 @@ export function registerVisionBlobRoutes(app: Hono<VisionEnv>, deps: VisionRoute
   // A segment's picture and its keyframes, which indexing wrote into the video's folder.
   const servePicture = (c: Context, file: string | undefined): Promise<Response> => {
     if (file === undefined) throw new OcularError('not_found_error', 'no such segment');
-    return fileResponse(blobs.filePath(c.req.param('id')!, file), c.req.raw, {
+    return fileResponse(blobs.source(c.req.param('id')!, file), c.req.raw, {
       contentType: 'image/jpeg',
       cacheControl: 'private, max-age=3600',
     });

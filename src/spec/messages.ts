@@ -21,6 +21,8 @@ export interface MediaReference {
    * request body: only services put it there.
    */
   localPath?: string | undefined;
+  /** The bytes of a held file kept elsewhere (an asset in an S3 store), read instead of fetching `url`. Services only. */
+  localData?: (() => Promise<Buffer>) | undefined;
 }
 
 /** Media resolved to bytes, ready for a provider: base64 so adapters can embed it without re-encoding. */

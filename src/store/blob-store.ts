@@ -1,5 +1,7 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileSource, type BlobSource, type S3Blobs } from './object-store.ts';
 
 /** Video ids are UUIDs; anything else never reaches the file system. */
 const VIDEO_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -8,16 +10,31 @@ export function isVideoId(id: string): boolean {
   return VIDEO_ID.test(id);
 }
 
+/** How long blobs in a shared store are left alone by crash recovery before counting as orphans. */
+export const UPLOAD_GRACE_MS = 60 * 60 * 1000;
+
+/** The uploaded file's name inside a video's folder. */
+export const SOURCE_FILE = 'source';
+export const THUMBNAIL_FILE = 'thumbnail.jpg';
+
 /**
- * Local-disk blobs of the video library: one folder per video holding the uploaded file (`source`), its
- * thumbnail and the keyframes indexing cut from it. An S3-compatible store would offer the same operations.
+ * Blobs of the video library: one folder per video holding the uploaded file (`source`), its thumbnail and the
+ * keyframes indexing cut from it.
+ *
+ * On the file system (`remote` absent) the folder under `root` is the blob itself. With an S3 store the bucket
+ * is, and the folder under `root` is this process's working copy: ffmpeg writes keyframes into it and reads the
+ * video from it (`localFile` downloads it first), `persist` sends what was written up, and `dropLocal` lets the
+ * copy go once a job is done with it.
  */
 export class BlobStore {
   readonly root: string;
+  readonly remote: S3Blobs | undefined;
+  readonly #downloads = new Map<string, Promise<boolean>>();
 
   /** @param root the folder holding every video's folder (`<data>/videos`). */
-  constructor(root: string) {
+  constructor(root: string, remote?: S3Blobs) {
     this.root = root;
+    this.remote = remote;
   }
 
   videoDir(videoId: string): string {
@@ -32,21 +49,125 @@ export class BlobStore {
   }
 
   sourcePath(videoId: string): string {
-    return join(this.videoDir(videoId), 'source');
+    return join(this.videoDir(videoId), SOURCE_FILE);
   }
 
   thumbnailPath(videoId: string): string {
-    return join(this.videoDir(videoId), 'thumbnail.jpg');
+    return join(this.videoDir(videoId), THUMBNAIL_FILE);
   }
 
   /** A file the indexer wrote into the video's folder (a keyframe, a segment thumbnail). */
   filePath(videoId: string, file: string): string {
-    if (!/^[\w.-]+(?:\/[\w.-]+)?$/.test(file) || file.includes('..')) throw new RangeError(`not a blob file name: ${file}`);
-    return join(this.videoDir(videoId), file);
+    return join(this.videoDir(videoId), checkFile(file));
+  }
+
+  /**
+   * The local path of a video's file, for ffmpeg. With a store it is downloaded first when this process has no
+   * copy (once, however many callers ask at the same time), into the video's working folder or into `into`, a
+   * folder the caller owns (so another job letting the working folder go cannot pull it away).
+   */
+  async localFile(videoId: string, file: string, signal?: AbortSignal, into?: string): Promise<string> {
+    const remote = this.remote;
+    const path = remote && into !== undefined ? join(into, checkFile(file).replaceAll('/', '-')) : this.filePath(videoId, file);
+    if (!remote || existsSync(path)) return path;
+    let download = this.#downloads.get(path);
+    if (download === undefined) {
+      download = remote.download(`${videoId}/${file}`, path, signal).finally(() => this.#downloads.delete(path));
+      this.#downloads.set(path, download);
+    }
+    if (!(await download)) missing(`${file} of video ${videoId}`);
+    return path;
+  }
+
+  /** Makes files written into the local folder durable: uploads them to the store (nothing to do on disk). */
+  async persist(videoId: string, files: readonly string[], contentType?: string): Promise<void> {
+    const remote = this.remote;
+    if (!remote) return;
+    const queue = [...files];
+    // A few at a time: keyframes are small and many.
+    const upload = async (): Promise<void> => {
+      for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
+        await remote.putFile(`${videoId}/${checkFile(file)}`, this.filePath(videoId, file), contentType);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(8, queue.length) }, upload));
+  }
+
+  /** Writes a small file (a thumbnail) into the video's folder, durably. */
+  async write(videoId: string, file: string, data: Uint8Array, contentType?: string): Promise<void> {
+    if (this.remote) return this.remote.put(`${videoId}/${checkFile(file)}`, data, contentType);
+    await writeFile(this.filePath(videoId, file), data);
+  }
+
+  /** A file's bytes: the local copy when there is one, else the store's. Rejects when it does not exist. */
+  async read(videoId: string, file: string): Promise<Buffer> {
+    const path = this.filePath(videoId, file);
+    if (!this.remote) return readFile(path);
+    try {
+      return await readFile(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    return (await this.remote.read(`${videoId}/${file}`)) ?? missing(`${file} of video ${videoId}`);
+  }
+
+  /** Whether every one of `files` exists (locally, or in the store), e.g. the keyframes a saved plan names. */
+  async hasAll(videoId: string, files: readonly string[]): Promise<boolean> {
+    if (!this.remote) return files.every((file) => existsSync(this.filePath(videoId, file)));
+    const folders = new Map<string, Set<string>>();
+    for (const file of files) {
+      const slash = checkFile(file).lastIndexOf('/');
+      const folder = slash < 0 ? '' : file.slice(0, slash);
+      if (!folders.has(folder)) folders.set(folder, new Set(await this.remote.list(folder === '' ? videoId : `${videoId}/${folder}`)));
+      if (!folders.get(folder)!.has(file.slice(slash + 1))) return false;
+    }
+    return true;
+  }
+
+  /** Where a download of the file reads from. */
+  source(videoId: string, file: string): BlobSource {
+    return this.remote ? this.remote.source(`${videoId}/${checkFile(file)}`) : fileSource(this.filePath(videoId, file));
+  }
+
+  /** Lets this process's working copy go (with a store; on disk the folder is the blob and stays). */
+  async dropLocal(videoId: string): Promise<void> {
+    if (this.remote) await removeFolder(this.videoDir(videoId));
   }
 
   async removeVideo(videoId: string): Promise<void> {
-    // Retries cover a file still being closed by a process that was just stopped (ENOTEMPTY, EBUSY).
-    await rm(this.videoDir(videoId), { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    if (this.remote) await this.remote.remove(videoId);
+    await removeFolder(this.videoDir(videoId));
   }
+
+  /**
+   * Every video id that has blobs (folders on disk; prefixes in the store). In a store shared by many processes,
+   * blobs written in the last `UPLOAD_GRACE_MS` are left out: another process may be receiving that upload,
+   * whose row comes once its blobs are up.
+   */
+  async videoIds(): Promise<string[]> {
+    if (!this.remote) {
+      const entries = await readdir(this.root, { withFileTypes: true }).catch(() => []);
+      return entries.filter((entry) => entry.isDirectory() && isVideoId(entry.name)).map((entry) => entry.name);
+    }
+    const ids: string[] = [];
+    for (const name of await this.remote.list()) {
+      if (isVideoId(name) && ((await this.remote.lastWrite(name)) ?? 0) < Date.now() - UPLOAD_GRACE_MS) ids.push(name);
+    }
+    return ids;
+  }
+}
+
+/** The error reading a missing file gives, so callers treat a blob gone from the store as one gone from disk. */
+export function missing(what: string): never {
+  throw Object.assign(new Error(`no such blob: ${what}`), { code: 'ENOENT' });
+}
+
+function checkFile(file: string): string {
+  if (!/^[\w.-]+(?:\/[\w.-]+)?$/.test(file) || file.includes('..')) throw new RangeError(`not a blob file name: ${file}`);
+  return file;
+}
+
+async function removeFolder(dir: string): Promise<void> {
+  // Retries cover a file still being closed by a process that was just stopped (ENOTEMPTY, EBUSY).
+  await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
 }

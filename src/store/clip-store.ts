@@ -1,9 +1,10 @@
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Selectable, Updateable } from 'kysely';
 import { countRows, type SqlDatabase } from './sql.ts';
 import type { ClipsTable } from './tables.ts';
 import { isVideoId } from './blob-store.ts';
+import { fileSource, type BlobSource, type S3Blobs } from './object-store.ts';
 import type { Page } from './video-store.ts';
 
 export type ClipStatus = 'queued' | 'processing' | 'completed' | 'failed';
@@ -189,11 +190,42 @@ export class ClipStore {
 }
 
 /** Rendered clips on local disk: one folder per clip (`<data>/clips/<id>`) holding its output files. */
+/** Inside a clip's working folder: copies of the videos its render reads (with a blob store). */
+const SOURCES_DIR = '.sources';
+
 export class ClipBlobStore {
   readonly root: string;
+  readonly remote: S3Blobs | undefined;
 
-  constructor(root: string) {
+  /**
+   * @param root the folder of every clip's folder (`<data>/clips`): the outputs themselves on the file system;
+   * with `remote`, an S3 store holding them, only where renders are made.
+   */
+  constructor(root: string, remote?: S3Blobs) {
     this.root = root;
+    this.remote = remote;
+  }
+
+  /** A folder of this process for copies of the videos a render reads (with a store; removed by `dropLocal`). */
+  sourcesDir(clipId: string): string {
+    return join(this.clipDir(clipId), SOURCES_DIR);
+  }
+
+  /** Makes a finished render output n: moved into the clip's folder, or uploaded to the store. */
+  async saveOutput(clipId: string, index: number, file: string): Promise<void> {
+    if (this.remote) return this.remote.putFile(`${clipId}/${this.outputFile(index)}`, file, 'video/mp4');
+    await rename(file, this.outputPath(clipId, index));
+  }
+
+  /** Where a download of output n reads from. */
+  outputSource(clipId: string, index: number): BlobSource {
+    const file = this.outputFile(index);
+    return this.remote ? this.remote.source(`${clipId}/${file}`) : fileSource(join(this.clipDir(clipId), file));
+  }
+
+  /** Lets this process's working folder go (with a store; on disk it holds the outputs and stays). */
+  async dropLocal(clipId: string): Promise<void> {
+    if (this.remote) await rm(this.clipDir(clipId), { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   }
 
   clipDir(clipId: string): string {
@@ -221,20 +253,25 @@ export class ClipBlobStore {
   async removeLeftovers(clipId: string, keep: readonly string[]): Promise<void> {
     const entries = await readdir(this.clipDir(clipId)).catch(() => []);
     for (const entry of entries) {
-      if (!keep.includes(entry)) await rm(join(this.clipDir(clipId), entry), { recursive: true, force: true });
+      if (!keep.includes(entry) && entry !== SOURCES_DIR) await rm(join(this.clipDir(clipId), entry), { recursive: true, force: true });
     }
   }
 
   async removeClip(clipId: string): Promise<void> {
+    if (this.remote) await this.remote.remove(this.clipDir(clipId).slice(this.root.length + 1));
     await rm(this.clipDir(clipId), { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   }
 
   /** Folders of clips the database no longer has (deleted while the server was down, or a crash mid-delete). */
   async orphanFolders(has: (clipId: string) => Promise<boolean>): Promise<string[]> {
-    const entries = await readdir(this.root, { withFileTypes: true }).catch(() => []);
+    const names = this.remote
+      ? await this.remote.list()
+      : (await readdir(this.root, { withFileTypes: true }).catch(() => []))
+          .filter((entry) => entry.isDirectory())
+          .map((entry) => entry.name);
     const orphans: string[] = [];
-    for (const entry of entries) {
-      if (entry.isDirectory() && isVideoId(entry.name) && !(await has(entry.name))) orphans.push(entry.name);
+    for (const name of names) {
+      if (isVideoId(name) && !(await has(name))) orphans.push(name);
     }
     return orphans;
   }

@@ -1,5 +1,7 @@
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { missing, UPLOAD_GRACE_MS } from './blob-store.ts';
+import { fileSource, type BlobSource, type S3Blobs } from './object-store.ts';
 
 /** Image ids are UUIDs; anything else never reaches the file system. */
 const IMAGE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -12,15 +14,18 @@ export function isImageId(id: string): boolean {
 export const IMAGE_INCOMING_DIR = '.incoming';
 
 /**
- * Local-disk blobs of the image library: one file per image (`<root>/<id>`), the normalised image. An
- * S3-compatible store would offer the same operations.
+ * Blobs of the image library (and of conversation assets): one per image, the normalised image. On the file
+ * system (`remote` absent) it is `<root>/<id>`; with an S3 store it is `<id>` in the store's folder, and `root`
+ * only receives uploads.
  */
 export class ImageBlobStore {
   readonly root: string;
+  readonly remote: S3Blobs | undefined;
 
   /** @param root the folder holding every image (`<data>/images`). */
-  constructor(root: string) {
+  constructor(root: string, remote?: S3Blobs) {
     this.root = root;
+    this.remote = remote;
   }
 
   get incomingDir(): string {
@@ -33,22 +38,51 @@ export class ImageBlobStore {
   }
 
   async put(imageId: string, data: Buffer): Promise<void> {
+    if (this.remote) return this.remote.put(this.#key(imageId), data);
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     await writeFile(this.path(imageId), data, { flag: 'wx', mode: 0o600 });
   }
 
+  /** Stores a received file (in `incomingDir`) as the image's blob; the file is moved, or uploaded and removed. */
+  async putFile(imageId: string, file: string): Promise<void> {
+    if (!this.remote) return rename(file, this.path(imageId));
+    await this.remote.putFile(this.#key(imageId), file);
+    await unlink(file);
+  }
+
+  /** The image's bytes; rejects (`ENOENT`) when it has none. */
+  async read(imageId: string): Promise<Buffer> {
+    if (!this.remote) return readFile(this.path(imageId));
+    return (await this.remote.read(this.#key(imageId))) ?? missing(`image ${imageId}`);
+  }
+
+  /** Where a download of the image reads from. */
+  source(imageId: string): BlobSource {
+    return this.remote ? this.remote.source(this.#key(imageId)) : fileSource(this.path(imageId));
+  }
+
   async remove(imageId: string): Promise<void> {
+    if (this.remote) return this.remote.remove(this.#key(imageId));
     await rm(this.path(imageId), { force: true });
+  }
+
+  #key(imageId: string): string {
+    if (!isImageId(imageId)) throw new RangeError(`not an image id: ${imageId}`);
+    return imageId;
   }
 
   /** Removes half-received uploads and blobs whose row `exists` denies (a crash between the file and the row). */
   async sweep(exists: (imageId: string) => boolean | Promise<boolean>): Promise<number> {
     await rm(this.incomingDir, { recursive: true, force: true });
     let removed = 0;
-    const entries = await readdir(this.root, { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      if (!entry.isFile() || !isImageId(entry.name) || (await exists(entry.name))) continue;
-      await this.remove(entry.name);
+    const names = this.remote
+      ? await this.remote.list()
+      : (await readdir(this.root, { withFileTypes: true }).catch(() => [])).filter((entry) => entry.isFile()).map((entry) => entry.name);
+    for (const name of names) {
+      if (!isImageId(name) || (await exists(name))) continue;
+      // A store is shared: a blob this young may be an upload another process is about to give a row.
+      if (this.remote && ((await this.remote.stat(name))?.mtimeMs ?? 0) > Date.now() - UPLOAD_GRACE_MS) continue;
+      await this.remove(name);
       removed += 1;
     }
     return removed;

@@ -1,4 +1,4 @@
-import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { ChatService } from '../chat/chat-service.ts';
 import { PermanentJobError, type JobContext, type JobHandler, type JobLog } from '../jobs/job-runner.ts';
 import type { FfmpegContext } from '../media/binaries.ts';
@@ -7,7 +7,7 @@ import { isKeyframeTime, probeKeyframes, renderClip, type RenderPiece } from '..
 import { Scratch } from '../media/scratch.ts';
 import { probeMedia } from '../media/video.ts';
 import { isOcularError } from '../spec/errors.ts';
-import type { BlobStore } from '../store/blob-store.ts';
+import { SOURCE_FILE, type BlobStore } from '../store/blob-store.ts';
 import type { ClipBlobStore, ClipMomentRecord, ClipOutputRecord, ClipPieceRecord, ClipRecord, ClipStore } from '../store/clip-store.ts';
 import type { SegmentRecord, VideoRecord, VideoStore } from '../store/video-store.ts';
 import { pickWithModel } from './clip-model.ts';
@@ -106,6 +106,9 @@ export function buildCues(pieces: readonly ClipPieceRecord[], segmentsOf: (video
 export function createClipJobHandler(options: ClipJobOptions): JobHandler {
   const { clips, store, blobs, videos, videoBlobs, ffmpeg, log } = options;
   const pollMs = options.indexingPollMs ?? 500;
+  /** A video's file for ffmpeg: the blob itself on disk; with a store, a copy in the clip's own working folder. */
+  const sourceOf = (clipId: string, videoId: string, signal: AbortSignal): Promise<string> =>
+    videoBlobs.localFile(videoId, SOURCE_FILE, signal, join(blobs.sourcesDir(clipId), videoId));
 
   const waitForVideos = async (clip: ClipRecord, context: JobContext): Promise<Map<string, VideoRecord>> => {
     let reported = false;
@@ -209,7 +212,7 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
           .map((other) => other.endSeconds),
       );
       const keyframes = await probeKeyframes(
-        videoBlobs.sourcePath(video.id),
+        await sourceOf(clip.id, video.id, signal),
         Math.max(0, piece.startSeconds - SNAP_SECONDS),
         piece.startSeconds + 0.001,
         ffmpeg,
@@ -242,11 +245,13 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
     const total = clip.plan?.length ?? 1;
     const scratch = await Scratch.create(blobs.clipDir(clip.id));
     try {
+      const inputs = new Map<string, string>();
+      for (const piece of moment.pieces) inputs.set(piece.videoId, await sourceOf(clip.id, piece.videoId, context.signal));
       const pieces: RenderPiece[] = moment.pieces.map((piece) => {
         const video = ready.get(piece.videoId)!;
         const metadata = video.metadata!;
         return {
-          inputPath: videoBlobs.sourcePath(video.id),
+          inputPath: inputs.get(video.id)!,
           startSeconds: piece.startSeconds,
           endSeconds: piece.endSeconds,
           source: { width: metadata.width, height: metadata.height, hasAudio: metadata.hasAudio, fps: metadata.avgFps },
@@ -311,7 +316,7 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
       );
       const probe = await probeMedia(target, ffmpeg, context.signal);
       const file = blobs.outputFile(index);
-      await rename(target, blobs.outputPath(clip.id, index));
+      await blobs.saveOutput(clip.id, index, target);
       await writing; // a late progress write must not land after the next stage's
       return { index, file, title: moment.title, durationSeconds: round(probe.durationSeconds), pieces: moment.pieces, mode };
     } finally {
@@ -358,6 +363,9 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
         log.warn('clip attempt failed; it will be retried', { clipId, attempt: job.attempts, error: describeFailure(error) });
       }
       throw error;
+    } finally {
+      // With a blob store: the copies of the videos and the uploaded outputs go from this worker.
+      await blobs.dropLocal(clipId).catch(() => undefined);
     }
   };
 }

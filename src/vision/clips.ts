@@ -3,6 +3,7 @@ import { basename } from 'node:path';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
 import type { ClipBlobStore, ClipRecord, ClipRequest, ClipStatus, ClipStore } from '../store/clip-store.ts';
+import type { BlobSource } from '../store/object-store.ts';
 import { isVideoId } from '../store/blob-store.ts';
 import type { Page, VideoRecord } from '../store/video-store.ts';
 import type { VideoLibrary } from './video-library.ts';
@@ -204,11 +205,11 @@ export class ClipService {
     return this.#store.list(owner, limit, offset);
   }
 
-  /** The file of a rendered output, for its signed URL; undefined when the clip or that output does not exist. */
-  async outputPath(clipId: string, index: number): Promise<string | undefined> {
+  /** Where a rendered output is downloaded from, for its signed URL; undefined when the clip or that output does not exist. */
+  async outputSource(clipId: string, index: number): Promise<BlobSource | undefined> {
     if (!isVideoId(clipId)) return undefined;
     const output = (await this.#store.getById(clipId))?.outputs.find((entry) => entry.index === index);
-    return output === undefined ? undefined : this.#blobs.outputPath(clipId, output.index);
+    return output === undefined ? undefined : this.#blobs.outputSource(clipId, output.index);
   }
 
   /** Cancels the job (a running render's ffmpeg is killed), waits briefly for it to stop, then removes the clip and its files. */

@@ -70,7 +70,7 @@ export function createEmbedKeyframesHandler(options: {
         for (const keyframe of segment.keyframes) {
           signal.throwIfAborted();
           try {
-            const data = await readFile(blobs.filePath(segment.videoId, keyframe.file));
+            const data = await blobs.read(segment.videoId, keyframe.file);
             const [vector] = await model.embedImages([data], signal);
             if (vector !== undefined) frames.push({ timeSeconds: keyframe.timeSeconds, vector });
           } catch (error) {

@@ -4,6 +4,7 @@ import { sniffFile } from '../media/sniff.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
 import type { ImageBlobStore } from '../store/image-blob-store.ts';
+import type { BlobSource } from '../store/object-store.ts';
 import type { ImageRecord, ImageStore, NewImage } from '../store/image-store.ts';
 import type { Page } from '../store/video-store.ts';
 import { createFuzzyJudge, prepareWords, queryWords, toTrigramPieces, wordCoverage } from './text-match.ts';
@@ -153,8 +154,9 @@ export class ImageLibrary {
     return (await this.#store.getById(id))?.mediaType;
   }
 
-  blobPath(id: string): string {
-    return this.#blobs.path(id);
+  /** Where a download of the image reads from. */
+  blobSource(id: string): BlobSource {
+    return this.#blobs.source(id);
   }
 
   /**

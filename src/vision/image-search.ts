@@ -227,7 +227,7 @@ export function createEmbedImagesHandler(parts: ImageEmbeddingParts & { blobs: I
           signal.throwIfAborted();
           let vector: Float32Array | undefined;
           try {
-            [vector] = await pictures.model.embedImages([await readFile(blobs.path(image.imageId))], signal);
+            [vector] = await pictures.model.embedImages([await blobs.read(image.imageId)], signal);
           } catch (error) {
             if (signal.aborted || isAbortError(error)) throw error;
             log.warn('an image could not be embedded', { imageId: image.imageId, error: (error as Error).message });

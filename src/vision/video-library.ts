@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FfmpegContext } from '../media/binaries.ts';
 import type { MediaFetcher } from '../media/fetch-media.ts';
@@ -8,7 +8,7 @@ import { sniffFile } from '../media/sniff.ts';
 import { extractFramesAt, probeMedia, type MediaProbe } from '../media/video.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { OcularError } from '../spec/errors.ts';
-import { isVideoId, type BlobStore } from '../store/blob-store.ts';
+import { SOURCE_FILE, THUMBNAIL_FILE, type BlobStore } from '../store/blob-store.ts';
 import { LocalChangeFeed, type ChangeFeed } from '../store/change-feed.ts';
 import { isForeignKeyViolation } from '../store/sql.ts';
 import {
@@ -230,6 +230,8 @@ export class VideoLibrary {
       }
       // The video's own thumbnail is always cut (one seek); `enable_thumbnails` asks for one per segment as well.
       if (metadata !== null) metadata.hasThumbnail = await this.#writeThumbnail(id, source, metadata, signal);
+      // With a blob store the upload goes up before the row exists, so whoever sees the row can read it.
+      await this.#blobs.persist(id, [SOURCE_FILE], metadata?.mediaType);
 
       const indexing = request.index && failure === null;
       const video = await this.#store.insertVideo({
@@ -247,12 +249,14 @@ export class VideoLibrary {
         webhookUrl: request.webhookUrl ?? null,
         webhookSecret: request.webhookSecret ?? null,
       });
+      // The working copy goes: a worker (maybe on another machine) fetches the video from the store.
+      await this.#blobs.dropLocal(id);
       if (!indexing) return video;
       const job = await this.#jobs.enqueue(INDEX_VIDEO_JOB, { videoId: id }, { key: `video:${id}`, maxAttempts: this.#maxAttempts });
       await this.#store.updateVideo(id, { jobId: job.id });
       return (await this.#store.getVideoById(id))!;
     } catch (error) {
-      await rm(dir, { recursive: true, force: true });
+      await this.#blobs.removeVideo(id);
       // The group was deleted while the upload was being received: the row's foreign key has nothing to point at.
       if (isForeignKeyViolation(error)) throw notFound('group', request.groupId, 'group_id');
       throw error;
@@ -263,7 +267,7 @@ export class VideoLibrary {
     try {
       const [frame] = await extractFramesAt(source, [thumbnailTime(metadata.durationSeconds)], { maxSide: 640 }, this.#ffmpeg, signal);
       if (!frame) return false;
-      await writeFile(this.#blobs.thumbnailPath(id), frame.jpeg);
+      await this.#blobs.write(id, THUMBNAIL_FILE, frame.jpeg, 'image/jpeg');
       return true;
     } catch {
       if (signal.aborted) throw signal.reason;
@@ -326,10 +330,9 @@ export class VideoLibrary {
   async recover(): Promise<{ removedFolders: number; settledVideos: number }> {
     let removedFolders = 0;
     await rm(join(this.#blobs.root, INCOMING_DIR), { recursive: true, force: true });
-    const entries = await readdir(this.#blobs.root, { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      if (!entry.isDirectory() || !isVideoId(entry.name) || (await this.#store.hasVideo(entry.name))) continue;
-      await this.#blobs.removeVideo(entry.name);
+    for (const id of await this.#blobs.videoIds()) {
+      if (await this.#store.hasVideo(id)) continue;
+      await this.#blobs.removeVideo(id);
       removedFolders += 1;
     }
     return { removedFolders, settledVideos: await this.settleVideos() };

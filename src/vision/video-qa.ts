@@ -343,7 +343,7 @@ export class VideoQa {
       const frame = segment.keyframes[Math.floor(segment.keyframes.length / 2)];
       if (frame === undefined) continue;
       try {
-        const data = await readFile(this.#blobs.filePath(videoId, frame.file));
+        const data = await this.#blobs.read(videoId, frame.file);
         images.push({ time: formatTimestamp(frame.timeSeconds), url: `data:image/jpeg;base64,${data.toString('base64')}` });
       } catch {
         // A keyframe file that is gone (a re-index in progress) leaves that segment text-only.

@@ -1,10 +1,11 @@
 // Scale-out end to end: two API processes and two workers (`ocular serve --role api|worker`, separate Node
-// processes) on one PostgreSQL database and one Redis queue, sharing a data directory for blobs. A video uploaded
-// through one API process is followed through the other's event stream; the worker indexing it is killed with
-// SIGKILL mid-way; the other worker takes the job over; the video ends indexed with every segment of its plan once,
-// and search and QA answer the same from both API processes.
+// processes) on one PostgreSQL database, one Redis queue and one S3 bucket (s3rver), each process with a data
+// directory of its own, so nothing passes through a shared file system. A video uploaded through one API process
+// is followed through the other's event stream; the worker indexing it is killed with SIGKILL mid-way; the other
+// worker takes the job over; the video ends indexed with every segment of its plan once; search and QA answer the
+// same from both API processes, and a URL one signed downloads (with ranges) from the other.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,8 @@ import { sendJson, type RecordedRequest } from '../helpers/fake-upstream.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
 import { deleteKeys, TEST_REDIS_URL, testKeyPrefix } from '../helpers/redis.ts';
+import { startTestS3, type TestS3 } from '../helpers/s3.ts';
+import { S3Blobs } from '../../src/store/object-store.ts';
 
 const KEY = 'ocu_scale_out_test_key_0123456789';
 const BIN = fileURLToPath(new URL('../../bin/ocular.js', import.meta.url));
@@ -28,12 +31,14 @@ const prefix = testKeyPrefix();
 const children: ChildProcess[] = [];
 let database: TestDatabase | undefined;
 let upstream: Awaited<ReturnType<typeof startOpenAiUpstream>> | undefined;
+let s3: TestS3 | undefined;
 
 afterAll(async () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   await upstream?.close();
   await database?.drop();
   await deleteKeys(prefix);
+  await s3?.close();
   rmSync(dataDir, { recursive: true, force: true });
   removeMediaFixtures();
 });
@@ -42,13 +47,14 @@ interface Child {
   process: ChildProcess;
   url: string;
   exited: Promise<void>;
+  dataDir: string;
 }
 
 /** Starts `ocular serve --role <role>` on a free port; resolves once its log says it listens. */
-async function serve(role: 'api' | 'worker', configPath: string): Promise<Child> {
+async function serve(role: 'api' | 'worker', configPath: string, name: string): Promise<Child> {
   const child = spawn(
     process.execPath,
-    [BIN, 'serve', '--role', role, '--host', '127.0.0.1', '--port', '0', '--data', dataDir, '--config', configPath],
+    [BIN, 'serve', '--role', role, '--host', '127.0.0.1', '--port', '0', '--data', join(dataDir, name), '--config', configPath],
     { env: { ...process.env, OCULAR_API_KEYS: KEY, OCULAR_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   children.push(child);
@@ -65,7 +71,7 @@ async function serve(role: 'api' | 'worker', configPath: string): Promise<Child>
     });
     child.once('exit', (code) => reject(new Error(`the ${role} process exited with ${code}:\n${log.join('\n')}`)));
   });
-  return { process: child, url, exited };
+  return { process: child, url, exited, dataDir: join(dataDir, name) };
 }
 
 async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
@@ -83,6 +89,7 @@ const headers = { 'x-api-key': KEY, 'content-type': 'application/json' };
 it('indexes on two workers behind two API processes, through a kill -9, with every segment once', { timeout: 240_000 }, async () => {
   database = await createTestDatabase('postgres', dataDir);
   upstream = await startOpenAiUpstream();
+  s3 = await startTestS3();
   upstream.behave(async (request: RecordedRequest, response) => {
     const text = JSON.stringify(request.body);
     if (text.includes('questions about one video')) return sendJson(response, 200, completion('A test pattern plays throughout [00:05].'));
@@ -95,6 +102,7 @@ it('indexes on two workers behind two API processes, through a kill -9, with eve
     JSON.stringify({
       storage: database.storage,
       queue: { kind: 'redis', url: TEST_REDIS_URL, prefix },
+      blobs: s3.settings,
       models: [{ id: 'vision', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'vision', maxRetries: 0 }],
       indexing: {
         captionModel: 'vision',
@@ -108,13 +116,18 @@ it('indexes on two workers behind two API processes, through a kill -9, with eve
       },
     }),
   );
-  const [api1, api2, worker1] = await Promise.all([serve('api', configPath), serve('api', configPath), serve('worker', configPath)]);
+  const [api1, api2, worker1] = await Promise.all([
+    serve('api', configPath, 'api1'),
+    serve('api', configPath, 'api2'),
+    serve('worker', configPath, 'worker1'),
+  ]);
 
   // Upload through one API process ...
   const form = new FormData();
+  const videoBytes = await readFile(await makeVideo({ seconds: 60 }));
   form.set('video_name', 'scale-out');
   form.set('index', 'true');
-  form.set('file', new Blob([new Uint8Array(await readFile(await makeVideo({ seconds: 60 })))], { type: 'video/mp4' }), 'v.mp4');
+  form.set('file', new Blob([new Uint8Array(videoBytes)], { type: 'video/mp4' }), 'v.mp4');
   const uploaded = await fetch(`${api1.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': KEY }, body: form });
   expect(uploaded.status).toBe(200);
   const { video_id: videoId } = (await uploaded.json()) as { video_id: string };
@@ -131,7 +144,7 @@ it('indexes on two workers behind two API processes, through a kill -9, with eve
     async () => ((await store.getVideoById(videoId))?.status === 'indexing' ? true : undefined),
     60_000,
   );
-  const worker2 = await serve('worker', configPath);
+  const worker2 = await serve('worker', configPath, 'worker2');
   // Kill the first worker once some segments, not all, are written.
   const atKill = await until(
     'a half-indexed video',
@@ -184,6 +197,20 @@ it('indexes on two workers behind two API processes, through a kill -9, with eve
   }
   expect(answers[1]).toEqual(answers[0]);
   expect(answers[0]!.qa).toEqual({ chat_response: 'A test pattern plays throughout [00:05].', status: 'success' });
+
+  // The blobs are in the bucket, none is left in any process's data directory, and a URL api1 signed
+  // downloads from api2, ranges included.
+  const bucket = new S3Blobs(s3.settings).within('videos');
+  expect((await bucket.list(videoId)).sort()).toEqual(['keyframes', 'source', 'thumbnail.jpg']);
+  expect((await bucket.list(`${videoId}/keyframes`)).length).toBeGreaterThanOrEqual(planned);
+  bucket.close();
+  // (worker1 was killed mid-job: its working copy stays until it starts again.)
+  for (const child of [api1, api2, worker2]) expect(existsSync(join(child.dataDir, 'videos', videoId))).toBe(false);
+  const { url } = (await (await fetch(`${api1.url}/v1/videos/${videoId}`, { headers })).json()) as { url: string };
+  const signed = new URL(url);
+  const part = await fetch(`${api2.url}${signed.pathname}${signed.search}`, { headers: { range: 'bytes=1000-1999' } });
+  expect(part.status).toBe(206);
+  expect(Buffer.from(await part.arrayBuffer()).equals(videoBytes.subarray(1000, 2000))).toBe(true);
 
   for (const child of [api1, api2, worker2]) child.process.kill('SIGTERM');
   await Promise.all([api1.exited, api2.exited, worker2.exited]);

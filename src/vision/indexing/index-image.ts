@@ -38,7 +38,7 @@ export function createIndexImageHandler(options: ImageIndexerOptions): JobHandle
     const { signal } = context;
     try {
       await store.setStatus(imageId, 'indexing');
-      const data = await readFile(blobs.path(imageId));
+      const data = await blobs.read(imageId);
       const input: AnalyzerImage = { data, width: image.width, height: image.height };
       const [text, objects, labels] = await Promise.all([
         analyzers.textReader?.read(input, signal) ?? Promise.resolve(NO_TEXT),

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import pLimit from 'p-limit';
@@ -13,7 +12,7 @@ import { assignKeyframes, planSegments, scanVideo } from '../../media/video-scan
 import type { AnalyzerImage, DetectedObject, ImageLabel, ReadText, SpeechRange } from '../../perception/analyzers.ts';
 import type { Transcript } from '../../perception/speech/transcriber.ts';
 import { isAbortError, isOcularError, OcularError } from '../../spec/errors.ts';
-import type { BlobStore } from '../../store/blob-store.ts';
+import { SOURCE_FILE, type BlobStore } from '../../store/blob-store.ts';
 import type { SegmentRecord, VideoRecord, VideoStore } from '../../store/video-store.ts';
 import type { VideoLibrary } from '../video-library.ts';
 import type { WebhookNotifier } from '../webhooks.ts';
@@ -229,6 +228,9 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
         options.log.warn('indexing attempt failed; it will be retried', { videoId, attempt: job.attempts, error: describeFailure(error) });
       }
       throw error;
+    } finally {
+      // With a blob store, this worker's copy of the video and its keyframes (all uploaded) goes.
+      await blobs.dropLocal(videoId).catch(() => undefined);
     }
   };
 
@@ -244,7 +246,15 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
   ): Promise<IndexPlan> {
     const saved = readPlan(video);
     const dir = blobs.videoDir(video.id);
-    if (saved && saved.segments.every((segment) => segment.keyframes.every((frame) => existsSync(join(dir, frame.file))))) return saved;
+    if (
+      saved &&
+      (await blobs.hasAll(
+        video.id,
+        saved.segments.flatMap((segment) => segment.keyframes.map((frame) => frame.file)),
+      ))
+    ) {
+      return saved;
+    }
 
     // A new plan: rows written under an earlier one (whose keyframes are gone) no longer line up with it.
     await store.deleteSegments(video.id);
@@ -253,7 +263,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     await mkdir(keyframesDir, { recursive: true });
     const durationSeconds = video.metadata?.durationSeconds ?? 0;
     const scan = await scanVideo(
-      blobs.sourcePath(video.id),
+      await blobs.localFile(video.id, SOURCE_FILE, context.signal),
       {
         outputDir: keyframesDir,
         keyframeIntervalSeconds: settings.keyframeIntervalSeconds,
@@ -279,6 +289,13 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
         })),
       })),
     };
+    // The keyframes are durable before the plan that names them (with a blob store: uploaded), so a run that
+    // resumes on another worker finds them.
+    await blobs.persist(
+      video.id,
+      plan.segments.flatMap((segment) => segment.keyframes.map((frame) => frame.file)),
+      'image/jpeg',
+    );
     await store.updateVideo(video.id, { plan: JSON.stringify(plan) });
     report('scanning', SCAN_END);
     return plan;
@@ -290,7 +307,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
     let speech: SpeechRange[] | null = null;
     let transcript: Transcript | null = null;
     if (video.metadata?.hasAudio && (wantSpeech || wantTranscript)) {
-      const wav = await toWav16kMono(blobs.sourcePath(video.id), options.ffmpeg, signal);
+      const wav = await toWav16kMono(await blobs.localFile(video.id, SOURCE_FILE, signal), options.ffmpeg, signal);
       if (analyzers.vad) speech = await analyzers.vad.detect(wavToFloat32(wav), signal);
       // With a detector that heard nobody, a transcriber would only hallucinate words into silence.
       if (analyzers.transcriber && (speech === null || speech.length > 0)) {
@@ -344,7 +361,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
   ): Promise<SegmentRecord> {
     const images = await Promise.all(
       segment.keyframes.map(async (frame) => {
-        const data = await readFile(blobs.filePath(video.id, frame.file));
+        const data = await blobs.read(video.id, frame.file);
         const [{ width = 0, height = 0 }, signature] = await Promise.all([sharp(data).metadata(), frameSignature(data)]);
         return { image: { data, width, height } satisfies AnalyzerImage, signature };
       }),
@@ -392,7 +409,7 @@ export function createIndexVideoHandler(options: VideoIndexerOptions): JobHandle
         .resize({ width: SEGMENT_THUMBNAIL_SIDE, height: SEGMENT_THUMBNAIL_SIDE, fit: 'inside', withoutEnlargement: true })
         .jpeg({ quality: 80 })
         .toBuffer();
-      await writeFile(blobs.filePath(video.id, thumbnail), resized);
+      await blobs.write(video.id, thumbnail, resized, 'image/jpeg');
     }
     return {
       videoId: video.id,
