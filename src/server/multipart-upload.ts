@@ -6,6 +6,7 @@ import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { OcularError, validationError } from '../spec/errors.ts';
+import type { BlobUpload } from '../store/object-store.ts';
 
 export interface MultipartUploadOptions {
   /** Existing folder the file part is written into. */
@@ -31,6 +32,11 @@ export interface MultipartUploadOptions {
   limitName?: string | undefined;
   /** Milliseconds without a byte from the client before the upload fails. @default 60000 */
   idleTimeoutMs?: number | undefined;
+  /**
+   * A second home for each file part, written as the part arrives (a blob store's multipart upload): the upload
+   * resolves once it is stored too, and a failed upload aborts it. @default none
+   */
+  mirror?: ((file: { filename: string | undefined; declaredType: string }) => BlobUpload | undefined) | undefined;
 }
 
 export interface UploadedFile {
@@ -41,6 +47,8 @@ export interface UploadedFile {
   filename: string | undefined;
   /** The part's `Content-Type` as the client declared it (not sniffed). @default `application/octet-stream` */
   declaredType: string;
+  /** Whether `mirror` stored the part as well. */
+  mirrored: boolean;
 }
 
 export interface MultipartUpload {
@@ -130,6 +138,7 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
       output: WriteStream;
       created: boolean;
       closed: Promise<void>;
+      mirror: BlobUpload | undefined;
     };
     const written: WrittenFile[] = [];
     let received = 0;
@@ -163,8 +172,9 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
       // Settle only once the partial files are gone, so a caller (or test) never sees one.
       const removals = written.map((file) => {
         file.output.destroy();
+        const aborted = file.mirror?.abort() ?? Promise.resolve();
         return (
-          file.closed
+          Promise.all([file.closed, aborted])
             .catch(() => undefined)
             // Only a file this call created: with `wx`, a failed open means someone else's file is at that path.
             .then(() => (file.created ? unlink(file.path) : undefined))
@@ -176,16 +186,17 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
 
     const succeed = (): void => {
       if (settled || !parsed) return;
-      Promise.all(written.map((file) => file.closed)).then(
+      Promise.all(written.flatMap((file) => [file.closed, file.mirror?.done])).then(
         () => {
           if (settled) return;
           settled = true;
           stopReading();
-          const files = written.map(({ path, filename, declaredType, output }) => ({
+          const files = written.map(({ path, filename, declaredType, output, mirror }) => ({
             path,
             size: output.bytesWritten,
             filename,
             declaredType,
+            mirrored: mirror !== undefined,
           }));
           resolve(files[0] === undefined ? { fields: { ...fields }, files } : { fields: { ...fields }, file: files[0], files });
         },
@@ -213,8 +224,16 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
         );
       });
       closed.catch(() => undefined);
-      const file: WrittenFile = { path, filename: info.filename, declaredType: info.mimeType, output, created: false, closed };
+      const mirror = options.mirror?.({ filename: info.filename, declaredType: info.mimeType });
+      const file: WrittenFile = { path, filename: info.filename, declaredType: info.mimeType, output, created: false, closed, mirror };
       written.push(file);
+      if (mirror !== undefined) {
+        mirror.stream.on('error', () => undefined); // reported through `done`
+        mirror.done.catch((error: Error) =>
+          fail(new OcularError('server_error', `could not store the upload in the blob store: ${error.message}`, { cause: error })),
+        );
+        stream.pipe(mirror.stream);
+      }
       output.once('open', () => {
         file.created = true;
       });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { IncomingMessage } from 'node:http';
@@ -210,13 +211,17 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
 
   const receiveUpload = async (c: Context, incoming: IncomingMessage): Promise<Response> => {
     await mkdir(deps.incomingDir, { recursive: true, mode: 0o700 });
+    // With a blob store, the file goes up to it while it arrives, under the id the video will have.
+    const id = randomUUID();
     const upload = await receiveMultipartUpload(incoming, {
       directory: deps.incomingDir,
       fileField: 'file',
       maxFileBytes: deps.maxUploadBytes,
       limitName: 'limits.maxUploadBytes',
       allowedFields: UPLOAD_FIELD_NAMES,
+      mirror: () => deps.blobs.sourceUpload(id),
     });
+    let added = false;
     try {
       const fields = parseBody(uploadFieldsSchema, upload.fields);
       const hasFile = upload.file !== undefined;
@@ -226,10 +231,13 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
       }
       if (upload.file !== undefined && upload.file.size === 0) throw validationError('the uploaded file is empty', 'file');
       const source: UploadSource =
-        upload.file !== undefined ? { kind: 'file', path: upload.file.path } : { kind: 'url', url: fields.video_url! };
+        upload.file !== undefined
+          ? { kind: 'file', path: upload.file.path, stored: upload.file.mirrored }
+          : { kind: 'url', url: fields.video_url! };
       const video = await library.addVideo(
         c.get('owner'),
         {
+          id,
           source,
           name: fields.video_name,
           index: fields.index,
@@ -241,9 +249,12 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
         },
         edge.requestSignal(c),
       );
+      added = true;
       return c.json(wireVideo(c, video));
     } finally {
       if (upload.file !== undefined) await rm(upload.file.path, { force: true });
+      // A stored upload refused before it became a video (addVideo cleans up after itself).
+      if (!added && upload.file?.mirrored) await deps.blobs.removeVideo(id).catch(() => undefined);
     }
   };
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileSource, type BlobSource, type S3Blobs } from './object-store.ts';
+import { fileSource, type BlobSource, type BlobUpload, type S3Blobs } from './object-store.ts';
 
 /** Video ids are UUIDs; anything else never reaches the file system. */
 const VIDEO_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -77,6 +77,14 @@ export class BlobStore {
     }
     if (!(await download)) missing(`${file} of video ${videoId}`);
     return path;
+  }
+
+  /**
+   * With a store: an upload of the video's source fed while the request body arrives (see `S3Blobs.upload`), so
+   * `persist` has nothing left to send. Undefined on the file system, where the received file is moved in.
+   */
+  sourceUpload(videoId: string, contentType?: string): BlobUpload | undefined {
+    return this.remote?.upload(`${checkVideoId(videoId)}/${SOURCE_FILE}`, contentType);
   }
 
   /** Makes files written into the local folder durable: uploads them to the store (nothing to do on disk). */
@@ -160,6 +168,11 @@ export class BlobStore {
 /** The error reading a missing file gives, so callers treat a blob gone from the store as one gone from disk. */
 export function missing(what: string): never {
   throw Object.assign(new Error(`no such blob: ${what}`), { code: 'ENOENT' });
+}
+
+function checkVideoId(id: string): string {
+  if (!isVideoId(id)) throw new RangeError(`not a video id: ${id}`);
+  return id;
 }
 
 function checkFile(file: string): string {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   DeleteObjectsCommand,
@@ -73,6 +73,13 @@ export function fileSource(path: string): BlobSource {
       handle = undefined;
     },
   };
+}
+
+/** A blob being uploaded while its bytes are written to `stream`. */
+export interface BlobUpload {
+  stream: Writable;
+  done: Promise<void>;
+  abort(): Promise<void>;
 }
 
 /** How long a store-signed URL lives when the Ocular URL it stands for has no expiry of its own. */
@@ -154,6 +161,35 @@ export class S3Blobs {
       leavePartsOnError: false,
     });
     await upload.done();
+  }
+
+  /**
+   * A multipart upload to `path` fed by writing to `stream` while the bytes arrive (a request body): parts go up
+   * as they fill, so the object is complete moments after the last byte. `done` settles when it is stored (or
+   * failed); `abort` cancels it, leaving no object and no parts.
+   */
+  upload(path: string, contentType = 'application/octet-stream'): BlobUpload {
+    const stream = new PassThrough();
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.key(path), Body: stream, ContentType: contentType },
+      partSize: this.#partSize,
+      queueSize: 4,
+      leavePartsOnError: false,
+    });
+    const done = upload.done().then(() => undefined);
+    done.catch(() => stream.destroy()); // a failed upload stops taking bytes
+    return {
+      stream,
+      done,
+      abort: async () => {
+        stream.destroy();
+        await upload.abort().catch(() => undefined);
+        await done.catch(() => undefined);
+        // An upload that had already completed is an object now: it goes too.
+        await this.remove(path).catch(() => undefined);
+      },
+    };
   }
 
   async putFile(path: string, file: string, contentType?: string): Promise<void> {

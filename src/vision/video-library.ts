@@ -44,9 +44,12 @@ export interface IndexingEvent {
 export type IndexingListener = (event: IndexingEvent) => void;
 
 /** Where an upload's bytes are: a file the server already received, or a URL to fetch. */
-export type UploadSource = { kind: 'file'; path: string } | { kind: 'url'; url: string };
+/** `stored`: the file is already the video's source in the blob store (uploaded while it was received). */
+export type UploadSource = { kind: 'file'; path: string; stored?: boolean } | { kind: 'url'; url: string };
 
 export interface UploadRequest {
+  /** The new video's id when the caller chose it (to store the upload under it while it arrives). @default a new UUID */
+  id?: string | undefined;
   source: UploadSource;
   name: string;
   index: boolean;
@@ -193,7 +196,7 @@ export class VideoLibrary {
   async addVideo(owner: string, request: UploadRequest, signal: AbortSignal): Promise<VideoRecord> {
     const group = await this.#store.getGroup(owner, request.groupId);
     if (!group) throw notFound('group', request.groupId, 'group_id');
-    const id = randomUUID();
+    const id = request.id ?? randomUUID();
     const dir = await this.#blobs.createVideoDir(id);
     const source = this.#blobs.sourcePath(id);
     try {
@@ -231,7 +234,7 @@ export class VideoLibrary {
       // The video's own thumbnail is always cut (one seek); `enable_thumbnails` asks for one per segment as well.
       if (metadata !== null) metadata.hasThumbnail = await this.#writeThumbnail(id, source, metadata, signal);
       // With a blob store the upload goes up before the row exists, so whoever sees the row can read it.
-      await this.#blobs.persist(id, [SOURCE_FILE], metadata?.mediaType);
+      if (request.source.kind !== 'file' || !request.source.stored) await this.#blobs.persist(id, [SOURCE_FILE], metadata?.mediaType);
 
       const indexing = request.index && failure === null;
       const video = await this.#store.insertVideo({

@@ -11,6 +11,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { errorEnvelope } from '../../src/server/errors.ts';
 import { receiveMultipartUpload, type MultipartUpload, type MultipartUploadOptions } from '../../src/server/multipart-upload.ts';
 import { OcularError } from '../../src/spec/errors.ts';
+import { S3Blobs } from '../../src/store/object-store.ts';
+import { startTestS3, type TestS3 } from '../helpers/s3.ts';
 
 const MAX_FILE_BYTES = 1024 * 1024;
 
@@ -403,5 +405,99 @@ describe('receiveMultipartUpload', () => {
     const form = new FormData();
     form.append('file', new Blob(['ok']), 'ok.txt');
     expect((await post(form)).status).toBe(200);
+  });
+});
+
+describe('receiveMultipartUpload with a blob store mirror', () => {
+  let s3: TestS3;
+  let blobs: S3Blobs;
+  const commands: string[] = [];
+
+  beforeAll(async () => {
+    s3 = await startTestS3();
+    blobs = new S3Blobs(s3.settings);
+    blobs.client.middlewareStack.add(
+      (next, context) => (args) => {
+        commands.push(context.commandName!);
+        return next(args);
+      },
+      { step: 'initialize', name: 'recordCommands' },
+    );
+  });
+
+  afterAll(async () => {
+    blobs?.close();
+    await s3?.close();
+  });
+
+  it('uploads the file part to the store in parts while it arrives, and resolves once it is stored', async () => {
+    options = { maxFileBytes: 32 * 1024 * 1024, mirror: () => blobs.upload('mirrored/one') };
+    commands.length = 0;
+    const content = randomBytes(12 * 1024 * 1024);
+    const head =
+      `POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=${BOUNDARY}\r\n` +
+      `Content-Length: ${Buffer.byteLength(filePart('')) + content.length + CLOSE.length}\r\n\r\n`;
+    const [before, after] = filePart('').split('\r\n\r\n\r\n') as [string, string];
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const answer: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => answer.push(chunk));
+    socket.write(head + before + '\r\n\r\n');
+    socket.write(content.subarray(0, 11 * 1024 * 1024));
+    // Two 5 MiB parts are full before the body is: they go up before the client has finished sending.
+    for (let waited = 0; commands.filter((name) => name === 'UploadPartCommand').length < 2 && waited < 10_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(commands.filter((name) => name === 'UploadPartCommand').length).toBeGreaterThanOrEqual(2);
+    expect(commands).not.toContain('CompleteMultipartUploadCommand');
+    socket.write(content.subarray(11 * 1024 * 1024));
+    socket.write('\r\n' + after + CLOSE);
+    const outcome = await nextOutcome();
+    expect('upload' in outcome && outcome.upload.file).toMatchObject({ size: content.length, mirrored: true });
+    expect(commands).toContain('CompleteMultipartUploadCommand');
+    expect((await blobs.read('mirrored/one'))!.equals(content)).toBe(true);
+    socket.destroy();
+  });
+
+  it('aborts the store upload when the file goes over the limit or the client goes away, leaving no object', async () => {
+    options = { maxFileBytes: 6 * 1024 * 1024, mirror: () => blobs.upload('mirrored/too-big') };
+    commands.length = 0;
+    const response = await sendRaw(rawRequest(filePart('z'.repeat(7 * 1024 * 1024)) + CLOSE));
+    expect(response).toMatch(/^HTTP\/1\.1 413/);
+    const outcome = await nextOutcome();
+    expect('error' in outcome && outcome.error).toMatchObject({ type: 'payload_too_large' });
+    expect(await blobs.exists('mirrored/too-big')).toBe(false);
+    expect(readdirSync(dir)).toEqual([]);
+
+    options = { maxFileBytes: 32 * 1024 * 1024, mirror: () => blobs.upload('mirrored/gone') };
+    commands.length = 0;
+    const head =
+      `POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=${BOUNDARY}\r\n` +
+      `Content-Length: 20000000\r\n\r\n`;
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(head + filePart('x'.repeat(8 * 1024 * 1024)).slice(0, 7 * 1024 * 1024));
+    for (let waited = 0; !commands.includes('UploadPartCommand') && waited < 10_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    socket.destroy();
+    const gone = await nextOutcome();
+    expect('error' in gone && gone.error).toMatchObject({ type: 'validation_error' });
+    expect(commands).toContain('AbortMultipartUploadCommand');
+    expect(await blobs.exists('mirrored/gone')).toBe(false);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('fails the upload with a server error when the store refuses it, removing the local file', async () => {
+    const unreachable = new S3Blobs({ ...s3.settings, endpoint: 'http://127.0.0.1:1' });
+    options = { mirror: () => unreachable.upload('nowhere') };
+    const form = new FormData();
+    form.append('file', new Blob([randomBytes(1000)]), 'f.bin');
+    const response = await post(form);
+    expect(response.status).toBe(500);
+    const outcome = await nextOutcome();
+    expect('error' in outcome && outcome.error).toMatchObject({ type: 'server_error', message: expect.stringMatching(/blob store/) });
+    expect(readdirSync(dir)).toEqual([]);
+    unreachable.close();
   });
 });

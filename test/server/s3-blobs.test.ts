@@ -108,6 +108,21 @@ describe('blobs on S3', () => {
     expect(video.metadata.thumbnail).not.toBeNull();
   });
 
+  it('leaves nothing in the store for an upload it refuses', async () => {
+    const before = await store.within('videos').list();
+    for (const fields of [{ video_name: 'not a video' }, { video_name: 'no group', group_id: 'missing' }]) {
+      const form = new FormData();
+      for (const [name, value] of Object.entries(fields)) form.set(name, value);
+      form.set('index', 'false');
+      const bytes = fields.video_name === 'not a video' ? Buffer.from('plain text, not a video '.repeat(1000)) : videoBytes;
+      form.set('file', new Blob([new Uint8Array(bytes)], { type: 'video/mp4' }), 'v.mp4');
+      const response = await fetch(`${ocular.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': ocular.key }, body: form });
+      expect(response.status).toBeGreaterThanOrEqual(400);
+      expect(response.status).toBeLessThan(500);
+    }
+    expect(await store.within('videos').list()).toEqual(before);
+  });
+
   it('streams the video from the store with ranges and validators', async () => {
     const { url } = await getVideo(ocular, videoId);
     const whole = await fetch(url);
