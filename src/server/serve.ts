@@ -538,6 +538,9 @@ function createVision({
       const runsJobs = role !== 'api';
       const receivesUploads = role !== 'worker';
       if (runsJobs) {
+        // With a blob store, what a killed run of this worker was working on is in the store (or redone).
+        const copies = (await blobs.clearWorkingCopies()) + (await clipBlobs.clearWorkingCopies());
+        if (copies > 0) logger.info('removed working copies an earlier run left', { copies });
         indexer.start();
         deliverer.start();
         await semantic?.start();

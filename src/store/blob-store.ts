@@ -142,6 +142,14 @@ export class BlobStore {
     if (this.remote) await removeFolder(this.videoDir(videoId));
   }
 
+  /**
+   * With a store: removes every working copy in this process's folder, those a killed run left behind included.
+   * For a worker about to start, whose data directory is its own. Returns how many went.
+   */
+  async clearWorkingCopies(): Promise<number> {
+    return this.remote ? removeIdFolders(this.root) : 0;
+  }
+
   async removeVideo(videoId: string): Promise<void> {
     if (this.remote) await this.remote.remove(videoId);
     await removeFolder(this.videoDir(videoId));
@@ -178,6 +186,14 @@ function checkVideoId(id: string): string {
 function checkFile(file: string): string {
   if (!/^[\w.-]+(?:\/[\w.-]+)?$/.test(file) || file.includes('..')) throw new RangeError(`not a blob file name: ${file}`);
   return file;
+}
+
+/** Removes every folder under `root` named by a UUID (a video's or a clip's); returns how many. */
+export async function removeIdFolders(root: string): Promise<number> {
+  const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
+  const folders = entries.filter((entry) => entry.isDirectory() && isVideoId(entry.name));
+  for (const entry of folders) await removeFolder(join(root, entry.name));
+  return folders.length;
 }
 
 async function removeFolder(dir: string): Promise<void> {

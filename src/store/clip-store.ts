@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Selectable, Updateable } from 'kysely';
 import { countRows, type SqlDatabase } from './sql.ts';
 import type { ClipsTable } from './tables.ts';
-import { isVideoId } from './blob-store.ts';
+import { isVideoId, removeIdFolders } from './blob-store.ts';
 import { fileSource, type BlobSource, type S3Blobs } from './object-store.ts';
 import type { Page } from './video-store.ts';
 
@@ -255,6 +255,11 @@ export class ClipBlobStore {
     for (const entry of entries) {
       if (!keep.includes(entry) && entry !== SOURCES_DIR) await rm(join(this.clipDir(clipId), entry), { recursive: true, force: true });
     }
+  }
+
+  /** With a store: removes every working folder here (see `BlobStore.clearWorkingCopies`). */
+  async clearWorkingCopies(): Promise<number> {
+    return this.remote ? removeIdFolders(this.root) : 0;
   }
 
   async removeClip(clipId: string): Promise<void> {

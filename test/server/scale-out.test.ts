@@ -204,14 +204,16 @@ it('indexes on two workers behind two API processes, through a kill -9, with eve
   expect((await bucket.list(videoId)).sort()).toEqual(['keyframes', 'source', 'thumbnail.jpg']);
   expect((await bucket.list(`${videoId}/keyframes`)).length).toBeGreaterThanOrEqual(planned);
   bucket.close();
-  // (worker1 was killed mid-job: its working copy stays until it starts again.)
-  for (const child of [api1, api2, worker2]) expect(existsSync(join(child.dataDir, 'videos', videoId))).toBe(false);
+  // worker1 was killed mid-job: its working copy stays until it starts again, which clears it.
+  expect(existsSync(join(worker1.dataDir, 'videos', videoId))).toBe(true);
+  const restarted = await serve('worker', configPath, 'worker1');
+  for (const child of [api1, api2, worker2, restarted]) expect(existsSync(join(child.dataDir, 'videos', videoId))).toBe(false);
   const { url } = (await (await fetch(`${api1.url}/v1/videos/${videoId}`, { headers })).json()) as { url: string };
   const signed = new URL(url);
   const part = await fetch(`${api2.url}${signed.pathname}${signed.search}`, { headers: { range: 'bytes=1000-1999' } });
   expect(part.status).toBe(206);
   expect(Buffer.from(await part.arrayBuffer()).equals(videoBytes.subarray(1000, 2000))).toBe(true);
 
-  for (const child of [api1, api2, worker2]) child.process.kill('SIGTERM');
-  await Promise.all([api1.exited, api2.exited, worker2.exited]);
+  for (const child of [api1, api2, worker2, restarted]) child.process.kill('SIGTERM');
+  await Promise.all([api1.exited, api2.exited, worker2.exited, restarted.exited]);
 });
