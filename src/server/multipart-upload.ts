@@ -230,7 +230,11 @@ export function receiveMultipartUpload(incoming: IncomingMessage, options: Multi
       if (mirror !== undefined) {
         mirror.stream.on('error', () => undefined); // reported through `done`
         mirror.done.catch((error: Error) =>
-          fail(new OcularError('server_error', `could not store the upload in the blob store: ${error.message}`, { cause: error })),
+          fail(
+            error instanceof OcularError
+              ? error
+              : new OcularError('unavailable_error', `could not store the upload in the blob store: ${error.message}`, { cause: error }),
+          ),
         );
         stream.pipe(mirror.stream);
       }

@@ -96,6 +96,13 @@ function isStale(error: unknown): boolean {
   return error instanceof S3ServiceException && error.$metadata.httpStatusCode === 412;
 }
 
+/** What a failed store request becomes: missing objects and aborts as they are, the rest a 503. */
+function storeFailure(error: unknown): unknown {
+  if (isMissing(error) || isStale(error) || (error as Error).name === 'AbortError' || error instanceof OcularError) return error;
+  const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return new OcularError('unavailable_error', `the blob store failed: ${reason}`, { cause: error, retryAfterSeconds: 5 });
+}
+
 /** `attachment` with an ASCII fallback name and the exact name as RFC 8187 `filename*`. */
 export function contentDisposition(name: string): string {
   const fallback = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
@@ -138,6 +145,16 @@ export class S3Blobs {
     this.#settings = settings;
   }
 
+  /**
+   * One request to the store. A missing object stays the SDK's error (callers turn it into "none"); anything else
+   * (unreachable, refused, throttled past the SDK's retries) is a 503 naming the store, not a 500: the store is
+   * down, not Ocular.
+   */
+  readonly #send = ((command: never, options: { abortSignal?: AbortSignal } = {}) =>
+    this.client.send(command, options).catch((error: unknown) => {
+      throw storeFailure(error);
+    })) as S3Client['send'];
+
   /** The same bucket and client under `folder/` (`videos`, `images`). */
   within(folder: string): S3Blobs {
     if (!/^[\w.-]+$/.test(folder)) throw new RangeError(`not a blob folder: ${folder}`);
@@ -160,7 +177,9 @@ export class S3Blobs {
       // A failed multipart upload is aborted, so no orphaned parts keep costing storage.
       leavePartsOnError: false,
     });
-    await upload.done();
+    await upload.done().catch((error: unknown) => {
+      throw storeFailure(error);
+    });
   }
 
   /**
@@ -177,7 +196,12 @@ export class S3Blobs {
       queueSize: 4,
       leavePartsOnError: false,
     });
-    const done = upload.done().then(() => undefined);
+    const done = upload.done().then(
+      () => undefined,
+      (error: unknown) => {
+        throw storeFailure(error);
+      },
+    );
     done.catch(() => stream.destroy()); // a failed upload stops taking bytes
     return {
       stream,
@@ -199,7 +223,7 @@ export class S3Blobs {
   /** The whole blob, or undefined when there is none. For small blobs (keyframes, images). */
   async read(path: string): Promise<Buffer | undefined> {
     try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+      const response = await this.#send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
       return Buffer.from(await response.Body!.transformToByteArray());
     } catch (error) {
       if (isMissing(error)) return undefined;
@@ -209,7 +233,7 @@ export class S3Blobs {
 
   async stat(path: string): Promise<BlobStat | undefined> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+      const head = await this.#send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
       return { size: head.ContentLength ?? 0, etag: head.ETag ?? '""', mtimeMs: head.LastModified?.getTime() ?? 0 };
     } catch (error) {
       if (isMissing(error)) return undefined;
@@ -228,7 +252,7 @@ export class S3Blobs {
   async download(path: string, file: string, signal?: AbortSignal): Promise<boolean> {
     let response;
     try {
-      response = await this.client.send(
+      response = await this.#send(
         new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }),
         signal === undefined ? {} : { abortSignal: signal },
       );
@@ -262,7 +286,7 @@ export class S3Blobs {
       },
       stream: async (start, end) => {
         try {
-          const response = await this.client.send(
+          const response = await this.#send(
             new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${start}-${end}`, IfMatch: etag }),
           );
           return response.Body as Readable;
@@ -305,7 +329,7 @@ export class S3Blobs {
 
   /** When anything under folder `path` was last written (ms), from its first 1,000 blobs; undefined when empty. */
   async lastWrite(path: string): Promise<number | undefined> {
-    const page = await this.client.send(new ListObjectsCommand({ Bucket: this.bucket, Prefix: `${this.key(path)}/` }));
+    const page = await this.#send(new ListObjectsCommand({ Bucket: this.bucket, Prefix: `${this.key(path)}/` }));
     const times = (page.Contents ?? []).map((entry) => entry.LastModified?.getTime() ?? 0);
     return times.length === 0 ? undefined : Math.max(...times);
   }
@@ -317,7 +341,7 @@ export class S3Blobs {
     for await (const page of this.#pages(`${key}/`)) for (const entry of page.Contents ?? []) keys.push(entry.Key!);
     for (let start = 0; start < keys.length; start += DELETE_BATCH) {
       const batch = keys.slice(start, start + DELETE_BATCH).map((Key) => ({ Key }));
-      await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch, Quiet: true } }));
+      await this.#send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch, Quiet: true } }));
     }
   }
 
@@ -328,9 +352,7 @@ export class S3Blobs {
   async *#pages(prefix: string, delimiter?: string): AsyncGenerator<ListObjectsCommandOutput> {
     let marker: string | undefined;
     for (;;) {
-      const page = await this.client.send(
-        new ListObjectsCommand({ Bucket: this.bucket, Prefix: prefix, Delimiter: delimiter, Marker: marker }),
-      );
+      const page = await this.#send(new ListObjectsCommand({ Bucket: this.bucket, Prefix: prefix, Delimiter: delimiter, Marker: marker }));
       yield page;
       if (!page.IsTruncated) return;
       // NextMarker comes only with a delimiter; otherwise the last key is where the next page starts.
@@ -344,7 +366,7 @@ export class S3Blobs {
 
   /** For `/readyz`: the bucket exists and these credentials reach it. */
   async check(): Promise<void> {
-    await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    await this.#send(new HeadBucketCommand({ Bucket: this.bucket }));
   }
 
   close(): void {

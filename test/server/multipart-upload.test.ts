@@ -488,15 +488,15 @@ describe('receiveMultipartUpload with a blob store mirror', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  it('fails the upload with a server error when the store refuses it, removing the local file', async () => {
+  it('fails the upload with 503 when the store cannot be reached, removing the local file', async () => {
     const unreachable = new S3Blobs({ ...s3.settings, endpoint: 'http://127.0.0.1:1' });
     options = { mirror: () => unreachable.upload('nowhere') };
     const form = new FormData();
     form.append('file', new Blob([randomBytes(1000)]), 'f.bin');
     const response = await post(form);
-    expect(response.status).toBe(500);
+    expect(response.status).toBe(503);
     const outcome = await nextOutcome();
-    expect('error' in outcome && outcome.error).toMatchObject({ type: 'server_error', message: expect.stringMatching(/blob store/) });
+    expect('error' in outcome && outcome.error).toMatchObject({ type: 'unavailable_error', message: expect.stringMatching(/blob store/) });
     expect(readdirSync(dir)).toEqual([]);
     unreachable.close();
   });

@@ -302,6 +302,32 @@ describe('blobs on S3', () => {
       const ready = await fetch(`${server.url}/readyz`);
       expect(ready.status).toBe(503);
       expect(await ready.text()).toContain('blobs');
+      // Requests that need the store answer 503 with Retry-After (the store is down, not Ocular), never 500.
+      const form = new FormData();
+      form.set('video_name', 'store down');
+      form.set('index', 'false');
+      form.set('file', new Blob([new Uint8Array(videoBytes)], { type: 'video/mp4' }), 'v.mp4');
+      const upload = await fetch(`${server.url}/v1/videos/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body: form });
+      expect(upload.status).toBe(503);
+      expect(upload.headers.get('retry-after')).toBe('5');
+      expect(((await upload.json()) as { error: { type: string; message: string } }).error).toMatchObject({
+        type: 'unavailable_error',
+        message: expect.stringMatching(/blob store/),
+      });
+      const image = new FormData();
+      image.append(
+        'images',
+        new Blob([
+          new Uint8Array(
+            await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } })
+              .png()
+              .toBuffer(),
+          ),
+        ]),
+        'i.png',
+      );
+      const images = await fetch(`${server.url}/v1/images/upload`, { method: 'POST', headers: { 'x-api-key': server.key }, body: image });
+      expect(images.status).toBe(503);
     } finally {
       await server.close();
     }
