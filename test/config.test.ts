@@ -87,6 +87,28 @@ describe('environment substitution', () => {
 });
 
 describe('config file validation', () => {
+  it('keeps blobs in folders unless blobs names an S3 bucket, whose settings it checks', () => {
+    expect(parseConfig({}, {}).blobs).toEqual({ kind: 'fs' });
+    expect(parseConfig({ blobs: { kind: 's3', bucket: 'ocular-media' } }, {}).blobs).toEqual({
+      kind: 's3',
+      bucket: 'ocular-media',
+      prefix: '',
+      region: 'us-east-1',
+      forcePathStyle: false,
+      redirect: false,
+      partSizeMiB: 8,
+    });
+    const s3 = { kind: 's3', bucket: 'ocular-media' };
+    expect(configErrorOf(() => parseConfig({ blobs: { kind: 's3' } }, {}))).toContain('blobs.bucket');
+    expect(configErrorOf(() => parseConfig({ blobs: { ...s3, bucket: 'Has_Capitals' } }, {}))).toContain('blobs.bucket');
+    expect(configErrorOf(() => parseConfig({ blobs: { ...s3, prefix: 'no-slash' } }, {}))).toContain('blobs.prefix');
+    expect(configErrorOf(() => parseConfig({ blobs: { ...s3, prefix: '../up/' } }, {}))).toContain('blobs.prefix');
+    expect(configErrorOf(() => parseConfig({ blobs: { ...s3, endpoint: 'ftp://minio:9000' } }, {}))).toContain('blobs.endpoint');
+    expect(configErrorOf(() => parseConfig({ blobs: { ...s3, partSizeMiB: 4 } }, {}))).toContain('blobs.partSizeMiB');
+    expect(configErrorOf(() => parseConfig({ blobs: { ...s3, secret: 'x' } }, {}))).toContain('blobs');
+    expect(configErrorOf(() => parseConfig({ blobs: { kind: 'gcs' } }, {}))).toContain('blobs');
+  });
+
   it('keeps jobs in SQLite unless the queue names a Redis, whose url it checks', () => {
     expect(parseConfig({}, {}).queue).toEqual({ kind: 'database' });
     expect(parseConfig({ queue: { kind: 'redis', url: 'redis://cache:6379/2' } }, {}).queue).toEqual({

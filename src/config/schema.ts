@@ -304,7 +304,7 @@ export const blobsSchema = z
       /** Prefix of every key Ocular writes (`ocular/`), so several deployments can share a bucket. @default none */
       prefix: z
         .string()
-        .regex(/^(?:[\w.-]+\/)*$/, 'use letters, digits and . _ - separated by / and ending with /')
+        .regex(/^(?:(?!\.\.?\/)[\w.-]+\/)*$/, 'use letters, digits and . _ - separated by / and ending with / (no . or .. parts)')
         .default(''),
       /** @default us-east-1 */
       region: z.string().min(1).default('us-east-1'),
