@@ -6,6 +6,7 @@ import type { ServerSettings } from '../../src/config/settings.ts';
 import { createLogger, type Logger } from '../../src/server/logger.ts';
 import { ANALYZER_CATALOG } from '../../src/models/analyzer-catalog.ts';
 import { dropTestStorageFor, testStorageFor } from './storage-mode.ts';
+import { testBlobsFor } from './blob-mode.ts';
 import { openSqlDatabase, type SqlDatabase } from '../../src/store/sql.ts';
 import { startServer, type RunningServer, type ServerDependencies } from '../../src/server/serve.ts';
 
@@ -44,6 +45,7 @@ export async function startOcular(
   const dataDir = overrides.dataDir ?? ownDataDir!;
   const parsed = parseConfig(config, {});
   const storage = config !== null && typeof config === 'object' && 'storage' in config ? undefined : await testStorageFor(dataDir);
+  const blobs = config !== null && typeof config === 'object' && 'blobs' in config ? undefined : testBlobsFor(dataDir);
   const settings: ServerSettings = {
     host: '127.0.0.1',
     port: 0,
@@ -53,7 +55,11 @@ export async function startOcular(
     configPath: undefined,
     envApiKeys: [TEST_KEY],
     auth: true,
-    config: storage === undefined ? parsed : { ...parsed, storage: { ...parsed.storage, ...storage, poolSize: storage.poolSize ?? 4 } },
+    config: {
+      ...parsed,
+      ...(storage === undefined ? {} : { storage: { ...parsed.storage, ...storage, poolSize: storage.poolSize ?? 4 } }),
+      ...(blobs === undefined ? {} : { blobs }),
+    },
     ...overrides,
   };
   const server = await startServer(settings, logger, { analyzerCatalog: OFFLINE_ANALYZER_CATALOG, ...dependencies });
