@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { S3BlobSettings } from '../../src/store/object-store.ts';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { S3Blobs, type S3BlobSettings } from '../../src/store/object-store.ts';
 
 /**
  * `OCULAR_TEST_BLOBS=s3` runs every server the tests start with its blobs on S3 instead of folders
@@ -26,4 +28,33 @@ export function testBlobsFor(dataDir: string): S3BlobSettings | undefined {
     redirect: false,
     partSizeMiB: 5,
   };
+}
+
+/** Runs `use` on the S3 view of a data dir's blobs in this run's mode; undefined in folder mode. */
+async function withTestStore<T>(dataDir: string, use: (store: S3Blobs) => Promise<T>): Promise<T | undefined> {
+  const settings = testBlobsFor(dataDir);
+  if (settings === undefined) return undefined;
+  const store = new S3Blobs(settings);
+  try {
+    return await use(store);
+  } finally {
+    store.close();
+  }
+}
+
+/** Whether a server on `dataDir` holds the blob or blob folder `path` (`videos/<id>/source`, `images/<id>`). */
+export async function hasTestBlob(dataDir: string, path: string): Promise<boolean> {
+  const found = await withTestStore(dataDir, async (store) => (await store.exists(path)) || (await store.list(path)).length > 0);
+  return found ?? existsSync(join(dataDir, path));
+}
+
+/** Writes a blob where a server on `dataDir` keeps them, as a test fixture (a keyframe, an image). */
+export async function writeTestBlob(dataDir: string, path: string, data: Uint8Array): Promise<void> {
+  const stored = await withTestStore(dataDir, async (store) => {
+    await store.put(path, data);
+    return true;
+  });
+  if (stored) return;
+  mkdirSync(dirname(join(dataDir, path)), { recursive: true });
+  writeFileSync(join(dataDir, path), data);
 }

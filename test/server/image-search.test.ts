@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeTestBlob } from '../helpers/blob-mode.ts';
 import { randomUUID } from 'node:crypto';
 import { environmentKeyOwner } from '../../src/store/api-keys.ts';
-import { ImageBlobStore } from '../../src/store/image-blob-store.ts';
 import { ImageStore } from '../../src/store/image-store.ts';
 import { sql } from 'kysely';
 import { VideoStore } from '../../src/store/video-store.ts';
@@ -95,11 +95,10 @@ async function insertVideo(key: string, segments: ReadonlyArray<readonly number[
       })),
     ),
   );
-  const folder = join(dataDir, 'videos', id, 'keyframes');
-  mkdirSync(folder, { recursive: true });
   for (const [seq, shown] of segments.entries()) {
     for (const [frame, index] of shown.entries()) {
-      writeFileSync(join(folder, `keyframe-${seq}-${frame}.jpg`), await sharp(pictures[index]!).jpeg({ quality: 85 }).toBuffer());
+      const jpeg = await sharp(pictures[index]!).jpeg({ quality: 85 }).toBuffer();
+      await writeTestBlob(dataDir, `videos/${id}/keyframes/keyframe-${seq}-${frame}.jpg`, jpeg);
     }
   }
   return id;
@@ -109,7 +108,7 @@ async function insertVideo(key: string, segments: ReadonlyArray<readonly number[
 async function insertImage(key: string, index: number, caption: string): Promise<string> {
   const id = randomUUID();
   const data = pictures[index]!;
-  await new ImageBlobStore(join(dataDir, 'images')).put(id, data);
+  await writeTestBlob(dataDir, `images/${id}`, data);
   await withDataDirDatabase(dataDir, async (database) => {
     const store = new ImageStore(database);
     await store.insertImages([

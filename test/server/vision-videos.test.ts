@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasTestBlob } from '../helpers/blob-mode.ts';
 import { garbage, makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
 
@@ -359,7 +360,7 @@ describe('groups', () => {
     await expectError(await call('DELETE', `/v1/videos/groups/${group.group_id}`), 409, 'conflict_error');
     expect((await call('DELETE', `/v1/videos/groups/${group.group_id}?force=true`)).status).toBe(200);
     await expectError(await call('GET', `/v1/videos/${video.video_id}`), 404, 'not_found_error');
-    expect(existsSync(join(ocular.dataDir, 'videos', video.video_id))).toBe(false);
+    expect(await hasTestBlob(ocular.dataDir, `videos/${video.video_id}`)).toBe(false);
   });
 
   it('validate their fields', async () => {
@@ -381,7 +382,7 @@ describe('groups', () => {
 describe('DELETE /v1/videos/{id}', () => {
   it('removes the video and its blobs', async () => {
     const video = await uploadVideo();
-    expect(existsSync(join(ocular.dataDir, 'videos', video.video_id, 'source'))).toBe(true);
+    expect(await hasTestBlob(ocular.dataDir, `videos/${video.video_id}/source`)).toBe(true);
     expect((await call('DELETE', `/v1/videos/${video.video_id}`)).status).toBe(200);
     await expectError(await call('GET', `/v1/videos/${video.video_id}`), 404, 'not_found_error');
     expect(existsSync(join(ocular.dataDir, 'videos', video.video_id))).toBe(false);
