@@ -62,6 +62,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return {0, 0}`;
 
+/**
+ * Asks for a running job's cancellation only while it is still active: a job that finished (or failed) between
+ * the caller's read and this call keeps its own outcome instead of being reported cancelled.
+ */
+const REQUEST_CANCEL_SCRIPT = `
+if redis.call('LPOS', KEYS[1], ARGV[1]) then
+  redis.call('SADD', KEYS[2], ARGV[1])
+  return 1
+end
+return 0`;
+
 const PROGRESS_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('HSET', KEYS[2], 'progress', ARGV[2])
@@ -277,11 +288,14 @@ export class BullmqJobQueue implements WorkerQueue {
       }
     }
     const now = await this.get(id);
-    if (now?.status === 'running') {
-      await this.#redis.sadd(this.#key('cancel'), id);
+    if (now?.status !== 'running') return now;
+    const requested = await this.#redis.eval(REQUEST_CANCEL_SCRIPT, 2, `${this.#prefix}:${now.kind}:active`, this.#key('cancel'), id);
+    if (requested === 1) {
       this.#emit({ type: 'cancel-requested', id });
+      return now;
     }
-    return now;
+    // It ended (or went back to the queue) meanwhile: answer as it is now.
+    return this.get(id);
   }
 
   async #recordCancelled(job: Job): Promise<Job> {
@@ -430,7 +444,10 @@ export class BullmqJobQueue implements WorkerQueue {
   async complete(id: string, owner: string): Promise<boolean> {
     const job = await this.#held(id);
     if (job === undefined) return false;
-    return settledUnlessLockLost(job.moveToCompleted(null, owner, false));
+    const completed = await settledUnlessLockLost(job.moveToCompleted(null, owner, false));
+    // A cancellation asked too late to stop it is moot now.
+    if (completed) await this.#redis.srem(this.#key('cancel'), id);
+    return completed;
   }
 
   async fail(id: string, owner: string, message: string, retryAt: Date | undefined): Promise<boolean> {
