@@ -20,6 +20,11 @@ export interface BullmqJobQueueOptions {
   url: string;
   /** Prefix of every Redis key the queue writes. @default ocular */
   prefix?: string | undefined;
+  /**
+   * Listing by status reads every id in that state and sorts them while there are at most this many; past it, it
+   * walks the enqueue index newest first and stops once the page is full. @default 5000
+   */
+  listScanThreshold?: number | undefined;
 }
 
 type BullmqJob = BullJob<JsonValue, unknown, string>;
@@ -102,6 +107,9 @@ end
 return taken`;
 
 const RECOVERY_LOCK_MS = 30_000;
+const DEFAULT_LIST_SCAN_THRESHOLD = 5_000;
+/** Ids of the enqueue index read per step when a listing walks it. */
+const INDEX_PAGE = 500;
 const KIND_CACHE_SIZE = 10_000;
 const CONNECT_WAIT_MS = 2_000;
 const CLAIM_TIMEOUT_MS = 10_000;
@@ -130,9 +138,11 @@ export class BullmqJobQueue implements WorkerQueue {
   readonly #kindOf = new Map<string, string>();
   readonly #listeners = new Set<(event: JobEvent) => void>();
   #claimCursor = 0;
+  readonly #listScanThreshold: number;
 
   constructor(options: BullmqJobQueueOptions) {
     this.#prefix = options.prefix ?? 'ocular';
+    this.#listScanThreshold = options.listScanThreshold ?? DEFAULT_LIST_SCAN_THRESHOLD;
     this.#redis = new Redis(options.url, { maxRetriesPerRequest: 3 });
     this.#workerRedis = new Redis(options.url, { maxRetriesPerRequest: null });
     // Errors reach callers through rejected commands; without a listener ioredis would also log each reconnect.
@@ -314,6 +324,8 @@ export class BullmqJobQueue implements WorkerQueue {
     let ids: string[];
     if (status === undefined) {
       ids = await this.#redis.zrevrange(this.#key(kind === undefined ? 'index' : `index:${kind}`), offset, offset + limit - 1);
+    } else if ((await this.#countInState(kind === undefined ? await this.#kinds() : [kind], status)) > this.#listScanThreshold) {
+      ids = await this.#walkIndex(kind, status, limit, offset);
     } else {
       const kinds = kind === undefined ? await this.#kinds() : [kind];
       let candidates: string[] = [];
@@ -337,6 +349,48 @@ export class BullmqJobQueue implements WorkerQueue {
     }
     const jobs = await Promise.all(ids.map((id) => this.get(id)));
     return jobs.filter((job): job is Job => job !== undefined && (status === undefined || job.status === status));
+  }
+
+  /** How many jobs of `kinds` BullMQ (or the cancelled records) hold in the states of `status`. */
+  async #countInState(kinds: readonly string[], status: JobStatus): Promise<number> {
+    let total = 0;
+    for (const kind of kinds) {
+      total +=
+        status === 'cancelled'
+          ? await this.#redis.zcard(this.#key(`cancelled:${kind}`))
+          : await this.#queue(kind).getJobCountByTypes(...STATES_OF[status]);
+    }
+    return total;
+  }
+
+  /**
+   * Page `offset, limit` of the jobs in `status`, newest first: the enqueue index read a page at a time, each id's
+   * status checked, until the page is full or the index ends. Bounded by the page for a common status.
+   */
+  async #walkIndex(kind: string | undefined, status: JobStatus, limit: number, offset: number): Promise<string[]> {
+    const index = this.#key(kind === undefined ? 'index' : `index:${kind}`);
+    const found: string[] = [];
+    let skip = offset;
+    for (let start = 0; found.length < limit; start += INDEX_PAGE) {
+      const page = await this.#redis.zrevrange(index, start, start + INDEX_PAGE - 1);
+      if (page.length === 0) break;
+      const statuses = await Promise.all(page.map((id) => this.#statusOf(id)));
+      for (const [position, id] of page.entries()) {
+        if (statuses[position] !== status) continue;
+        if (skip > 0) skip -= 1;
+        else if (found.length < limit) found.push(id);
+      }
+    }
+    return found;
+  }
+
+  /** A job's status alone, without reading its fields. */
+  async #statusOf(id: string): Promise<JobStatus | undefined> {
+    if ((await this.#redis.hexists(this.#key('cancelled'), id)) === 1) return 'cancelled';
+    const kind = await this.#kindOfJob(id);
+    if (kind === undefined) return undefined;
+    const state = await this.#queue(kind).getJobState(id);
+    return statusOf(state, state === 'failed' && (await this.#redis.sismember(this.#key('cancel'), id)) === 1);
   }
 
   async counts(): Promise<Array<{ kind: string; status: JobStatus; count: number }>> {

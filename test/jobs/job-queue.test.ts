@@ -509,3 +509,43 @@ describe.each(backends)('JobRunner on $name', ({ open: openQueue }) => {
     ]);
   });
 });
+
+describe('BullmqJobQueue listing by status', () => {
+  it('walks the enqueue index once a state holds more jobs than the threshold, with the same pages', async () => {
+    const prefix = testKeyPrefix();
+    cleanups.push(() => deleteKeys(prefix));
+    const sorting = new BullmqJobQueue({ url: REDIS_URL, prefix });
+    const walking = new BullmqJobQueue({ url: REDIS_URL, prefix, listScanThreshold: 0 });
+    cleanups.push(
+      () => sorting.close(),
+      () => walking.close(),
+    );
+    const jobs: Job[] = [];
+    for (let index = 0; index < 14; index += 1)
+      jobs.push(await sorting.enqueue(index % 2 === 0 ? 'even' : 'odd', { index }, { maxAttempts: 1 }));
+    // Four succeed, three fail, one runs, two are cancelled (one while running, one queued), the rest wait.
+    for (let step = 0; step < 9; step += 1) {
+      const claimed = (await sorting.claim('worker', ['even', 'odd'], 60_000))!;
+      if (step < 4) await sorting.complete(claimed.id, 'worker');
+      else if (step < 7) await sorting.fail(claimed.id, 'worker', 'boom', undefined);
+      else if (step === 7) {
+        await sorting.cancel(claimed.id);
+        await sorting.finishCancelled(claimed.id, 'worker');
+      }
+    }
+    await sorting.cancel(jobs.at(-1)!.id);
+    const statuses: JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+    const ids = async (queue: BullmqJobQueue, options: Parameters<WorkerQueue['list']>[0]): Promise<string[]> =>
+      (await queue.list(options)).map((job) => job.id);
+    for (const status of statuses) {
+      for (const kind of [undefined, 'even', 'odd']) {
+        const all = await ids(sorting, { status, kind, limit: 50, offset: 0 });
+        if (kind === undefined) expect(all.length, status).toBeGreaterThan(0);
+        expect(await ids(walking, { status, kind, limit: 50, offset: 0 }), `${status} ${kind}`).toEqual(all);
+        expect(await ids(walking, { status, kind, limit: 2, offset: 1 }), `${status} ${kind} page`).toEqual(all.slice(1, 3));
+      }
+    }
+    expect((await walking.list({ status: 'succeeded', limit: 50, offset: 0 })).every((job) => job.status === 'succeeded')).toBe(true);
+    expect(await ids(walking, { status: 'running', limit: 5, offset: 10 })).toEqual([]);
+  });
+});
