@@ -1,7 +1,7 @@
 // `ocular serve` as its own process for the video search benchmarks: the real CLI on a given data dir and config,
 // auth on with one key, port 0. Resolves once it logs that it is listening; stop() ends it with SIGTERM.
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +32,7 @@ export async function startOcularServe(
 ): Promise<ServeHandle> {
   const bin = fileURLToPath(new URL('../bin/ocular.js', import.meta.url));
   const configPath = join(dataDir, args.length === 0 ? 'ocular.config.json' : `ocular.config.${process.hrtime.bigint()}.json`);
+  mkdirSync(dataDir, { recursive: true });
   writeFileSync(configPath, `${JSON.stringify(config)}\n`);
   const child = spawn(process.execPath, [bin, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, ...args], {
     env: { ...readEnvironment(), OCULAR_API_KEYS: apiKey, OCULAR_LOG_LEVEL: 'info', OCULAR_CONFIG: configPath },

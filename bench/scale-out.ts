@@ -4,6 +4,9 @@
 //    time until every one is indexed is measured. Prints videos per minute and the speed-up over one worker;
 //    target: 2 workers at least 1.6x one worker on 2 cores (near-linear until the CPUs run out), and 4 workers no
 //    slower than 2 (more workers than cores must not collapse throughput).
+//    The 2-worker run is repeated with the blobs in an S3 bucket (s3rver on loopback, in this process) and a data
+//    directory per process, so every video and keyframe goes through the store; target: within 1.3x the wall
+//    time of the run on a shared folder.
 // 2. `GET /v1/videos/{id}` under load (autocannon, 16 connections) on one server with SQLite and one with
 //    PostgreSQL, in the same run: p50/p99 latency and requests per second; target: PostgreSQL's p99 within 3x
 //    SQLite's (a network round trip per query instead of an in-process read).
@@ -19,6 +22,7 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createFfmpegContext } from '../src/media/binaries.ts';
+import { startTestS3 } from '../test/helpers/s3.ts';
 import { startOcularServe, type ServeHandle } from './ocular-serve.ts';
 import { BENCH_CACHE_DIR, percentile, printTable, verdict } from './report.ts';
 
@@ -107,21 +111,29 @@ async function waitIndexed(url: string, ids: readonly string[], timeoutMs: numbe
   }
 }
 
-/** One deployment: an api process and `workers` worker processes on a fresh database and queue prefix. */
-async function indexingRun(path: string, workers: number): Promise<number> {
+/**
+ * One deployment: an api process and `workers` worker processes on a fresh database and queue prefix; with `s3`,
+ * blobs in a bucket of a local S3 server and a data directory per process.
+ */
+async function indexingRun(path: string, workers: number, s3 = false): Promise<number> {
   const database = await createDatabase();
   const prefix = `ocular-bench-${randomBytes(4).toString('hex')}`;
   const dataDir = mkdtempSync(join(tmpdir(), 'ocular-bench-scale-'));
+  const store = s3 ? await startTestS3() : undefined;
   const config = {
     storage: { database: 'postgres', url: database.url },
     queue: { kind: 'redis', url: REDIS, prefix },
     indexing: { ...INDEXING, concurrency: 1 },
+    ...(store === undefined ? {} : { blobs: { ...store.settings, partSizeMiB: 8 } }),
   };
+  const dirOf = (name: string): string => (store === undefined ? dataDir : join(dataDir, name));
   const processes: ServeHandle[] = [];
   try {
-    const api = await startOcularServe(dataDir, KEY, config, ['--role', 'api']);
+    const api = await startOcularServe(dirOf('api'), KEY, config, ['--role', 'api']);
     processes.push(api);
-    for (let index = 0; index < workers; index++) processes.push(await startOcularServe(dataDir, KEY, config, ['--role', 'worker']));
+    for (let index = 0; index < workers; index++) {
+      processes.push(await startOcularServe(dirOf(`worker-${index}`), KEY, config, ['--role', 'worker']));
+    }
     const started = performance.now();
     const ids = await Promise.all(Array.from({ length: VIDEOS }, (_, index) => upload(api.url, path, `bench-${index}`)));
     await waitIndexed(api.url, ids, 20 * 60_000);
@@ -130,6 +142,7 @@ async function indexingRun(path: string, workers: number): Promise<number> {
     await Promise.all(processes.map((process) => process.stop()));
     await database.drop();
     await dropRedisPrefix(prefix);
+    await store?.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
@@ -195,6 +208,12 @@ export async function runScaleOut(): Promise<void> {
   ]);
   console.log(`2 workers vs 1: ${twoOverOne.toFixed(2)}x (target >= 1.6x) ${verdict(twoOverOne >= 1.6)}`);
   console.log(`4 workers vs 2: ${fourOverTwo.toFixed(2)}x (target >= 0.9x on 2 cores) ${verdict(fourOverTwo >= 0.9)}`);
+  const onS3 = await indexingRun(path, 2, true);
+  const s3OverFs = onS3 / seconds[2]!;
+  console.log(
+    `2 workers with blobs on S3 (s3rver): ${onS3.toFixed(1)} s, ${s3OverFs.toFixed(2)}x the shared folder's wall time ` +
+      `(target <= 1.3x) ${verdict(s3OverFs <= 1.3)}`,
+  );
 
   const load = await videoLoad(path);
   const ratio = load.PostgreSQL.p99 / load.SQLite.p99;
