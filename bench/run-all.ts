@@ -1,4 +1,4 @@
-// Run with `npm run bench` from the repository root (about seventeen minutes, most of it the 1M-vector ANN build;
+// Run with `npm run bench` from the repository root (about twenty minutes, most of it the 1M-vector ANN build;
 // loopback only, nothing leaves the machine).
 // Runs every benchmark below in sequence and prints its table. The exit status is non-zero when a bench errors, and
 // with `--strict` also when any printed target is MISSED. `npm run bench -- --cpu-prof-dir DIR` profiles the Ocular
