@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ChatObserver } from '../chat/chat-service.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import type { Usage } from '../spec/messages.ts';
+import type { BlobStoreObserver } from '../store/object-store.ts';
 import { OcularError } from '../spec/errors.ts';
 
 /** Seconds: from a cached reply (1 ms) to a long upload or answer (5 min). */
@@ -23,6 +24,8 @@ export class ServerMetrics {
   readonly #jobDuration: Histogram<'kind' | 'outcome'>;
   readonly #realtimeFactor: Histogram;
   readonly #indexedSeconds: Counter;
+  readonly #blobRequests: Counter<'operation' | 'outcome'>;
+  readonly #blobDuration: Histogram<'operation'>;
 
   constructor() {
     const registers = [this.registry];
@@ -77,7 +80,26 @@ export class ServerMetrics {
       help: 'Seconds of video indexed',
       registers,
     });
+    this.#blobRequests = new Counter({
+      name: 'ocular_blob_store_requests_total',
+      help: 'Requests to the S3 blob store, by operation (GetObject, UploadPart, ...) and outcome (ok, missing, error)',
+      labelNames: ['operation', 'outcome'],
+      registers,
+    });
+    this.#blobDuration = new Histogram({
+      name: 'ocular_blob_store_request_duration_seconds',
+      help: 'Time one request to the S3 blob store took, by operation',
+      labelNames: ['operation'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
   }
+
+  /** What the S3 blob store reports of each request (see `S3Blobs.observe`). */
+  readonly blobStore: BlobStoreObserver = (operation, outcome, seconds) => {
+    this.#blobRequests.inc({ operation, outcome });
+    this.#blobDuration.observe({ operation }, seconds);
+  };
 
   /** Records one indexed video: `mediaSeconds` long, indexed in `runSeconds`. */
   readonly videoIndexed = (_videoId: string, timing: { mediaSeconds: number; runSeconds: number }): void => {

@@ -653,6 +653,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     );
   }
   const metrics = settings.config.metrics.enabled ? new ServerMetrics() : undefined;
+  if (metrics && remote) remote.observe(metrics.blobStore);
   const chat = new ChatService(models, settings.config.limits, media.resolver, metrics?.chat);
   const vision = createVision({
     settings,

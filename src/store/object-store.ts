@@ -75,6 +75,9 @@ export function fileSource(path: string): BlobSource {
   };
 }
 
+/** What `S3Blobs.observe` reports of each request to the store: `GetObject`, `UploadPart`, ... */
+export type BlobStoreObserver = (operation: string, outcome: 'ok' | 'missing' | 'error', seconds: number) => void;
+
 /** A blob being uploaded while its bytes are written to `stream`. */
 export interface BlobUpload {
   stream: Writable;
@@ -154,6 +157,25 @@ export class S3Blobs {
     this.client.send(command, options).catch((error: unknown) => {
       throw storeFailure(error);
     })) as S3Client['send'];
+
+  /** Reports every request this client sends (the multipart upload's parts included), for metrics. */
+  observe(observer: BlobStoreObserver): void {
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const operation = (context.commandName ?? 'unknown').replace(/Command$/, '');
+        const started = performance.now();
+        try {
+          const result = await next(args);
+          observer(operation, 'ok', (performance.now() - started) / 1000);
+          return result;
+        } catch (error) {
+          observer(operation, isMissing(error) ? 'missing' : 'error', (performance.now() - started) / 1000);
+          throw error;
+        }
+      },
+      { step: 'initialize', name: 'ocularObserver' },
+    );
+  }
 
   /** The same bucket and client under `folder/` (`videos`, `images`). */
   within(folder: string): S3Blobs {

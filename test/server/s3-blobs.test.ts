@@ -286,6 +286,22 @@ describe('blobs on S3', () => {
     expect(await store.within('videos').list(videoId)).toEqual([]);
   });
 
+  it('counts its requests to the store in /metrics, by operation and outcome', async () => {
+    const response = await ocular.get('/metrics');
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    const count = (operation: string, outcome: string): number =>
+      Number(
+        new RegExp(`^ocular_blob_store_requests_total\\{operation="${operation}",outcome="${outcome}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0,
+      );
+    // The uploads (one part each: the test video is smaller than a part), downloads, deletes.
+    expect(count('PutObject', 'ok')).toBeGreaterThan(0);
+    expect(count('GetObject', 'ok')).toBeGreaterThan(0);
+    expect(count('HeadObject', 'ok')).toBeGreaterThan(0);
+    expect(count('DeleteObjects', 'ok')).toBeGreaterThan(0);
+    expect(text).toMatch(/^ocular_blob_store_request_duration_seconds_bucket\{le="[^"]+",operation="GetObject"\} \d+/m);
+  });
+
   it('refuses to start on a bucket it cannot reach, saying which', async () => {
     await expect(startOcular({ ...config(), blobs: { ...s3.settings, bucket: 'no-such-bucket' } })).rejects.toThrow(
       /blobs: .*"no-such-bucket"/,
