@@ -620,16 +620,13 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   }
   // Change notices between processes sharing the database (a worker's progress reaches every API process's
   // event streams at once); one process alone on SQLite tells only itself.
-  const blobSettings = settings.config.blobs;
-  const remote = blobSettings.kind === 's3' ? new S3Blobs(blobSettings) : undefined;
+  const remote = settings.config.blobs.kind === 's3' ? new S3Blobs(settings.config.blobs) : undefined;
   try {
     await remote?.check();
   } catch (error) {
-    remote?.close();
+    remote!.close();
     await database.close();
-    throw new ConfigError(
-      `blobs: the bucket "${blobSettings.kind === 's3' ? blobSettings.bucket : ''}" cannot be reached: ${(error as Error).name} ${(error as Error).message}`.trim(),
-    );
+    throw new ConfigError(`blobs: the bucket "${remote!.bucket}" cannot be reached: ${(error as Error).message}`);
   }
   const changes: ChangeFeed =
     database.pool !== undefined && settings.config.storage.url !== undefined

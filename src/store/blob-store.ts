@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import pLimit from 'p-limit';
 import { fileSource, type BlobSource, type BlobUpload, type S3Blobs } from './object-store.ts';
 
 /** Video ids are UUIDs; anything else never reaches the file system. */
@@ -84,21 +85,19 @@ export class BlobStore {
    * `persist` has nothing left to send. Undefined on the file system, where the received file is moved in.
    */
   sourceUpload(videoId: string, contentType?: string): BlobUpload | undefined {
-    return this.remote?.upload(`${checkVideoId(videoId)}/${SOURCE_FILE}`, contentType);
+    this.videoDir(videoId); // refuses what is not a video id
+    return this.remote?.upload(`${videoId}/${SOURCE_FILE}`, contentType);
   }
 
   /** Makes files written into the local folder durable: uploads them to the store (nothing to do on disk). */
   async persist(videoId: string, files: readonly string[], contentType?: string): Promise<void> {
     const remote = this.remote;
     if (!remote) return;
-    const queue = [...files];
     // A few at a time: keyframes are small and many.
-    const upload = async (): Promise<void> => {
-      for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
-        await remote.putFile(`${videoId}/${checkFile(file)}`, this.filePath(videoId, file), contentType);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(8, queue.length) }, upload));
+    const limit = pLimit(8);
+    await Promise.all(
+      files.map((file) => limit(() => remote.putFile(`${videoId}/${checkFile(file)}`, this.filePath(videoId, file), contentType))),
+    );
   }
 
   /** Writes a small file (a thumbnail) into the video's folder, durably. */
@@ -109,12 +108,10 @@ export class BlobStore {
 
   /** A file's bytes: the local copy when there is one, else the store's. Rejects when it does not exist. */
   async read(videoId: string, file: string): Promise<Buffer> {
-    const path = this.filePath(videoId, file);
-    if (!this.remote) return readFile(path);
     try {
-      return await readFile(path);
+      return await readFile(this.filePath(videoId, file));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !this.remote) throw error;
     }
     return (await this.remote.read(`${videoId}/${file}`)) ?? missing(`${file} of video ${videoId}`);
   }
@@ -176,11 +173,6 @@ export class BlobStore {
 /** The error reading a missing file gives, so callers treat a blob gone from the store as one gone from disk. */
 export function missing(what: string): never {
   throw Object.assign(new Error(`no such blob: ${what}`), { code: 'ENOENT' });
-}
-
-function checkVideoId(id: string): string {
-  if (!isVideoId(id)) throw new RangeError(`not a video id: ${id}`);
-  return id;
 }
 
 function checkFile(file: string): string {

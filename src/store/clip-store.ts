@@ -263,8 +263,9 @@ export class ClipBlobStore {
   }
 
   async removeClip(clipId: string): Promise<void> {
-    if (this.remote) await this.remote.remove(this.clipDir(clipId).slice(this.root.length + 1));
-    await rm(this.clipDir(clipId), { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    const dir = this.clipDir(clipId); // refuses what is not a clip id
+    if (this.remote) await this.remote.remove(clipId);
+    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   }
 
   /** Folders of clips the database no longer has (deleted while the server was down, or a crash mid-delete). */

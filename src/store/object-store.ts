@@ -191,16 +191,22 @@ export class S3Blobs {
 
   /** Stores `body` (bytes or a stream of them) at `path`, replacing what was there; streams go up in parts as they arrive. */
   async put(path: string, body: Uint8Array | Readable, contentType = 'application/octet-stream'): Promise<void> {
-    const upload = new Upload({
+    await this.#upload(path, body, contentType)
+      .done()
+      .catch((error: unknown) => {
+        throw storeFailure(error);
+      });
+  }
+
+  /** The SDK's managed upload: one PutObject for a small body, else parts of `partSizeMiB`, four in flight. */
+  #upload(path: string, body: Uint8Array | Readable, contentType: string): Upload {
+    return new Upload({
       client: this.client,
       params: { Bucket: this.bucket, Key: this.key(path), Body: body, ContentType: contentType },
       partSize: this.#partSize,
       queueSize: 4,
       // A failed multipart upload is aborted, so no orphaned parts keep costing storage.
       leavePartsOnError: false,
-    });
-    await upload.done().catch((error: unknown) => {
-      throw storeFailure(error);
     });
   }
 
@@ -211,13 +217,7 @@ export class S3Blobs {
    */
   upload(path: string, contentType = 'application/octet-stream'): BlobUpload {
     const stream = new PassThrough();
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(path), Body: stream, ContentType: contentType },
-      partSize: this.#partSize,
-      queueSize: 4,
-      leavePartsOnError: false,
-    });
+    const upload = this.#upload(path, stream, contentType);
     const done = upload.done().then(
       () => undefined,
       (error: unknown) => {

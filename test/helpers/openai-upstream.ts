@@ -77,3 +77,19 @@ export async function startOpenAiUpstream(): Promise<FakeUpstream & { behave(nex
   const upstream = await startFakeUpstream((request, response) => behaviour(request, response));
   return { ...upstream, behave: (next) => (behaviour = next) };
 }
+
+/**
+ * Indexing with only a caption model (`model`, served by a fake upstream): every offline analyzer off, so a test
+ * video indexes in moments; `extra` adds or overrides settings.
+ */
+export function captionOnlyIndexing(model: string, extra: Record<string, unknown> = {}) {
+  return {
+    captionModel: model,
+    ocr: { enabled: false },
+    objects: { enabled: false },
+    vad: { enabled: false },
+    labels: { enabled: false },
+    speech: { enabled: false },
+    ...extra,
+  };
+}

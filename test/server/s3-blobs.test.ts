@@ -11,7 +11,7 @@ import { S3Blobs } from '../../src/store/object-store.ts';
 import { sendJson, type RecordedRequest } from '../helpers/fake-upstream.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { startOcular, type TestOcular } from '../helpers/ocular.ts';
-import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
+import { captionOnlyIndexing, completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
 import { startTestS3, type TestS3 } from '../helpers/s3.ts';
 
 let s3: TestS3;
@@ -24,16 +24,7 @@ let videoId: string;
 
 const config = () => ({
   models: [{ id: 'vision', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'vision', maxRetries: 0 }],
-  indexing: {
-    captionModel: 'vision',
-    ocr: { enabled: false },
-    objects: { enabled: false },
-    vad: { enabled: false },
-    labels: { enabled: false },
-    speech: { enabled: false },
-    minSegmentSeconds: 2,
-    maxSegmentSeconds: 4,
-  },
+  indexing: captionOnlyIndexing('vision', { minSegmentSeconds: 2, maxSegmentSeconds: 4 }),
 });
 
 beforeAll(async () => {

@@ -16,7 +16,7 @@ import { VideoStore, type SegmentRecord } from '../../src/store/video-store.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.ts';
 import { sendJson, type RecordedRequest } from '../helpers/fake-upstream.ts';
 import { makeVideo, removeMediaFixtures } from '../helpers/media-fixtures.ts';
-import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
+import { captionOnlyIndexing, completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
 import { deleteKeys, TEST_REDIS_URL, testKeyPrefix } from '../helpers/redis.ts';
 import { startTestS3, type TestS3 } from '../helpers/s3.ts';
 import { S3Blobs } from '../../src/store/object-store.ts';
@@ -104,16 +104,7 @@ it('indexes on two workers behind two API processes, through a kill -9, with eve
       queue: { kind: 'redis', url: TEST_REDIS_URL, prefix },
       blobs: s3.settings,
       models: [{ id: 'vision', provider: 'openai-compatible', baseUrl: `${upstream.url}/v1`, model: 'vision', maxRetries: 0 }],
-      indexing: {
-        captionModel: 'vision',
-        ocr: { enabled: false },
-        objects: { enabled: false },
-        vad: { enabled: false },
-        labels: { enabled: false },
-        speech: { enabled: false },
-        minSegmentSeconds: 2,
-        maxSegmentSeconds: 4,
-      },
+      indexing: captionOnlyIndexing('vision', { minSegmentSeconds: 2, maxSegmentSeconds: 4 }),
     }),
   );
   const [api1, api2, worker1] = await Promise.all([
