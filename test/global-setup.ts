@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { TEST_BLOBS } from './helpers/blob-mode.ts';
 import { startTestS3 } from './helpers/s3.ts';
-import { dropRunDatabases, TEST_STORAGE } from './helpers/storage-mode.ts';
+import { dropRunDatabases } from './helpers/storage-mode.ts';
 
 /**
  * Names this run (its PostgreSQL databases carry the name), starts the S3 server of `npm run test:s3`, and at the
@@ -16,7 +16,7 @@ export default async function setup(): Promise<() => Promise<void>> {
     process.env.OCULAR_TEST_S3_BUCKET = s3.settings.bucket;
   }
   return async () => {
-    if (TEST_STORAGE === 'postgres') await dropRunDatabases(run);
+    await dropRunDatabases(run); // the postgres project's, and any a test in the sqlite one left
     await s3?.close();
   };
 }

@@ -29,8 +29,6 @@ import { formatBytes, ProgressReporter } from '../models/progress.ts';
 import { analyzerHandPlacementHint, listAnalyzerModels, pullAnalyzerModel, removeAnalyzerModel } from '../models/pull-analyzer-model.ts';
 import { handPlacementHint, pullModel } from '../models/pull-model.ts';
 import { createLogger } from '../server/logger.ts';
-import { startServer } from '../server/serve.ts';
-import { runStdioBridge } from '../mcp/stdio-bridge.ts';
 import { registerClientCommands } from './client-commands.ts';
 import { ApiKeyStore, isValidOwner } from '../store/api-keys.ts';
 import { SchemaBehindError, schemaVersion } from '../store/database.ts';
@@ -100,6 +98,8 @@ program
       throw error;
     }
     const logger = createLogger(settings.logLevel);
+    // The server (and the MCP bridge below) load only when their command runs, so the client commands start fast.
+    const { startServer } = await import('../server/serve.ts');
     let server;
     try {
       server = await startServer(settings, logger);
@@ -432,6 +432,7 @@ program
       if (error instanceof ConfigError) fail(error.message);
       throw error;
     }
+    const { runStdioBridge } = await import('../mcp/stdio-bridge.ts');
     try {
       await runStdioBridge(settings);
     } catch (error) {

@@ -38,8 +38,10 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
     const queue: Event[] = [];
     let wake: (() => void) | undefined;
     let noticed = false;
+    let arrived = 0;
     const unsubscribe = feed.subscribe((event) => {
       queue.push(event);
+      arrived += 1;
       wake?.();
     });
     const unsubscribeChanges = feed.changes?.(() => {
@@ -69,7 +71,11 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
           wake = undefined;
           noticed = false;
           if (queue.length > 0 || closed) continue;
+          const before = arrived;
           const now = await feed.current();
+          // An event that came while the state was being read is newer than what the read may have returned:
+          // queued after it, that read would take the stream backwards.
+          if (arrived !== before) continue;
           if (!same(now, last)) queue.push(now);
           else if (Date.now() - quietSince >= SSE_KEEPALIVE_MS) {
             quietSince = Date.now();
@@ -78,6 +84,7 @@ export function streamProgress<Event>(c: Context, feed: ProgressFeed<Event>): Re
           continue;
         }
         quietSince = Date.now();
+        if (same(next, last)) continue; // told twice (here, and read back after the change feed's notice)
         last = next;
         await stream.writeSSE({ event: 'progress', data: JSON.stringify(feed.toWire(next)) });
         following = !feed.isLast(next);

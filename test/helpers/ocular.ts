@@ -110,3 +110,8 @@ export async function readSseData(response: Response): Promise<string[]> {
         .join('\n'),
     );
 }
+
+/** `url` with the first character of its `signature` parameter changed (to another one, whatever it was). */
+export function tamperSignature(url: string): string {
+  return url.replace(/signature=(.)/, (_, first: string) => `signature=${first === 'A' ? 'B' : 'A'}`);
+}

@@ -13,7 +13,7 @@ import { hasTestBlob, TEST_BLOBS } from '../helpers/blob-mode.ts';
 import { ffmpegContext, fixturePath, removeMediaFixtures } from '../helpers/media-fixtures.ts';
 import { withDataDirDatabase } from '../helpers/storage-mode.ts';
 import { sendJson } from '../helpers/fake-upstream.ts';
-import { startOcular, type TestOcular } from '../helpers/ocular.ts';
+import { startOcular, tamperSignature, type TestOcular } from '../helpers/ocular.ts';
 import { completion, startOpenAiUpstream } from '../helpers/openai-upstream.ts';
 import { FONT_PATH } from '../helpers/vision-fixtures.ts';
 
@@ -199,7 +199,7 @@ describe('POST /v1/images/upload', () => {
     expect(file.status).toBe(200);
     expect(file.headers.get('content-type')).toBe('image/jpeg');
     expect((await sharp(Buffer.from(await file.arrayBuffer())).metadata()).width).toBe(1568);
-    await expectError(await fetch(image!.image_url.replace(/signature=./, 'signature=A')), 403, 'permission_error');
+    await expectError(await fetch(tamperSignature(image!.image_url)), 403, 'permission_error');
     await expectError(await fetch(image!.image_url.split('?')[0]!), 403, 'permission_error');
 
     const fetched = (await (await call('GET', `/v1/images/${image!.image_id}`)).json()) as WireImage;
