@@ -67,51 +67,54 @@ export class AssetLibrary {
     }
     const key = randomUUID();
     const base = { key, owner, kind: sniffed.kind, filename: file.filename ?? null };
-    let record: Omit<AssetRecord, 'createdAt'>;
-    if (sniffed.kind === 'image') {
-      const image = await normalizeImage(file.path, {
-        maxSide: this.#options.maxImageSide,
-        maxPixels: this.#options.maxImagePixels,
-        label,
-      });
-      await this.#blobs.put(key, image.data);
-      record = {
-        ...base,
-        mediaType: image.mediaType,
-        sizeBytes: image.data.length,
-        width: image.width,
-        height: image.height,
-        durationSeconds: null,
-      };
-    } else {
-      let width: number | null = null;
-      let height: number | null = null;
-      let durationSeconds: number | null = null;
-      if (sniffed.kind === 'video' || sniffed.kind === 'audio') {
-        const probe = await probeMedia(file.path, this.#options.ffmpeg);
-        const stream = sniffed.kind === 'video' ? probe.video : probe.audio;
-        if (!stream) throw new OcularError('unsupported_media_type', `the asset has no ${sniffed.kind} stream`, { param: label });
-        if (probe.durationSeconds > this.#options.maxSeconds) {
-          throw validationError(
-            `the ${sniffed.kind} is ${Math.round(probe.durationSeconds)} s long; at most ${this.#options.maxSeconds} s are accepted (conversations.maxAssetSeconds)`,
-            label,
-          );
+    // The blob is claimed until its row is in (see BlobClaims).
+    return this.#blobs.hold(key, async () => {
+      let record: Omit<AssetRecord, 'createdAt'>;
+      if (sniffed.kind === 'image') {
+        const image = await normalizeImage(file.path, {
+          maxSide: this.#options.maxImageSide,
+          maxPixels: this.#options.maxImagePixels,
+          label,
+        });
+        await this.#blobs.put(key, image.data);
+        record = {
+          ...base,
+          mediaType: image.mediaType,
+          sizeBytes: image.data.length,
+          width: image.width,
+          height: image.height,
+          durationSeconds: null,
+        };
+      } else {
+        let width: number | null = null;
+        let height: number | null = null;
+        let durationSeconds: number | null = null;
+        if (sniffed.kind === 'video' || sniffed.kind === 'audio') {
+          const probe = await probeMedia(file.path, this.#options.ffmpeg);
+          const stream = sniffed.kind === 'video' ? probe.video : probe.audio;
+          if (!stream) throw new OcularError('unsupported_media_type', `the asset has no ${sniffed.kind} stream`, { param: label });
+          if (probe.durationSeconds > this.#options.maxSeconds) {
+            throw validationError(
+              `the ${sniffed.kind} is ${Math.round(probe.durationSeconds)} s long; at most ${this.#options.maxSeconds} s are accepted (conversations.maxAssetSeconds)`,
+              label,
+            );
+          }
+          durationSeconds = probe.durationSeconds;
+          if (probe.video) {
+            width = probe.video.width;
+            height = probe.video.height;
+          }
         }
-        durationSeconds = probe.durationSeconds;
-        if (probe.video) {
-          width = probe.video.width;
-          height = probe.video.height;
-        }
+        await this.#blobs.putFile(key, file.path);
+        record = { ...base, mediaType: sniffed.mediaType, sizeBytes: file.size, width, height, durationSeconds };
       }
-      await this.#blobs.putFile(key, file.path);
-      record = { ...base, mediaType: sniffed.mediaType, sizeBytes: file.size, width, height, durationSeconds };
-    }
-    try {
-      return await this.#store.insert(record);
-    } catch (error) {
-      await this.#blobs.remove(key);
-      throw error;
-    }
+      try {
+        return await this.#store.insert(record);
+      } catch (error) {
+        await this.#blobs.remove(key);
+        throw error;
+      }
+    });
   }
 
   async get(owner: string, key: string, param?: string): Promise<AssetRecord> {
@@ -131,8 +134,10 @@ export class AssetLibrary {
 
   async delete(owner: string, key: string): Promise<void> {
     await this.get(owner, key);
-    await this.#store.delete(owner, key);
-    await this.#blobs.remove(key);
+    await this.#blobs.hold(key, async () => {
+      await this.#store.delete(owner, key);
+      await this.#blobs.remove(key);
+    });
   }
 
   /** Any owner's asset, for the signed file route (the signature is the credential). */
@@ -153,5 +158,10 @@ export class AssetLibrary {
   /** Removes half-received uploads and files without a row (a crash between the two). */
   recover(): Promise<number> {
     return this.#blobs.sweep((key) => this.#store.has(key));
+  }
+
+  /** With a blob store: removes the blobs a process that stopped was writing or removing, when no row owns them. */
+  recoverAbandoned(): Promise<number> {
+    return this.#blobs.recoverAbandoned((key) => this.#store.has(key));
   }
 }

@@ -15,6 +15,7 @@ import type { StreamPart } from '../spec/stream-parts.ts';
 import { AssetStore, type AssetRecord } from '../store/asset-store.ts';
 import { ConversationStore } from '../store/conversation-store.ts';
 import type { SqlDatabase } from '../store/sql.ts';
+import { BlobClaims } from '../store/blob-claims.ts';
 import { ImageBlobStore } from '../store/image-blob-store.ts';
 import type { S3Blobs } from '../store/object-store.ts';
 import { createUrlSigner, loadOrCreateSigningSecret, type UrlSigner } from '../vision/signed-urls.ts';
@@ -83,7 +84,11 @@ export function createConversations(options: {
   }
   const assets = new AssetLibrary({
     store: new AssetStore(options.database),
-    blobs: new ImageBlobStore(join(dataDir, 'assets'), options.remote?.within('assets')),
+    blobs: new ImageBlobStore(
+      join(dataDir, 'assets'),
+      options.remote?.within('assets'),
+      options.remote ? new BlobClaims(options.database, 'asset') : undefined,
+    ),
     ffmpeg: createFfmpegContext({ ...settings.binaries, timeoutMs: media.processTimeoutMs, maxOutputBytes: media.maxBytes }),
     maxImageSide: media.maxImageSide,
     maxImagePixels: media.maxImagePixels,
@@ -111,6 +116,8 @@ export function createConversations(options: {
     routes,
     /** Removes half-received uploads and orphaned files a crash left. */
     recover: () => assets.recover(),
+    /** With a blob store: clears what a process that stopped was writing or removing (see BlobClaims). */
+    recoverAbandoned: () => assets.recoverAbandoned(),
     close: async () => {
       await webSearch?.close();
     },

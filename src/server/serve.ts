@@ -24,6 +24,7 @@ import { ApiKeyStore, ApiKeyVerifier } from '../store/api-keys.ts';
 import { SchemaBehindError } from '../store/database.ts';
 import { openSqlDatabase, type SqlDatabase } from '../store/sql.ts';
 import { sql } from 'kysely';
+import { BlobClaims } from '../store/blob-claims.ts';
 import { BlobStore } from '../store/blob-store.ts';
 import { S3Blobs } from '../store/object-store.ts';
 import { SegmentSearchStore } from '../store/segment-search.ts';
@@ -218,6 +219,8 @@ const INDEXING_MAX_AUDIO_BYTES = 1024 * 1024 * 1024;
 const UPLOAD_FETCH_TIMEOUT_MS = 3_600_000;
 /** How often videos are checked against their indexing jobs (a job can end without its handler, see VideoLibrary.recover). */
 const SETTLE_INTERVAL_MS = 60_000;
+/** How often a process that takes uploads looks for blobs another process left when it died (see BlobClaims). */
+const ABANDONED_BLOBS_INTERVAL_MS = 60_000;
 /** Longest single ffmpeg run while rendering a clip (a 10-minute compilation re-encoded at 1080p on a slow CPU). */
 const CLIP_PROCESS_TIMEOUT_MS = 3_600_000;
 /** A webhook receiver gets this long to answer. */
@@ -345,7 +348,7 @@ function createVision({
   // QA's whole-video summaries are written by the caption model, once per video, as indexing ends.
   const summarize: VideoSummarizer | undefined =
     indexing.captionModel === undefined ? undefined : createVideoSummarizer(chat, indexing.captionModel, store, summaries);
-  const blobs = new BlobStore(join(dataDir, 'videos'), remote?.within('videos'));
+  const blobs = new BlobStore(join(dataDir, 'videos'), remote?.within('videos'), remote ? new BlobClaims(database, 'video') : undefined);
   const jobs = openJobQueue(settings.config.queue, database);
   metrics?.watchJobs(jobs);
   const library = new VideoLibrary({ store, blobs, jobs, ffmpeg, uploadFetcher, maxAttempts: indexing.maxAttempts, changes });
@@ -362,7 +365,11 @@ function createVision({
   );
   const { analyzers } = analyzerSet;
   // Images are indexed with the analyzers keyframes get, by the same workers.
-  const imageBlobs = new ImageBlobStore(join(dataDir, 'images'), remote?.within('images'));
+  const imageBlobs = new ImageBlobStore(
+    join(dataDir, 'images'),
+    remote?.within('images'),
+    remote ? new BlobClaims(database, 'image') : undefined,
+  );
   const imageStore = new ImageStore(database);
   const images = new ImageLibrary({
     store: imageStore,
@@ -577,6 +584,10 @@ function createVision({
       }, SETTLE_INTERVAL_MS);
       settler.unref();
     },
+    /** With a blob store: clears what a process that stopped was writing or removing (see BlobClaims). */
+    async recoverAbandoned(): Promise<{ videos: number; images: number }> {
+      return { videos: await library.recoverAbandoned(), images: await images.recoverAbandoned() };
+    },
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
       clearInterval(settler);
@@ -721,6 +732,9 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   const appListener = getRequestListener(app.fetch);
 
   await vision.start(settings.role ?? 'all');
+  // In a shared blob store, what another process was writing or removing when it died is cleared by whichever
+  // process takes uploads finds its claim first, within minutes; no process lists the store.
+  const abandonedBlobs = remote && settings.role !== 'worker' ? recoverAbandonedBlobs(vision, conversations, logger) : undefined;
   const server = createServer((incoming, outgoing) => {
     if (!chatRoutes(incoming, outgoing)) void appListener(incoming, outgoing);
   });
@@ -734,6 +748,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
     });
   } catch (error) {
     // Not listening (the port is taken): stop what already runs, so the process can exit.
+    clearInterval(abandonedBlobs);
     await vision.close();
     await conversations.close();
     await Promise.all([models.close(), media.close(), rateLimits?.close(), research.close()]);
@@ -780,6 +795,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
       await closed;
       clearTimeout(timer);
       clearInterval(sweeper);
+      clearInterval(abandonedBlobs);
       await vision.close();
       await conversations.close();
       await Promise.all(uniquePulls.map((pull) => pull.close()));
@@ -794,4 +810,28 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
   };
 
   return { url, port, bootstrapKey, close };
+}
+
+/** Every `ABANDONED_BLOBS_INTERVAL_MS`, one pass at a time: clears blobs whose claims their processes abandoned. */
+function recoverAbandonedBlobs(
+  vision: { recoverAbandoned(): Promise<{ videos: number; images: number }> },
+  conversations: { recoverAbandoned(): Promise<number> },
+  logger: Logger,
+): NodeJS.Timeout {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    void (async () => {
+      const { videos, images } = await vision.recoverAbandoned();
+      const assets = await conversations.recoverAbandoned();
+      if (videos + images + assets > 0) logger.warn('removed blobs a stopped process left in the store', { videos, images, assets });
+    })()
+      .catch((error: unknown) => logger.error('clearing abandoned blobs failed', { error: (error as Error).message }))
+      .finally(() => {
+        running = false;
+      });
+  }, ABANDONED_BLOBS_INTERVAL_MS);
+  timer.unref();
+  return timer;
 }

@@ -213,49 +213,52 @@ export function registerVisionRoutes(app: Hono<VisionEnv>, deps: VisionRouteDepe
     await mkdir(deps.incomingDir, { recursive: true, mode: 0o700 });
     // With a blob store, the file goes up to it while it arrives, under the id the video will have.
     const id = randomUUID();
-    const upload = await receiveMultipartUpload(incoming, {
-      directory: deps.incomingDir,
-      fileField: 'file',
-      maxFileBytes: deps.maxUploadBytes,
-      limitName: 'limits.maxUploadBytes',
-      allowedFields: UPLOAD_FIELD_NAMES,
-      mirror: () => deps.blobs.sourceUpload(id),
-    });
-    let added = false;
-    try {
-      const fields = parseBody(uploadFieldsSchema, upload.fields);
-      const hasFile = upload.file !== undefined;
-      const hasUrl = fields.video_url !== undefined;
-      if (hasFile === hasUrl) {
-        throw validationError('send exactly one of a `file` part or a `video_url` field', hasFile ? 'video_url' : 'file');
+    // Claimed before the first byte goes up: a crash from here on leaves a claim for recovery (see BlobClaims).
+    return deps.blobs.hold(id, async () => {
+      const upload = await receiveMultipartUpload(incoming, {
+        directory: deps.incomingDir,
+        fileField: 'file',
+        maxFileBytes: deps.maxUploadBytes,
+        limitName: 'limits.maxUploadBytes',
+        allowedFields: UPLOAD_FIELD_NAMES,
+        mirror: () => deps.blobs.sourceUpload(id),
+      });
+      let added = false;
+      try {
+        const fields = parseBody(uploadFieldsSchema, upload.fields);
+        const hasFile = upload.file !== undefined;
+        const hasUrl = fields.video_url !== undefined;
+        if (hasFile === hasUrl) {
+          throw validationError('send exactly one of a `file` part or a `video_url` field', hasFile ? 'video_url' : 'file');
+        }
+        if (upload.file !== undefined && upload.file.size === 0) throw validationError('the uploaded file is empty', 'file');
+        const source: UploadSource =
+          upload.file !== undefined
+            ? { kind: 'file', path: upload.file.path, stored: upload.file.mirrored }
+            : { kind: 'url', url: fields.video_url! };
+        const video = await library.addVideo(
+          c.get('owner'),
+          {
+            id,
+            source,
+            name: fields.video_name,
+            index: fields.index,
+            thumbnails: fields.enable_thumbnails ?? false,
+            groupId: fields.group_id ?? 'default',
+            startTimestamp: fields.video_start_absolute_timestamp ?? fields.video_absolute_start_timestamp,
+            webhookUrl: fields.webhook_url,
+            webhookSecret: fields.webhook_secret,
+          },
+          edge.requestSignal(c),
+        );
+        added = true;
+        return c.json(wireVideo(c, video));
+      } finally {
+        if (upload.file !== undefined) await rm(upload.file.path, { force: true });
+        // A stored upload refused before it became a video (addVideo cleans up after itself).
+        if (!added && upload.file?.mirrored) await deps.blobs.removeVideo(id).catch(() => undefined);
       }
-      if (upload.file !== undefined && upload.file.size === 0) throw validationError('the uploaded file is empty', 'file');
-      const source: UploadSource =
-        upload.file !== undefined
-          ? { kind: 'file', path: upload.file.path, stored: upload.file.mirrored }
-          : { kind: 'url', url: fields.video_url! };
-      const video = await library.addVideo(
-        c.get('owner'),
-        {
-          id,
-          source,
-          name: fields.video_name,
-          index: fields.index,
-          thumbnails: fields.enable_thumbnails ?? false,
-          groupId: fields.group_id ?? 'default',
-          startTimestamp: fields.video_start_absolute_timestamp ?? fields.video_absolute_start_timestamp,
-          webhookUrl: fields.webhook_url,
-          webhookSecret: fields.webhook_secret,
-        },
-        edge.requestSignal(c),
-      );
-      added = true;
-      return c.json(wireVideo(c, video));
-    } finally {
-      if (upload.file !== undefined) await rm(upload.file.path, { force: true });
-      // A stored upload refused before it became a video (addVideo cleans up after itself).
-      if (!added && upload.file?.mirrored) await deps.blobs.removeVideo(id).catch(() => undefined);
-    }
+    });
   };
 
   app.post('/v1/videos/search', async (c) => {

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
+import { NO_CLAIM, type BlobClaim, type BlobClaims } from './blob-claims.ts';
 import { fileSource, type BlobSource, type BlobUpload, type S3Blobs } from './object-store.ts';
 
 /** Video ids are UUIDs; anything else never reaches the file system. */
@@ -10,9 +11,6 @@ const VIDEO_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
 export function isVideoId(id: string): boolean {
   return VIDEO_ID.test(id);
 }
-
-/** How long blobs in a shared store are left alone by crash recovery before counting as orphans. */
-export const UPLOAD_GRACE_MS = 60 * 60 * 1000;
 
 /** The uploaded file's name inside a video's folder. */
 export const SOURCE_FILE = 'source';
@@ -30,12 +28,28 @@ export const THUMBNAIL_FILE = 'thumbnail.jpg';
 export class BlobStore {
   readonly root: string;
   readonly remote: S3Blobs | undefined;
+  readonly #claims: BlobClaims | undefined;
   readonly #downloads = new Map<string, Promise<boolean>>();
 
-  /** @param root the folder holding every video's folder (`<data>/videos`). */
-  constructor(root: string, remote?: S3Blobs) {
+  /**
+   * @param root the folder holding every video's folder (`<data>/videos`).
+   * @param claims with a store: how a process says which videos' blobs it is writing or removing, so that what
+   *   a process that died was doing is found and cleared without listing the store.
+   */
+  constructor(root: string, remote?: S3Blobs, claims?: BlobClaims) {
     this.root = root;
     this.remote = remote;
+    this.#claims = remote ? claims : undefined;
+  }
+
+  /** Claims the video's blobs while they are written or removed (nothing to claim in folders). */
+  claim(videoId: string): Promise<BlobClaim> {
+    return this.#claims ? this.#claims.claim(videoId) : Promise.resolve(NO_CLAIM);
+  }
+
+  /** Runs `work` holding the claim on the video's blobs. */
+  hold<T>(videoId: string, work: () => Promise<T>): Promise<T> {
+    return this.#claims ? this.#claims.hold(videoId, work) : work();
   }
 
   videoDir(videoId: string): string {
@@ -153,20 +167,28 @@ export class BlobStore {
   }
 
   /**
-   * Every video id that has blobs (folders on disk; prefixes in the store). In a store shared by many processes,
-   * blobs written in the last `UPLOAD_GRACE_MS` are left out: another process may be receiving that upload,
-   * whose row comes once its blobs are up.
+   * Every video id that has a folder on disk. A store is not listed (that would read the whole library): what a
+   * crash left in it is found through its claims (`recoverAbandoned`).
    */
   async videoIds(): Promise<string[]> {
-    if (!this.remote) {
-      const entries = await readdir(this.root, { withFileTypes: true }).catch(() => []);
-      return entries.filter((entry) => entry.isDirectory() && isVideoId(entry.name)).map((entry) => entry.name);
-    }
-    const ids: string[] = [];
-    for (const name of await this.remote.list()) {
-      if (isVideoId(name) && ((await this.remote.lastWrite(name)) ?? 0) < Date.now() - UPLOAD_GRACE_MS) ids.push(name);
-    }
-    return ids;
+    if (this.remote) return [];
+    const entries = await readdir(this.root, { withFileTypes: true }).catch(() => []);
+    return entries.filter((entry) => entry.isDirectory() && isVideoId(entry.name)).map((entry) => entry.name);
+  }
+
+  /**
+   * With a store: takes the claims of processes that stopped while writing or removing a video's blobs and
+   * removes the blobs of those `exists` denies a row. Returns how many videos' blobs went.
+   */
+  async recoverAbandoned(exists: (videoId: string) => Promise<boolean>): Promise<number> {
+    if (!this.#claims) return 0;
+    let removed = 0;
+    await this.#claims.recoverAbandoned(async (videoId) => {
+      if (!isVideoId(videoId) || (await exists(videoId))) return;
+      await this.removeVideo(videoId);
+      removed += 1;
+    });
+    return removed;
   }
 }
 

@@ -321,6 +321,13 @@ const MIGRATIONS: readonly string[] = [
      value BLOB NOT NULL,
      created_at INTEGER NOT NULL
    ) STRICT;`,
+  // Claims on blobs in a shared store (blob-claims.ts): what a process that died was writing or removing.
+  `CREATE TABLE blob_claims (
+     name TEXT PRIMARY KEY,
+     holder TEXT NOT NULL,
+     heartbeat_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX blob_claims_heartbeat ON blob_claims (heartbeat_at);`,
 ];
 
 /**

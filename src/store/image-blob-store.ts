@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { missing, UPLOAD_GRACE_MS } from './blob-store.ts';
+import { NO_CLAIM, type BlobClaim, type BlobClaims } from './blob-claims.ts';
+import { missing } from './blob-store.ts';
 import { fileSource, type BlobSource, type S3Blobs } from './object-store.ts';
 
 /** Image ids are UUIDs; anything else never reaches the file system. */
@@ -21,11 +22,26 @@ export const IMAGE_INCOMING_DIR = '.incoming';
 export class ImageBlobStore {
   readonly root: string;
   readonly remote: S3Blobs | undefined;
+  readonly #claims: BlobClaims | undefined;
 
-  /** @param root the folder holding every image (`<data>/images`). */
-  constructor(root: string, remote?: S3Blobs) {
+  /**
+   * @param root the folder holding every image (`<data>/images`).
+   * @param claims with a store: how a process says which blobs it is writing or removing (see BlobStore).
+   */
+  constructor(root: string, remote?: S3Blobs, claims?: BlobClaims) {
     this.root = root;
     this.remote = remote;
+    this.#claims = remote ? claims : undefined;
+  }
+
+  /** Claims the image's blob while it is written or removed (nothing to claim in folders). */
+  claim(imageId: string): Promise<BlobClaim> {
+    return this.#claims ? this.#claims.claim(imageId) : Promise.resolve(NO_CLAIM);
+  }
+
+  /** Runs `work` holding the claim on the image's blob. */
+  hold<T>(imageId: string, work: () => Promise<T>): Promise<T> {
+    return this.#claims ? this.#claims.hold(imageId, work) : work();
   }
 
   get incomingDir(): string {
@@ -71,20 +87,32 @@ export class ImageBlobStore {
     return imageId;
   }
 
-  /** Removes half-received uploads and blobs whose row `exists` denies (a crash between the file and the row). */
+  /**
+   * Removes half-received uploads and blobs whose row `exists` denies (a crash between the blob and the row): in
+   * folders by listing them, in a store through the claims of processes that stopped (`recoverAbandoned`).
+   */
   async sweep(exists: (imageId: string) => boolean | Promise<boolean>): Promise<number> {
     await rm(this.incomingDir, { recursive: true, force: true });
+    if (this.remote) return this.recoverAbandoned(exists);
     let removed = 0;
-    const names = this.remote
-      ? await this.remote.list()
-      : (await readdir(this.root, { withFileTypes: true }).catch(() => [])).filter((entry) => entry.isFile()).map((entry) => entry.name);
-    for (const name of names) {
-      if (!isImageId(name) || (await exists(name))) continue;
-      // A store is shared: a blob this young may be an upload another process is about to give a row.
-      if (this.remote && ((await this.remote.stat(name))?.mtimeMs ?? 0) > Date.now() - UPLOAD_GRACE_MS) continue;
-      await this.remove(name);
+    const entries = await readdir(this.root, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      if (!entry.isFile() || !isImageId(entry.name) || (await exists(entry.name))) continue;
+      await this.remove(entry.name);
       removed += 1;
     }
+    return removed;
+  }
+
+  /** With a store: removes the blobs of abandoned claims that `exists` denies a row. Returns how many went. */
+  async recoverAbandoned(exists: (imageId: string) => boolean | Promise<boolean>): Promise<number> {
+    if (!this.#claims) return 0;
+    let removed = 0;
+    await this.#claims.recoverAbandoned(async (imageId) => {
+      if (!isImageId(imageId) || (await exists(imageId))) return;
+      await this.remove(imageId);
+      removed += 1;
+    });
     return removed;
   }
 }

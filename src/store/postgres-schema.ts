@@ -315,4 +315,11 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
    ALTER TABLE images ADD COLUMN search_text TEXT GENERATED ALWAYS AS
      (ocular_fold(caption || ' ' || ocr_text || ' ' || object_names || ' ' || label_names)) STORED;
    CREATE INDEX images_trigram ON images USING GIN (search_text gin_trgm_ops);`,
+  // Claims on blobs in a shared store (blob-claims.ts).
+  `CREATE TABLE blob_claims (
+     name TEXT PRIMARY KEY,
+     holder TEXT NOT NULL,
+     heartbeat_at BIGINT NOT NULL
+   );
+   CREATE INDEX blob_claims_heartbeat ON blob_claims (heartbeat_at);`,
 ];

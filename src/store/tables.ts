@@ -23,6 +23,7 @@ export interface Tables {
   keyframe_embeddings: KeyframeEmbeddingsTable;
   image_embeddings: ImageEmbeddingsTable;
   server_secrets: ServerSecretsTable;
+  blob_claims: BlobClaimsTable;
 }
 
 /** SQLite's implicit row id, and PostgreSQL's identity column standing in for it. */
@@ -241,4 +242,10 @@ export interface ServerSecretsTable {
   name: string;
   value: Uint8Array;
   created_at: number;
+}
+
+export interface BlobClaimsTable {
+  name: string;
+  holder: string;
+  heartbeat_at: number;
 }

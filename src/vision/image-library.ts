@@ -3,6 +3,7 @@ import { normalizeImage } from '../media/image.ts';
 import { sniffFile } from '../media/sniff.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { OcularError, validationError } from '../spec/errors.ts';
+import type { BlobClaim } from '../store/blob-claims.ts';
 import type { ImageBlobStore } from '../store/image-blob-store.ts';
 import type { BlobSource } from '../store/object-store.ts';
 import type { ImageRecord, ImageStore, NewImage } from '../store/image-store.ts';
@@ -90,6 +91,8 @@ export class ImageLibrary {
     const emptyAt = files.findIndex((file) => file.size === 0);
     if (emptyAt >= 0) throw validationError(`images.${emptyAt}: the file is empty`, `images.${emptyAt}`);
     const added: NewImage[] = [];
+    // Each blob is claimed before it is written, until its row is in (see BlobClaims).
+    const claims: BlobClaim[] = [];
     try {
       for (const [index, file] of files.entries()) {
         const label = `images.${index}`;
@@ -101,6 +104,7 @@ export class ImageLibrary {
         }
         const normalized = await normalizeImage(file.path, { maxSide: this.#options.maxSide, maxPixels: this.#options.maxPixels, label });
         const id = randomUUID();
+        claims.push(await this.#blobs.claim(id));
         await this.#blobs.put(id, normalized.data);
         const request = requests[index] ?? { index: true, metadata: {} };
         added.push({
@@ -118,9 +122,11 @@ export class ImageLibrary {
       }
       await this.#store.insertImages(added);
     } catch (error) {
-      await Promise.all(added.map((image) => this.#blobs.remove(image.id)));
+      await Promise.all(added.map((image) => this.#blobs.remove(image.id))).catch(() => undefined);
+      await Promise.all(claims.map((claim) => claim.abandon()));
       throw error;
     }
+    await Promise.all(claims.map((claim) => claim.release()));
     for (const image of added) if (image.indexRequested) await this.#queue(image.id);
     const stored = await Promise.all(added.map((image) => this.#store.getById(image.id)));
     return stored.map((image) => image!);
@@ -145,8 +151,10 @@ export class ImageLibrary {
   async deleteImage(owner: string, id: string): Promise<void> {
     const image = await this.getImage(owner, id);
     if (image.jobId !== null) await this.#jobs.cancel(image.jobId);
-    await this.#store.delete(owner, id);
-    await this.#blobs.remove(id);
+    await this.#blobs.hold(id, async () => {
+      await this.#store.delete(owner, id);
+      await this.#blobs.remove(id);
+    });
   }
 
   /** The stored image's type, for serving it; undefined when there is no such image. */
@@ -188,6 +196,11 @@ export class ImageLibrary {
    * Brings the library back in line after a crash: removes half-received uploads and blobs without a row, and
    * queues again the images whose indexing job ended without them hearing of it.
    */
+  /** With a blob store: removes the blobs a process that stopped was writing or removing, when no row owns them. */
+  recoverAbandoned(): Promise<number> {
+    return this.#blobs.recoverAbandoned((id) => this.#store.has(id));
+  }
+
   async recover(): Promise<{ removedBlobs: number; requeued: number }> {
     const removedBlobs = await this.#blobs.sweep((id) => this.#store.has(id));
     let requeued = 0;

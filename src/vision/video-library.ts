@@ -197,6 +197,10 @@ export class VideoLibrary {
     const group = await this.#store.getGroup(owner, request.groupId);
     if (!group) throw notFound('group', request.groupId, 'group_id');
     const id = request.id ?? randomUUID();
+    return this.#blobs.hold(id, () => this.#addVideo(owner, id, group, request, signal));
+  }
+
+  async #addVideo(owner: string, id: string, group: GroupRecord, request: UploadRequest, signal: AbortSignal): Promise<VideoRecord> {
     const dir = await this.#blobs.createVideoDir(id);
     const source = this.#blobs.sourcePath(id);
     try {
@@ -285,8 +289,10 @@ export class VideoLibrary {
   async deleteVideo(owner: string, id: string): Promise<void> {
     const video = await this.getVideo(owner, id);
     if (video.jobId !== null && (await this.#jobs.cancel(video.jobId))?.status === 'running') await this.#jobStopped(video.jobId);
-    await this.#store.deleteVideo(owner, id);
-    await this.#blobs.removeVideo(id);
+    await this.#blobs.hold(id, async () => {
+      await this.#store.deleteVideo(owner, id);
+      await this.#blobs.removeVideo(id);
+    });
     const event = deletedEvent(id, video.progress);
     for (const listener of this.#listeners.get(id) ?? []) listener(event);
     this.#listeners.delete(id);
@@ -338,7 +344,16 @@ export class VideoLibrary {
       await this.#blobs.removeVideo(id);
       removedFolders += 1;
     }
+    removedFolders += await this.recoverAbandoned();
     return { removedFolders, settledVideos: await this.settleVideos() };
+  }
+
+  /**
+   * With a blob store: removes the blobs a process that stopped was writing or removing, when no video row owns
+   * them (an upload cut off before its row, a delete cut off after it). Cheap: runs now and then while serving.
+   */
+  recoverAbandoned(): Promise<number> {
+    return this.#blobs.recoverAbandoned((id) => this.#store.hasVideo(id));
   }
 
   /** The settling half of `recover`, cheap enough to run now and then while serving. Returns how many changed. */

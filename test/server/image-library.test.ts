@@ -371,7 +371,7 @@ describe('GET /v1/images, DELETE /v1/images/{id} and owners', () => {
 });
 
 describe('durability', () => {
-  // Folders only: in a shared S3 store, blobs younger than an hour are never taken for a crash's leftovers.
+  // Folders only: in a shared S3 store, a crash's leftovers are found through their claims (s3-blobs.test.ts).
   it.skipIf(TEST_BLOBS === 's3')(
     'indexes an image whose job was lost after the restart, and sweeps what a crash left behind',
     async () => {

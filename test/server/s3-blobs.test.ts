@@ -2,6 +2,7 @@
 // indexed from the store and leaves no working copy behind; downloads stream from the store with Range support,
 // or redirect to a URL the store signed; keyframes feed QA, images and conversation assets live in the store,
 // clips are rendered from it and uploaded to it, deletes empty it, and /readyz fails when it is unreachable.
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -112,6 +113,40 @@ describe('blobs on S3', () => {
       expect(response.status).toBeLessThan(500);
     }
     expect(await store.within('videos').list()).toEqual(before);
+  });
+
+  it('clears what a process that died mid-upload or mid-delete left in the store, found through its claims', async () => {
+    // What a process killed while receiving a video and an image leaves: their blobs, and claims nobody refreshes.
+    const orphanVideo = randomUUID();
+    const orphanImage = randomUUID();
+    await store.put(`videos/${orphanVideo}/source`, videoBytes);
+    await store.put(`videos/${orphanVideo}/thumbnail.jpg`, Buffer.from('thumbnail'));
+    await store.put(`images/${orphanImage}`, Buffer.from('image'));
+    const longAgo = Date.now() - 10 * 60_000;
+    await ocular.withDatabase((database) =>
+      database.db
+        .insertInto('blob_claims')
+        .values([
+          { name: `video:${orphanVideo}`, holder: 'a-process-that-died', heartbeat_at: longAgo },
+          { name: `image:${orphanImage}`, holder: 'a-process-that-died', heartbeat_at: longAgo },
+          // Killed after the row went in, before the claim went: the video stays.
+          { name: `video:${videoId}`, holder: 'a-process-that-died', heartbeat_at: longAgo },
+          // Still being received by a live process: left alone.
+          { name: `video:${randomUUID()}`, holder: 'a-live-process', heartbeat_at: Date.now() },
+        ])
+        .execute(),
+    );
+
+    // Another process taking uploads on the same database and bucket finds them as it starts.
+    const other = await startOcular({ ...config(), blobs: s3.settings }, { dataDir: ocular.dataDir });
+    await other.close();
+    expect(await store.within('videos').list(orphanVideo)).toEqual([]);
+    expect(await store.within('images').list()).not.toContain(orphanImage);
+    expect(await store.within('videos').list(videoId)).toContain('source');
+    expect((await getVideo(ocular, videoId)).video_id).toBe(videoId);
+    const left = await ocular.withDatabase((database) => database.db.selectFrom('blob_claims').select(['name', 'holder']).execute());
+    expect(left).toEqual([{ name: expect.stringMatching(/^video:/), holder: 'a-live-process' }]);
+    await ocular.withDatabase((database) => database.db.deleteFrom('blob_claims').execute());
   });
 
   it('streams the video from the store with ranges and validators', async () => {

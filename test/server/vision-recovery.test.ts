@@ -17,7 +17,7 @@ afterAll(() => {
   removeMediaFixtures();
 });
 
-// Folders only: in a shared S3 store, blobs younger than an hour are never taken for a crash's leftovers.
+// Folders only: in a shared S3 store, a crash's leftovers are found through their claims (s3-blobs.test.ts).
 it.skipIf(TEST_BLOBS === 's3')(
   'after an unclean stop, removes half-received uploads and orphan folders, and settles videos whose job ended',
   async () => {
