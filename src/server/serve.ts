@@ -499,7 +499,11 @@ function createVision({
     }
   }
   const clipStore = new ClipStore(database);
-  const clipBlobs = new ClipBlobStore(join(dataDir, 'clips'), remote?.within('clips'));
+  const clipBlobs = new ClipBlobStore(
+    join(dataDir, 'clips'),
+    remote?.within('clips'),
+    remote ? new BlobClaims(database, 'clip') : undefined,
+  );
   const clips = new ClipService({
     store: clipStore,
     blobs: clipBlobs,
@@ -585,8 +589,8 @@ function createVision({
       settler.unref();
     },
     /** With a blob store: clears what a process that stopped was writing or removing (see BlobClaims). */
-    async recoverAbandoned(): Promise<{ videos: number; images: number }> {
-      return { videos: await library.recoverAbandoned(), images: await images.recoverAbandoned() };
+    async recoverAbandoned(): Promise<{ videos: number; images: number; clips: number }> {
+      return { videos: await library.recoverAbandoned(), images: await images.recoverAbandoned(), clips: await clips.recoverAbandoned() };
     },
     /** Running indexing jobs stop and go back to the queue; the next start resumes them. */
     async close(): Promise<void> {
@@ -814,7 +818,7 @@ export async function startServer(settings: ServerSettings, logger: Logger, depe
 
 /** Every `ABANDONED_BLOBS_INTERVAL_MS`, one pass at a time: clears blobs whose claims their processes abandoned. */
 function recoverAbandonedBlobs(
-  vision: { recoverAbandoned(): Promise<{ videos: number; images: number }> },
+  vision: { recoverAbandoned(): Promise<{ videos: number; images: number; clips: number }> },
   conversations: { recoverAbandoned(): Promise<number> },
   logger: Logger,
 ): NodeJS.Timeout {
@@ -823,9 +827,11 @@ function recoverAbandonedBlobs(
     if (running) return;
     running = true;
     void (async () => {
-      const { videos, images } = await vision.recoverAbandoned();
+      const { videos, images, clips } = await vision.recoverAbandoned();
       const assets = await conversations.recoverAbandoned();
-      if (videos + images + assets > 0) logger.warn('removed blobs a stopped process left in the store', { videos, images, assets });
+      if (videos + images + clips + assets > 0) {
+        logger.warn('removed blobs a stopped process left in the store', { videos, images, clips, assets });
+      }
     })()
       .catch((error: unknown) => logger.error('clearing abandoned blobs failed', { error: (error as Error).message }))
       .finally(() => {

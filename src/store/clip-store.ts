@@ -4,6 +4,7 @@ import type { Selectable, Updateable } from 'kysely';
 import { countRows, type SqlDatabase } from './sql.ts';
 import type { ClipsTable } from './tables.ts';
 import { isVideoId, removeIdFolders } from './blob-store.ts';
+import type { BlobClaims } from './blob-claims.ts';
 import { fileSource, type BlobSource, type S3Blobs } from './object-store.ts';
 import type { Page } from './video-store.ts';
 
@@ -196,14 +197,34 @@ const SOURCES_DIR = '.sources';
 export class ClipBlobStore {
   readonly root: string;
   readonly remote: S3Blobs | undefined;
+  readonly #claims: BlobClaims | undefined;
 
   /**
    * @param root the folder of every clip's folder (`<data>/clips`): the outputs themselves on the file system;
    * with `remote`, an S3 store holding them, only where renders are made.
+   * @param claims with a store: how a process says which clips' blobs it is removing (see BlobStore).
    */
-  constructor(root: string, remote?: S3Blobs) {
+  constructor(root: string, remote?: S3Blobs, claims?: BlobClaims) {
     this.root = root;
     this.remote = remote;
+    this.#claims = remote ? claims : undefined;
+  }
+
+  /** Runs `work` holding the claim on the clip's blobs (nothing to claim in folders). */
+  hold<T>(clipId: string, work: () => Promise<T>): Promise<T> {
+    return this.#claims ? this.#claims.hold(clipId, work) : work();
+  }
+
+  /** With a store: removes the outputs of abandoned claims whose clip `has` denies. Returns how many clips'. */
+  async recoverAbandoned(has: (clipId: string) => Promise<boolean>): Promise<number> {
+    if (!this.#claims) return 0;
+    let removed = 0;
+    await this.#claims.recoverAbandoned(async (clipId) => {
+      if (!isVideoId(clipId) || (await has(clipId))) return;
+      await this.removeClip(clipId);
+      removed += 1;
+    });
+    return removed;
   }
 
   /** A folder of this process for copies of the videos a render reads (with a store; removed by `dropLocal`). */
@@ -268,13 +289,15 @@ export class ClipBlobStore {
     await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   }
 
-  /** Folders of clips the database no longer has (deleted while the server was down, or a crash mid-delete). */
+  /**
+   * Folders of clips the database no longer has (deleted while the server was down, or a crash mid-delete). A
+   * store is not listed: what a crash left there is found through its claims (`recoverAbandoned`).
+   */
   async orphanFolders(has: (clipId: string) => Promise<boolean>): Promise<string[]> {
-    const names = this.remote
-      ? await this.remote.list()
-      : (await readdir(this.root, { withFileTypes: true }).catch(() => []))
-          .filter((entry) => entry.isDirectory())
-          .map((entry) => entry.name);
+    if (this.remote) return [];
+    const names = (await readdir(this.root, { withFileTypes: true }).catch(() => []))
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name);
     const orphans: string[] = [];
     for (const name of names) {
       if (isVideoId(name) && !(await has(name))) orphans.push(name);

@@ -348,6 +348,8 @@ export function createClipJobHandler(options: ClipJobOptions): JobHandler {
         outputs.push(await renderOutput(clip, index, moment, ready, context));
         if (!(await store.update(clip.id, { outputs }))) return; // deleted meanwhile
       }
+      // Let the working copy go before saying so: whoever sees `completed` finds this worker cleaned up.
+      await blobs.dropLocal(clip.id).catch(() => undefined);
       await clips.report(clip.id, { status: 'completed', stage: 'done', progress: 1 });
     } catch (error) {
       if (context.signal.aborted) throw error;

@@ -216,8 +216,10 @@ export class ClipService {
   async delete(owner: string, id: string): Promise<void> {
     const clip = await this.get(owner, id);
     if (clip.jobId !== null && (await this.#jobs.cancel(clip.jobId))?.status === 'running') await this.#jobStopped(clip.jobId);
-    await this.#store.remove(owner, id);
-    await this.#blobs.removeClip(id);
+    await this.#blobs.hold(id, async () => {
+      await this.#store.remove(owner, id);
+      await this.#blobs.removeClip(id);
+    });
     const event = deletedClipEvent(id, clip.progress);
     for (const listener of this.#listeners.get(id) ?? []) listener(event);
     this.#listeners.delete(id);
@@ -239,7 +241,13 @@ export class ClipService {
   async recover(): Promise<{ removedFolders: number; settledClips: number }> {
     const orphans = await this.#blobs.orphanFolders((id) => this.#store.has(id));
     for (const id of orphans) await this.#blobs.removeClip(id);
-    return { removedFolders: orphans.length, settledClips: await this.settle() };
+    const abandoned = await this.recoverAbandoned();
+    return { removedFolders: orphans.length + abandoned, settledClips: await this.settle() };
+  }
+
+  /** With a blob store: removes the outputs a process that stopped mid-delete left, when the clip is gone. */
+  recoverAbandoned(): Promise<number> {
+    return this.#blobs.recoverAbandoned((id) => this.#store.has(id));
   }
 
   async settle(): Promise<number> {

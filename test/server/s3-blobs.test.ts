@@ -119,7 +119,9 @@ describe('blobs on S3', () => {
     // What a process killed while receiving a video and an image leaves: their blobs, and claims nobody refreshes.
     const orphanVideo = randomUUID();
     const orphanImage = randomUUID();
+    const orphanClip = randomUUID();
     await store.put(`videos/${orphanVideo}/source`, videoBytes);
+    await store.put(`clips/${orphanClip}/output-0.mp4`, videoBytes);
     await store.put(`videos/${orphanVideo}/thumbnail.jpg`, Buffer.from('thumbnail'));
     await store.put(`images/${orphanImage}`, Buffer.from('image'));
     const longAgo = Date.now() - 10 * 60_000;
@@ -129,6 +131,8 @@ describe('blobs on S3', () => {
         .values([
           { name: `video:${orphanVideo}`, holder: 'a-process-that-died', heartbeat_at: longAgo },
           { name: `image:${orphanImage}`, holder: 'a-process-that-died', heartbeat_at: longAgo },
+          // Killed deleting a clip, after its row went.
+          { name: `clip:${orphanClip}`, holder: 'a-process-that-died', heartbeat_at: longAgo },
           // Killed after the row went in, before the claim went: the video stays.
           { name: `video:${videoId}`, holder: 'a-process-that-died', heartbeat_at: longAgo },
           // Still being received by a live process: left alone.
@@ -142,6 +146,7 @@ describe('blobs on S3', () => {
     await other.close();
     expect(await store.within('videos').list(orphanVideo)).toEqual([]);
     expect(await store.within('images').list()).not.toContain(orphanImage);
+    expect(await store.within('clips').list(orphanClip)).toEqual([]);
     expect(await store.within('videos').list(videoId)).toContain('source');
     expect((await getVideo(ocular, videoId)).video_id).toBe(videoId);
     const left = await ocular.withDatabase((database) => database.db.selectFrom('blob_claims').select(['name', 'holder']).execute());
