@@ -7,8 +7,9 @@ const root = import.meta.dirname;
 
 export default defineConfig({
   test: {
-    testTimeout: 20_000,
-    hookTimeout: 30_000,
+    // Two files run at once on two cores, so a test (or hook) that spawns processes can take twice as long as alone.
+    testTimeout: 40_000,
+    hookTimeout: 60_000,
     pool: 'forks',
     // Most test time is spent waiting on child processes, servers and databases: at least two files at once, even
     // on a machine with two cores (vitest's default would be one there).

@@ -201,7 +201,8 @@ describe('text reader in a worker', () => {
     expect(inThreadLoad.utilization).toBeGreaterThan(0.5);
     if (inWorkerLoad.longestBusy !== undefined && inThreadLoad.longestBusy !== undefined) {
       expect(inThreadLoad.longestBusy).toBeGreaterThan(100);
-      expect(inWorkerLoad.longestBusy).toBeLessThan(50);
+      // Usually a few ms; a garbage collection of the test's own heap can still take tens of ms now and then.
+      expect(inWorkerLoad.longestBusy).toBeLessThan(inThreadLoad.longestBusy / 3);
     } else {
       expect(inWorkerLoad.longestStall).toBeLessThan(inThreadLoad.longestStall / 2);
     }
