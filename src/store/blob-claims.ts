@@ -129,6 +129,20 @@ export class BlobClaims {
     return recovered;
   }
 
+  /**
+   * `recoverAbandoned` as the blob stores use it: the blobs of each abandoned id that `owned` does not claim for
+   * a row (or as not an id of this kind) go through `remove`. Returns how many ids' blobs went.
+   */
+  async removeAbandoned(owned: (id: string) => boolean | Promise<boolean>, remove: (id: string) => Promise<void>): Promise<number> {
+    let removed = 0;
+    await this.recoverAbandoned(async (id) => {
+      if (await owned(id)) return;
+      await remove(id);
+      removed += 1;
+    });
+    return removed;
+  }
+
   /** Stops refreshing: claims still held go stale, for recovery to find. */
   close(): void {
     clearInterval(this.#heartbeat);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { NO_CLAIM, type BlobClaim, type BlobClaims } from './blob-claims.ts';
+import type { BlobClaims } from './blob-claims.ts';
 import { fileSource, type BlobSource, type BlobUpload, type S3Blobs } from './object-store.ts';
 
 /** Video ids are UUIDs; anything else never reaches the file system. */
@@ -40,11 +40,6 @@ export class BlobStore {
     this.root = root;
     this.remote = remote;
     this.#claims = remote ? claims : undefined;
-  }
-
-  /** Claims the video's blobs while they are written or removed (nothing to claim in folders). */
-  claim(videoId: string): Promise<BlobClaim> {
-    return this.#claims ? this.#claims.claim(videoId) : Promise.resolve(NO_CLAIM);
   }
 
   /** Runs `work` holding the claim on the video's blobs. */
@@ -182,13 +177,10 @@ export class BlobStore {
    */
   async recoverAbandoned(exists: (videoId: string) => Promise<boolean>): Promise<number> {
     if (!this.#claims) return 0;
-    let removed = 0;
-    await this.#claims.recoverAbandoned(async (videoId) => {
-      if (!isVideoId(videoId) || (await exists(videoId))) return;
-      await this.removeVideo(videoId);
-      removed += 1;
-    });
-    return removed;
+    return this.#claims.removeAbandoned(
+      async (videoId) => !isVideoId(videoId) || (await exists(videoId)),
+      (videoId) => this.removeVideo(videoId),
+    );
   }
 }
 

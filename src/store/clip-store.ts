@@ -218,13 +218,10 @@ export class ClipBlobStore {
   /** With a store: removes the outputs of abandoned claims whose clip `has` denies. Returns how many clips'. */
   async recoverAbandoned(has: (clipId: string) => Promise<boolean>): Promise<number> {
     if (!this.#claims) return 0;
-    let removed = 0;
-    await this.#claims.recoverAbandoned(async (clipId) => {
-      if (!isVideoId(clipId) || (await has(clipId))) return;
-      await this.removeClip(clipId);
-      removed += 1;
-    });
-    return removed;
+    return this.#claims.removeAbandoned(
+      async (clipId) => !isVideoId(clipId) || (await has(clipId)),
+      (clipId) => this.removeClip(clipId),
+    );
   }
 
   /** A folder of this process for copies of the videos a render reads (with a store; removed by `dropLocal`). */

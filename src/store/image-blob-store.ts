@@ -107,12 +107,9 @@ export class ImageBlobStore {
   /** With a store: removes the blobs of abandoned claims that `exists` denies a row. Returns how many went. */
   async recoverAbandoned(exists: (imageId: string) => boolean | Promise<boolean>): Promise<number> {
     if (!this.#claims) return 0;
-    let removed = 0;
-    await this.#claims.recoverAbandoned(async (imageId) => {
-      if (!isImageId(imageId) || (await exists(imageId))) return;
-      await this.remove(imageId);
-      removed += 1;
-    });
-    return removed;
+    return this.#claims.removeAbandoned(
+      async (imageId) => !isImageId(imageId) || (await exists(imageId)),
+      (imageId) => this.remove(imageId),
+    );
   }
 }
